@@ -1,0 +1,17 @@
+"""Gymnasium registration of the bair-world environments, by string entry points only."""
+
+import gymnasium as gym
+
+# (id, entry point, vector entry point or None, max_episode_steps or None)
+ENVIRONMENTS: list[tuple[str, str, str | None, int | None]] = []
+
+
+def register_envs() -> None:
+    """Register every environment in ENVIRONMENTS once (safe to call repeatedly)."""
+    for env_id, entry_point, vector_entry_point, max_steps in ENVIRONMENTS:
+        if env_id in gym.registry:
+            continue
+        kwargs = {"id": env_id, "entry_point": entry_point, "max_episode_steps": max_steps}
+        if vector_entry_point is not None:
+            kwargs["vector_entry_point"] = vector_entry_point
+        gym.register(**kwargs)

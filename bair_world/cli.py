@@ -1,0 +1,59 @@
+"""The `bair-world` command line.
+
+Each subcommand lives with the code it drives: the module named in COMMANDS defines
+`configure_parser(parser)` (adds its arguments) and `run(args) -> int` (exit status).
+Modules are imported only when their subcommand is chosen, so `bair-world --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (group, name) -> (module, one-line help); group None means a top-level command.
+COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
+    ("data", "synth"): ("bair_world.data.synthetic", "write BAIR-format data from the built-in pushing world"),
+    ("data", "convert"): ("bair_world.data.tfrecord", "convert the original BAIR TFRecords to the folder layout"),
+    ("data", "check"): ("bair_world.data.validate", "validate a BAIR-format dataset folder"),
+    (None, "rollout"): ("bair_world.video", "export a recorded | predicted | error rollout video"),
+}
+
+
+def _subcommand_in(argv: list[str]) -> tuple[str | None, str] | None:
+    positional = [a for a in argv if not a.startswith("-")]
+    if positional and (None, positional[0]) in COMMANDS:
+        return (None, positional[0])
+    if len(positional) >= 2 and (positional[0], positional[1]) in COMMANDS:
+        return (positional[0], positional[1])
+    return None
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Build the parser; only the chosen subcommand's module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(prog="bair-world", description=__doc__.splitlines()[0])
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    chosen = _subcommand_in(argv)
+    for (group, name), (module, help_text) in COMMANDS.items():
+        if group is None:
+            sub = top.add_parser(name, help=help_text, description=help_text)
+        else:
+            if group not in groups:
+                gp = top.add_parser(group, help=f"{group} commands")
+                groups[group] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+            sub = groups[group].add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module)
+        if chosen == (group, name):
+            importlib.import_module(module).configure_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
