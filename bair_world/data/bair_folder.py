@@ -1,0 +1,255 @@
+"""The processed BAIR folder layout: read, write and list sequences, and a torch Dataset over them.
+
+Layout (the seed's): ``<root>/<split>/<trajectory folder>/<sequence>/`` holding ``0.png .. {T-1}.png``
+(64x64 RGB), ``actions.csv`` (T x 4) and ``endeffector_positions.csv`` (T x 3), comma-separated,
+no header. Every problem raises :class:`~bair_world.data.errors.DataError` naming the exact file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
+from bair_world.data.errors import DataError
+
+ACTIONS_FILE = "actions.csv"
+POSITIONS_FILE = "endeffector_positions.csv"
+SPLITS = ("train", "validate", "test")
+BAIR_SEQ_LEN = 30
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PARTIAL_MARK = ".partial-"
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers numerically: ``traj_2`` < ``traj_10``, ``2`` < ``10``."""
+    return tuple((0, int(tok), "") if tok.isdigit() else (1, 0, tok) for tok in re.split(r"(\d+)", name))
+
+
+def _read_csv(path: Path, n_cols: int) -> np.ndarray:
+    """Parse a header-less comma-separated float table with exactly ``n_cols`` columns -> float32 (rows, n_cols)."""
+    if not path.is_file():
+        raise DataError(path, "missing CSV file")
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"unreadable CSV ({exc})") from exc
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():  # tolerate trailing blank lines only
+        lines.pop()
+    if not lines:
+        raise DataError(path, "CSV is empty")
+    values = np.empty((len(lines), n_cols), dtype=np.float64)
+    for r, line in enumerate(lines):
+        fields = line.split(",")
+        if len(fields) != n_cols:
+            raise DataError(path, f"row {r + 1} has {len(fields)} columns, expected {n_cols}")
+        for c, field in enumerate(fields):
+            try:
+                values[r, c] = float(field)
+            except ValueError:
+                raise DataError(path, f"row {r + 1}, column {c + 1}: {field.strip()!r} is not a number") from None
+    bad = np.argwhere(~np.isfinite(values))
+    if len(bad):
+        r, c = bad[0]
+        raise DataError(path, f"row {r + 1}, column {c + 1} is {values[r, c]} ({len(bad)} non-finite values)")
+    return values.astype(np.float32)
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """Read one 64x64 8-bit RGB PNG -> uint8 (64, 64, 3) RGB."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(path, "missing frame") from None
+    except OSError as exc:
+        raise DataError(path, f"unreadable frame ({exc})") from exc
+    if data[: len(_PNG_SIGNATURE)].tobytes() != _PNG_SIGNATURE:
+        raise DataError(path, "not a PNG file (bad signature)")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataError(path, "unreadable or corrupt PNG")
+    if img.dtype != np.uint8:
+        raise DataError(path, f"PNG has {img.dtype} pixels, expected 8-bit")
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if channels != 3:
+        raise DataError(path, f"PNG has {channels} channel(s), expected 3 (RGB)")
+    if img.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(path, f"image is {img.shape[1]}x{img.shape[0]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
+    return img[:, :, ::-1]  # OpenCV decodes BGR; BAIR frames are RGB
+
+
+def read_sequence(seq_dir: str | Path, seq_len: int | None = BAIR_SEQ_LEN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read one sequence folder.
+
+    Args:
+        seq_dir: folder holding ``0.png ..``, ``actions.csv`` and ``endeffector_positions.csv``.
+        seq_len: number of leading steps to read; the CSVs must have at least this many rows.
+            ``None`` reads the full length given by the CSVs and also rejects a frame past the end.
+
+    Returns:
+        ``(frames uint8 (T, 64, 64, 3) RGB, actions float32 (T, 4), positions float32 (T, 3))``.
+
+    Raises:
+        DataError: naming the offending file (missing/corrupt/mis-sized frame, bad CSV shape or values).
+    """
+    seq_dir = Path(seq_dir)
+    if not seq_dir.is_dir():
+        raise DataError(seq_dir, "sequence folder does not exist")
+    if seq_len is not None and seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1 or None, got {seq_len}")
+    actions = _read_csv(seq_dir / ACTIONS_FILE, ACTION_DIM)
+    positions = _read_csv(seq_dir / POSITIONS_FILE, POSITION_DIM)
+    if len(positions) != len(actions):
+        raise DataError(seq_dir / POSITIONS_FILE, f"has {len(positions)} rows but {ACTIONS_FILE} has {len(actions)}")
+    length = len(actions) if seq_len is None else seq_len
+    if len(actions) < length:
+        raise DataError(seq_dir / ACTIONS_FILE, f"has {len(actions)} rows, expected at least {length}")
+    frames = np.empty((length, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    for t in range(length):
+        frames[t] = _read_png(seq_dir / f"{t}.png")
+    if seq_len is None and (seq_dir / f"{length}.png").exists():
+        raise DataError(seq_dir / f"{length}.png", f"frame past the {length} rows of the CSV files")
+    return frames, actions[:length], positions[:length]
+
+
+def _check_arrays(frames: np.ndarray, actions: np.ndarray, positions: np.ndarray, where: Path) -> None:
+    t = frames.shape[0] if frames.ndim == 4 else -1
+    if frames.dtype != np.uint8 or frames.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or t < 1:
+        raise ValueError(f"{where}: frames must be uint8 (T, 64, 64, 3), got {frames.dtype} {frames.shape}")
+    if actions.shape != (t, ACTION_DIM):
+        raise ValueError(f"{where}: actions must be ({t}, {ACTION_DIM}), got {actions.shape}")
+    if positions.shape != (t, POSITION_DIM):
+        raise ValueError(f"{where}: positions must be ({t}, {POSITION_DIM}), got {positions.shape}")
+    if not (np.isfinite(actions).all() and np.isfinite(positions).all()):
+        raise ValueError(f"{where}: actions/positions contain NaN or inf")
+
+
+def write_sequence(
+    seq_dir: str | Path,
+    frames: np.ndarray,
+    actions: np.ndarray,
+    positions: np.ndarray,
+    overwrite: bool = False,
+) -> Path:
+    """Write one sequence atomically: into a hidden temporary sibling, then rename it into place.
+
+    Args:
+        seq_dir: destination sequence folder (parents are created).
+        frames: uint8 (T, 64, 64, 3) RGB.
+        actions: (T, 4), written as float32 values with ``%.18e`` like the real files.
+        positions: (T, 3), likewise.
+        overwrite: replace an existing ``seq_dir``; otherwise an existing folder is an error.
+
+    Returns:
+        ``seq_dir`` as a Path.
+    """
+    seq_dir = Path(seq_dir)
+    frames, actions, positions = np.asarray(frames), np.asarray(actions), np.asarray(positions)
+    _check_arrays(frames, actions, positions, seq_dir)
+    if seq_dir.exists() and not overwrite:
+        raise FileExistsError(f"{seq_dir}: sequence folder already exists (pass overwrite=True to replace it)")
+    seq_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{seq_dir.name}{_PARTIAL_MARK}", dir=seq_dir.parent))
+    try:
+        for t, frame in enumerate(frames):
+            if not cv2.imwrite(str(tmp / f"{t}.png"), np.ascontiguousarray(frame[:, :, ::-1])):  # RGB -> BGR
+                raise OSError(f"{tmp / f'{t}.png'}: OpenCV could not write the frame")
+        np.savetxt(tmp / ACTIONS_FILE, actions.astype(np.float32), fmt="%.18e", delimiter=",")
+        np.savetxt(tmp / POSITIONS_FILE, positions.astype(np.float32), fmt="%.18e", delimiter=",")
+        if seq_dir.exists():  # overwrite: move the old one aside first, a directory cannot be replaced in one step
+            old = Path(tempfile.mkdtemp(prefix=f".{seq_dir.name}.old-", dir=seq_dir.parent))
+            os.replace(seq_dir, old / "seq")
+            os.replace(tmp, seq_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, seq_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return seq_dir
+
+
+def remove_partial_writes(root: str | Path) -> int:
+    """Delete temporary folders left by interrupted :func:`write_sequence` calls under ``root``; returns the count."""
+    removed = 0
+    for tmp in Path(root).glob(f"*/*/.*{_PARTIAL_MARK}*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+
+
+def list_sequences(root: str | Path, split: str) -> list[Path]:
+    """All sequence folders ``<root>/<split>/<trajectory>/<sequence>/``, naturally sorted (deterministic).
+
+    Hidden folders (temporary writes) are ignored. Raises DataError for a missing or empty split, or a
+    trajectory folder holding files directly (a sequence one level too high).
+    """
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise DataError(split_dir, f"split folder {split!r} does not exist")
+    sequences: list[Path] = []
+    for traj in _visible_dirs(split_dir):
+        seqs = _visible_dirs(traj)
+        if not seqs and (traj / ACTIONS_FILE).exists():
+            raise DataError(traj, f"holds a sequence directly; expected {split}/<trajectory>/<sequence>/")
+        sequences.extend(seqs)
+    if not sequences:
+        raise DataError(split_dir, f"split {split!r} holds no sequences (expected {split}/<trajectory>/<sequence>/)")
+    return sequences
+
+
+class BairFolderDataset(Dataset):
+    """BAIR sequences in the folder layout; item ``i`` is sequence ``i`` of :func:`list_sequences`.
+
+    Items are ``{"frames": float32 (T, 3, 64, 64) in [0, 1], "actions": (T, 4), "positions": (T, 3)}``,
+    ready for :func:`bair_world.data.batch.collate`. Random picking belongs in the sampler.
+
+    Args:
+        root: dataset root holding ``train/``, ``validate/``, ``test/``.
+        split: which split folder to read.
+        seq_len: leading steps per item (``< 30`` takes the first ``seq_len`` steps of each sequence).
+        cache: keep decoded uint8 sequences in memory after the first read (per worker process;
+            ~370 KB per 30-step sequence, so only for small datasets).
+    """
+
+    def __init__(self, root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN, cache: bool = False):
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        self.root = Path(root)
+        self.split = split
+        self.seq_len = seq_len
+        self.paths = list_sequences(self.root, split)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} sequences in {self.root / self.split}")
+        index %= len(self)
+        if self._cache is not None and index in self._cache:
+            frames, actions, positions = self._cache[index]
+        else:
+            frames, actions, positions = read_sequence(self.paths[index], self.seq_len)
+            if self._cache is not None:
+                self._cache[index] = (frames, actions, positions)
+        # (T, 64, 64, 3) uint8 -> (T, 3, 64, 64) float in [0, 1]
+        video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
+        return {"frames": video, "actions": torch.from_numpy(actions.copy()), "positions": torch.from_numpy(positions.copy())}
+
+    def __repr__(self) -> str:
+        return f"BairFolderDataset(root={str(self.root)!r}, split={self.split!r}, seq_len={self.seq_len}, n={len(self)})"

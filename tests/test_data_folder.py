@@ -1,0 +1,231 @@
+"""The BAIR folder layout: round trips, the Dataset, every bad-input case, and the real BAIR sequence."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from bair_fixtures import make_sequence
+
+from bair_world.data import BairFolderDataset, DataError, collate
+from bair_world.data.bair_folder import list_sequences, read_sequence, remove_partial_writes, write_sequence
+
+
+@pytest.fixture
+def seq_dir(tmp_path):
+    """One valid 30-step sequence at tmp/root/train/traj_0_to_255/0."""
+    path = tmp_path / "root" / "train" / "traj_0_to_255" / "0"
+    write_sequence(path, *make_sequence(0))
+    return path
+
+
+def test_write_read_round_trip_is_exact(seq_dir):
+    frames, actions, positions = make_sequence(0)
+    got_f, got_a, got_p = read_sequence(seq_dir)
+    assert got_f.dtype == np.uint8 and got_f.shape == (30, 64, 64, 3)
+    assert got_a.dtype == np.float32 and got_p.dtype == np.float32
+    np.testing.assert_array_equal(got_f, frames)
+    np.testing.assert_array_equal(got_a, actions)
+    np.testing.assert_array_equal(got_p, positions)
+    # RGB on our side, BGR inside OpenCV: the file must decode to the reversed channels.
+    np.testing.assert_array_equal(cv2.imread(str(seq_dir / "0.png"))[:, :, ::-1], frames[0])
+    assert sorted(p.name for p in seq_dir.parent.iterdir()) == ["0"]  # no temporary folder left behind
+
+
+def test_read_takes_leading_steps_and_none_reads_all(seq_dir):
+    frames, _, _ = make_sequence(0)
+    got_f, got_a, _ = read_sequence(seq_dir, seq_len=5)
+    assert got_f.shape == (5, 64, 64, 3) and got_a.shape == (5, 4)
+    np.testing.assert_array_equal(got_f, frames[:5])
+    assert read_sequence(seq_dir, seq_len=None)[0].shape[0] == 30
+
+
+def test_write_refuses_existing_unless_overwrite(seq_dir):
+    with pytest.raises(FileExistsError, match="already exists"):
+        write_sequence(seq_dir, *make_sequence(1))
+    write_sequence(seq_dir, *make_sequence(1, length=4), overwrite=True)
+    np.testing.assert_array_equal(read_sequence(seq_dir, None)[0], make_sequence(1, length=4)[0])
+    assert sorted(p.name for p in seq_dir.parent.iterdir()) == ["0"]
+
+
+def test_write_validates_shapes_and_leaves_nothing(tmp_path):
+    frames, actions, positions = make_sequence(0, length=3)
+    dest = tmp_path / "t" / "s"
+    with pytest.raises(ValueError, match="actions must be"):
+        write_sequence(dest, frames, actions[:2], positions)
+    with pytest.raises(ValueError, match="frames must be uint8"):
+        write_sequence(dest, frames.astype(np.float32), actions, positions)
+    positions[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        write_sequence(dest, frames, actions, positions)
+    assert not dest.exists()
+
+
+def test_failed_write_removes_temporary_folder(tmp_path, monkeypatch):
+    dest = tmp_path / "t" / "s"
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savetxt", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_sequence(dest, *make_sequence(0, length=2))
+    assert list((tmp_path / "t").iterdir()) == []
+
+
+def test_remove_partial_writes(tmp_path):
+    (tmp_path / "train" / "traj" / ".3.partial-abc").mkdir(parents=True)
+    (tmp_path / "train" / "traj" / "4").mkdir()
+    assert remove_partial_writes(tmp_path) == 1
+    assert [p.name for p in (tmp_path / "train" / "traj").iterdir()] == ["4"]
+
+
+def test_list_sequences_natural_order_ignores_hidden(tmp_path):
+    for traj, seq in [("traj_256_to_511", "0"), ("traj_0_to_255", "10"), ("traj_0_to_255", "2")]:
+        (tmp_path / "train" / traj / seq).mkdir(parents=True)
+    (tmp_path / "train" / "traj_0_to_255" / ".5.partial-x").mkdir()
+    got = [p.relative_to(tmp_path / "train").as_posix() for p in list_sequences(tmp_path, "train")]
+    assert got == ["traj_0_to_255/2", "traj_0_to_255/10", "traj_256_to_511/0"]
+
+
+def test_list_sequences_missing_or_empty_split(tmp_path):
+    with pytest.raises(DataError, match="does not exist") as err:
+        list_sequences(tmp_path, "train")
+    assert err.value.path == tmp_path / "train"
+    (tmp_path / "test" / "traj_0").mkdir(parents=True)
+    with pytest.raises(DataError, match="no sequences") as err:
+        list_sequences(tmp_path, "test")
+    assert str(tmp_path / "test") in str(err.value)
+
+
+def test_list_sequences_sequence_one_level_too_high(tmp_path):
+    write_sequence(tmp_path / "train" / "5", *make_sequence(0, length=2))
+    with pytest.raises(DataError, match="holds a sequence directly"):
+        list_sequences(tmp_path, "train")
+
+
+def test_dataset_items_and_collate(tmp_path):
+    for i in range(3):
+        write_sequence(tmp_path / "validate" / "traj_0_to_255" / str(i), *make_sequence(i))
+    ds = BairFolderDataset(tmp_path, "validate", seq_len=12, cache=True)
+    assert len(ds) == 3
+    item = ds[1]
+    assert item["frames"].shape == (12, 3, 64, 64) and item["frames"].dtype == torch.float32
+    assert item["actions"].shape == (12, 4) and item["positions"].shape == (12, 3)
+    frames, actions, _ = make_sequence(1)
+    # item i is sequence i of the sorted listing, frames scaled to [0, 1] channels-first
+    torch.testing.assert_close(item["frames"][3, 0] * 255, torch.from_numpy(frames[3, :, :, 0]).float())
+    torch.testing.assert_close(item["actions"], torch.from_numpy(actions[:12]))
+    torch.testing.assert_close(ds[1]["frames"], item["frames"])  # served from the cache
+    batch = collate([ds[0], ds[2]])
+    assert batch.frames.shape == (2, 12, 3, 64, 64) and batch.cond.shape == (2, 12, 7)
+    assert float(batch.frames.min()) >= 0.0 and float(batch.frames.max()) <= 1.0
+    with pytest.raises(IndexError):
+        ds[3]
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate)
+    assert [len(b) for b in loader] == [2, 1]
+
+
+# ---- bad input: each error names the exact file --------------------------------------------------
+
+
+def _expect_error(seq_dir, filename, match, seq_len=30):
+    with pytest.raises(DataError, match=match) as err:
+        read_sequence(seq_dir, seq_len)
+    assert err.value.path == seq_dir / filename
+    assert str(seq_dir / filename) in str(err.value)
+
+
+def test_missing_frame(seq_dir):
+    (seq_dir / "17.png").unlink()
+    _expect_error(seq_dir, "17.png", "missing frame")
+
+
+def test_wrong_image_size(seq_dir):
+    cv2.imwrite(str(seq_dir / "4.png"), np.zeros((64, 48, 3), np.uint8))
+    _expect_error(seq_dir, "4.png", "48x64, expected 64x64")
+
+
+def test_wrong_channel_count(seq_dir):
+    cv2.imwrite(str(seq_dir / "2.png"), np.zeros((64, 64), np.uint8))
+    _expect_error(seq_dir, "2.png", "1 channel")
+    cv2.imwrite(str(seq_dir / "2.png"), np.zeros((64, 64, 4), np.uint8))
+    _expect_error(seq_dir, "2.png", "4 channel")
+
+
+def test_unreadable_png(seq_dir):
+    data = (seq_dir / "9.png").read_bytes()
+    (seq_dir / "9.png").write_bytes(data[: len(data) // 2])  # truncated
+    _expect_error(seq_dir, "9.png", "corrupt PNG")
+    (seq_dir / "9.png").write_bytes(b"not an image at all")
+    _expect_error(seq_dir, "9.png", "not a PNG")
+
+
+def test_missing_csv(seq_dir):
+    (seq_dir / "endeffector_positions.csv").unlink()
+    _expect_error(seq_dir, "endeffector_positions.csv", "missing CSV")
+
+
+def test_csv_wrong_row_count(seq_dir):
+    lines = (seq_dir / "actions.csv").read_text().splitlines()
+    (seq_dir / "actions.csv").write_text("\n".join(lines[:29]) + "\n")
+    _expect_error(seq_dir, "endeffector_positions.csv", "30 rows but actions.csv has 29")
+    pos = (seq_dir / "endeffector_positions.csv").read_text().splitlines()
+    (seq_dir / "endeffector_positions.csv").write_text("\n".join(pos[:29]) + "\n")
+    _expect_error(seq_dir, "actions.csv", "29 rows, expected at least 30")
+
+
+def test_csv_wrong_column_count(seq_dir):
+    lines = (seq_dir / "actions.csv").read_text().splitlines()
+    lines[6] = ",".join(lines[6].split(",")[:3])
+    (seq_dir / "actions.csv").write_text("\n".join(lines) + "\n")
+    _expect_error(seq_dir, "actions.csv", "row 7 has 3 columns, expected 4")
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_csv_non_finite(seq_dir, bad):
+    lines = (seq_dir / "endeffector_positions.csv").read_text().splitlines()
+    lines[3] = f"0.5,{bad},0.2"
+    (seq_dir / "endeffector_positions.csv").write_text("\n".join(lines) + "\n")
+    _expect_error(seq_dir, "endeffector_positions.csv", "row 4, column 2 is")
+
+
+def test_csv_non_numeric(seq_dir):
+    lines = (seq_dir / "actions.csv").read_text().splitlines()
+    lines[0] = "0.1,abc,0,0"
+    (seq_dir / "actions.csv").write_text("\n".join(lines) + "\n")
+    _expect_error(seq_dir, "actions.csv", "'abc' is not a number")
+
+
+def test_frame_past_csv_end_only_when_reading_full_length(seq_dir):
+    shutil.copy(seq_dir / "0.png", seq_dir / "30.png")
+    assert read_sequence(seq_dir, 30)[0].shape[0] == 30
+    _expect_error(seq_dir, "30.png", "past the 30 rows", seq_len=None)
+
+
+# ---- conformance with one real BAIR sequence ------------------------------------------------------
+
+
+def test_real_bair_sequence(real_bair_root):
+    seq = real_bair_root / "test" / "GT_175" / "175"
+    ds = BairFolderDataset(real_bair_root, "test")
+    assert ds.paths == [seq]
+    frames, actions, positions = read_sequence(seq)
+    assert frames.shape == (30, 64, 64, 3) and actions.shape == (30, 4) and positions.shape == (30, 3)
+    # independent reads: OpenCV BGR pixel and the first CSV value as text
+    bgr = cv2.imread(str(seq / "0.png"), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(frames[0, 40, 20], bgr[40, 20, ::-1])
+    assert actions[0, 0] == np.float32(float((seq / "actions.csv").read_text().split(",")[0]))
+    assert actions[0, 0] == np.float32(-5.305594950914382935e-02)
+    assert positions[0, 0] == np.float32(5.144907832145690918e-01)
+    # BAIR units: deltas within about +-0.07, whole-number gripper columns, positions in the workspace
+    assert np.abs(actions[:, :2]).max() < 0.1
+    np.testing.assert_array_equal(actions[:, 2:], np.round(actions[:, 2:]))
+    assert (positions[:, 0] > 0.35).all() and (positions[:, 0] < 0.85).all()
+    assert (positions[:, 2] > 0.15).all() and (positions[:, 2] < 0.35).all()
+    np.testing.assert_array_equal(actions[0::2], actions[1::2])  # each action held for two steps
+    item = ds[0]
+    assert item["frames"].shape == (30, 3, 64, 64) and 0.0 <= float(item["frames"].min()) < float(item["frames"].max()) <= 1.0
