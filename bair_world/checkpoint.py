@@ -1,0 +1,228 @@
+"""Checkpoints as data: safetensors weights + JSON config + a tensors-only resume file.
+
+Layout of a checkpoint directory::
+
+    model.safetensors   weights and buffers (optionally fp16)
+    config.json         {"format_version", "model": ModelConfig dict, "normalisation", "step",
+                         "epoch", "metrics", "data", "dtype"}
+    resume.pt           optional: optimiser / schedule / RNG state dicts (torch.save of plain
+                        containers and tensors; loaded with weights_only=True)
+
+A save writes a complete temporary sibling directory, then swaps it in (an atomic exchange where
+the OS has one, else two renames with a `.<name>.previous` backup that loading falls back to), so a
+crash at any point leaves either the old or the new checkpoint loadable. Loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+try:
+    from safetensors import SafetensorError
+except ImportError:  # safetensors < 0.5 exposes it only from the Rust module
+    from safetensors.safetensors_rust import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from bair_world.models import SVG, ModelConfig
+
+FORMAT_VERSION = 1
+WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "resume.pt"
+_KEEP_FP32 = ("cond_mean", "cond_std")  # normalisation stays exact in fp16 checkpoints
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, malformed or does not fit the model; the message names it."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return rc == 0
+
+
+def _backup_of(path: Path) -> Path:
+    return path.parent / f".{path.name}.previous"
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: SVG,
+    *,
+    step: int,
+    epoch: int,
+    metrics: dict[str, Any] | None = None,
+    data_info: dict[str, Any] | None = None,
+    resume_state: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write ``model`` (and optionally resume state) as a checkpoint directory at ``path``.
+
+    Args:
+        path: the checkpoint directory; replaced atomically if it exists.
+        model: the model (its cfg, weights and cond normalisation are stored).
+        step: optimiser steps taken.
+        epoch: epochs completed.
+        metrics: JSON-able numbers (e.g. {"val_psnr": 24.1}).
+        data_info: JSON-able description of the training data (root, split sizes, seed).
+        resume_state: optimiser / schedule / RNG state dicts; must hold only containers, numbers,
+            strings and tensors (it is loaded with ``weights_only=True``).
+        half: store floating weights as fp16 (normalisation stays fp32).
+
+    Returns:
+        The checkpoint directory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed save
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        tensors = {}
+        for name, value in model.state_dict().items():
+            value = value.detach().to("cpu")
+            if half and value.is_floating_point() and name not in _KEEP_FP32:
+                value = value.half()
+            tensors[name] = value.contiguous()
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
+        os.chmod(tmp / WEIGHTS, 0o644)  # safetensors creates 0600; checkpoints are shared/bundled
+        config = {
+            "format_version": FORMAT_VERSION,
+            "model": model.cfg.to_dict(),
+            "normalisation": {"cond_mean": model.cond_mean.tolist(), "cond_std": model.cond_std.tolist()},
+            "step": int(step),
+            "epoch": int(epoch),
+            "metrics": metrics or {},
+            "data": data_info or {},
+            "dtype": "float16" if half else "float32",
+        }
+        with open(tmp / CONFIG, "w") as f:
+            json.dump(config, f, indent=2, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        if resume_state is not None:
+            torch.save(resume_state, tmp / RESUME)
+            torch.load(tmp / RESUME, map_location="cpu", weights_only=True)  # refuse what cannot be reloaded
+        with open(tmp / WEIGHTS, "rb+") as f:
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if path.exists() and _exchange(tmp, path):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old checkpoint
+        else:
+            backup = _backup_of(path)
+            if backup.exists():
+                shutil.rmtree(backup)
+            if path.exists():
+                os.replace(path, backup)
+            os.replace(tmp, path)
+            shutil.rmtree(backup, ignore_errors=True)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _resolve(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        return path
+    backup = _backup_of(path)
+    if backup.is_dir() and (backup / CONFIG).is_file():
+        warnings.warn(f"{path}: missing, loading the previous checkpoint {backup} (a save was interrupted)")
+        return backup
+    raise CheckpointError(path, "no such checkpoint directory")
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint directory."""
+    file = _resolve(path) / CONFIG
+    if not file.is_file():
+        raise CheckpointError(file, "missing (not a bair-world checkpoint?)")
+    try:
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(file, f"not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise CheckpointError(file, 'no "model" section')
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(file, f"format_version {version!r}, this bair-world reads {FORMAT_VERSION}")
+    return config
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SVG, dict[str, Any]]:
+    """Rebuild the model (in float32, eval mode) and return it with the parsed config.json."""
+    root = _resolve(path)
+    info = read_config(root)
+    try:
+        cfg = ModelConfig.from_dict(info["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(root / CONFIG, f"bad model config: {e}") from None
+    model = SVG(cfg)
+    weights = root / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(weights, "missing")
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(weights, f"unreadable safetensors file ({e})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(weights, f"does not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, value in tensors.items():
+        if value.shape != expected[name].shape:
+            raise CheckpointError(weights, f"{name} has shape {tuple(value.shape)}, the config needs "
+                                           f"{tuple(expected[name].shape)}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    return model.to(device).eval(), info
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> SVG:
+    """The model of a checkpoint directory, on ``device``, in eval mode."""
+    return load_checkpoint(path, device)[0]
+
+
+def load_resume_state(path: str | Path) -> dict[str, Any] | None:
+    """The resume state saved with the checkpoint (None if it has none); never unpickles code."""
+    file = _resolve(path) / RESUME
+    if not file.is_file():
+        return None
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe pickles
+        raise CheckpointError(file, f"unreadable resume state ({type(e).__name__}: {e})") from None

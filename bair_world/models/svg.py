@@ -1,0 +1,269 @@
+"""The SVG-family action-conditioned video model with an explicit, batched step function.
+
+Denton & Fergus 2018 ("Stochastic Video Generation with a Learned Prior") as adapted by the seed
+(NYCU "conditional VAE for video prediction"): the frame predictor LSTM is fed
+[h(x_t), z, normalised cond_t] and its output is decoded, with encoder skips, into x_{t+1}.
+One `SVG.step` serves training (posterior on x_{t+1}), evaluation and the environments (prior).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from bair_world.models.config import ModelConfig
+from bair_world.models.dcgan64 import DCGANDecoder, DCGANEncoder
+from bair_world.models.lstm import LSTM, GaussianLSTM, GeneratorLike, LSTMState, standard_normal
+from bair_world.models.vgg64 import VGGDecoder, VGGEncoder
+
+_LOGIT_EPS = 1e-3  # keeps logit(x_prev) finite for the residual variant (|logit| <= 6.9)
+
+
+@dataclass
+class SVGState:
+    """Recurrent state of a batch of B sequences; immutable in use (`step` returns a new one).
+
+    Attributes:
+        predictor: frame-predictor LSTM state.
+        posterior: posterior LSTM state.
+        prior: learned-prior LSTM state (empty tuple for the fixed prior).
+        skips: decoder skip features in use (None before the first step).
+        t: (B,) long, transitions taken so far by each row; the next step maps x_t -> x_{t+1}.
+    """
+
+    predictor: LSTMState
+    posterior: LSTMState
+    prior: LSTMState
+    skips: list[torch.Tensor] | None
+    t: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.t.shape[0]
+
+    def _map(self, fn) -> "SVGState":
+        lstm = lambda s: tuple((fn(h), fn(c)) for h, c in s)  # noqa: E731
+        return SVGState(lstm(self.predictor), lstm(self.posterior), lstm(self.prior),
+                        None if self.skips is None else [fn(s) for s in self.skips], fn(self.t))
+
+    def index(self, rows: torch.Tensor) -> "SVGState":
+        """The state of a subset of rows (bool mask (B,) or long indices)."""
+        return self._map(lambda x: x[rows])
+
+    def merge(self, rows: torch.Tensor, sub: "SVGState") -> "SVGState":
+        """A copy with ``rows`` (bool mask (B,) or long indices) replaced by ``sub``'s rows."""
+        base = self
+        if (self.skips is None) != (sub.skips is None):
+            # Rows that have not stepped (t == 0) always take fresh skips, so placeholder zeros
+            # in the side without skips are never read.
+            if self.skips is None:
+                n = self.batch_size
+                base = replace(self, skips=[torch.zeros((n, *s.shape[1:]), dtype=s.dtype, device=s.device)
+                                            for s in sub.skips])
+            else:
+                sub = replace(sub, skips=[torch.zeros((sub.batch_size, *s.shape[1:]), dtype=s.dtype,
+                                                      device=s.device) for s in self.skips])
+        flat_self, flat_sub = base._leaves(), sub._leaves()
+        merged = []
+        for a, b in zip(flat_self, flat_sub):
+            a = a.clone()
+            a[rows] = b.to(a.dtype)
+            merged.append(a)
+        return base._rebuild(merged)
+
+    def detach(self) -> "SVGState":
+        """Cut the graph (truncated backpropagation through time)."""
+        return self._map(lambda x: x.detach())
+
+    def _leaves(self) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        self._map(lambda x: out.append(x) or x)
+        return out
+
+    def _rebuild(self, leaves: list[torch.Tensor]) -> "SVGState":
+        it = iter(leaves)
+        return self._map(lambda _: next(it))
+
+
+@dataclass
+class StepOutput:
+    """What `SVG.step` returns.
+
+    Attributes:
+        frame: (B, C, 64, 64) predicted x_{t+1} in [0, 1].
+        state: the new state.
+        kl: (B,) KL(q || prior) summed over z dims, float32; zeros without ``x_next``.
+        mu: (B, z_dim) posterior mean, or None without ``x_next``.
+        logvar: (B, z_dim) posterior log-variance, or None without ``x_next``.
+        z: (B, z_dim) the latent fed to the predictor.
+        prior_mu: (B, z_dim) learned-prior mean (None for the fixed prior).
+        prior_logvar: (B, z_dim) learned-prior log-variance (None for the fixed prior).
+    """
+
+    frame: torch.Tensor
+    state: SVGState
+    kl: torch.Tensor
+    mu: torch.Tensor | None
+    logvar: torch.Tensor | None
+    z: torch.Tensor
+    prior_mu: torch.Tensor | None = None
+    prior_logvar: torch.Tensor | None = None
+
+
+def kl_gaussian(mu: torch.Tensor, logvar: torch.Tensor, mu_p: torch.Tensor | None = None,
+                logvar_p: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(N(mu, e^logvar) || N(mu_p, e^logvar_p)) summed over the last dim, in float32; (B,).
+
+    Without ``mu_p``/``logvar_p`` the reference is N(0, I).
+    """
+    mu, logvar = mu.float(), logvar.float()
+    if mu_p is None:
+        return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(-1)
+    mu_p, logvar_p = mu_p.float(), logvar_p.float()
+    return 0.5 * (logvar_p - logvar + (logvar.exp() + (mu - mu_p).pow(2)) / logvar_p.exp() - 1.0).sum(-1)
+
+
+def init_weights(module: nn.Module) -> None:
+    """SVG's initialisation: conv weights ~ N(0, 0.02), BatchNorm weights ~ N(1, 0.02), biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class SVG(nn.Module):
+    """SVG-FP / SVG-LP conditioned on actions and end-effector positions.
+
+    Args:
+        cfg: the architecture.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        enc, dec = (VGGEncoder, VGGDecoder) if cfg.backbone == "vgg" else (DCGANEncoder, DCGANDecoder)
+        self.encoder = enc(cfg.g_dim, cfg.channels, cfg.width)
+        self.decoder = dec(cfg.g_dim, cfg.channels, cfg.width)
+        self.predictor = LSTM(cfg.g_dim + cfg.z_dim + cfg.cond_dim, cfg.g_dim, cfg.rnn_size, cfg.predictor_layers)
+        self.posterior = GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.posterior_layers)
+        self.prior = (GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.prior_layers)
+                      if cfg.prior == "learned" else None)
+        self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
+        self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
+        self.apply(init_weights)
+
+    # -- normalisation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the training data's condition statistics (raw units, (cond_dim,) each).
+
+        A (near-)constant column (std < 1e-6) gets std 1, so it is centred but not blown up.
+        """
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean.numel() != self.cfg.cond_dim or std.numel() != self.cfg.cond_dim:
+            raise ValueError(f"normalisation needs {self.cfg.cond_dim} values, got {mean.numel()} and {std.numel()}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("normalisation statistics contain NaN or inf")
+        self.cond_mean.copy_(mean)
+        self.cond_std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
+
+    def fit_normalisation(self, conds: torch.Tensor) -> None:
+        """Set the statistics from raw conditions (..., cond_dim), e.g. a training split's Batch.cond."""
+        flat = conds.reshape(-1, self.cfg.cond_dim).double()  # (..., cond_dim) -> (N, cond_dim)
+        self.set_normalisation(flat.mean(0).float(), flat.std(0, unbiased=False).float())
+
+    def normalise_cond(self, cond: torch.Tensor) -> torch.Tensor:
+        """Raw (B, cond_dim) -> standardised."""
+        return (cond - self.cond_mean) / self.cond_std
+
+    # -- stepping ------------------------------------------------------------------------------
+    def parameter_count(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> SVGState:
+        """Fresh state for ``batch`` sequences (defaults to the model's device)."""
+        device = self.cond_mean.device if device is None else device
+        return SVGState(
+            predictor=self.predictor.init_state(batch, device),
+            posterior=self.posterior.init_state(batch, device),
+            prior=self.prior.init_state(batch, device) if self.prior is not None else (),
+            skips=None,
+            t=torch.zeros(batch, dtype=torch.long, device=device),
+        )
+
+    def _check(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, x_next: torch.Tensor | None):
+        b, c = state.batch_size, self.cfg.channels
+        if x_prev.dim() != 4 or tuple(x_prev.shape) != (b, c, 64, 64):
+            raise ValueError(f"x_prev must be ({b}, {c}, 64, 64) for this state, got {tuple(x_prev.shape)}")
+        if x_next is not None and tuple(x_next.shape) != tuple(x_prev.shape):
+            raise ValueError(f"x_next must match x_prev {tuple(x_prev.shape)}, got {tuple(x_next.shape)}")
+        if tuple(cond.shape) != (b, self.cfg.cond_dim):
+            raise ValueError(f"cond must be ({b}, {self.cfg.cond_dim}) raw action+position, got {tuple(cond.shape)}")
+
+    def step(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, x_next: torch.Tensor | None = None,
+             generator: GeneratorLike = None, use_posterior: bool | None = None) -> StepOutput:
+        """One transition x_t -> x_{t+1} conditioned on cond_t.
+
+        Args:
+            state: the batch's state (``state.t`` = t per row).
+            x_prev: (B, C, 64, 64) frame x_t in [0, 1] (ground truth or a fed-back prediction).
+            cond: (B, cond_dim) raw cond_t = concat(action_t, position_t); normalised inside.
+            x_next: (B, C, 64, 64) ground-truth x_{t+1}, or None. Given, the posterior q(z|x_{t+1})
+                is advanced and the KL computed.
+            generator: noise source for z (None, one torch.Generator, or one per row).
+            use_posterior: sample z from the posterior (default: whenever ``x_next`` is given).
+                ``False`` with ``x_next`` samples z from the prior but still returns the KL.
+
+        Returns:
+            `StepOutput` with the predicted frame, the new state and the KL.
+        """
+        self._check(state, x_prev, cond, x_next)
+        use_posterior = (x_next is not None) if use_posterior is None else use_posterior
+        if use_posterior and x_next is None:
+            raise ValueError("use_posterior=True needs x_next")
+        b = x_prev.shape[0]
+        if x_next is not None:
+            # One encoder pass over [x_t; x_{t+1}] (batch 2B): fewer kernel launches on GPU.
+            h_both, skips_both = self.encoder(torch.cat([x_prev, x_next], 0))
+            h_prev, h_next = h_both[:b], h_both[b:]  # (2B, g) -> (B, g), (B, g)
+            new_skips = [s[:b] for s in skips_both]
+        else:
+            (h_prev, new_skips), h_next = self.encoder(x_prev), None
+
+        if self.cfg.skip == "previous" or state.skips is None:
+            skips = new_skips
+        else:  # "last_context": rows still in their context (t < n_past) take x_t's skips
+            keep_new = (state.t < self.cfg.n_past).reshape(b, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
+            skips = [torch.where(keep_new, new, old.to(new.dtype)) for new, old in zip(new_skips, state.skips)]
+
+        mu = logvar = mu_p = logvar_p = z = None
+        posterior_state, prior_state = state.posterior, state.prior
+        if h_next is not None:
+            (z_q, mu, logvar), posterior_state = self.posterior(h_next, state.posterior, generator, sample=use_posterior)
+            if use_posterior:
+                z = z_q
+        if self.prior is not None:
+            (z_p, mu_p, logvar_p), prior_state = self.prior(h_prev, state.prior, generator, sample=z is None)
+            z = z_p if z is None else z
+        elif z is None:
+            z = standard_normal(h_prev.new_empty(b, self.cfg.z_dim), generator)
+        kl = (kl_gaussian(mu, logvar, mu_p, logvar_p) if mu is not None
+              else torch.zeros(b, device=x_prev.device, dtype=torch.float32))
+
+        cond_n = self.normalise_cond(cond.to(self.cond_mean.dtype)).to(h_prev.dtype)
+        h_pred, predictor_state = self.predictor(torch.cat([h_prev, z.to(h_prev.dtype), cond_n], 1), state.predictor)
+        if self.cfg.residual:
+            base = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
+            frame = torch.sigmoid(base + self.decoder(h_pred, skips, logits=True))
+        else:
+            frame = self.decoder(h_pred, skips)
+        new_state = replace(state, predictor=predictor_state, posterior=posterior_state, prior=prior_state,
+                            skips=skips, t=state.t + 1)
+        return StepOutput(frame, new_state, kl, mu, logvar, z, mu_p, logvar_p)

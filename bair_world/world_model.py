@@ -1,0 +1,155 @@
+"""`WorldModel`: the one batched reset/step core behind evaluation, the envs and planners.
+
+It holds an SVG model in eval mode and the recurrent state of B rollouts. ``reset`` feeds context
+frames (posterior on the known next frames, as SVG does at test time); ``step`` predicts the next
+frame from the prior and feeds it back. Rows can be reset or stepped on their own (``rows=``), for a
+vector env's autoreset.
+
+Randomness: pass one ``torch.Generator`` per row (a list) to make row i depend only on generator i,
+so N envs stepped together produce the same frames as N single envs with the same seeds (up to
+float rounding of batched convolutions). One generator for the whole batch is also accepted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bair_world.models import SVG, SVGState
+from bair_world.models.lstm import GeneratorLike
+
+Rows = torch.Tensor | np.ndarray | list[int] | None
+
+
+def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) float in [0, 1] -> (..., H, W, 3) uint8 numpy (the envs' observation layout)."""
+    x = frames.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+    return x.movedim(-3, -1).numpy()  # (..., 3, H, W) -> (..., H, W, 3)
+
+
+class WorldModel:
+    """Batched, stateful rollout of an SVG model.
+
+    Args:
+        model: the trained model (moved to ``device`` and put in eval mode).
+        device: where to run.
+    """
+
+    def __init__(self, model: SVG, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.n_past = model.cfg.n_past
+        self.state: SVGState | None = None
+        self.last_frame: torch.Tensor | None = None  # (B, C, 64, 64) x_t, the next step's input
+
+    @property
+    def batch_size(self) -> int:
+        """Rows held (0 before the first reset)."""
+        return 0 if self.state is None else self.state.batch_size
+
+    def _rows(self, rows: Rows) -> torch.Tensor:
+        if self.state is None:
+            raise RuntimeError("WorldModel: reset() all rows before a partial reset or step")
+        idx = torch.as_tensor(np.asarray(rows), device=self.device)
+        if idx.dtype == torch.bool:
+            if idx.shape != (self.batch_size,):
+                raise ValueError(f"row mask must have shape ({self.batch_size},), got {tuple(idx.shape)}")
+            idx = idx.nonzero().reshape(-1)  # (B,) bool -> (k,) indices
+        idx = idx.long().reshape(-1)
+        if idx.numel() and (idx.min() < 0 or idx.max() >= self.batch_size or idx.unique().numel() != idx.numel()):
+            raise ValueError(f"rows must be distinct indices in [0, {self.batch_size}), got {idx.tolist()}")
+        return idx
+
+    @torch.inference_mode()
+    def reset(self, context_frames: torch.Tensor, context_conds: torch.Tensor, generator: GeneratorLike = None,
+              rows: Rows = None) -> torch.Tensor:
+        """Start rollouts from context frames.
+
+        Args:
+            context_frames: (k, n_ctx, C, 64, 64) float in [0, 1], usually n_ctx = cfg.n_past.
+            context_conds: (k, n_ctx - 1, 7) raw conds of the context transitions (cond_t drives x_t -> x_{t+1}).
+            generator: noise for the posterior samples (one generator, k per-row generators, or None).
+            rows: None resets everything (k becomes the batch size); else the k rows (indices or a
+                bool mask over the current batch) to restart, the others keep their state.
+
+        Returns:
+            (k, C, 64, 64) the last context frame of each reset row.
+        """
+        if context_frames.dim() != 5 or tuple(context_frames.shape[2:]) != (self.model.cfg.channels, 64, 64):
+            raise ValueError(f"context_frames must be (k, n_ctx, {self.model.cfg.channels}, 64, 64), "
+                             f"got {tuple(context_frames.shape)}")
+        k, n_ctx = context_frames.shape[:2]
+        want = (k, n_ctx - 1, self.model.cfg.cond_dim)
+        if tuple(context_conds.shape) != want:
+            raise ValueError(f"context_conds must be {want} for {n_ctx} context frames, got {tuple(context_conds.shape)}")
+        frames = context_frames.to(self.device, torch.float32)
+        conds = context_conds.to(self.device, torch.float32)
+        state = self.model.init_state(k, self.device)
+        for t in range(n_ctx - 1):
+            state = self.model.step(state, frames[:, t], conds[:, t], x_next=frames[:, t + 1],
+                                    generator=generator).state
+        last = frames[:, -1].clone()
+        if rows is None:
+            self.state, self.last_frame = state, last
+        else:
+            idx = self._rows(rows)
+            if idx.numel() != k:
+                raise ValueError(f"{idx.numel()} rows to reset but {k} context sequences given")
+            self.state = self.state.merge(idx, state)
+            self.last_frame = self.last_frame.clone()
+            self.last_frame[idx] = last
+        return last
+
+    @torch.inference_mode()
+    def step(self, cond: torch.Tensor, generator: GeneratorLike = None, rows: Rows = None) -> torch.Tensor:
+        """Predict x_{t+1} from the prior for every row (or ``rows``) and feed it back.
+
+        Args:
+            cond: (k, 7) raw cond_t = concat(action_t, position_t) for the rows stepped.
+            generator: noise for z (one generator, k per-row generators, or None).
+            rows: None steps all B rows (k = B); else indices or a bool mask of the rows to step.
+
+        Returns:
+            (k, C, 64, 64) predicted frames in [0, 1].
+        """
+        if self.state is None:
+            raise RuntimeError("WorldModel.step() before reset()")
+        cond = cond.to(self.device, torch.float32)
+        if rows is None:
+            out = self.model.step(self.state, self.last_frame, cond, generator=generator)
+            self.state, self.last_frame = out.state, out.frame
+            return out.frame
+        idx = self._rows(rows)
+        if cond.shape[0] != idx.numel():
+            raise ValueError(f"{idx.numel()} rows to step but cond has {cond.shape[0]} rows")
+        out = self.model.step(self.state.index(idx), self.last_frame[idx], cond, generator=generator)
+        self.state = self.state.merge(idx, out.state)
+        self.last_frame = self.last_frame.clone()
+        self.last_frame[idx] = out.frame
+        return out.frame
+
+    @torch.inference_mode()
+    def rollout(self, frames: torch.Tensor, conds: torch.Tensor, n_past: int, n_future: int,
+                generator: GeneratorLike = None) -> torch.Tensor:
+        """Predict ``n_future`` frames after ``n_past`` context frames (one prior sample).
+
+        Args:
+            frames: (B, >= n_past, C, 64, 64) ground truth; only the first n_past are read.
+            conds: (B, >= n_past + n_future - 1, 7) raw conds.
+            n_past: context frames.
+            n_future: frames to predict.
+            generator: noise source (see `reset`).
+
+        Returns:
+            (B, n_future, C, 64, 64) predictions of frames n_past .. n_past + n_future - 1.
+        """
+        if n_past < 1 or n_future < 0:
+            raise ValueError(f"need n_past >= 1 and n_future >= 0, got {n_past}, {n_future}")
+        if frames.shape[1] < n_past or conds.shape[1] < n_past + n_future - 1:
+            raise ValueError(f"rollout needs >= {n_past} frames and >= {n_past + n_future - 1} conds, "
+                             f"got {frames.shape[1]} and {conds.shape[1]}")
+        self.reset(frames[:, :n_past], conds[:, : n_past - 1], generator)
+        preds = [self.step(conds[:, n_past - 1 + i], generator) for i in range(n_future)]
+        if not preds:
+            return frames.new_zeros((frames.shape[0], 0, *frames.shape[2:]))
+        return torch.stack(preds, dim=1)  # n_future x (B, C, 64, 64) -> (B, n_future, C, 64, 64)
