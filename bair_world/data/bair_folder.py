@@ -34,7 +34,7 @@ def natural_key(name: str) -> tuple:
     return tuple((0, int(tok), "") if tok.isdigit() else (1, 0, tok) for tok in re.split(r"(\d+)", name))
 
 
-def _read_csv(path: Path, n_cols: int) -> np.ndarray:
+def read_table(path: Path, n_cols: int) -> np.ndarray:
     """Parse a header-less comma-separated float table with exactly ``n_cols`` columns -> float32 (rows, n_cols)."""
     if not path.is_file():
         raise DataError(path, "missing CSV file")
@@ -64,7 +64,7 @@ def _read_csv(path: Path, n_cols: int) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def _read_png(path: Path) -> np.ndarray:
+def read_frame(path: Path) -> np.ndarray:
     """Read one 64x64 8-bit RGB PNG -> uint8 (64, 64, 3) RGB."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -106,8 +106,8 @@ def read_sequence(seq_dir: str | Path, seq_len: int | None = BAIR_SEQ_LEN) -> tu
         raise DataError(seq_dir, "sequence folder does not exist")
     if seq_len is not None and seq_len < 1:
         raise ValueError(f"seq_len must be >= 1 or None, got {seq_len}")
-    actions = _read_csv(seq_dir / ACTIONS_FILE, ACTION_DIM)
-    positions = _read_csv(seq_dir / POSITIONS_FILE, POSITION_DIM)
+    actions = read_table(seq_dir / ACTIONS_FILE, ACTION_DIM)
+    positions = read_table(seq_dir / POSITIONS_FILE, POSITION_DIM)
     if len(positions) != len(actions):
         raise DataError(seq_dir / POSITIONS_FILE, f"has {len(positions)} rows but {ACTIONS_FILE} has {len(actions)}")
     length = len(actions) if seq_len is None else seq_len
@@ -115,7 +115,7 @@ def read_sequence(seq_dir: str | Path, seq_len: int | None = BAIR_SEQ_LEN) -> tu
         raise DataError(seq_dir / ACTIONS_FILE, f"has {len(actions)} rows, expected at least {length}")
     frames = np.empty((length, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     for t in range(length):
-        frames[t] = _read_png(seq_dir / f"{t}.png")
+        frames[t] = read_frame(seq_dir / f"{t}.png")
     if seq_len is None and (seq_dir / f"{length}.png").exists():
         raise DataError(seq_dir / f"{length}.png", f"frame past the {length} rows of the CSV files")
     return frames, actions[:length], positions[:length]

@@ -1,0 +1,173 @@
+"""``bair-world data check DIR``: validate every sequence of a BAIR-format dataset and summarise it.
+
+Every file of every sequence is checked (a bad frame does not hide a bad CSV next to it), and every
+problem is collected rather than stopping at the first, so one run lists all that needs fixing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bair_world.data.bair_folder import (
+    ACTIONS_FILE, POSITIONS_FILE, SPLITS, list_sequences, read_frame, read_table,
+)
+from bair_world.data.batch import ACTION_DIM, POSITION_DIM
+from bair_world.data.errors import DataError
+
+
+@dataclass
+class CheckReport:
+    """What ``check_dataset`` found."""
+
+    root: Path
+    """The dataset root that was checked."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """Sequence folders found per split (good and bad)."""
+    bad_sequences: dict[str, int] = field(default_factory=dict)
+    """Sequences with at least one problem, per split."""
+    lengths: dict[int, int] = field(default_factory=dict)
+    """Sequence length (CSV rows) -> number of sequences with that length."""
+    action_min: np.ndarray | None = None
+    """(4,) column minima of all actions in good sequences; None if there were none."""
+    action_max: np.ndarray | None = None
+    """(4,) column maxima of all actions."""
+    position_min: np.ndarray | None = None
+    """(3,) column minima of all end-effector positions."""
+    position_max: np.ndarray | None = None
+    """(3,) column maxima of all end-effector positions."""
+    errors: list[DataError] = field(default_factory=list)
+    """Every problem found, each naming its file."""
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.errors
+
+    def _update(self, actions: np.ndarray, positions: np.ndarray) -> None:
+        lo_a, hi_a, lo_p, hi_p = actions.min(0), actions.max(0), positions.min(0), positions.max(0)
+        if self.action_min is None:
+            self.action_min, self.action_max, self.position_min, self.position_max = lo_a, hi_a, lo_p, hi_p
+            return
+        self.action_min = np.minimum(self.action_min, lo_a)
+        self.action_max = np.maximum(self.action_max, hi_a)
+        self.position_min = np.minimum(self.position_min, lo_p)
+        self.position_max = np.maximum(self.position_max, hi_p)
+
+    def format(self) -> str:
+        """Human-readable summary: counts per split, lengths, column ranges, then every bad file."""
+        lines = [f"dataset {self.root}", f"{'split':<10}{'sequences':>10}{'bad':>8}"]
+        for split, n in self.counts.items():
+            lines.append(f"{split:<10}{n:>10}{self.bad_sequences.get(split, 0):>8}")
+        if self.lengths:
+            lines.append("lengths: " + ", ".join(f"{t} steps x {n}" for t, n in sorted(self.lengths.items())))
+        if self.action_min is not None:
+            lines.append(f"{'column':<14}{'min':>12}{'max':>12}")
+            for name, lo, hi in (("action", self.action_min, self.action_max),
+                                 ("position", self.position_min, self.position_max)):
+                for c in range(len(lo)):
+                    lines.append(f"{f'{name}[{c}]':<14}{lo[c]:>12.5f}{hi[c]:>12.5f}")
+        if self.errors:
+            lines.append(f"{len(self.errors)} problem(s):")
+            lines.extend(f"  {err}" for err in self.errors)
+        else:
+            lines.append("all sequences are valid")
+        return "\n".join(lines)
+
+
+def check_sequence(seq_dir: Path, seq_len: int | None = None) -> tuple[tuple[np.ndarray, np.ndarray] | None, list[DataError]]:
+    """Check every file of one sequence.
+
+    Args:
+        seq_dir: the sequence folder.
+        seq_len: required length; ``None`` uses the CSV row count and rejects frames past it.
+
+    Returns:
+        ``((actions, positions) or None if anything is wrong, [every problem found])``.
+    """
+    errors: list[DataError] = []
+    tables = []
+    for name, n_cols in ((ACTIONS_FILE, ACTION_DIM), (POSITIONS_FILE, POSITION_DIM)):
+        try:
+            tables.append(read_table(seq_dir / name, n_cols))
+        except DataError as exc:
+            errors.append(exc)
+            tables.append(None)
+    actions, positions = tables
+    rows = [len(t) for t in tables if t is not None]
+    if len(rows) == 2 and rows[0] != rows[1]:
+        errors.append(DataError(seq_dir / POSITIONS_FILE, f"has {rows[1]} rows but {ACTIONS_FILE} has {rows[0]}"))
+    if seq_len is not None:
+        for name, table in zip((ACTIONS_FILE, POSITIONS_FILE), tables):
+            if table is not None and len(table) < seq_len:
+                errors.append(DataError(seq_dir / name, f"has {len(table)} rows, expected at least {seq_len}"))
+        length = seq_len
+    else:  # without CSV rows, check the frames that are there
+        length = max(rows) if rows else len(list(seq_dir.glob("*.png")))
+    for t in range(length):
+        try:
+            read_frame(seq_dir / f"{t}.png")
+        except DataError as exc:
+            errors.append(exc)
+    if seq_len is None and (seq_dir / f"{length}.png").exists():
+        errors.append(DataError(seq_dir / f"{length}.png", f"frame past the {length} rows of the CSV files"))
+    if errors:
+        return None, errors
+    return (actions[:length], positions[:length]), errors
+
+
+def check_dataset(root: str | Path, splits: list[str] | None = None, seq_len: int | None = None,
+                  progress: bool = False) -> CheckReport:
+    """Validate every sequence of every split present under ``root`` (or of ``splits``)."""
+    root = Path(root)
+    report = CheckReport(root)
+    if not root.is_dir():
+        report.errors.append(DataError(root, "dataset folder does not exist"))
+        return report
+    wanted = splits if splits is not None else [s for s in SPLITS if (root / s).is_dir()]
+    if not wanted:
+        report.errors.append(DataError(root, f"no split folder ({', '.join(SPLITS)}) found"))
+        return report
+    listings: dict[str, list[Path]] = {}
+    for split in wanted:
+        try:
+            listings[split] = list_sequences(root, split)
+        except DataError as exc:
+            report.errors.append(exc)
+            report.counts[split] = 0
+    total = sum(len(v) for v in listings.values())
+    with tqdm(total=total, unit="seq", desc="check", disable=not progress, file=sys.stderr) as bar:
+        for split, sequences in listings.items():
+            report.counts[split] = len(sequences)
+            report.bad_sequences[split] = 0
+            for seq_dir in sequences:
+                arrays, errors = check_sequence(seq_dir, seq_len)
+                if errors:
+                    report.errors.extend(errors)
+                    report.bad_sequences[split] += 1
+                else:
+                    report.lengths[len(arrays[0])] = report.lengths.get(len(arrays[0]), 0) + 1
+                    report._update(*arrays)
+                bar.update(1)
+    return report
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``bair-world data check``."""
+    parser.add_argument("root", type=Path, metavar="DIR", help="dataset root holding train/, validate/, test/")
+    parser.add_argument("--split", action="append", choices=SPLITS, help="check only this split (repeatable)")
+    parser.add_argument("--seq-len", type=int, default=None,
+                        help="required sequence length (default: each sequence's CSV row count)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report; exit 1 when any file is bad."""
+    report = check_dataset(args.root, args.split, args.seq_len, progress=not args.no_progress)
+    print(report.format())
+    return 0 if report.ok else 1
