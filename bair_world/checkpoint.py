@@ -142,9 +142,9 @@ def save_checkpoint(
             shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old checkpoint
         else:
             backup = _backup_of(path)
-            if backup.exists():
-                shutil.rmtree(backup)
-            if path.exists():
+            if path.exists():  # complete, so an older backup is stale; else the backup is all we have
+                if backup.exists():
+                    shutil.rmtree(backup)
                 os.replace(path, backup)
             os.replace(tmp, path)
             shutil.rmtree(backup, ignore_errors=True)
