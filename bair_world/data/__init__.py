@@ -1,0 +1,15 @@
+"""BAIR data: the processed folder layout, the original TFRecords, the synthetic pushing world's writer."""
+
+from bair_world.data.batch import ACTION_DIM, COND_DIM, IMAGE_SIZE, POSITION_DIM, Batch, collate
+from bair_world.data.errors import DataError
+
+__all__ = ["ACTION_DIM", "COND_DIM", "IMAGE_SIZE", "POSITION_DIM", "Batch", "collate", "DataError"]
+
+
+def __getattr__(name):
+    # Lazy so that `bair_world.data` imports fast and without circular imports.
+    if name == "BairFolderDataset":
+        from bair_world.data.bair_folder import BairFolderDataset
+
+        return BairFolderDataset
+    raise AttributeError(name)

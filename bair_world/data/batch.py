@@ -1,0 +1,54 @@
+"""The one batch type every part of bair-world passes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+ACTION_DIM = 4
+POSITION_DIM = 3
+COND_DIM = ACTION_DIM + POSITION_DIM
+IMAGE_SIZE = 64
+
+
+@dataclass
+class Batch:
+    """A batch of BAIR sequences.
+
+    Attributes:
+        frames: (B, T, 3, 64, 64) float in [0, 1], RGB.
+        actions: (B, T, 4) float, BAIR units.
+        positions: (B, T, 3) float, end-effector position in BAIR units (metres).
+    """
+
+    frames: torch.Tensor
+    actions: torch.Tensor
+    positions: torch.Tensor
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        return Batch(
+            self.frames.to(device, non_blocking=non_blocking),
+            self.actions.to(device, non_blocking=non_blocking),
+            self.positions.to(device, non_blocking=non_blocking),
+        )
+
+    @property
+    def cond(self) -> torch.Tensor:
+        """(B, T, 7) condition: concat(action_t, position_t), raw BAIR units."""
+        return torch.cat([self.actions, self.positions], dim=-1)
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    def pin_memory(self) -> "Batch":
+        return Batch(self.frames.pin_memory(), self.actions.pin_memory(), self.positions.pin_memory())
+
+
+def collate(items: list[dict[str, torch.Tensor]]) -> Batch:
+    """Stack dataset items ({"frames": (T,3,64,64), "actions": (T,4), "positions": (T,3)}) into a Batch."""
+    return Batch(
+        frames=torch.stack([it["frames"] for it in items]),
+        actions=torch.stack([it["actions"] for it in items]),
+        positions=torch.stack([it["positions"] for it in items]),
+    )
