@@ -5,8 +5,8 @@ Conventions (shared by every function here):
 - Images are in [0, 1] with data range 1. uint8 inputs are divided by 255. Predictions are clipped
   to [0, 1] before scoring (a model's raw output may overshoot); targets are used as given.
 - Layout is torch's ``(..., C, H, W)`` by default; pass ``channel_axis=-1`` for ``(..., H, W, C)``
-  arrays such as uint8 frames read from disk. Every leading dimension is a batch dimension, so a
-  ``(B, T, C, H, W)`` rollout gives ``(B, T)`` scores, one per frame.
+  arrays such as uint8 frames read from disk. Every leading dimension is a batch dimension (they
+  broadcast between prediction and target), so a ``(B, T, C, H, W)`` rollout gives ``(B, T)`` scores.
 - Torch in, torch out (on the input's device); numpy in, numpy out (float64).
 - Scores are computed in float64 (float32 on devices without it), so they match scikit-image to
   ~1e-6 dB.
@@ -34,6 +34,8 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 def _as_tensor(x, channel_axis: int, name: str) -> torch.Tensor:
     """Any array -> float tensor (..., C, H, W) in [0, 1] (uint8 divided by 255)."""
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        x = x.copy()  # torch refuses to wrap read-only arrays (e.g. from np.broadcast_to) without a warning
     t = torch.as_tensor(x)
     if t.ndim < 3:
         raise ValueError(f"{name}: expected images (..., C, H, W) or (..., H, W, C), got shape {tuple(t.shape)}")
@@ -54,8 +56,14 @@ def _prepare(pred, target, channel_axis: int) -> tuple[torch.Tensor, torch.Tenso
     to_numpy = not isinstance(pred, torch.Tensor) and not isinstance(target, torch.Tensor)
     p = _as_tensor(pred, channel_axis, "prediction")
     g = _as_tensor(target, channel_axis, "target")
-    if p.shape != g.shape:
-        raise ValueError(f"prediction shape {tuple(p.shape)} != target shape {tuple(g.shape)} (after channel move)")
+    if p.shape[-3:] != g.shape[-3:]:
+        raise ValueError(f"prediction frames {tuple(p.shape[-3:])} != target frames {tuple(g.shape[-3:])} "
+                         f"(shapes {tuple(p.shape)} and {tuple(g.shape)}, as (..., C, H, W))")
+    try:  # batch dims broadcast, e.g. (K, T, ...) samples against one (1, T, ...) recording
+        shape = torch.broadcast_shapes(p.shape, g.shape)
+    except RuntimeError:
+        raise ValueError(f"prediction shape {tuple(p.shape)} and target shape {tuple(g.shape)} do not broadcast") from None
+    p, g = p.expand(shape), g.expand(shape)
     g = g.to(p.device)
     if not bool(torch.isfinite(p).all()):
         raise ValueError("prediction contains NaN or infinite values")

@@ -137,3 +137,13 @@ def test_step_curves_average_over_sequences_then_steps():
         curves.update("psnr", np.zeros((1, 3)))
     with pytest.raises(KeyError):
         curves.curve("ssim")
+
+
+def test_batch_dims_broadcast_samples_against_one_recording():
+    target = torch.rand(1, 4, 3, 16, 16)  # (1, T, C, H, W)
+    samples = torch.rand(3, 4, 3, 16, 16)  # (K, T, C, H, W)
+    out = metrics.psnr(samples, target)
+    assert out.shape == (3, 4)
+    assert torch.allclose(out[2], metrics.psnr(samples[2], target[0]))
+    with pytest.raises(ValueError, match="broadcast"):
+        metrics.psnr(torch.rand(3, 4, 3, 16, 16), torch.rand(2, 4, 3, 16, 16))

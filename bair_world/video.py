@@ -1,0 +1,266 @@
+"""Rollout videos (recorded | predicted samples | absolute error), GIF export and `bair-world rollout`.
+
+A rollout video frame at step t is one row of panels, each upscaled (nearest) by ``scale``:
+
+    recorded | sample 1 .. sample K | |error| 1 .. |error| K
+
+Every panel has a coloured frame: green while t < n_context (the model was given these frames),
+red for predicted steps, grey around the recorded panel. Titles sit in a strip above the panels;
+a strip below holds the step ("t=3/30") and the PSNR of each sample against the recorded frame.
+Error panels show the per-pixel mean absolute error over channels, times ``error_gain``, through
+the inferno colour map (black = exact). The pixels inside each panel are the input's, untouched.
+
+Files are written atomically (a temporary sibling, then ``os.replace``): ``.mp4`` as H.264 in
+yuv420p (plays everywhere) through moviepy/ffmpeg, ``.gif`` through imageio's Pillow plugin (which
+merges identical consecutive frames into one longer frame; playback timing is unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SUFFIXES = (".mp4", ".gif")
+CONTEXT_RGB = (40, 200, 60)
+PREDICTED_RGB = (220, 40, 40)
+RECORDED_RGB = (150, 150, 150)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _to_uint8(frames, name: str) -> np.ndarray:
+    """uint8 frames as given; float frames in [0, 1] are clipped and scaled."""
+    arr = np.asarray(frames)
+    if arr.dtype == np.uint8:
+        return arr
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{name}: expected uint8 or float frames in [0, 1], got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: frames contain NaN or infinite values")
+    return (np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _atomic_target(path: Path) -> Path:
+    """A temporary sibling with the same suffix (ffmpeg and Pillow choose the format by it)."""
+    if path.suffix.lower() not in SUFFIXES:
+        raise ValueError(f"{path}: unsupported video format {path.suffix!r}; use one of {SUFFIXES}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent / f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix.lower()}"
+
+
+def write_frames(path: str | Path, frames, *, fps: float = 5.0) -> Path:
+    """Write (T, H, W, 3) RGB frames as ``.mp4`` (H.264, yuv420p) or ``.gif`` by suffix, atomically.
+
+    MP4 needs even H and W (yuv420p halves the chroma planes); odd sizes are padded by one black pixel.
+    """
+    path = Path(path)
+    frames = _to_uint8(frames, str(path))
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"{path}: expected frames (T >= 1, H, W, 3), got shape {frames.shape}")
+    if not fps > 0:
+        raise ValueError(f"{path}: fps must be > 0, got {fps}")
+    tmp = _atomic_target(path)
+    try:
+        if tmp.suffix == ".gif":
+            import imageio.v3 as iio
+
+            iio.imwrite(tmp, frames, plugin="pillow", extension=".gif", duration=1000.0 / fps, loop=0)
+        else:
+            from moviepy import ImageSequenceClip
+
+            _, h, w, _ = frames.shape
+            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))  # even sizes for yuv420p
+            clip = ImageSequenceClip(list(frames), fps=fps)
+            clip.write_videofile(str(tmp), fps=fps, codec="libx264", audio=False, pixel_format="yuv420p",
+                                 ffmpeg_params=["-crf", "17"], logger=None)
+            clip.close()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_gif(path: str | Path, frames, *, fps: float = 5.0, scale: int = 1) -> Path:
+    """Write (T, H, W, 3) uint8 (or float in [0, 1]) frames as a looping GIF, upscaled by ``scale``."""
+    frames = _to_uint8(frames, str(path))
+    if Path(path).suffix.lower() != ".gif":
+        raise ValueError(f"{path}: write_gif writes .gif files")
+    if scale < 1:
+        raise ValueError(f"{path}: scale must be >= 1, got {scale}")
+    if frames.ndim == 4 and scale > 1:
+        frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)  # nearest upscale (T, sH, sW, 3)
+    return write_frames(path, frames, fps=fps)
+
+
+def _text(img: np.ndarray, text: str, x: int, y: int, font_scale: float, colour=(235, 235, 235)) -> None:
+    cv2.putText(img, text, (x, y), _FONT, font_scale, colour, 1, cv2.LINE_AA)
+
+
+def _error_panel(pred: np.ndarray, rec: np.ndarray, gain: float) -> np.ndarray:
+    """(H, W, 3) inferno map of gain * mean over channels of |pred - rec| (both uint8 (H, W, 3))."""
+    err = np.abs(pred.astype(np.float32) - rec.astype(np.float32)).mean(axis=-1)  # (H, W) in [0, 255]
+    grey = np.clip(err * gain, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def compose_rollout_frames(recorded, predicted, *, n_context: int, psnr=None, scale: int = 4,
+                           error_gain: float = 4.0) -> np.ndarray:
+    """The video frames of a rollout: recorded | K samples | K error panels, with labels.
+
+    Args:
+        recorded: (T, H, W, 3) uint8 (or float [0, 1]) recorded frames.
+        predicted: (K, T, H, W, 3) K sampled rollouts over the same T steps (the first ``n_context``
+            are normally the context frames themselves), or (T, H, W, 3) for one sample.
+        n_context: frames given to the model; they get a green frame and no PSNR.
+        psnr: (K, T) or (T,) PSNR per sample and step to print; None computes it from the frames.
+        scale: nearest-neighbour upscaling of each panel.
+        error_gain: multiplier of the absolute error before colour mapping.
+
+    Returns:
+        (T, height, width, 3) uint8 frames.
+    """
+    from bair_world import metrics
+
+    rec = _to_uint8(recorded, "recorded")
+    pred = _to_uint8(predicted, "predicted")
+    if pred.ndim == 4:
+        pred = pred[None]  # (T, H, W, 3) -> (1, T, H, W, 3)
+    if rec.ndim != 4 or rec.shape[-1] != 3 or rec.shape[0] == 0:
+        raise ValueError(f"recorded: expected (T, H, W, 3) frames, got shape {rec.shape}")
+    if pred.ndim != 5 or pred.shape[1:] != rec.shape or pred.shape[0] == 0:
+        raise ValueError(f"predicted: expected (K, {', '.join(map(str, rec.shape))}), got shape {pred.shape}")
+    k, t_len, h, w, _ = pred.shape
+    if not 0 <= n_context <= t_len:
+        raise ValueError(f"n_context must be in [0, {t_len}], got {n_context}")
+    if not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+    if psnr is None:
+        psnr = metrics.psnr(pred, np.broadcast_to(rec, pred.shape), channel_axis=-1)  # (K, T)
+    psnr = np.asarray(psnr, dtype=np.float64)
+    if psnr.shape == (t_len,) and k == 1:
+        psnr = psnr[None]  # (T,) -> (1, T)
+    if psnr.shape != (k, t_len):
+        raise ValueError(f"psnr: expected shape ({k}, {t_len}) (or ({t_len},) for one sample), got {psnr.shape}")
+
+    ph, pw = h * scale, w * scale
+    border = max(2, scale)
+    cell_w = pw + 2 * border
+    font = max(0.3, 0.11 * scale)
+    (_, text_h), baseline = cv2.getTextSize("Ag", _FONT, font, 1)
+    strip = text_h + baseline + 2 * border
+    n_panels = 1 + 2 * k
+    height = strip + ph + 2 * border + strip
+    width = n_panels * cell_w
+    height, width = height + height % 2, width + width % 2  # even sizes for yuv420p
+    titles = ["recorded"] + [("predicted" if k == 1 else f"sample {i + 1}") for i in range(k)] + \
+             [("|error|" if k == 1 else f"|error| {i + 1}") for i in range(k)]
+
+    out = np.zeros((t_len, height, width, 3), dtype=np.uint8)
+    top = strip + border
+    for t in range(t_len):
+        canvas = out[t]
+        context = t < n_context
+        panels = [rec[t]] + [pred[i, t] for i in range(k)] + [_error_panel(pred[i, t], rec[t], error_gain)
+                                                             for i in range(k)]
+        for j, (panel, title) in enumerate(zip(panels, titles)):
+            x0 = j * cell_w
+            colour = RECORDED_RGB if j == 0 else (CONTEXT_RGB if context else PREDICTED_RGB)
+            canvas[top - border:top + ph + border, x0:x0 + cell_w] = colour
+            canvas[top:top + ph, x0 + border:x0 + border + pw] = panel.repeat(scale, 0).repeat(scale, 1)
+            _text(canvas, title, x0 + border, strip - baseline - border // 2, font)
+            y_foot = top + ph + border + text_h + border
+            if j == 0:
+                _text(canvas, f"t={t}/{t_len} " + ("context" if context else "pred"), x0 + border, y_foot, font)
+            elif j <= k and not context and np.isfinite(psnr[j - 1, t]):
+                _text(canvas, f"{psnr[j - 1, t]:.1f} dB", x0 + border, y_foot, font)
+    return out
+
+
+def write_rollout_video(path: str | Path, recorded, predicted, *, n_context: int, psnr=None, fps: float = 5.0,
+                        scale: int = 4, error_gain: float = 4.0) -> Path:
+    """Compose (see `compose_rollout_frames`) and write a rollout video (.mp4 or .gif), atomically."""
+    frames = compose_rollout_frames(recorded, predicted, n_context=n_context, psnr=psnr, scale=scale,
+                                    error_gain=error_gain)
+    return write_frames(path, frames, fps=fps)
+
+
+# --- `bair-world rollout` ---------------------------------------------------------------------------
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `bair-world rollout`."""
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    parser.add_argument("--out", required=True, help="output file, .mp4 or .gif")
+    parser.add_argument("--data-root", default=None,
+                        help="BAIR-format folder root (default: the embedded synthetic dataset)")
+    parser.add_argument("--split", default="test", help="split to read the sequence from (default: test)")
+    parser.add_argument("--index", type=int, default=0, help="sequence index in the sorted split (default: 0)")
+    parser.add_argument("--samples", type=int, default=1, help="latent samples to show side by side (default: 1)")
+    parser.add_argument("--n-past", type=int, default=2, help="context frames (default: 2)")
+    parser.add_argument("--n-future", type=int, default=28, help="predicted frames (default: 28)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
+    parser.add_argument("--fps", type=float, default=5.0, help="frames per second (default: 5)")
+    parser.add_argument("--scale", type=int, default=4, help="panel upscaling factor (default: 4)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 0, samples: int = 1,
+                    n_past: int = 2, n_future: int = 28, seed: int = 0, device: str = "auto"):
+    """K sampled rollouts of one recorded sequence.
+
+    Returns:
+        (recorded (T, 64, 64, 3) uint8, predicted (K, T, 64, 64, 3) uint8) with T = n_past + n_future;
+        the first n_past predicted frames are the recorded context.
+    """
+    import torch
+
+    from bair_world.checkpoint import load_checkpoint
+    from bair_world.data.bair_folder import BairFolderDataset
+    from bair_world.world_model import WorldModel, frames_to_uint8
+
+    if samples < 1 or n_past < 1 or n_future < 1:
+        raise ValueError(f"need samples, n_past and n_future >= 1, got {samples}, {n_past}, {n_future}")
+    dev = _device(device)
+    model, _ = load_checkpoint(checkpoint, dev)
+    t_len = n_past + n_future
+    dataset = BairFolderDataset(data_root, split, seq_len=t_len)  # DataError if a sequence is shorter
+    if not 0 <= index < len(dataset):
+        raise IndexError(f"{Path(data_root) / split}: index {index} out of range for {len(dataset)} sequences")
+    item = dataset[index]
+    frames = item["frames"][:t_len].unsqueeze(0).repeat(samples, 1, 1, 1, 1)  # (K, T, 3, 64, 64)
+    conds = torch.cat([item["actions"], item["positions"]], -1)[:t_len].unsqueeze(0).repeat(samples, 1, 1)  # (K, T, 7)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    preds = WorldModel(model, dev).rollout(frames, conds, n_past, n_future, generator)  # (K, n_future, 3, 64, 64)
+    full = torch.cat([frames[:, :n_past].to(preds.device), preds], dim=1)  # (K, T, 3, 64, 64)
+    return frames_to_uint8(frames[0]), frames_to_uint8(full)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`bair-world rollout`: predict one sequence and write the side-by-side video."""
+    data_root = args.data_root
+    if data_root is None:
+        from bair_world.data.synthetic import default_dataset_root
+
+        data_root = default_dataset_root()
+    recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
+                                          samples=args.samples, n_past=args.n_past, n_future=args.n_future,
+                                          seed=args.seed, device=args.device)
+    out = write_rollout_video(args.out, recorded, predicted, n_context=args.n_past, fps=args.fps, scale=args.scale)
+    from bair_world import metrics
+
+    mean = metrics.psnr(predicted[:, args.n_past:], recorded[None, args.n_past:], channel_axis=-1).mean()
+    print(f"wrote {out} ({recorded.shape[0]} frames, {predicted.shape[0]} sample(s), "
+          f"mean PSNR of predicted frames {mean:.2f} dB)")
+    return 0
