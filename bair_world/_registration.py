@@ -3,7 +3,10 @@
 import gymnasium as gym
 
 # (id, entry point, vector entry point or None, max_episode_steps or None)
-ENVIRONMENTS: list[tuple[str, str, str | None, int | None]] = []
+ENVIRONMENTS: list[tuple[str, str, str | None, int | None]] = [
+    # 28 steps = BAIR's 30 frames - 2 context frames; the env also truncates itself at the reference's end.
+    ("BairWorld-v0", "bair_world.envs.bair_world_env:BairWorldEnv", "bair_world.envs.vector:BairWorldVectorEnv", 28),
+]
 
 
 def register_envs() -> None:

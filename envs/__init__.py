@@ -1,0 +1,21 @@
+"""Gymnasium adapters over the bair-world core: ``BairWorld-v0``, its native vector env, an SB3 bridge.
+
+``import bair_world`` registers the environments; this package is imported only when one is made.
+"""
+
+from bair_world.envs.bair_world_env import BairWorldEnv
+from bair_world.envs.references import FolderReferences, Reference, ReferenceSource, SimReferences
+from bair_world.envs.replay import replay_psnr
+from bair_world.envs.vector import BairWorldVectorEnv
+
+__all__ = ["BairWorldEnv", "BairWorldVectorEnv", "FolderReferences", "Reference", "ReferenceSource",
+           "SimReferences", "replay_psnr", "BairWorldSB3VecEnv"]
+
+
+def __getattr__(name):
+    # Lazy: stable-baselines3 is imported only by those who use the bridge.
+    if name == "BairWorldSB3VecEnv":
+        from bair_world.envs.sb3 import BairWorldSB3VecEnv
+
+        return BairWorldSB3VecEnv
+    raise AttributeError(f"module 'bair_world.envs' has no attribute {name!r}")

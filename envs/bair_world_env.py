@@ -1,0 +1,144 @@
+"""`BairWorldEnv` (``BairWorld-v0``): the learned BAIR world model as a Gymnasium environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from bair_world.envs.episodes import EpisodeBatch
+from bair_world.envs.references import Reference, ReferenceSource
+from bair_world.envs.spaces import action_space, observation_space
+
+RENDER_FPS = 10  # BAIR was recorded at roughly 10 Hz
+
+
+class BairWorldEnv(gym.Env):
+    """Push objects on a table with a robot arm inside a learned video world model of BAIR.
+
+    ## Description
+
+    An SVG-family action-conditioned video model (trained by ``python training/train.py``) plays
+    the world: each step it predicts the next 64x64 camera frame of the BAIR robot-pushing scene
+    from the frames so far and the commanded action and end-effector position. Every episode
+    replays against a recorded reference rollout, from the built-in physics-based pushing world by
+    default or from a BAIR folder (``data_root``), and reports how closely the predicted frame
+    matches the recorded one (``info["psnr"]``). Latent samples come from a torch generator seeded
+    from ``self.np_random``: the same seed and actions give the same frames.
+
+    ## Action Space
+
+    ``Box(low, high, (7,), float32)`` in raw BAIR units: ``[dx, dy, c2, c3, x, y, z]`` = the 4-dim
+    action (end-effector deltas and two small whole-number columns) followed by the 3-dim
+    end-effector position (metres). ``low``/``high`` come from the checkpoint's training-data
+    statistics (data min/max widened by 10% of the range, or mean +- 4 std). Values outside the box
+    are clipped; NaN/inf or a wrong shape raise ``ValueError``. To act in [-1, 1], wrap with
+    ``gymnasium.wrappers.RescaleAction``. Replaying the reference is
+    ``np.concatenate([info["action"], info["position"]])``.
+
+    ## Observation Space
+
+    ``Box(0, 255, (64, 64, 3), uint8)``: the current RGB camera frame (the last context frame after
+    ``reset``, the model's prediction after ``step``). Each observation is a fresh array.
+
+    ## Rewards
+
+    Always 0.0: this is the world, not a task. ``info["psnr"]`` (dB, frames in [0, 1]) measures the
+    prediction against the reference frame at the same step.
+
+    ## Starting State
+
+    ``reset`` picks a reference rollout (uniformly with ``self.np_random``, or
+    ``options={"index": i}``), feeds its first ``n_past`` frames and ``n_past - 1`` conds to the
+    model as context, and returns frame ``n_past - 1``. ``env.unwrapped.reference`` is the current
+    reference (frames uint8 (T, 64, 64, 3), actions (T, 4), positions (T, 3)).
+
+    ## Episode End
+
+    Never terminates. Truncates when the reference runs out of frames: after ``T - n_past`` steps
+    (28 for BAIR's 30 frames and ``n_past=2``; also the registered ``max_episode_steps``).
+
+    ## Arguments
+
+    ```python
+    gym.make("BairWorld-v0", checkpoint=None, data_root=None, split="test", n_past=None,
+             device="auto", render_mode=None, num_references=10_000)
+    ```
+
+    * ``checkpoint``: checkpoint directory; None loads the bundled ``bair_world/checkpoints/default``.
+    * ``data_root``/``split``: replay the sequences of ``<data_root>/<split>/`` (BAIR folder layout)
+      instead of the built-in pushing world.
+    * ``n_past``: context frames (None: the checkpoint's, 2 for every preset).
+    * ``device``: "auto" (CUDA when available), "cpu", "cuda", ...
+    * ``render_mode``: None or "rgb_array" (``render()`` returns the current frame).
+    * ``num_references``: how many built-in-world rollouts ``reset`` picks from.
+
+    ``info`` after ``reset`` and ``step``: ``action`` (4,), ``position`` (3,) the reference's cond for
+    the next transition, ``step`` steps taken, ``frame_index`` of the observation in the reference,
+    ``index`` and ``rollout_id`` of the reference; after ``step`` also ``psnr``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
+
+    def __init__(self, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
+                 split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
+                 render_mode: str | None = None, num_references: int = 10_000,
+                 references: ReferenceSource | None = None):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.episodes = EpisodeBatch(1, checkpoint, data_root, split, n_past, device, num_references, references)
+        self.observation_space = observation_space()
+        self.action_space = action_space(self.episodes.low, self.episodes.high)
+        self._obs: np.ndarray | None = None
+        self._truncated = False
+
+    @property
+    def reference(self) -> Reference:
+        """The current reference rollout (raises before the first reset)."""
+        if self.episodes.refs[0] is None:
+            raise RuntimeError("no reference before reset()")
+        return self.episodes.refs[0]
+
+    @property
+    def n_past(self) -> int:
+        """Context frames fed at reset."""
+        return self.episodes.n_past
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = sorted(set(options) - {"index"})
+        if unknown:
+            raise ValueError(f"unknown reset options {unknown}; BairWorld-v0 accepts {{'index': int}}")
+        n_refs = len(self.episodes.references)
+        index = options.get("index")
+        if index is None:
+            index = int(self.np_random.integers(n_refs))
+        torch_seed = int(self.np_random.integers(2**63 - 1))
+        obs = self.episodes.reset_rows(np.zeros(1, np.int64), np.array([index]), np.array([torch_seed]))[0]
+        self._obs, self._truncated = obs, False
+        return obs.copy(), self.episodes.row_info(0)
+
+    def step(self, action):
+        if self._obs is None:
+            raise RuntimeError("BairWorldEnv.step() called before reset()")
+        if self._truncated:
+            raise RuntimeError("BairWorldEnv.step() after the episode was truncated; call reset()")
+        cond = self.episodes.check_actions(action, single=True)  # (1, 7), clipped
+        frames, psnr, truncated = self.episodes.step_rows(np.zeros(1, np.int64), cond)
+        self._obs, self._truncated = frames[0], bool(truncated[0])
+        info = self.episodes.row_info(0)
+        info["psnr"] = float(psnr[0])
+        return self._obs.copy(), 0.0, False, self._truncated, info
+
+    def render(self) -> np.ndarray | None:
+        """The current frame (64, 64, 3) uint8 for ``render_mode="rgb_array"``; None otherwise."""
+        if self.render_mode != "rgb_array":
+            return None
+        if self._obs is None:
+            raise RuntimeError("render() before reset()")
+        return self._obs.copy()

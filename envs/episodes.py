@@ -1,0 +1,137 @@
+"""`EpisodeBatch`: the bookkeeping of N bair-world episodes over one `WorldModel`.
+
+The single env is an `EpisodeBatch` of one row and the vector env one of N rows; neither holds any
+stepping logic of its own. Per row it keeps the reference rollout, the frame index ``t`` and a torch
+generator, so row i of a batch draws exactly the latents a single env with the same seed draws.
+
+Time indexing (docs/architecture.md): the transition x_t -> x_{t+1} is conditioned on
+cond_t = concat(action_t, position_t). After a reset the env shows frame ``t = n_past - 1`` and
+``info["action"]``/``info["position"]`` are the reference's cond_t for the next transition.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bair_world.checkpoint import load_checkpoint
+from bair_world.metrics import psnr as psnr_metric
+from bair_world.world_model import WorldModel, frames_to_uint8
+from bair_world.envs.references import Reference, ReferenceSource, make_references
+from bair_world.envs.spaces import action_bounds, check_actions, resolve_checkpoint, resolve_device
+
+
+class EpisodeBatch:
+    """N episodes of the learned world model, stepped with one batched model call.
+
+    Args:
+        num_envs: rows.
+        checkpoint: checkpoint directory (None: the bundled one).
+        data_root: BAIR folder root for references (None: the built-in pushing world).
+        split: split of ``data_root`` to replay.
+        n_past: context frames fed at reset (None: the checkpoint's, 2 for every preset).
+        device: "auto", "cpu", "cuda", ...
+        num_references: size of the built-in world's reference pool (ignored with ``data_root``).
+        references: a ready `ReferenceSource` (overrides ``data_root``/``split``/``num_references``).
+    """
+
+    def __init__(self, num_envs: int, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
+                 split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
+                 num_references: int = 10_000, references: ReferenceSource | None = None):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = int(num_envs)
+        self.checkpoint = resolve_checkpoint(checkpoint)
+        self.device = resolve_device(device)
+        model, self.config = load_checkpoint(self.checkpoint, self.device)
+        self.core = WorldModel(model, self.device)
+        self.n_past = model.cfg.n_past if n_past is None else int(n_past)
+        if self.n_past < 1:
+            raise ValueError(f"n_past must be >= 1, got {self.n_past}")
+        self.low, self.high = action_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),
+                                            model.cond_std.cpu().numpy())
+        self.references = references if references is not None else make_references(data_root, split, num_references)
+        self.refs: list[Reference | None] = [None] * self.num_envs
+        self.t = np.zeros(self.num_envs, dtype=np.int64)
+        self.generators = [torch.Generator(device="cpu") for _ in range(self.num_envs)]
+        self.started = False
+
+    # -- reset ---------------------------------------------------------------------------------
+    def reset_rows(self, rows: np.ndarray, indices: np.ndarray, torch_seeds: np.ndarray) -> np.ndarray:
+        """Start new episodes in ``rows`` from references ``indices``.
+
+        Args:
+            rows: (k,) distinct row numbers; the first call must reset every row.
+            indices: (k,) reference indices.
+            torch_seeds: (k,) seeds of the rows' latent generators.
+
+        Returns:
+            (k, 64, 64, 3) uint8: the last context frame of each row (a fresh array).
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        refs = [self.references[int(i)] for i in np.asarray(indices).reshape(-1)]
+        for ref in refs:
+            if len(ref) <= self.n_past:
+                raise ValueError(f"reference {ref.rollout_id} has {len(ref)} frames; n_past={self.n_past} "
+                                 f"leaves nothing to predict")
+        gens = []
+        for row, ref, seed in zip(rows, refs, np.asarray(torch_seeds).reshape(-1)):
+            self.refs[row] = ref
+            self.t[row] = self.n_past - 1
+            self.generators[row].manual_seed(int(seed))
+            gens.append(self.generators[row])
+        # k x (n_past, 64, 64, 3) uint8 -> (k, n_past, 3, 64, 64) float in [0, 1]
+        ctx = torch.from_numpy(np.stack([r.frames[: self.n_past] for r in refs])).permute(0, 1, 4, 2, 3)
+        ctx = ctx.float().div_(255.0)
+        conds = torch.from_numpy(np.stack([r.conds[: self.n_past - 1] for r in refs]))  # (k, n_past-1, 7)
+        full = not self.started or (len(rows) == self.num_envs and np.array_equal(rows, np.arange(self.num_envs)))
+        if not full and not self.started:
+            raise RuntimeError("reset every env before a partial reset")
+        self.core.reset(ctx, conds, gens, rows=None if full else rows)
+        self.started = True
+        return np.stack([r.frames[self.n_past - 1] for r in refs]).copy()
+
+    # -- step ----------------------------------------------------------------------------------
+    def check_actions(self, actions, single: bool) -> np.ndarray:
+        """Validate and clip: (7,) when ``single`` else (num_envs, 7) -> float32 (k, 7)."""
+        return check_actions(actions, None if single else self.num_envs, self.low, self.high)
+
+    def step_rows(self, rows: np.ndarray, conds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One batched model call for ``rows`` with already-checked conds (k, 7).
+
+        Returns:
+            frames (k, 64, 64, 3) uint8 (fresh), psnr (k,) float64 against the reference frame,
+            truncated (k,) bool (the reference has no further frame).
+        """
+        if not self.started:
+            raise RuntimeError("step() before reset()")
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        gens = [self.generators[r] for r in rows]
+        every = len(rows) == self.num_envs
+        pred = self.core.step(torch.from_numpy(np.ascontiguousarray(conds, np.float32)), gens,
+                              rows=None if every else rows)  # (k, 3, 64, 64) in [0, 1]
+        self.t[rows] += 1
+        # k x (64, 64, 3) uint8 -> (k, 3, 64, 64) uint8 (the metric divides by 255)
+        target = torch.from_numpy(np.stack([self.refs[r].frames[self.t[r]] for r in rows])).permute(0, 3, 1, 2)
+        psnr = psnr_metric(pred, target).double().cpu().numpy().reshape(-1)  # (k,) dB, pred clipped to [0, 1]
+        truncated = np.array([self.t[r] >= len(self.refs[r]) - 1 for r in rows], dtype=bool)
+        return frames_to_uint8(pred), psnr, truncated
+
+    # -- info ----------------------------------------------------------------------------------
+    def row_info(self, row: int) -> dict:
+        """The reference's next cond (action/position), step index, reference index and id of a row."""
+        ref, t = self.refs[row], int(self.t[row])
+        return {
+            "action": ref.actions[t].copy(),
+            "position": ref.positions[t].copy(),
+            "step": t - (self.n_past - 1),
+            "frame_index": t,
+            "index": ref.index,
+            "rollout_id": ref.rollout_id,
+        }
+
+    def episode_length(self, row: int) -> int:
+        """Steps of the row's current episode (reference length - n_past)."""
+        return len(self.refs[row]) - self.n_past

@@ -1,0 +1,165 @@
+"""Reference rollouts the environments replay against: the built-in pushing world or a BAIR folder.
+
+A reference is one recorded sequence (frames, actions, positions). The env feeds its first
+``n_past`` frames to the world model as context, reports the PSNR of every predicted frame against
+the recorded one, and hands the recorded next action/position to the agent in ``info``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
+
+#: Seeds of the built-in references start here, far from the small seeds a synthetic training set
+#: uses, so the default env replays rollouts the bundled model has not been trained on.
+SIM_SEED_OFFSET = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One recorded rollout.
+
+    Attributes:
+        frames: (T, 64, 64, 3) uint8 RGB.
+        actions: (T, 4) float32, BAIR units.
+        positions: (T, 3) float32, end-effector positions in BAIR units.
+        index: index of the rollout in its source.
+        rollout_id: a stable, human-readable name ("sim:seed=<n>" or the sequence folder).
+    """
+
+    frames: np.ndarray
+    actions: np.ndarray
+    positions: np.ndarray
+    index: int
+    rollout_id: str
+
+    def __post_init__(self):
+        t = self.frames.shape[0]
+        problems = []
+        if self.frames.dtype != np.uint8 or self.frames.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+            problems.append(f"frames must be uint8 (T, 64, 64, 3), got {self.frames.dtype} {self.frames.shape}")
+        if self.actions.shape != (t, ACTION_DIM):
+            problems.append(f"actions must be ({t}, {ACTION_DIM}), got {self.actions.shape}")
+        if self.positions.shape != (t, POSITION_DIM):
+            problems.append(f"positions must be ({t}, {POSITION_DIM}), got {self.positions.shape}")
+        if problems:
+            raise ValueError(f"reference {self.rollout_id}: " + "; ".join(problems))
+        for array in (self.frames, self.actions, self.positions):
+            array.setflags(write=False)  # shared by every env that replays it
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def conds(self) -> np.ndarray:
+        """(T, 7) float32 cond_t = concat(action_t, position_t)."""
+        return np.concatenate([self.actions, self.positions], axis=1)
+
+
+class ReferenceSource:
+    """An indexable, finite collection of references with a small LRU cache."""
+
+    def __init__(self, cache_size: int = 128):
+        self._cache: OrderedDict[int, Reference] = OrderedDict()
+        self._cache_size = cache_size
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _load(self, index: int) -> Reference:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Reference:
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"a reference index must be an int, got {type(index).__name__}")
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"reference index {index} is out of range: {self!r} holds {len(self)} rollouts")
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        ref = self._load(index)
+        self._cache[index] = ref
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return ref
+
+
+class SimReferences(ReferenceSource):
+    """Rollouts generated on demand by the built-in pushing world: index i is seed offset + i.
+
+    Args:
+        size: how many distinct rollouts reset() picks from.
+        length: frames per rollout (30, as BAIR).
+        seed_offset: seed of rollout 0.
+        cache_size: rollouts kept in memory.
+    """
+
+    def __init__(self, size: int = 10_000, length: int = 30, seed_offset: int = SIM_SEED_OFFSET,
+                 cache_size: int = 128):
+        super().__init__(cache_size)
+        if size < 1 or length < 2:
+            raise ValueError(f"SimReferences needs size >= 1 and length >= 2, got size={size}, length={length}")
+        self.size, self.length, self.seed_offset = int(size), int(length), int(seed_offset)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return f"SimReferences(size={self.size}, length={self.length}, seed_offset={self.seed_offset})"
+
+    def _load(self, index: int) -> Reference:
+        from bair_world.sim import generate_sequence
+
+        seed = self.seed_offset + index
+        frames, actions, positions = generate_sequence(seed, length=self.length)
+        return Reference(np.ascontiguousarray(frames, dtype=np.uint8), np.asarray(actions, np.float32),
+                         np.asarray(positions, np.float32), index, f"sim:seed={seed}")
+
+
+class FolderReferences(ReferenceSource):
+    """Sequences of a BAIR folder split (``<root>/<split>/<trajectory>/<sequence>/``), sorted.
+
+    Args:
+        root: dataset root holding ``<split>/``.
+        split: "train", "validate" or "test".
+        cache_size: rollouts kept in memory.
+
+    Raises:
+        bair_world.data.DataError: the split is missing or empty, or a sequence is malformed
+            (raised when that sequence is first read).
+    """
+
+    def __init__(self, root: str | Path, split: str = "test", cache_size: int = 128):
+        super().__init__(cache_size)
+        from bair_world.data.bair_folder import list_sequences
+
+        self.root, self.split = Path(root), split
+        self._dirs = list_sequences(self.root, split)  # sorted, the BairFolderDataset's item order
+
+    def __len__(self) -> int:
+        return len(self._dirs)
+
+    def __repr__(self) -> str:
+        return f"FolderReferences(root={str(self.root)!r}, split={self.split!r})"
+
+    def _load(self, index: int) -> Reference:
+        from bair_world.data.bair_folder import read_sequence
+
+        seq_dir = self._dirs[index]
+        frames, actions, positions = read_sequence(seq_dir)
+        return Reference(np.ascontiguousarray(frames, dtype=np.uint8), np.asarray(actions, np.float32),
+                         np.asarray(positions, np.float32), index, str(seq_dir))
+
+
+def make_references(data_root: str | Path | None = None, split: str = "test",
+                    num_references: int = 10_000) -> ReferenceSource:
+    """The built-in pushing world's rollouts (``data_root=None``) or a BAIR folder's split."""
+    if data_root is None:
+        return SimReferences(size=num_references)
+    return FolderReferences(data_root, split)

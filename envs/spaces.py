@@ -1,0 +1,109 @@
+"""Spaces, action validation, checkpoint and device resolution shared by every bair-world env."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from bair_world.data.batch import COND_DIM, IMAGE_SIZE
+
+#: Half-width of the action box in standard deviations when the checkpoint stores no min/max.
+STD_BOUND = 4.0
+#: Margin added on each side of a stored data min/max, as a fraction of the range, so a held-out
+#: rollout's own actions are (almost) never clipped.
+RANGE_MARGIN = 0.1
+
+
+def default_checkpoint() -> Path:
+    """The bundled checkpoint directory (inside the installed ``bair_world`` package)."""
+    import bair_world
+
+    return Path(bair_world.__file__).resolve().parent / "checkpoints" / "default"
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """The checkpoint directory to load; a missing one is a FileNotFoundError saying how to get one."""
+    path = default_checkpoint() if checkpoint is None else Path(checkpoint)
+    if not (path / "config.json").is_file():
+        what = "the bundled checkpoint" if checkpoint is None else "checkpoint directory"
+        raise FileNotFoundError(
+            f"{path}: {what} not found (no config.json). Train one with `python training/train.py` "
+            f"and pass checkpoint='runs/<name>/best'.")
+    return path
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def action_bounds(normalisation: Mapping | None, cond_mean: np.ndarray, cond_std: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Finite (7,) low/high of the action box in raw BAIR units.
+
+    Uses the training data's per-column ``cond_min``/``cond_max`` from the checkpoint's
+    ``normalisation`` entry when present (widened by `RANGE_MARGIN` of the range on each side),
+    otherwise ``cond_mean +- STD_BOUND * cond_std`` (the statistics the model normalises with).
+    """
+    normalisation = normalisation or {}
+    if "cond_min" in normalisation and "cond_max" in normalisation:
+        lo = np.asarray(normalisation["cond_min"], dtype=np.float64).reshape(-1)
+        hi = np.asarray(normalisation["cond_max"], dtype=np.float64).reshape(-1)
+        span = np.maximum(hi - lo, 1e-3)
+        low, high = lo - RANGE_MARGIN * span, hi + RANGE_MARGIN * span
+    else:
+        mean = np.asarray(cond_mean, dtype=np.float64).reshape(-1)
+        std = np.maximum(np.asarray(cond_std, dtype=np.float64).reshape(-1), 1e-3)
+        low, high = mean - STD_BOUND * std, mean + STD_BOUND * std
+    if low.shape != (COND_DIM,) or high.shape != (COND_DIM,):
+        raise ValueError(f"normalisation statistics must have {COND_DIM} values, got {low.shape} and {high.shape}")
+    if not (np.isfinite(low).all() and np.isfinite(high).all() and (low < high).all()):
+        raise ValueError(f"normalisation statistics give an empty or non-finite action box: {low} .. {high}")
+    return low.astype(np.float32), high.astype(np.float32)
+
+
+def observation_space() -> spaces.Box:
+    """Box(0, 255, (64, 64, 3), uint8): one RGB frame."""
+    return spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+
+
+def action_space(low: np.ndarray, high: np.ndarray) -> spaces.Box:
+    """Box(low, high, (7,), float32): 4 action + 3 end-effector position."""
+    return spaces.Box(low.astype(np.float32), high.astype(np.float32), (COND_DIM,), np.float32)
+
+
+def check_actions(actions, num_envs: int | None, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Validate and clip actions to the box.
+
+    Args:
+        actions: (7,) for a single env (``num_envs=None``) or (num_envs, 7).
+        num_envs: batch size expected, or None for a single action.
+        low, high: (7,) bounds.
+
+    Returns:
+        float32 (num_envs or 1, 7), clipped into [low, high].
+
+    Raises:
+        ValueError: wrong shape, not numeric, or NaN/inf (named by env row and column).
+    """
+    try:
+        arr = np.asarray(actions, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"action must be numeric, got {type(actions).__name__}: {exc}") from None
+    expected = (COND_DIM,) if num_envs is None else (num_envs, COND_DIM)
+    if arr.shape != expected:
+        raise ValueError(f"action must have shape {expected} (4 action + 3 end-effector position), "
+                         f"got {arr.shape}")
+    arr = arr.reshape(-1, COND_DIM)  # (7,) or (N, 7) -> (N, 7)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        where = f"column {col}" if num_envs is None else f"env {row}, column {col}"
+        raise ValueError(f"action contains NaN or inf ({where}: {arr[row, col]})")
+    return np.clip(arr, low, high)
