@@ -219,3 +219,24 @@ def test_presets_sizes():
     seed = preset("seed")
     assert (seed.backbone, seed.g_dim, seed.z_dim, seed.rnn_size, seed.prior, seed.skip) == (
         "vgg", 128, 64, 256, "fixed", "previous")
+
+
+def test_ddp_wrapped_model_steps_over_time_and_backpropagates(tmp_path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        model = make()
+        ddp = DistributedDataParallel(model)
+        state, loss = model.init_state(B), 0.0
+        xs = [frames(seed=s) for s in range(3)]
+        for t in range(2):  # one DDP forward per time step, then one backward
+            out = ddp(state, xs[t], conds(), xs[t + 1])
+            loss = loss + (out.frame - xs[t + 1]).pow(2).mean() + out.kl.mean()
+            state = out.state
+        loss.backward()
+        assert model.encoder.c1[0].weight.grad.abs().sum() > 0
+    finally:
+        dist.destroy_process_group()

@@ -209,7 +209,15 @@ class SVG(nn.Module):
 
     def step(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, x_next: torch.Tensor | None = None,
              generator: GeneratorLike = None, use_posterior: bool | None = None) -> StepOutput:
+        """One transition x_t -> x_{t+1}; calls the module, so hooks and DDP wrapping apply (see `forward`)."""
+        return self(state, x_prev, cond, x_next, generator, use_posterior)
+
+    def forward(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, x_next: torch.Tensor | None = None,
+                generator: GeneratorLike = None, use_posterior: bool | None = None) -> StepOutput:
         """One transition x_t -> x_{t+1} conditioned on cond_t.
+
+        ``forward`` is the step, so ``DistributedDataParallel(model)(state, x_prev, cond, x_next)``
+        works (one call per time step, then one backward).
 
         Args:
             state: the batch's state (``state.t`` = t per row).
