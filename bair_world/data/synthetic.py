@@ -1,0 +1,229 @@
+"""BAIR-format data from the built-in pushing world: `write_dataset`, the cached default set, `data synth`.
+
+Each sequence's seed is derived from (seed, split, index) alone, so the bytes on disk do not depend on
+the number of worker processes or on the order in which sequences finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
+from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
+
+DEFAULT_COUNTS = {"train": 2048, "validate": 128, "test": 256}
+DEFAULT_SEED = 0
+SEQUENCE_LENGTH = 30
+PER_TRAJ_FOLDER = 256  # sequences per <trajectory folder>, like BAIR's traj_0_to_255
+MANIFEST = "manifest.json"
+ACTION_COLUMNS = ["dx (m)", "dy (m)", "gripper closure 0..4", "height command 0 hold / 1 lower / 2 lift"]
+
+
+def sequence_seed(seed: int, split: str, index: int) -> int:
+    """Deterministic 64-bit seed of sequence `index` of `split`."""
+    state = np.random.SeedSequence([seed, SPLITS.index(split), index]).generate_state(2)
+    return int(state[0]) | (int(state[1]) << 32)
+
+
+def sequence_dir(root: Path, split: str, index: int) -> Path:
+    """`<root>/<split>/traj_<a>_to_<b>/<index>` with 256 sequences per trajectory folder."""
+    start = index - index % PER_TRAJ_FOLDER
+    return root / split / f"traj_{start}_to_{start + PER_TRAJ_FOLDER - 1}" / str(index)
+
+
+@dataclass
+class SynthReport:
+    """What `write_dataset` did.
+
+    Attributes:
+        root: the dataset folder.
+        counts: sequences per split in the dataset.
+        written: sequences generated in this call.
+        skipped: complete sequences found on disk and kept (resume).
+        seconds: wall time of the call.
+        motion: motion statistics of the sequences generated in this call.
+    """
+
+    root: Path
+    counts: dict[str, int]
+    written: int
+    skipped: int
+    seconds: float
+    motion: MotionStats = field(default_factory=lambda: motion_stats([]))
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.written * SEQUENCE_LENGTH / max(self.seconds, 1e-9)
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        return (f"{self.root}: {counts} sequences ({self.written} written, {self.skipped} already complete)\n"
+                f"{self.written * SEQUENCE_LENGTH} frames in {self.seconds:.1f} s = {self.frames_per_second:.0f} frames/s\n"
+                f"motion: {self.motion}")
+
+
+def _generate(task: tuple[str, str, int, int, int]) -> tuple[float, float] | None:
+    """Worker: write one sequence unless it is already complete; returns its motion or None if skipped."""
+    root, split, index, seed, length = task
+    target = sequence_dir(Path(root), split, index)
+    if target.is_dir():
+        return None
+    r = rollout(sequence_seed(seed, split, index), length, SimConfig())
+    write_sequence(target, r.frames, r.actions, r.positions)
+    return sequence_motion(r.frames, r.object_pixels)
+
+
+def _checked_counts(counts: dict[str, int]) -> dict[str, int]:
+    unknown = set(counts) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"write_dataset: unknown split(s) {sorted(unknown)}; expected {list(SPLITS)}")
+    out = {s: int(counts.get(s, 0)) for s in SPLITS}
+    if any(v < 0 for v in out.values()):
+        raise ValueError(f"write_dataset: counts must be >= 0, got {out}")
+    return out
+
+
+def _manifest(seed: int, counts: dict[str, int], length: int) -> dict:
+    return {"generator": "bair_world.sim", "generator_version": GENERATOR_VERSION, "seed": seed, "counts": counts,
+            "sequence_length": length, "image_size": 64, "action_columns": ACTION_COLUMNS,
+            "sim_config": asdict(SimConfig())}
+
+
+def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: int = DEFAULT_SEED,
+                  workers: int | None = None, progress: bool = True, length: int = SEQUENCE_LENGTH) -> SynthReport:
+    """Write sequences of the pushing world in the BAIR folder layout, resuming a partial run.
+
+    Args:
+        out: dataset root; `<out>/<split>/traj_<a>_to_<b>/<index>/{0..T-1}.png, actions.csv,
+            endeffector_positions.csv` and `<out>/manifest.json` (written last).
+        counts: sequences per split (missing splits get 0); default DEFAULT_COUNTS.
+        seed: dataset seed; sequence seeds derive from (seed, split, index).
+        workers: processes (default: all cores); 1 runs in this process.
+        progress: show a tqdm progress bar.
+        length: frames per sequence.
+
+    Raises:
+        ValueError: bad counts/seed, or `out` holds a dataset made with another seed or generator version.
+    """
+    root = Path(out)
+    counts = _checked_counts(DEFAULT_COUNTS if counts is None else counts)
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"write_dataset: seed must be a non-negative integer, got {seed!r}")
+    if length < 2:
+        raise ValueError(f"write_dataset: length must be >= 2, got {length}")
+    manifest_path = root / MANIFEST
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if (old.get("seed"), old.get("generator_version"), old.get("sequence_length")) != (seed, GENERATOR_VERSION, length):
+            raise ValueError(f"{manifest_path}: folder holds a dataset with seed {old.get('seed')}, generator version "
+                             f"{old.get('generator_version')}, length {old.get('sequence_length')}; refusing to mix in "
+                             f"seed {seed}, version {GENERATOR_VERSION}, length {length} (choose another --out)")
+    root.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        if (root / split).is_dir():
+            remove_partial_writes(root)
+            break
+    tasks = [(str(root), split, i, int(seed), length) for split in SPLITS for i in range(counts[split])]
+    workers = max(1, min(workers or os.cpu_count() or 1, max(len(tasks), 1)))
+    start = time.perf_counter()
+    results: list[tuple[float, float]] = []
+    skipped = 0
+    with tqdm(total=len(tasks), desc="synth", unit="seq", disable=not progress) as bar:
+        if workers == 1:
+            outcomes = map(_generate, tasks)
+            pool = None
+        else:
+            pool = multiprocessing.get_context().Pool(workers)
+            outcomes = pool.imap_unordered(_generate, tasks, chunksize=max(1, min(16, len(tasks) // (4 * workers))))
+        try:
+            for res in outcomes:
+                if res is None:
+                    skipped += 1
+                else:
+                    results.append(res)
+                bar.update()
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    tmp = manifest_path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(_manifest(int(seed), counts, length), indent=2) + "\n")
+    os.replace(tmp, manifest_path)
+    return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results))
+
+
+def cache_dir() -> Path:
+    """`$BAIR_WORLD_CACHE` or `~/.cache/bair_world`."""
+    env = os.environ.get("BAIR_WORLD_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "bair_world"
+
+
+@contextmanager
+def _file_lock(path: Path):
+    import fcntl  # POSIX; the cache is generated once, so other platforms simply go unlocked
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: dict[str, int] | None = None,
+                         workers: int | None = None, progress: bool = True) -> Path:
+    """The cached synthetic dataset used by default for training, evaluation and tests.
+
+    The folder is named by generator version, seed and counts, generated on first use into a
+    `.partial` sibling (resumable) under an exclusive file lock, and renamed into place when complete,
+    so concurrent callers wait for one generation instead of racing.
+
+    Args:
+        create: generate the dataset if it does not exist yet; otherwise just return the path.
+    """
+    counts = _checked_counts(DEFAULT_COUNTS if counts is None else counts)
+    name = f"synth-v{GENERATOR_VERSION}-seed{seed}-" + "-".join(f"{s}{counts[s]}" for s in SPLITS)
+    base = cache_dir()
+    final = base / name
+    if (final / MANIFEST).exists() or not create:
+        return final
+    base.mkdir(parents=True, exist_ok=True)
+    with _file_lock(base / f".{name}.lock"):
+        if not (final / MANIFEST).exists():  # another process may have finished while we waited
+            partial = base / f".{name}.partial"
+            write_dataset(partial, counts, seed=seed, workers=workers, progress=progress)
+            os.rename(partial, final)
+    return final
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `bair-world data synth`."""
+    parser.add_argument("--out", required=True, help="dataset root to write (resumes a partial run)")
+    for split in SPLITS:
+        parser.add_argument(f"--{split}", type=int, default=DEFAULT_COUNTS[split],
+                            help=f"sequences in the {split} split (default {DEFAULT_COUNTS[split]})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="dataset seed (default 0)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`bair-world data synth`: write the dataset and print a summary."""
+    counts = {s: getattr(args, s) for s in SPLITS}
+    try:
+        report = write_dataset(args.out, counts, seed=args.seed, workers=args.workers, progress=not args.no_progress)
+    except ValueError as err:
+        print(f"bair-world data synth: {err}")
+        return 2
+    print(report)
+    return 0

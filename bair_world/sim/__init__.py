@@ -1,0 +1,19 @@
+"""The built-in pushing world: a pymunk tabletop rendered like BAIR's camera, writing BAIR-format data."""
+
+from bair_world.sim.config import GENERATOR_VERSION, GRIP_COLUMN, Z_COLUMN, SimConfig
+from bair_world.sim.stats import MotionStats, motion_stats, sequence_motion
+from bair_world.sim.world import PushWorld, Rollout, generate_sequence, rollout
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "GRIP_COLUMN",
+    "Z_COLUMN",
+    "MotionStats",
+    "PushWorld",
+    "Rollout",
+    "SimConfig",
+    "generate_sequence",
+    "motion_stats",
+    "rollout",
+    "sequence_motion",
+]

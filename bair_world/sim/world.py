@@ -1,0 +1,165 @@
+"""The pushing world: physics + renderer + controller behind a reset/step API in BAIR units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bair_world.sim.config import GRIP_COLUMN, MAX_GRIP, MAX_Z_COMMAND, SimConfig, Z_COLUMN
+from bair_world.sim.physics import TablePhysics, sample_objects
+from bair_world.sim.policy import ScriptedPusher
+from bair_world.sim.render import Renderer
+
+# Saturated toy colours (RGB), jittered per object.
+PALETTE = np.array([
+    [235, 150, 20], [60, 190, 60], [230, 210, 30], [210, 40, 40], [40, 90, 210],
+    [150, 60, 170], [30, 170, 190], [240, 240, 235], [240, 110, 160],
+], float)
+
+
+class PushWorld:
+    """A BAIR-like tabletop: a gripper pushes 3-6 objects; frames are 64x64 RGB like BAIR's camera.
+
+    `step(action, position)` semantics (BAIR units, metres):
+
+    * `position` (3,) is the end-effector position the action is relative to (normally
+      `world.position`, the recorded position at this frame); it is clipped to the workspace.
+    * `action[0:2]` = (dx, dy), clipped to +-`max_delta`: the xy target is `position[:2] + (dx, dy)`.
+    * `action[2]` = gripper closure 0 (open) .. 4 (closed), rounded and clipped; it changes the finger
+      gap in the image only.
+    * `action[3]` = height command, rounded and clipped to 0..2: 0 holds `position[2]`, 1 lowers to
+      `z_low` (pushing height), 2 lifts to `z_high`.
+    * During the frame the gripper moves from its actual position toward the target by `track_gain`
+      of the remaining distance, at most `max_speed * frame_dt` horizontally and `z_speed * frame_dt`
+      vertically, while physics runs `substeps` sub-steps; objects are pushed only while the gripper
+      is below `contact_z`. The new actual position becomes `world.position`.
+
+    Args:
+        seed: fixes everything: layout, shapes, colours, hidden mass/friction, camera, lighting.
+        config: world configuration.
+    """
+
+    def __init__(self, seed: int, config: SimConfig = SimConfig()):
+        self.config = config
+        self.seed = int(seed)
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Rebuild the scene from `seed` (default: the constructor's) and return the first frame."""
+        if seed is not None:
+            self.seed = int(seed)
+        cfg = self.config
+        self.rng = np.random.default_rng(self.seed)
+        specs, poses = sample_objects(self.rng, cfg, PALETTE)
+        self.mass = float(np.exp(self.rng.uniform(np.log(cfg.mass[0]), np.log(cfg.mass[1]))))
+        self.friction = float(self.rng.uniform(*cfg.friction))
+        self.specs = specs
+        self.radii = np.array([s.radius for s in specs])
+        self.physics = TablePhysics(cfg, specs, poses, self.mass, self.friction)
+        self.renderer = Renderer(self.rng, cfg, specs)
+        lo, hi = self._bounds()
+        self._position = self.rng.uniform(lo, hi)
+        self.physics.gripper.position = tuple(self._position[:2])
+        self.grip = 0.0
+        self.frame = self.renderer.draw(self.physics.object_poses(), self._position, self.grip)
+        return self.frame
+
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        return (np.array([c.x_range[0], c.y_range[0], c.z_range[0]]), np.array([c.x_range[1], c.y_range[1], c.z_range[1]]))
+
+    @property
+    def position(self) -> np.ndarray:
+        """Current end-effector position (3,), BAIR metres."""
+        return self._position.copy()
+
+    @property
+    def object_poses(self) -> np.ndarray:
+        """(N, 3) object x, y (metres) and angle (radians)."""
+        return self.physics.object_poses()
+
+    def object_pixels(self) -> np.ndarray:
+        """(N, 2) object centres in the 64x64 frame's pixel coordinates (column, row)."""
+        return self.renderer.to_pixels(self.object_poses[:, :2])
+
+    def step(self, action, position) -> np.ndarray:
+        """Apply one action from `position` (see the class docstring), advance a frame, return it.
+
+        Raises:
+            ValueError: if action is not 4 numbers or position not 3, or either holds NaN/inf.
+        """
+        action = _checked(action, 4, "action")
+        position = _checked(position, 3, "position")
+        cfg = self.config
+        lo, hi = self._bounds()
+        position = np.clip(position, lo, hi)
+        delta = np.clip(action[:2], -cfg.max_delta, cfg.max_delta)
+        self.grip = float(np.clip(np.round(action[GRIP_COLUMN]), 0, MAX_GRIP))
+        z_cmd = int(np.clip(np.round(action[Z_COLUMN]), 0, MAX_Z_COMMAND))
+        target = np.empty(3)
+        target[:2] = position[:2] + delta
+        target[2] = (position[2], cfg.z_low, cfg.z_high)[z_cmd]
+        target = np.clip(target, lo, hi)
+        move = (target - self._position) * cfg.track_gain
+        reach = cfg.max_speed * cfg.frame_dt
+        norm = float(np.hypot(move[0], move[1]))
+        if norm > reach:
+            move[:2] *= reach / norm
+        move[2] = np.clip(move[2], -cfg.z_speed * cfg.frame_dt, cfg.z_speed * cfg.frame_dt)
+        new = np.clip(self._position + move, lo, hi)
+        self.physics.advance(self._position, new)
+        self._position = new
+        self.frame = self.renderer.draw(self.physics.object_poses(), new, self.grip)
+        return self.frame
+
+
+def _checked(value, size: int, name: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != (size,):
+        raise ValueError(f"PushWorld.step: {name} must have shape ({size},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"PushWorld.step: {name} contains NaN or inf: {arr.tolist()}")
+    return arr
+
+
+@dataclass
+class Rollout:
+    """One scripted sequence with the simulator's ground truth.
+
+    Attributes:
+        frames: uint8 (T, 64, 64, 3) RGB.
+        actions: float (T, 4); rows 2k and 2k+1 are identical.
+        positions: float (T, 3); positions[t] is the end-effector position at frame t.
+        object_pixels: float (T, N, 2) object centres in 64x64 pixel coordinates.
+    """
+
+    frames: np.ndarray
+    actions: np.ndarray
+    positions: np.ndarray
+    object_pixels: np.ndarray
+
+
+def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig()) -> Rollout:
+    """Run the scripted pusher for `length` frames; frame t+1 = step(actions[t], positions[t])."""
+    if length < 1:
+        raise ValueError(f"rollout: length must be >= 1, got {length}")
+    world = PushWorld(seed, config)
+    policy = ScriptedPusher(world.rng, config)
+    frames = np.empty((length, config.image_size, config.image_size, 3), np.uint8)
+    actions, positions = np.empty((length, 4)), np.empty((length, 3))
+    pixels = np.empty((length, len(world.specs), 2))
+    frames[0] = world.frame
+    for t in range(length):
+        positions[t] = world.position
+        pixels[t] = world.object_pixels()
+        actions[t] = policy.act(world.position, world.object_poses, world.radii) if t % 2 == 0 else actions[t - 1]
+        if t + 1 < length:
+            frames[t + 1] = world.step(actions[t], positions[t])
+    return Rollout(frames, actions, positions, pixels)
+
+
+def generate_sequence(seed: int, length: int = 30, config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames uint8 (T,64,64,3), actions (T,4), positions (T,3)) of one scripted sequence."""
+    r = rollout(seed, length, config)
+    return r.frames, r.actions, r.positions
