@@ -1,0 +1,159 @@
+"""`TrainConfig`: everything a training run needs, the model architecture nested inside.
+
+The command line of ``training/train.py`` is generated from this dataclass (and the nested
+`ModelConfig`) by `bair_world.configcli`; field docstrings are the ``--help`` text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bair_world.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: data, optimisation, schedules, logging and hardware."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The architecture (its fields are options of their own: --backbone, --z-dim, ...)."""
+
+    # -- data -----------------------------------------------------------------------------------
+    data_root: Path | None = None
+    """BAIR-format folder (train/ and validate/ inside); none = the embedded synthetic pushing-world
+    data, generated once into the cache and reused."""
+    n_future: int = 10
+    """Frames predicted after the n_past context frames in training (sequence length n_past+n_future)."""
+    val_n_future: int = 10
+    """Frames predicted after the n_past context frames in validation (the seed's protocol: 10)."""
+    val_sequences: int = 64
+    """Validation sequences scored each epoch (the first ones of the validate split); 0 = all."""
+    num_workers: int = 0
+    """DataLoader worker processes (0 = load in the training process)."""
+    cache_data: bool = True
+    """Keep decoded sequences in memory after the first read (small datasets only)."""
+    random_offset: bool = True
+    """Train on a random window of n_past+n_future steps of each sequence (else its first steps)."""
+
+    # -- optimisation ---------------------------------------------------------------------------
+    batch_size: int = 16
+    """Sequences per optimiser step (per process under torchrun)."""
+    epochs: int = 30
+    """Training epochs (the seed's --niter)."""
+    epoch_size: int = 50
+    """Optimiser steps per epoch (batches drawn at random from the train split)."""
+    lr: float = 2e-3
+    """Adam learning rate."""
+    beta1: float = 0.9
+    """Adam beta1."""
+    beta2: float = 0.999
+    """Adam beta2."""
+    grad_clip: float | None = 1.0
+    """Clip the global gradient norm to this value; none = no clipping."""
+    seed: int = 0
+    """Seed of every random number generator of the run (sampler, latents, teacher forcing, init)."""
+
+    # -- schedules ------------------------------------------------------------------------------
+    kl_anneal: Literal["cyclical", "monotonic", "none"] = "monotonic"
+    """KL weight schedule (Fu et al. 2019), stepped per optimiser step over the whole run."""
+    kl_anneal_cycle: int = 3
+    """Number of KL annealing cycles over the run (cyclical mode)."""
+    kl_anneal_ratio: float = 0.5
+    """Fraction of each cycle spent ramping beta up from 0."""
+    max_beta: float = 1e-4
+    """Ceiling of the KL weight beta (MSE is a pixel mean, KL a sum over z: 1e-4 as in SVG)."""
+    tfr: float = 1.0
+    """Teacher-forcing ratio before decay."""
+    tfr_start_decay_epoch: int = 100
+    """First (0-based) epoch whose teacher-forcing ratio is decayed."""
+    tfr_decay_step: float = 0.003
+    """Teacher-forcing ratio decrease per epoch."""
+    tfr_lower_bound: float = 0.1
+    """Floor of the teacher-forcing ratio."""
+    tf_mode: Literal["sequence", "step"] = "sequence"
+    """"sequence": one draw per batch decides teacher forcing for all its steps (the seed);
+    "step": one draw per time step (scheduled sampling)."""
+    detach_feedback: bool = False
+    """Detach a fed-back prediction from the graph (off: gradients flow through the model's own
+    predictions, as in the seed)."""
+
+    # -- logging and checkpoints ----------------------------------------------------------------
+    log_dir: Path = Path("runs")
+    """Parent folder of run folders."""
+    name: str | None = None
+    """Run folder name under log_dir; none = <preset>-<date>-<time>."""
+    resume: Path | None = None
+    """Continue the run in this folder from its last checkpoint (same step, schedules, RNG)."""
+    sample_every: int = 5
+    """Write a GIF of validation predictions every this many epochs (and after the last); 0 = never."""
+    progress: bool = True
+    """Show tqdm progress bars."""
+
+    # -- hardware -------------------------------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: auto = cuda if available, else cpu."""
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    """Autocast precision on CUDA (fp16 uses a GradScaler); ignored on CPU."""
+    channels_last: bool = True
+    """Channels-last memory format for the convolutions on CUDA."""
+    compile: bool = False
+    """Compile the model's step with torch.compile."""
+    threads: int | None = None
+    """torch CPU threads per process; none = torch's default."""
+
+    def __post_init__(self):
+        problems = []
+        for name in ("n_future", "val_n_future", "batch_size", "epochs", "epoch_size", "kl_anneal_cycle"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("val_sequences", "num_workers", "sample_every"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            problems.append(f"grad_clip must be > 0 or none, got {self.grad_clip}")
+        if self.max_beta < 0:
+            problems.append(f"max_beta must be >= 0, got {self.max_beta}")
+        if not 0 <= self.tfr_lower_bound <= self.tfr <= 1:
+            problems.append(f"need 0 <= tfr_lower_bound <= tfr <= 1, got {self.tfr_lower_bound}, {self.tfr}")
+        if problems:
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+    @property
+    def seq_len(self) -> int:
+        """Frames per training sequence, n_past + n_future."""
+        return self.model.n_past + self.n_future
+
+    @property
+    def val_seq_len(self) -> int:
+        """Frames per validation sequence, n_past + val_n_future."""
+        return self.model.n_past + self.val_n_future
+
+    @property
+    def total_steps(self) -> int:
+        """Optimiser steps in the whole run."""
+        return self.epochs * self.epoch_size
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some top-level fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Inverse of `bair_world.configcli.to_dict` (as stored in a run's train_config.json)."""
+        data = dict(data)
+        model = ModelConfig.from_dict(data.pop("model"))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        for key in ("data_root", "log_dir", "resume"):
+            if data.get(key) is not None:
+                data[key] = Path(data[key])
+        if data.get("grad_clip") is not None:
+            data["grad_clip"] = float(data["grad_clip"])
+        return cls(model=model, **data)

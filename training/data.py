@@ -1,0 +1,99 @@
+"""Data for a training run: where it lives, condition statistics, the train loader, the validation set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from bair_world.data import Batch, DataError, collate
+from bair_world.data.bair_folder import ACTIONS_FILE, POSITIONS_FILE, BairFolderDataset
+from bair_world.training.config import TrainConfig
+from bair_world.training.distributed import DistInfo
+from bair_world.training.loop import EpochSampler
+
+STATS_MAX_SEQUENCES = 2000  # condition statistics from at most this many training sequences (CSV only)
+
+
+def resolve_data_root(cfg: TrainConfig) -> Path:
+    """The dataset folder: ``cfg.data_root``, or the embedded synthetic data (generated on first use)."""
+    if cfg.data_root is not None:
+        root = Path(cfg.data_root)
+        if not root.is_dir():
+            raise DataError(root, "data root does not exist (expected train/ and validate/ inside)")
+        return root
+    from bair_world.data.synthetic import default_dataset_root
+
+    return Path(default_dataset_root())
+
+
+def condition_stats(dataset: BairFolderDataset, max_sequences: int = STATS_MAX_SEQUENCES) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (7,) of cond = concat(action, position) over the training split (CSV files only).
+
+    Sequences are taken evenly spaced over the split when it holds more than ``max_sequences``.
+    """
+    paths = dataset.paths
+    if len(paths) > max_sequences:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, max_sequences).round().astype(int)]
+    rows = []
+    for seq in paths:
+        parts = []
+        for name, cols in ((ACTIONS_FILE, 4), (POSITIONS_FILE, 3)):
+            try:
+                arr = np.loadtxt(seq / name, delimiter=",", dtype=np.float64, ndmin=2)
+            except (OSError, ValueError) as e:
+                raise DataError(seq / name, f"cannot read ({e})") from None
+            if arr.shape[1] != cols:
+                raise DataError(seq / name, f"expected {cols} columns, found {arr.shape[1]}")
+            parts.append(arr)
+        n = min(len(parts[0]), len(parts[1]))
+        rows.append(np.concatenate([parts[0][:n], parts[1][:n]], axis=1))  # (T, 4) + (T, 3) -> (T, 7)
+    conds = np.concatenate(rows)  # (sum T, 7)
+    if not np.isfinite(conds).all():
+        raise DataError(dataset.root / dataset.split, "actions/positions contain NaN or inf")
+    return torch.from_numpy(conds.mean(0)).float(), torch.from_numpy(conds.std(0)).float()
+
+
+def make_train_loader(dataset: BairFolderDataset, cfg: TrainConfig, info: DistInfo,
+                      device: torch.device) -> tuple[DataLoader, EpochSampler]:
+    """The training DataLoader (epoch_size batches per epoch per rank) and its sampler."""
+    sampler = EpochSampler(len(dataset), cfg.epoch_size * cfg.batch_size, cfg.seed, info.rank, info.world_size)
+    loader = DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
+        num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+    )
+    return loader, sampler
+
+
+def random_crop(batch: Batch, length: int, rng) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence random windows of ``length`` steps: (frames (B, L, 3, 64, 64), conds (B, L, 7)).
+
+    Args:
+        batch: sequences of T >= length steps.
+        length: window length.
+        rng: a ``random.Random`` (the loop's seeded generator), or None for the leading window.
+    """
+    frames, conds = batch.frames, batch.cond
+    b, t = frames.shape[:2]
+    if t < length:
+        raise ValueError(f"training sequences have {t} steps, n_past + n_future needs {length}")
+    if rng is None or t == length:
+        return frames[:, :length], conds[:, :length]
+    offsets = torch.tensor([rng.randrange(t - length + 1) for _ in range(b)])
+    idx = offsets[:, None] + torch.arange(length)[None]  # (B, L) time indices
+    rows = torch.arange(b)[:, None]  # (B, 1)
+    return frames[rows, idx], conds[rows, idx]  # (B, T, ...) -> (B, L, ...)
+
+
+def load_validation(root: Path, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``cfg.val_sequences`` validation sequences (all if 0), cut to n_past + val_n_future:
+    (frames (N, T, 3, 64, 64), conds (N, T, 7)) on CPU."""
+    dataset = BairFolderDataset(root, "validate", seq_len=cfg.val_seq_len)
+    if len(dataset) == 0:
+        raise DataError(Path(root) / "validate", "the validation split holds no sequences")
+    n = len(dataset) if cfg.val_sequences == 0 else min(cfg.val_sequences, len(dataset))
+    batch = collate([dataset[i] for i in range(n)])
+    return batch.frames, batch.cond

@@ -1,0 +1,92 @@
+"""Process-group helpers for ``torchrun`` (DDP): gloo on CPU, nccl on CUDA.
+
+Without torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) everything degrades to a single
+process: rank 0 of 1, no process group, barriers are no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    """Global rank."""
+    local_rank: int = 0
+    """Rank on this machine (picks the GPU)."""
+    world_size: int = 1
+    """Number of processes."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a process group is in use."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that logs and writes checkpoints."""
+        return self.rank == 0
+
+
+def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> cuda:<local_rank> if CUDA is available else cpu; ``cuda`` without CUDA is an error."""
+    if choice not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {choice!r}")
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def init_distributed(device_choice: str) -> tuple[DistInfo, torch.device]:
+    """Join the torchrun process group if launched by torchrun; returns (info, device)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo(), resolve_device(device_choice)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_choice, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(minutes=10))
+    return DistInfo(rank, local_rank, world_size), device
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+
+
+def any_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is True on any rank (used to stop all ranks together)."""
+    if not (info.enabled and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def mean_across(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
+    """Average a few numbers over ranks (epoch metrics); identity in a single process."""
+    if not (info.enabled and dist.is_initialized()):
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return (t / info.world_size).tolist()
+
+
+def cleanup(info: DistInfo) -> None:
+    """Leave the process group (call once, at the end)."""
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,125 @@
+"""Train an SVG world model: ``python training/train.py [--preset tiny|cpu|seed] [options]``.
+
+With no arguments it trains the `cpu` preset on the embedded synthetic pushing-world data. Every
+`TrainConfig` / `ModelConfig` field is an option (``--help``); the seed's names (``--niter``,
+``--data_root``, ``--kl_anneal_cyclical``, ...) are accepted too. ``torchrun --nproc_per_node N
+training/train.py ...`` trains with DDP. ``--resume RUN_DIR`` continues a run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script: sys.path[0] is training/, whose modules must only be imported as
+    # bair_world.training.* (a training/*.py must never shadow a top-level module).
+    sys.path.pop(0)
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bair_world.configcli import Alias, add_dataclass_arguments, apply_overrides, explicit_values, to_dict
+from bair_world.data import DataError
+from bair_world.training import presets
+from bair_world.training.config import TrainConfig
+from bair_world.training.engine import TrainingDiverged, run_training
+from bair_world.training.reporting import atomic_write_bytes
+
+SEED_ALIASES = [
+    Alias("--niter", "epochs"),
+    Alias("--kl_anneal_cyclical", "kl_anneal", const="cyclical"),
+    Alias("--kl_anneal_monotonic", "kl_anneal", const="monotonic"),
+]
+CONFIG_FILE = "train_config.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The train.py command line, generated from `TrainConfig` (model fields flattened)."""
+    parser = argparse.ArgumentParser(
+        prog="train.py", description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
+                        help=f"base recipe; explicit options override it (default: {presets.DEFAULT_PRESET}, "
+                             "or the resumed run's own config)")
+    add_dataclass_arguments(parser, TrainConfig, aliases=SEED_ALIASES, title="training and model options")
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """Command line -> `TrainConfig`: defaults < preset (or the resumed run's config) < explicit options."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    explicit = explicit_values(ns, TrainConfig)
+    if explicit.get("resume") is not None:
+        if ns.preset is not None:
+            parser.error("--preset and --resume do not mix: a resumed run keeps its own config")
+        base = load_run_config(explicit["resume"])
+        name = None
+    else:
+        base = presets.preset(ns.preset or presets.DEFAULT_PRESET)
+        name = f"{ns.preset or presets.DEFAULT_PRESET}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        cfg = apply_overrides(base, explicit)
+    except ValueError as e:
+        parser.error(str(e))
+    if cfg.name is None and name is not None:
+        cfg = cfg.replace(name=name)
+    return cfg
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The `TrainConfig` a run folder was started with (its train_config.json)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise DataError(path, "missing: not a train.py run folder, nothing to resume")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError) as e:
+        raise DataError(path, f"unreadable run config ({e})") from None
+
+
+def save_run_config(run_dir: Path, cfg: TrainConfig) -> None:
+    """Write the run's config (without the resume pointer) as train_config.json, atomically."""
+    data = to_dict(cfg.replace(resume=None))
+    atomic_write_bytes(Path(run_dir) / CONFIG_FILE, json.dumps(data, indent=2).encode())
+
+
+def main(cfg: TrainConfig | None = None) -> dict:
+    """Train with ``cfg`` (default: the `cpu` preset) and return the run summary.
+
+    Returns:
+        ``{"run_dir", "epoch", "step", "best_val_psnr", "val_psnr", "baseline_psnr", "seq_per_s",
+        "history"}``.
+
+    Raises:
+        TrainingDiverged: the loss became NaN/inf (the message names the step; the last good
+            checkpoint is kept).
+        DataError: the data is missing or malformed.
+    """
+    cfg = presets.preset(presets.DEFAULT_PRESET) if cfg is None else cfg
+    return run_training(cfg, save_config=save_run_config)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Entry point: parse, train, print the summary; exit status 1 on divergence, 2 on bad data."""
+    cfg = parse_config(argv)
+    try:
+        summary = main(cfg)
+    except TrainingDiverged as e:
+        print(f"train.py: stopped: {e}", file=sys.stderr)
+        return 1
+    except DataError as e:
+        print(f"train.py: bad data: {e}", file=sys.stderr)
+        return 2
+    if summary.get("is_main", True):
+        print(f"run folder: {summary['run_dir']}")
+        print(f"epochs {summary['epoch']}, steps {summary['step']}, {summary['seq_per_s']:.1f} sequences/s")
+        print(f"validation PSNR {summary['val_psnr']:.2f} dB (best {summary['best_val_psnr']:.2f} dB), "
+              f"copy-last-frame baseline {summary['baseline_psnr']:.2f} dB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
