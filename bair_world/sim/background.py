@@ -101,7 +101,7 @@ def render_background(rng: np.random.Generator, cam: Camera, cfg: SimConfig, gai
         fill(canvas, [hull], (150, 150, 155))
         fill(canvas, [top], (225, 225, 228))
     # White table edge (top rim and front face), dark cabinet below with light legs.
-    x_rim, x_front = cfg.table_x[1] + 0.005, cfg.table_x[1] + 0.125
+    x_rim, x_front = cfg.table_x[1] + 0.005, cfg.table_x[1] + 0.135
     far_y = 2.0
     rim = cam.project(np.array([[x_rim, -far_y, cfg.table_z], [x_rim, far_y, cfg.table_z],
                                 [x_front, far_y, cfg.table_z], [x_front, -far_y, cfg.table_z]]))
@@ -118,9 +118,10 @@ def render_background(rng: np.random.Generator, cam: Camera, cfg: SimConfig, gai
     panel = np.array([[0, 0], [rng.uniform(10, 16) * s, 0], [rng.uniform(2, 5) * s, rng.uniform(14, 20) * s], [0, 22 * s]])
     fill(canvas, [panel], (150, 170, 185))
     cv2.rectangle(canvas, (0, 0), (int(s), int(40 * s)), (20, 20, 22), -1)
-    # Lighting: per-channel gain, a soft left-right gradient and a vignette.
+    # Lighting: per-channel gain, random left-right gradient.
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5  # (R, R) each
-    light = 1.0 - 0.35 * (xx**2 + yy**2) + rng.normal(0, 0.05) * xx
+    # brighter towards the camera (bottom), like BAIR's lamp; slightly darker corners
+    light = 0.97 + 0.22 * yy - 0.3 * xx**2 + rng.normal(0, 0.05) * xx
     out = canvas.astype(np.float32) * light[:, :, None] * gain[None, None, :]
     table_colour = wood * gain
     return np.clip(out, 0, 255).astype(np.uint8), table_colour

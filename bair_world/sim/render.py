@@ -110,6 +110,7 @@ class Renderer:
         np.copyto(canvas, self.background)
         self._objects(canvas, poses)
         self._gripper(canvas, ee, grip)
+        canvas[: self.cfg.render_scale] = 0  # BAIR frames carry a black top row, over the arm too
         n = self.cfg.image_size
         return cv2.resize(canvas, (n, n), interpolation=cv2.INTER_AREA)
 

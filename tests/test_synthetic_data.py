@@ -1,0 +1,99 @@
+"""write_dataset / default_dataset_root / `bair-world data synth`: layout, determinism, resume, bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from bair_world.cli import main as cli_main
+from bair_world.data.bair_folder import list_sequences, read_sequence
+from bair_world.data.synthetic import default_dataset_root, sequence_dir, sequence_seed, write_dataset
+from bair_world.sim import generate_sequence
+
+TINY = {"train": 3, "validate": 1, "test": 1}
+
+
+def _tree_bytes(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_bytes_on_disk_do_not_depend_on_worker_count(tmp_path):
+    one = write_dataset(tmp_path / "one", TINY, seed=7, workers=1, progress=False)
+    two = write_dataset(tmp_path / "two", TINY, seed=7, workers=2, progress=False)
+    assert one.written == two.written == 5
+    a, b = _tree_bytes(tmp_path / "one"), _tree_bytes(tmp_path / "two")
+    assert a.keys() == b.keys() and len(a) == 5 * 32 + 1
+    assert all(a[k] == b[k] for k in a)
+
+
+def test_layout_units_and_manifest(tmp_path):
+    report = write_dataset(tmp_path, TINY, seed=1, workers=1, progress=False)
+    assert report.counts == TINY and report.skipped == 0 and report.motion.sequences == 5
+    seqs = list_sequences(tmp_path, "train")
+    assert [p.relative_to(tmp_path).as_posix() for p in seqs] == [f"train/traj_0_to_255/{i}" for i in range(3)]
+    frames, actions, positions = read_sequence(seqs[2])
+    assert frames.shape == (30, 64, 64, 3) and actions.shape == (30, 4) and positions.shape == (30, 3)
+    np.testing.assert_array_equal(actions[0::2], actions[1::2])
+    assert np.abs(actions[:, :2]).max() <= 0.07 + 1e-6
+    assert (positions[:, 0] >= 0.4 - 1e-6).all() and (positions[:, 2] <= 0.3 + 1e-6).all()
+    row = (seqs[2] / "actions.csv").read_text().splitlines()[0].split(",")
+    assert len(row) == 4 and "e" in row[0] and len(row[0].split("e")[0]) > 18  # %.18e, no header
+    # what is on disk is the world's sequence for the derived seed (float32 in the CSVs)
+    ref_frames, ref_actions, _ = generate_sequence(sequence_seed(1, "train", 2))
+    np.testing.assert_array_equal(frames, ref_frames)
+    np.testing.assert_allclose(actions, ref_actions, rtol=1e-6, atol=1e-7)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["seed"] == 1 and manifest["counts"] == TINY and manifest["sequence_length"] == 30
+
+
+def test_resume_skips_complete_and_clears_partial_sequences(tmp_path):
+    write_dataset(tmp_path, TINY, seed=2, workers=1, progress=False)
+    victim = sequence_dir(tmp_path, "train", 1)
+    expected = _tree_bytes(victim)
+    shutil.rmtree(victim)
+    partial = victim.parent / ".1.partial-abc"  # what an interrupted write leaves behind
+    partial.mkdir()
+    (partial / "0.png").write_bytes(b"half")
+    report = write_dataset(tmp_path, TINY, seed=2, workers=1, progress=False)
+    assert (report.written, report.skipped) == (1, 4)
+    assert not partial.exists()
+    assert _tree_bytes(victim) == expected
+
+
+def test_bad_arguments_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unknown split"):
+        write_dataset(tmp_path, {"training": 2}, progress=False)
+    with pytest.raises(ValueError, match=">= 0"):
+        write_dataset(tmp_path, {"train": -1}, progress=False)
+    with pytest.raises(ValueError, match="seed"):
+        write_dataset(tmp_path, {"train": 1}, seed=-3, progress=False)
+    write_dataset(tmp_path / "d", {"test": 1}, seed=0, workers=1, progress=False)
+    with pytest.raises(ValueError, match="manifest.json.*seed 0"):
+        write_dataset(tmp_path / "d", {"test": 1}, seed=5, workers=1, progress=False)
+
+
+def test_default_dataset_root_generates_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAIR_WORLD_CACHE", str(tmp_path))
+    counts = {"train": 2, "validate": 0, "test": 1}
+    missing = default_dataset_root(create=False, counts=counts)
+    assert not missing.exists() and missing.parent == tmp_path
+    root = default_dataset_root(counts=counts, workers=1, progress=False)
+    assert root == missing and (root / "manifest.json").exists()
+    assert len(list_sequences(root, "train")) == 2 and len(list_sequences(root, "test")) == 1
+    stamp = (root / "manifest.json").stat().st_mtime_ns
+    assert default_dataset_root(counts=counts, workers=1, progress=False) == root
+    assert (root / "manifest.json").stat().st_mtime_ns == stamp  # not regenerated
+    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_cli_writes_and_summarises(tmp_path, capsys):
+    out = tmp_path / "synth"
+    rc = cli_main(["data", "synth", "--out", str(out), "--train", "2", "--validate", "0", "--test", "1",
+                   "--seed", "4", "--workers", "1", "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "train 2, validate 0, test 1" in text and "frames/s" in text and "moved > 2 px" in text
+    assert len(list_sequences(out, "train")) == 2
+    rc = cli_main(["data", "synth", "--out", str(out), "--seed", "9", "--train", "1", "--no-progress"])
+    assert rc == 2 and "manifest.json" in capsys.readouterr().out
