@@ -1,0 +1,103 @@
+"""training/evaluate.py on a tiny random-weight checkpoint and a tiny folder dataset made in the test."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from bair_fixtures import make_sequence
+
+from bair_world.checkpoint import save_checkpoint
+from bair_world.data import DataError
+from bair_world.data.bair_folder import write_sequence
+from bair_world.models import SVG, preset
+from bair_world.training import evaluate as ev
+from bair_world.world_model import WorldModel
+
+N_SEQ, N_PAST, N_FUTURE = 5, 2, 3
+FAST = dict(n_past=N_PAST, n_future=N_FUTURE, device="cpu", progress=False)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(root / "ckpt", SVG(preset("tiny")), step=7, epoch=1)
+    sequences = [make_sequence(i, length=N_PAST + N_FUTURE + 1) for i in range(N_SEQ)]
+    for i, seq in enumerate(sequences):  # natural sort: traj_0/{0,1}, traj_1/{2,3}, traj_2/{4}
+        write_sequence(root / "data" / "test" / f"traj_{i // 2}" / str(i), *seq)
+    return ckpt, root / "data", sequences
+
+
+def test_every_sequence_is_scored_and_baseline_matches_numpy(setup):
+    ckpt, data, sequences = setup
+    report = ev.evaluate(ckpt, data, batch_size=2, **FAST)  # 5 sequences: last batch of 1 is kept
+    assert report["data"]["sequences"] == N_SEQ
+    frames = np.stack([s[0] for s in sequences]).astype(np.float64) / 255.0  # (N, T, 64, 64, 3)
+    last = frames[:, N_PAST - 1]  # (N, 64, 64, 3)
+    mse = ((frames[:, N_PAST:N_PAST + N_FUTURE] - last[:, None]) ** 2).mean(axis=(2, 3, 4))  # (N, S)
+    expected = (10 * np.log10(1 / mse)).mean(axis=0)  # (S,)
+    # the dataset hands out float32 frames (k/255 rounded to ~3e-8), hence 1e-5 dB and not exact
+    np.testing.assert_allclose(report["baseline"]["psnr"]["per_step"], expected, rtol=0, atol=1e-5)
+    assert report["baseline"]["psnr"]["mean"] == pytest.approx(expected.mean(), abs=1e-5)
+    for part in ("model", "best_of_n", "baseline"):
+        for name in ("psnr", "finn_psnr", "ssim"):
+            assert len(report[part][name]["per_step"]) == N_FUTURE
+    assert report["protocol"]["seed"] == 0 and report["checkpoint"]["step"] == 7
+    assert np.mean(report["per_sequence_psnr"]["model"]) == pytest.approx(report["model"]["psnr"]["mean"])
+
+
+def test_model_psnr_equals_a_direct_rollout(setup):
+    skm = pytest.importorskip("skimage.metrics")
+    ckpt, data, sequences = setup
+    report = ev.evaluate(ckpt, data, batch_size=4, seed=3, **FAST)
+    model, _ = __import__("bair_world.checkpoint", fromlist=["x"]).load_checkpoint(ckpt)
+    frames = torch.from_numpy(np.stack([s[0] for s in sequences])).permute(0, 1, 4, 2, 3).float() / 255  # (N,T,3,64,64)
+    conds = torch.from_numpy(np.concatenate([np.stack([s[1] for s in sequences]),
+                                             np.stack([s[2] for s in sequences])], -1))  # (N, T, 7)
+    pred = WorldModel(model).rollout(frames, conds, N_PAST, N_FUTURE, ev._generators(3, range(N_SEQ), 0))
+    pred = pred.clamp(0, 1).numpy()
+    target = frames[:, N_PAST:N_PAST + N_FUTURE].numpy()
+    ref = [[skm.peak_signal_noise_ratio(target[i, t], pred[i, t], data_range=1.0) for t in range(N_FUTURE)]
+           for i in range(N_SEQ)]
+    np.testing.assert_allclose(report["model"]["psnr"]["per_step"], np.mean(ref, axis=0), atol=1e-4)
+
+
+def test_seeded_and_independent_of_batch_size(setup):
+    ckpt, data, _ = setup
+    a = ev.evaluate(ckpt, data, batch_size=2, samples=2, **FAST)
+    b = ev.evaluate(ckpt, data, batch_size=5, samples=2, **FAST)
+    c = ev.evaluate(ckpt, data, batch_size=2, samples=2, seed=1, **FAST)
+    np.testing.assert_allclose(a["model"]["psnr"]["per_step"], b["model"]["psnr"]["per_step"], atol=1e-4)
+    assert a["model"]["psnr"]["per_step"] != c["model"]["psnr"]["per_step"]
+    # best of N picks, per sequence, the draw with the best mean PSNR: never below the first draw
+    assert a["best_of_n"]["psnr"]["mean"] >= a["model"]["psnr"]["mean"]
+
+
+def test_cli_writes_json_plot_and_table(setup, tmp_path, capsys):
+    ckpt, data, _ = setup
+    out = tmp_path / "eval"
+    argv = ["--checkpoint", str(ckpt), "--data-root", str(data), "--n-future", str(N_FUTURE), "--samples", "2",
+            "--device", "cpu", "--no-progress", "--max-sequences", "3", "--out", str(out)]
+    assert ev.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "copy-last" in text and "best-of-2" in text and "PSNR (dB)" in text
+    report = json.loads((out / ev.JSON_FILE).read_text())
+    assert report["data"]["sequences"] == 3 and report["data"]["sequences_in_split"] == N_SEQ
+    assert report["protocol"]["n_future"] == N_FUTURE and report["data"]["split"] == "test"
+    assert (out / ev.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted([ev.JSON_FILE, ev.PLOT_FILE])  # no temp files
+
+
+def test_bad_requests_name_the_problem(setup, tmp_path, capsys):
+    ckpt, data, _ = setup
+    with pytest.raises(DataError, match="actions.csv"):  # sequences have 6 frames, 2 + 10 asked
+        ev.evaluate(ckpt, data, n_past=2, n_future=10, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="samples"):
+        ev.evaluate(ckpt, data, samples=0)
+    with pytest.raises(DataError, match="validate"):
+        ev.evaluate(ckpt, data, split="validate", **FAST)
+    assert ev.main(["--checkpoint", str(tmp_path / "missing"), "--data-root", str(data), "--no-progress"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
