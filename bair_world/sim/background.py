@@ -107,13 +107,13 @@ def render_background(rng: np.random.Generator, cam: Camera, cfg: SimConfig, gai
                                 [x_front, far_y, cfg.table_z], [x_front, -far_y, cfg.table_z]]))
     face = cam.project(np.array([[x_front, -far_y, cfg.table_z], [x_front, far_y, cfg.table_z],
                                  [x_front, far_y, cfg.table_z - 0.045], [x_front, -far_y, cfg.table_z - 0.045]]))
-    white = np.array([222, 228, 228]) * rng.uniform(0.95, 1.03)
+    white = np.array([232, 238, 240]) * rng.uniform(0.96, 1.02)
     dark_y = face[2:, 1].max()
     canvas[int(dark_y) - 1:] = np.array([85, 62, 30]) * rng.uniform(0.8, 1.1)
     for col in rng.uniform(0.15, 0.85, 2) * size:  # table legs under the edge
         cv2.rectangle(canvas, (int(col), int(dark_y)), (int(col + 2 * s), size), (170, 160, 140), -1)
     fill(canvas, [rim], white)
-    fill(canvas, [face], white * 0.92)
+    fill(canvas, [face], white * 0.95)
     # Blue-grey metal panel in the top-left corner and dark borders at the sides.
     panel = np.array([[0, 0], [rng.uniform(10, 16) * s, 0], [rng.uniform(2, 5) * s, rng.uniform(14, 20) * s], [0, 22 * s]])
     fill(canvas, [panel], (150, 170, 185))

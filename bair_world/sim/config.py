@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Bump when the generator's output changes for a given seed (names the cached default dataset).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # Meaning of the whole-number action columns (documented in bair_world.sim.world.PushWorld.step).
 GRIP_COLUMN = 2
