@@ -55,6 +55,10 @@ class TrainConfig:
     """Clip the global gradient norm to this value; none = no clipping."""
     seed: int = 0
     """Seed of every random number generator of the run (sampler, latents, teacher forcing, init)."""
+    max_minutes: float | None = None
+    """Wall-clock budget of this invocation in minutes (none = no limit): training stops at the end
+    of the optimiser step that exceeds it, validates, writes best/last checkpoints, and --resume
+    continues from that exact step (a resumed run gets a fresh budget; --max-minutes overrides it)."""
 
     # -- schedules ------------------------------------------------------------------------------
     kl_anneal: Literal["cyclical", "monotonic", "none"] = "monotonic"
@@ -114,6 +118,8 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
             problems.append(f"lr must be > 0, got {self.lr}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            problems.append(f"max_minutes must be > 0 or none, got {self.max_minutes}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             problems.append(f"grad_clip must be > 0 or none, got {self.grad_clip}")
         if self.max_beta < 0:
@@ -154,6 +160,7 @@ class TrainConfig:
         for key in ("data_root", "log_dir", "resume"):
             if data.get(key) is not None:
                 data[key] = Path(data[key])
-        if data.get("grad_clip") is not None:
-            data["grad_clip"] = float(data["grad_clip"])
+        for key in ("grad_clip", "max_minutes"):
+            if data.get(key) is not None:
+                data[key] = float(data[key])
         return cls(model=model, **data)

@@ -86,6 +86,32 @@ def mean_across(values: list[float], info: DistInfo, device: torch.device) -> li
     return (t / info.world_size).tolist()
 
 
+def all_gather(obj, info: DistInfo) -> list:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` in a single process."""
+    if not (info.enabled and dist.is_initialized()):
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def params_in_sync(module: torch.nn.Module, info: DistInfo, device: torch.device) -> bool:
+    """Whether every rank holds bit-identical parameters and buffers (True in a single process).
+
+    Each rank hashes its tensors' bytes (CPU copies); the hashes are compared across ranks.
+    """
+    if not (info.enabled and dist.is_initialized()):
+        return True
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    hashes = all_gather(digest.hexdigest(), info)
+    return all(h == hashes[0] for h in hashes)
+
+
 def cleanup(info: DistInfo) -> None:
     """Leave the process group (call once, at the end)."""
     if info.enabled and dist.is_initialized():

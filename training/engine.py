@@ -5,6 +5,11 @@ optimiser, scaler, step and metrics history as resume state) and ``best/`` (high
 PSNR). Resume is exact at epoch granularity: every RNG is reseeded from (seed, rank, epoch) at the
 start of each epoch and the sampler's order is a function of (seed, epoch), so a run killed at any
 point and resumed from ``last/`` retraces the uninterrupted run.
+
+A wall-clock budget (``max_minutes``) stops the run after the optimiser step that exceeds it, in
+the middle of an epoch if need be: the final validation and both checkpoints are written, and the
+last checkpoint's resume state records the epoch's progress (batches done, loss sums, every
+rank's RNG states), so ``--resume`` continues from that exact step as if never stopped.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +24,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from bair_world.checkpoint import load_checkpoint, load_resume_state, save_checkpoint
+from bair_world.checkpoint import save_checkpoint
 from bair_world.data.bair_folder import BAIR_SEQ_LEN, BairFolderDataset
 from bair_world.models import SVG
 from bair_world.schedules import KLAnneal, TeacherForcing
@@ -29,26 +33,13 @@ from bair_world.training import distributed as D
 from bair_world.training.config import TrainConfig
 from bair_world.training.loop import SequenceLoss, baseline_psnr, seed_everything, teacher_mask, validate
 from bair_world.training.reporting import RunReporter, write_sample_gif
+from bair_world.training.resume import RunState, has_checkpoint, restore_partial, resume_run, rng_states
 
 GIF_SEQUENCES = 4
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN/inf; the run stopped and its last good checkpoint is kept."""
-
-
-@dataclass
-class RunState:
-    """Counters restored on resume."""
-
-    epoch: int = 0
-    """Epochs completed."""
-    step: int = 0
-    """Optimiser steps taken."""
-    best_psnr: float = -math.inf
-    """Best validation PSNR so far."""
-    history: list | None = None
-    """Per-epoch metric rows."""
 
 
 def _run_dir(cfg: TrainConfig, info: D.DistInfo) -> Path:
@@ -58,21 +49,6 @@ def _run_dir(cfg: TrainConfig, info: D.DistInfo) -> Path:
     if info.enabled:  # every rank must use rank 0's name (timestamps may differ)
         dist.broadcast_object_list(name, src=0)
     return Path(cfg.log_dir) / name[0]
-
-
-def _resume(run_dir: Path, model: SVG, optimizer, scaler, cfg: TrainConfig) -> RunState:
-    last = run_dir / "last"
-    loaded, info = load_checkpoint(last)
-    if loaded.cfg != cfg.model:
-        raise ValueError(f"{last}: its model config {loaded.cfg} differs from the run's {cfg.model}")
-    model.load_state_dict(loaded.state_dict())
-    state = load_resume_state(last) or {}
-    if "optimizer" in state:
-        optimizer.load_state_dict(state["optimizer"])
-    if state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    return RunState(epoch=int(info["epoch"]), step=int(info["step"]),
-                    best_psnr=float(state.get("best_psnr", -math.inf)), history=list(state.get("history", [])))
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -115,8 +91,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
     fp16 = device.type == "cuda" and cfg.amp == "fp16"
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)
     state = RunState(history=[])
-    if cfg.resume is not None and (run_dir / "last").exists():
-        state = _resume(run_dir, model, optimizer, scaler, cfg)
+    if cfg.resume is not None and has_checkpoint(run_dir / "last"):
+        state = resume_run(run_dir, model, optimizer, scaler, cfg)
     model.to(device)
     for group in optimizer.state.values():  # optimiser state follows the parameters' device
         for k, v in group.items():
@@ -148,17 +124,28 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
               f"{kl_schedule!r}, {tf_schedule!r}, copy-last-frame PSNR {baseline:.2f} dB", flush=True)
 
     row: dict = {}
+    budget_s = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
+    started = time.perf_counter()
+    stopped = False
     try:
         for epoch in range(state.epoch, cfg.epochs):
             rng = seed_everything(cfg.seed, info.rank, epoch)
-            sampler.set_epoch(epoch)
+            partial = state.partial if state.partial and state.partial["epoch"] == epoch else None
+            done = partial["batches"] if partial else 0  # batches of this epoch already trained
+            sampler.set_epoch(epoch, start=done * cfg.batch_size)
             ratio = tf_schedule(epoch)
             model.train()
-            sums = [0.0, 0.0, 0.0]
+            sums = list(partial["sums"]) if partial else [0.0, 0.0, 0.0]
             beta = 0.0
             t0 = time.perf_counter()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+            batches = iter(loader)  # draws the loader's base seed from torch's RNG: before a restore
+            if partial:
+                restore_partial(partial, info, rng)
+            state.partial = None
+            n_total = done + len(loader)
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, total=n_total, initial=done,
                        disable=not (cfg.progress and info.is_main), dynamic_ncols=True)
+            new = 0
             for batch in bar:
                 state.step += 1
                 beta = kl_schedule(state.step)
@@ -184,34 +171,56 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
                 sums[0] += loss_value
                 sums[1] += float(mse.detach())
                 sums[2] += float(kl.detach())
+                new += 1
                 bar.set_postfix(loss=f"{loss_value:.4f}", beta=f"{beta:.2g}", refresh=False)
                 if reporter is not None:
                     reporter.log_step(state.step, {"loss": loss_value, "beta": beta})
+                # Every rank must agree to stop at the same step (clocks differ slightly).
+                if budget_s is not None and D.any_flag(time.perf_counter() - started > budget_s, info, device):
+                    stopped = True
+                    break
+            bar.close()
             elapsed = time.perf_counter() - t0
-            n_batches = max(1, len(loader))
+            n_batches = max(1, done + new)
             means = D.mean_across([s / n_batches for s in sums], info, device)
-            state.epoch = epoch + 1
-            row = {"epoch": state.epoch, "step": state.step, "loss": means[0], "mse": means[1], "kl": means[2],
+            finished = done + new >= n_total
+            if finished:
+                state.epoch = epoch + 1
+            else:  # stopped inside the epoch: everything needed to continue from this exact step
+                state.partial = {"epoch": epoch, "batches": done + new, "sums": sums,
+                                 "rng": D.all_gather({"python": rng.getstate(), **rng_states()}, info)}
+            row = {"epoch": epoch + 1, "step": state.step, "loss": means[0], "mse": means[1], "kl": means[2],
                    "beta": beta, "tf_ratio": ratio, "baseline_psnr": baseline, "epoch_s": elapsed,
-                   "seq_per_s": n_batches * cfg.batch_size * info.world_size / max(elapsed, 1e-9),
+                   "seq_per_s": new * cfg.batch_size * info.world_size / max(elapsed, 1e-9),
                    "lr": optimizer.param_groups[0]["lr"]}
             D.barrier(info)
             if info.is_main:
                 _end_of_epoch(cfg, run_dir, model, optimizer, scaler, state, row, val_frames, val_conds, device,
                               reporter, root)
             D.barrier(info)
+            if stopped:
+                if info.is_main:
+                    print(f"[train] time budget of {cfg.max_minutes:g} min reached after step {state.step} "
+                          f"(epoch {epoch + 1}, batch {done + new}/{n_total}); --resume {run_dir} continues",
+                          flush=True)
+                break
     finally:
         if reporter is not None:
             reporter.close()
     history = reporter.history if reporter is not None else []
+    in_sync = D.params_in_sync(model, info, device)
+    if not in_sync:
+        raise RuntimeError(f"{run_dir}: parameters differ between the {info.world_size} ranks after training")
     return {"run_dir": str(run_dir), "epoch": state.epoch, "step": state.step, "is_main": info.is_main,
             "best_val_psnr": state.best_psnr, "val_psnr": row.get("val_psnr", math.nan),
-            "baseline_psnr": baseline, "seq_per_s": row.get("seq_per_s", math.nan), "history": history}
+            "baseline_psnr": baseline, "seq_per_s": row.get("seq_per_s", math.nan), "history": history,
+            "stopped_by_budget": stopped, "world_size": info.world_size, "ranks_in_sync": in_sync}
 
 
 def _end_of_epoch(cfg, run_dir, model, optimizer, scaler, state, row, val_frames, val_conds, device,
                   reporter, root) -> None:
-    """Rank 0: validate, write checkpoints, metrics, plots and sample GIFs."""
+    """Rank 0: validate, write checkpoints, metrics, plots and sample GIFs. Inside an epoch (a budget
+    stop, ``state.partial`` set) the row is not logged: the resumed run logs the whole epoch."""
     n_past = cfg.model.n_past
     psnr, preds = validate(model, val_frames, val_conds, n_past, cfg.val_n_future, device, seed=cfg.seed)
     model.train()
@@ -221,20 +230,25 @@ def _end_of_epoch(cfg, run_dir, model, optimizer, scaler, state, row, val_frames
         state.best_psnr = psnr
     metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
     data_info = {"root": str(root), "seed": cfg.seed, "n_past": n_past, "n_future": cfg.n_future}
-    history = (reporter.history if reporter is not None else []) + [dict(row)]
+    complete = state.partial is None
+    history = (reporter.history if reporter is not None else []) + ([dict(row)] if complete else [])
     resume_state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                     "best_psnr": state.best_psnr, "history": history}
+    if not complete:
+        resume_state["partial"] = state.partial
     if improved:
         save_checkpoint(run_dir / "best", model, step=state.step, epoch=state.epoch, metrics=metrics,
                         data_info=data_info)
     save_checkpoint(run_dir / "last", model, step=state.step, epoch=state.epoch, metrics=metrics,
                     data_info=data_info, resume_state=resume_state)
-    if reporter is not None:
+    if reporter is not None and complete:
         reporter.log_epoch(row)
-    if cfg.sample_every and (state.epoch % cfg.sample_every == 0 or state.epoch == cfg.epochs):
+    if complete and cfg.sample_every and (state.epoch % cfg.sample_every == 0 or state.epoch == cfg.epochs):
         k = min(GIF_SEQUENCES, len(val_frames))
         write_sample_gif(run_dir / "samples" / f"epoch_{state.epoch:04d}.gif", val_frames[:k], preds[:k], n_past)
-    print(f"[train] epoch {state.epoch}/{cfg.epochs} step {state.step}: loss {row['loss']:.5f} "
+    where = f"epoch {state.epoch}/{cfg.epochs}" if complete else \
+        f"epoch {row['epoch']}/{cfg.epochs} (stopped after batch {state.partial['batches']})"
+    print(f"[train] {where} step {state.step}: loss {row['loss']:.5f} "
           f"mse {row['mse']:.5f} kl {row['kl']:.3f} beta {row['beta']:.2g} tf {row['tf_ratio']:.2f} | "
           f"val PSNR {psnr:.2f} dB (copy-last {row['baseline_psnr']:.2f}) | {row['seq_per_s']:.1f} seq/s"
           + (" | best" if improved else ""), flush=True)

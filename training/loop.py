@@ -90,7 +90,8 @@ class EpochSampler(Sampler[int]):
     An epoch draws ``num_samples * world_size`` indices by concatenating random permutations of the
     dataset (each sequence seen about equally often), and rank r takes every world_size-th index
     from position r, like `torch.utils.data.DistributedSampler`. Because the order depends only on
-    the seed and `set_epoch`, a resumed run draws exactly the batches the uninterrupted run would.
+    the seed and `set_epoch`, a resumed run draws exactly the batches the uninterrupted run would;
+    ``set_epoch(epoch, start)`` skips the first ``start`` indices (resuming inside an epoch).
 
     Args:
         dataset_len: sequences in the split.
@@ -106,19 +107,23 @@ class EpochSampler(Sampler[int]):
         self.dataset_len, self.num_samples = dataset_len, num_samples
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Draw the order of ``epoch``, beginning at its ``start``-th index (this rank's count)."""
+        if not 0 <= start <= self.num_samples:
+            raise ValueError(f"EpochSampler: start {start} outside [0, {self.num_samples}]")
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self.num_samples - self.start
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         total = self.num_samples * self.world_size
         perms = [torch.randperm(self.dataset_len, generator=g) for _ in range(math.ceil(total / self.dataset_len))]
         order = torch.cat(perms)[:total]
-        return iter(order[self.rank::self.world_size].tolist())
+        return iter(order[self.rank::self.world_size][self.start:].tolist())
 
 
 def seed_everything(seed: int, rank: int, epoch: int) -> random.Random:

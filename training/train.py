@@ -3,7 +3,8 @@
 With no arguments it trains the `cpu` preset on the embedded synthetic pushing-world data. Every
 `TrainConfig` / `ModelConfig` field is an option (``--help``); the seed's names (``--niter``,
 ``--data_root``, ``--kl_anneal_cyclical``, ...) are accepted too. ``torchrun --nproc_per_node N
-training/train.py ...`` trains with DDP. ``--resume RUN_DIR`` continues a run from its last checkpoint.
+training/train.py ...`` trains with DDP. ``--resume RUN_DIR`` continues a run from its last checkpoint; ``--max-minutes M`` stops after M
+minutes (resumable at that exact step).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+from bair_world.checkpoint import CheckpointError
 from bair_world.configcli import Alias, add_dataclass_arguments, apply_overrides, explicit_values, to_dict
 from bair_world.data import DataError
 from bair_world.training import presets
@@ -91,12 +93,13 @@ def main(cfg: TrainConfig | None = None) -> dict:
 
     Returns:
         ``{"run_dir", "epoch", "step", "best_val_psnr", "val_psnr", "baseline_psnr", "seq_per_s",
-        "history"}``.
+        "history", "stopped_by_budget", "world_size", "ranks_in_sync", "is_main"}``.
 
     Raises:
         TrainingDiverged: the loss became NaN/inf (the message names the step; the last good
             checkpoint is kept).
         DataError: the data is missing or malformed.
+        CheckpointError: resuming from a corrupt or incomplete ``last`` checkpoint (names the file).
     """
     cfg = presets.preset(presets.DEFAULT_PRESET) if cfg is None else cfg
     return run_training(cfg, save_config=save_run_config)
@@ -113,11 +116,18 @@ def cli(argv: list[str] | None = None) -> int:
     except DataError as e:
         print(f"train.py: bad data: {e}", file=sys.stderr)
         return 2
+    except CheckpointError as e:
+        print(f"train.py: cannot resume: {e}", file=sys.stderr)
+        return 2
     if summary.get("is_main", True):
         print(f"run folder: {summary['run_dir']}")
         print(f"epochs {summary['epoch']}, steps {summary['step']}, {summary['seq_per_s']:.1f} sequences/s")
         print(f"validation PSNR {summary['val_psnr']:.2f} dB (best {summary['best_val_psnr']:.2f} dB), "
               f"copy-last-frame baseline {summary['baseline_psnr']:.2f} dB")
+        if summary.get("stopped_by_budget"):
+            print(f"stopped by the {cfg.max_minutes:g} minute budget; continue with --resume {summary['run_dir']}")
+        if summary.get("world_size", 1) > 1:
+            print(f"parameters identical on all {summary['world_size']} ranks: {summary['ranks_in_sync']}")
     return 0
 
 

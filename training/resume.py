@@ -1,0 +1,92 @@
+"""Resuming a run from its ``last/`` checkpoint: counters, optimiser, and progress inside an epoch.
+
+A budget stop (``max_minutes``) can end a run in the middle of an epoch; its resume state then
+holds ``partial = {"epoch", "batches", "sums", "rng"}`` where ``rng`` lists every rank's RNG states
+(python's `random.Random` of the loop, torch CPU, CUDA), so the resumed run draws the same
+teacher-forcing decisions, crops and latents as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bair_world.checkpoint import load_checkpoint, load_resume_state
+from bair_world.models import SVG
+from bair_world.training import distributed as D
+from bair_world.training.config import TrainConfig
+
+
+@dataclass
+class RunState:
+    """Counters restored on resume."""
+
+    epoch: int = 0
+    """Epochs completed."""
+    step: int = 0
+    """Optimiser steps taken."""
+    best_psnr: float = -math.inf
+    """Best validation PSNR so far."""
+    history: list | None = None
+    """Per-epoch metric rows."""
+    partial: dict | None = None
+    """Progress inside an unfinished epoch (a budget stop): epoch, batches, sums, per-rank RNG states."""
+
+
+def resume_run(run_dir: Path, model: SVG, optimizer, scaler, cfg: TrainConfig) -> RunState:
+    """Load ``run_dir/last`` into the model, optimiser and scaler; return the restored counters.
+
+    Raises:
+        CheckpointError: a file of the checkpoint is missing or corrupt (the message names it).
+        ValueError: the checkpoint's model config differs from the run's.
+    """
+    last = run_dir / "last"
+    loaded, info = load_checkpoint(last)
+    if loaded.cfg != cfg.model:
+        raise ValueError(f"{last}: its model config {loaded.cfg} differs from the run's {cfg.model}")
+    model.load_state_dict(loaded.state_dict())
+    state = load_resume_state(last) or {}
+    if "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    return RunState(epoch=int(info["epoch"]), step=int(info["step"]),
+                    best_psnr=float(state.get("best_psnr", -math.inf)), history=list(state.get("history", [])),
+                    partial=state.get("partial"))
+
+
+def has_checkpoint(path: Path) -> bool:
+    """A checkpoint directory, or the backup an interrupted save leaves (which loading falls back to)."""
+    return path.exists() or (path.parent / f".{path.name}.previous").is_dir()
+
+
+def rng_states() -> dict:
+    """This process's RNG states (torch CPU, CUDA if any), to resume inside an epoch."""
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def restore_partial(partial: dict, info: D.DistInfo, rng) -> None:
+    """Restore this rank's RNG states saved at a budget stop (ranks > 0 keep their per-epoch seeding
+    if the run was stopped with a different number of processes)."""
+    states = partial.get("rng", [])
+    if len(states) != info.world_size:
+        if info.is_main:
+            print(f"[train] resuming inside epoch {partial['epoch'] + 1} with {info.world_size} process(es), "
+                  f"stopped with {len(states)}: RNG streams are reseeded, not restored", flush=True)
+        return
+    mine = states[info.rank]
+    rng.setstate(_as_tuple(mine["python"]))
+    torch.set_rng_state(mine["torch"])
+    if "cuda" in mine and torch.cuda.is_available():
+        torch.cuda.set_rng_state(mine["cuda"])
+
+
+def _as_tuple(x):
+    """Lists back to the tuples `random.Random.setstate` needs."""
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
