@@ -96,16 +96,19 @@ def all_gather(obj, info: DistInfo) -> list:
 
 
 def params_in_sync(module: torch.nn.Module, info: DistInfo, device: torch.device) -> bool:
-    """Whether every rank holds bit-identical parameters and buffers (True in a single process).
+    """Whether every rank holds bit-identical parameters (True in a single process).
 
-    Each rank hashes its tensors' bytes (CPU copies); the hashes are compared across ranks.
+    Each rank hashes its parameters' bytes (CPU copies); the hashes are compared across ranks.
+    Buffers are left out on purpose: DDP broadcasts rank 0's buffers (BatchNorm running statistics)
+    at the start of each forward, so after the last one every rank holds the statistics of its own
+    last batch; checkpoints carry rank 0's.
     """
     if not (info.enabled and dist.is_initialized()):
         return True
     import hashlib
 
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(module.named_parameters()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     hashes = all_gather(digest.hexdigest(), info)
