@@ -5,11 +5,11 @@
 
 from bair_world.envs.bair_world_env import BairWorldEnv
 from bair_world.envs.references import FolderReferences, Reference, ReferenceSource, SimReferences
-from bair_world.envs.replay import replay_psnr
+from bair_world.envs.replay import Replay, replay_psnr, replay_references
 from bair_world.envs.vector import BairWorldVectorEnv
 
 __all__ = ["BairWorldEnv", "BairWorldVectorEnv", "FolderReferences", "Reference", "ReferenceSource",
-           "SimReferences", "replay_psnr", "BairWorldSB3VecEnv"]
+           "SimReferences", "Replay", "replay_psnr", "replay_references", "BairWorldSB3VecEnv"]
 
 
 def __getattr__(name):

@@ -11,7 +11,7 @@ import torch
 
 from bair_world.envs.episodes import EpisodeBatch
 from bair_world.envs.references import Reference, ReferenceSource
-from bair_world.envs.spaces import action_space, observation_space
+from bair_world.envs.spaces import action_space, check_latent_seed, observation_space
 
 RENDER_FPS = 10  # BAIR was recorded at roughly 10 Hz
 
@@ -52,7 +52,8 @@ class BairWorldEnv(gym.Env):
     ## Starting State
 
     ``reset`` picks a reference rollout (uniformly with ``self.np_random``, or
-    ``options={"index": i}``), feeds its first ``n_past`` frames and ``n_past - 1`` conds to the
+    ``options={"index": i}``; ``options={"latent_seed": s}`` seeds the latent generator directly,
+    as ``training/evaluate.py`` does with ``bair_world.seeding.latent_seed``), feeds its first ``n_past`` frames and ``n_past - 1`` conds to the
     model as context, and returns frame ``n_past - 1``. ``env.unwrapped.reference`` is the current
     reference (frames uint8 (T, 64, 64, 3), actions (T, 4), positions (T, 3)).
 
@@ -111,14 +112,17 @@ class BairWorldEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         options = options or {}
-        unknown = sorted(set(options) - {"index"})
+        unknown = sorted(set(options) - {"index", "latent_seed"})
         if unknown:
-            raise ValueError(f"unknown reset options {unknown}; BairWorld-v0 accepts {{'index': int}}")
+            raise ValueError(f"unknown reset options {unknown}; BairWorld-v0 accepts "
+                             f"{{'index': int, 'latent_seed': int}}")
         n_refs = len(self.episodes.references)
         index = options.get("index")
         if index is None:
             index = int(self.np_random.integers(n_refs))
-        torch_seed = int(self.np_random.integers(2**63 - 1))
+        torch_seed = int(self.np_random.integers(2**63 - 1))  # drawn always: later resets do not depend on the option
+        if options.get("latent_seed") is not None:
+            torch_seed = check_latent_seed(options["latent_seed"])
         obs = self.episodes.reset_rows(np.zeros(1, np.int64), np.array([index]), np.array([torch_seed]))[0]
         self._obs, self._truncated = obs, False
         return obs.copy(), self.episodes.row_info(0)

@@ -36,6 +36,13 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     return path
 
 
+def check_latent_seed(value) -> int:
+    """A reset option ``latent_seed`` as an int in [0, 2**63) (what `torch.Generator.manual_seed` takes)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**63:
+        raise ValueError(f"latent_seed must be an int in [0, 2**63), got {value!r}")
+    return int(value)
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """"auto" -> CUDA when available, else CPU; anything else is passed to torch.device."""
     if isinstance(device, str) and device == "auto":

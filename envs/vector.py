@@ -19,7 +19,7 @@ from gymnasium.vector.utils import batch_space
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
 from bair_world.envs.references import ReferenceSource
-from bair_world.envs.spaces import action_space, observation_space
+from bair_world.envs.spaces import action_space, check_latent_seed, observation_space
 
 _ROW_KEYS = ("action", "position", "step", "frame_index", "index", "rollout_id")
 
@@ -31,7 +31,8 @@ class BairWorldVectorEnv(VectorEnv):
     resets that row (its action is ignored) and returns the new episode's first observation with
     reward 0 and ``terminated = truncated = False``. ``reset(options={"reset_mask": mask})`` resets
     only the rows where the (num_envs,) bool ``mask`` is True; ``options={"index": i}`` picks the
-    reference (an int for every reset row, or one per reset row).
+    reference and ``options={"latent_seed": s}`` the latent generator's seed (each an int for every
+    reset row, or one per reset row).
 
     Args:
         num_envs: parallel episodes.
@@ -80,26 +81,32 @@ class BairWorldVectorEnv(VectorEnv):
             if s is not None or self._row_rngs[row] is None:
                 self._row_rngs[row], _ = seeding.np_random(s)
 
-    def _reset_rows(self, rows: np.ndarray, index: Any = None) -> None:
+    def _reset_rows(self, rows: np.ndarray, index: Any = None, latent_seed: Any = None) -> None:
         n_refs = len(self.episodes.references)
         if index is None:
             indices = [None] * len(rows)
         else:
             indices = np.broadcast_to(np.asarray(index), (len(rows),)).tolist()
+        if latent_seed is None:
+            latents = [None] * len(rows)
+        else:
+            latents = np.broadcast_to(np.asarray(latent_seed, dtype=object), (len(rows),)).tolist()
         picks, torch_seeds = [], []
-        for row, idx in zip(rows, indices):  # same draws, same order as BairWorldEnv.reset
+        for row, idx, lat in zip(rows, indices, latents):  # same draws, same order as BairWorldEnv.reset
             rng = self._row_rngs[row]
             picks.append(int(rng.integers(n_refs)) if idx is None else int(idx))
             torch_seeds.append(int(rng.integers(2**63 - 1)))
+            if lat is not None:
+                torch_seeds[-1] = check_latent_seed(lat)
         self._obs[rows] = self.episodes.reset_rows(rows, np.array(picks), np.array(torch_seeds, dtype=np.int64))
         self._autoreset[rows] = False
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed if seed is None or isinstance(seed, (int, np.integer)) else None)
         options = options or {}
-        unknown = sorted(set(options) - {"index", "reset_mask"})
+        unknown = sorted(set(options) - {"index", "latent_seed", "reset_mask"})
         if unknown:
-            raise ValueError(f"unknown reset options {unknown}; accepted: 'index', 'reset_mask'")
+            raise ValueError(f"unknown reset options {unknown}; accepted: 'index', 'latent_seed', 'reset_mask'")
         mask = options.get("reset_mask")
         if mask is None:
             rows = np.arange(self.num_envs)
@@ -113,7 +120,7 @@ class BairWorldVectorEnv(VectorEnv):
             rows = np.flatnonzero(mask)
         self._seed_rows(rows, seed)
         if len(rows):
-            self._reset_rows(rows, options.get("index"))
+            self._reset_rows(rows, options.get("index"), options.get("latent_seed"))
         return self._obs.copy(), self._infos(rows)
 
     # -- step ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import bair_world  # noqa: F401  (registers BairWorld-v0)
+import bair_world.seeding
 from _env_fixtures import COND_MEAN, COND_STD, FakeReferences, fake_reference, make_tiny_checkpoint
 from bair_world.envs import BairWorldEnv, replay_psnr
 from bair_world.envs.references import FolderReferences, SimReferences
@@ -199,7 +200,7 @@ def test_record_video_writes_a_file(ckpt, tmp_path):
 def test_replay_psnr_is_the_replayed_episode_curve(ckpt, env):
     curve = replay_psnr(env, index=3, seed=4)
     assert curve.shape == (28,) and np.isfinite(curve).all()
-    _, info = env.reset(seed=4, options={"index": 3})
+    _, info = env.reset(seed=4, options={"index": 3, "latent_seed": bair_world.seeding.latent_seed(4, 3)})
     manual = []
     for _ in range(28):
         _, _, _, _, info = env.step(replay_action(info))

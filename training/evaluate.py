@@ -7,8 +7,10 @@ the seed's per-channel PSNR (``finn_psnr``), SSIM, best-of-N over ``--samples`` 
 sequence, the draw with the best mean PSNR; its PSNR, finn PSNR and SSIM are reported), per-step
 curves, and always the copy-last-frame baseline on the same sequences.
 
-Latent noise comes from one generator per (sequence, sample), seeded from (seed, sequence index,
-sample), so results repeat and do not depend on ``--batch-size`` or the device's batching.
+Latent noise comes from one generator per (sequence, sample), seeded by `bair_world.seeding.latent_seed`
+(seed, sequence index, sample), so results repeat and do not depend on ``--batch-size`` or the
+device's batching; ``bair_world.envs.replay_psnr`` uses the same rule, so replaying sequence i's
+actions through ``BairWorld-v0`` gives the same PSNR.
 Writes ``metrics.json`` and ``psnr_per_step.png`` into ``--out`` (default:
 ``<checkpoint>/../eval-<checkpoint name>-<split>``) and prints a table.
 """
@@ -39,12 +41,14 @@ from bair_world.configcli import add_dataclass_arguments, apply_overrides, expli
 from bair_world.data import DataError
 from bair_world.data.bair_folder import BairFolderDataset
 from bair_world.data.batch import collate
+from bair_world.seeding import latent_generators
 from bair_world.training.distributed import resolve_device
 from bair_world.training.reporting import atomic_write_bytes
 from bair_world.world_model import WorldModel
 
 METRICS = ("psnr", "finn_psnr", "ssim")
 JSON_FILE, PLOT_FILE = "metrics.json", "psnr_per_step.png"
+_generators = latent_generators  # the one seeding rule (bair_world.seeding), under its old private name
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,6 @@ class EvalConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_sequences is not None and self.max_sequences < 1:
             raise ValueError(f"max_sequences must be >= 1 or None, got {self.max_sequences}")
-
-
-def _generators(seed: int, indices: range, sample: int) -> list[torch.Generator]:
-    """One CPU generator per sequence, seeded from (seed, sequence index, sample)."""
-    return [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, i, sample]).generate_state(1)[0]))
-            for i in indices]
 
 
 def _scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -142,7 +140,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         target = frames[:, cfg.n_past:]  # (B, S, 3, 64, 64)
         draws = []
         for s in range(cfg.samples):
-            gens = _generators(cfg.seed, range(seen, seen + b), s)
+            gens = latent_generators(cfg.seed, range(seen, seen + b), s)  # the env's rule too
             pred = world.rollout(frames, conds, cfg.n_past, cfg.n_future, gens)  # (B, S, 3, 64, 64)
             draws.append(_scores(pred, target))
         for name in METRICS:
