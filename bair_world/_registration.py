@@ -6,6 +6,10 @@ import gymnasium as gym
 ENVIRONMENTS: list[tuple[str, str, str | None, int | None]] = [
     # 28 steps = BAIR's 30 frames - 2 context frames; the env also truncates itself at the reference's end.
     ("BairWorld-v0", "bair_world.envs.bair_world_env:BairWorldEnv", "bair_world.envs.vector:BairWorldVectorEnv", 28),
+    # Goal-reaching in the learned world, and the true pushing world (same spaces) to score agents in.
+    ("BairWorldGoal-v0", "bair_world.envs.goal:BairWorldGoalEnv", None, 28),
+    ("PushWorld-v0", "bair_world.envs.push_world_env:PushWorldEnv", None, 28),
+    ("PushWorldGoal-v0", "bair_world.envs.push_world_env:PushWorldGoalEnv", None, 28),
 ]
 
 

@@ -2,7 +2,7 @@
 
 from bair_world.sim.config import GENERATOR_VERSION, GRIP_COLUMN, Z_COLUMN, SimConfig
 from bair_world.sim.stats import MotionStats, motion_stats, sequence_motion
-from bair_world.sim.world import PushWorld, Rollout, generate_sequence, rollout
+from bair_world.sim.world import PushWorld, Rollout, arm_step, generate_sequence, quantise_action, rollout, scripted_worlds
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -11,9 +11,12 @@ __all__ = [
     "MotionStats",
     "PushWorld",
     "Rollout",
+    "arm_step",
     "SimConfig",
     "generate_sequence",
     "motion_stats",
+    "quantise_action",
     "rollout",
+    "scripted_worlds",
     "sequence_motion",
 ]

@@ -91,27 +91,70 @@ class PushWorld:
         """
         action = _checked(action, 4, "action")
         position = _checked(position, 3, "position")
-        cfg = self.config
-        lo, hi = self._bounds()
-        position = np.clip(position, lo, hi)
-        delta = np.clip(action[:2], -cfg.max_delta, cfg.max_delta)
         self.grip = float(np.clip(np.round(action[GRIP_COLUMN]), 0, MAX_GRIP))
-        z_cmd = int(np.clip(np.round(action[Z_COLUMN]), 0, MAX_Z_COMMAND))
-        target = np.empty(3)
-        target[:2] = position[:2] + delta
-        target[2] = (position[2], cfg.z_low, cfg.z_high)[z_cmd]
-        target = np.clip(target, lo, hi)
-        move = (target - self._position) * cfg.track_gain
-        reach = cfg.max_speed * cfg.frame_dt
-        norm = float(np.hypot(move[0], move[1]))
-        if norm > reach:
-            move[:2] *= reach / norm
-        move[2] = np.clip(move[2], -cfg.z_speed * cfg.frame_dt, cfg.z_speed * cfg.frame_dt)
-        new = np.clip(self._position + move, lo, hi)
+        new = arm_step(self._position, action, position, self.config)
         self.physics.advance(self._position, new)
         self._position = new
         self.frame = self.renderer.draw(self.physics.object_poses(), new, self.grip)
         return self.frame
+
+
+def quantise_action(action, config: SimConfig = SimConfig()) -> np.ndarray:
+    """The action the world actually executes: dx, dy clipped to +-max_delta, columns 2-3 rounded and clipped.
+
+    Args:
+        action: (..., 4) [dx, dy, grip, z command] in BAIR units.
+
+    Returns:
+        float64 (..., 4); `PushWorld.step` gives the same frame for ``action`` and its quantised form.
+    """
+    a = np.array(action, dtype=np.float64)  # a copy
+    if a.shape[-1:] != (4,):
+        raise ValueError(f"quantise_action: action must have 4 columns, got shape {a.shape}")
+    a[..., :2] = np.clip(a[..., :2], -config.max_delta, config.max_delta)
+    a[..., GRIP_COLUMN] = np.clip(np.round(a[..., GRIP_COLUMN]), 0, MAX_GRIP)
+    a[..., Z_COLUMN] = np.clip(np.round(a[..., Z_COLUMN]), 0, MAX_Z_COMMAND)
+    return a
+
+
+def arm_step(current, action, commanded=None, config: SimConfig = SimConfig()) -> np.ndarray:
+    """The arm's kinematics of one frame, batched: the end-effector position after `PushWorld.step`.
+
+    A pure function of positions and actions (no physics: objects never block the gripper), so a
+    planner can derive the position column of every candidate action sequence exactly as the world
+    will move. ``PushWorld.step(action, position)`` moves its arm to ``arm_step(world.position,
+    action, position)``.
+
+    Args:
+        current: (..., 3) actual end-effector position (metres).
+        action: (..., 4) [dx, dy, grip, z command]; see `PushWorld` for the semantics.
+        commanded: (..., 3) position the action is relative to (None: ``current``, the usual case).
+        config: the world's configuration (workspace, limits, speeds).
+
+    Returns:
+        float64 (..., 3) the new end-effector position.
+    """
+    cfg = config
+    current = np.asarray(current, dtype=np.float64)
+    commanded = current if commanded is None else np.asarray(commanded, dtype=np.float64)
+    action = np.asarray(action, dtype=np.float64)
+    lo = np.array([cfg.x_range[0], cfg.y_range[0], cfg.z_range[0]])
+    hi = np.array([cfg.x_range[1], cfg.y_range[1], cfg.z_range[1]])
+    commanded = np.clip(commanded, lo, hi)
+    delta = np.clip(action[..., :2], -cfg.max_delta, cfg.max_delta)
+    z_cmd = np.clip(np.round(action[..., Z_COLUMN]), 0, MAX_Z_COMMAND).astype(np.int64)
+    target = np.empty(np.broadcast_shapes(current.shape, commanded.shape, action.shape[:-1] + (3,)))
+    target[..., :2] = commanded[..., :2] + delta
+    # z target per command: 0 holds the commanded height, 1 lowers to z_low, 2 lifts to z_high
+    target[..., 2] = np.choose(z_cmd, [np.broadcast_to(commanded[..., 2], z_cmd.shape), cfg.z_low, cfg.z_high])
+    target = np.clip(target, lo, hi)
+    move = (target - current) * cfg.track_gain
+    reach = cfg.max_speed * cfg.frame_dt
+    norm = np.hypot(move[..., 0], move[..., 1])
+    scale = np.where(norm > reach, reach / np.where(norm > 0, norm, 1.0), 1.0)
+    move[..., :2] *= scale[..., None]
+    move[..., 2] = np.clip(move[..., 2], -cfg.z_speed * cfg.frame_dt, cfg.z_speed * cfg.frame_dt)
+    return np.clip(current + move, lo, hi)
 
 
 def _checked(value, size: int, name: str) -> np.ndarray:
@@ -157,6 +200,24 @@ def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig()) -> Rol
         if t + 1 < length:
             frames[t + 1] = world.step(actions[t], positions[t])
     return Rollout(frames, actions, positions, pixels)
+
+
+def scripted_worlds(seed: int, length: int = 30, config: SimConfig = SimConfig()):
+    """Yield ``(t, world)`` for t = 0 .. length-1 while running `rollout`'s scripted sequence.
+
+    The world shows frame t of ``rollout(seed, length, config)`` when yielded (the same object each
+    time, stepped in place; deep-copy it to keep a state). Exact: it replays the float64 actions
+    the policy draws, not the float32 copies a dataset stores, so the physics follows the recorded
+    sequence bit for bit (a float32 replay drifts apart after a few contacts).
+    """
+    world = PushWorld(seed, config)
+    policy = ScriptedPusher(world.rng, config)
+    action = None
+    for t in range(length):
+        yield t, world
+        action = policy.act(world.position, world.object_poses, world.radii) if t % 2 == 0 else action
+        if t + 1 < length:
+            world.step(action, world.position)
 
 
 def generate_sequence(seed: int, length: int = 30, config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,240 @@
+"""Goal-reaching over the bair-world: ``BairWorldGoal-v0`` (learned world) and the shared goal-task base.
+
+``PushWorldGoal-v0`` (`bair_world.envs.push_world_env`) is the same task over the true pushing world,
+so a policy or planner tuned in the learned world is scored in the world it imitates
+(`bair_world.envs.goal_eval.evaluate_goal_policy`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from bair_world.data.batch import IMAGE_SIZE
+from bair_world.envs.bair_world_env import RENDER_FPS
+from bair_world.envs.episodes import EpisodeBatch
+from bair_world.envs.references import Reference, ReferenceSource
+from bair_world.planning import PlanContext, action_bounds, goal_distance
+from bair_world.sim import SimConfig, arm_step, quantise_action
+
+#: Default success threshold on `bair_world.planning.goal_distance` (RMSE of 16x16 area means in
+#: [0, 1]). Measured on the built-in references: the frame one step before the goal lies at
+#: 0.01-0.06 from it, the start at 0.05-0.09, 28 random actions end at 0.05-0.10.
+SUCCESS_THRESHOLD = 0.025
+#: Margin (metres) of the position observation box around the pushing world's workspace.
+POSITION_MARGIN = 0.05
+
+
+def goal_observation_space(config: SimConfig = SimConfig()) -> spaces.Dict:
+    """Dict(image, goal: Box(0, 255, (64, 64, 3), uint8), position: Box((3,), float32) metres)."""
+    lo = np.array([config.x_range[0], config.y_range[0], config.z_range[0]]) - POSITION_MARGIN
+    hi = np.array([config.x_range[1], config.y_range[1], config.z_range[1]]) + POSITION_MARGIN
+    frame = spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    return spaces.Dict({"image": frame, "goal": frame,
+                        "position": spaces.Box(lo.astype(np.float32), hi.astype(np.float32), (3,), np.float32)})
+
+
+def goal_action_space(config: SimConfig = SimConfig()) -> spaces.Box:
+    """Box((4,), float32): [dx, dy, grip, z command], the limits the pushing world executes."""
+    low, high = action_bounds(config)
+    return spaces.Box(low, high, (4,), np.float32)
+
+
+class GoalEnvBase(gym.Env):
+    """The goal-reaching task, independent of which world plays it (see `BairWorldGoalEnv`).
+
+    Subclasses set ``n_past``, ``sim_config`` and implement ``_num_references``, ``_begin`` (start
+    a reference's episode, return it) and ``_advance`` (one transition, return frame and position).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
+    n_past: int
+    sim_config: SimConfig
+
+    def _setup(self, render_mode: str | None, success_threshold: float, sim_config: SimConfig) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if not np.isfinite(success_threshold) or success_threshold < 0:
+            raise ValueError(f"success_threshold must be a finite number >= 0, got {success_threshold}")
+        self.render_mode, self.success_threshold, self.sim_config = render_mode, float(success_threshold), sim_config
+        self.observation_space = goal_observation_space(sim_config)
+        self.action_space = goal_action_space(sim_config)
+        self._ref: Reference | None = None
+        self._done = False
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def _num_references(self) -> int:
+        raise NotImplementedError
+
+    def _begin(self, index: int, torch_seed: int) -> Reference:
+        raise NotImplementedError
+
+    def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _extra_info(self) -> dict[str, Any]:
+        return {}
+
+    # -- API -----------------------------------------------------------------------------------
+    @property
+    def reference(self) -> Reference:
+        """The current reference rollout (its last frame is the goal)."""
+        if self._ref is None:
+            raise RuntimeError("no reference before reset()")
+        return self._ref
+
+    @property
+    def history(self) -> tuple[np.ndarray, np.ndarray]:
+        """(frames uint8 (t+1, 64, 64, 3) seen so far, context included; conds float32 (t, 7) taken)."""
+        self.reference  # noqa: B018  (raises before reset)
+        return np.stack(self._frames), np.asarray(self._conds, np.float32).reshape(-1, 7)  # (t, 7), t may be 0
+
+    def plan_context(self) -> PlanContext:
+        """This env's state as a one-env `bair_world.planning.PlanContext`."""
+        frames, conds = self.history
+        return PlanContext([frames], [conds], self._position[None].copy(), self._ref.frames[-1][None],
+                           np.array([self._max_steps - self._steps]), getattr(self, "worlds", None))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = sorted(set(options) - {"index"})
+        if unknown:
+            raise ValueError(f"unknown reset options {unknown}; {type(self).__name__} accepts {{'index': int}}")
+        index = options.get("index")
+        if index is None:
+            index = int(self.np_random.integers(self._num_references()))
+        torch_seed = int(self.np_random.integers(2**63 - 1))  # drawn in every world: same seed, same reference
+        ref = self._begin(int(index), torch_seed)
+        if len(ref) <= self.n_past:
+            raise ValueError(f"reference {ref.rollout_id} has {len(ref)} frames; n_past={self.n_past} leaves no steps")
+        self._ref, self._done, self._steps = ref, False, 0
+        self._max_steps = len(ref) - self.n_past
+        self._frames = [ref.frames[t].copy() for t in range(self.n_past)]
+        self._conds = [ref.conds[t].copy() for t in range(self.n_past - 1)]
+        self._position = ref.positions[self.n_past - 1].astype(np.float64)
+        distance = float(goal_distance(self._frames[-1], ref.frames[-1]))
+        return self._observation(), self._info(distance)
+
+    def step(self, action):
+        if self._ref is None:
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset()")
+        if self._done:
+            raise RuntimeError(f"{type(self).__name__}.step() after the episode ended; call reset()")
+        action = self._checked(action)
+        cond = np.concatenate([action, self._position]).astype(np.float32)  # cond_t = (action_t, position_t)
+        frame, self._position = self._advance(action, self._position.copy())
+        self._frames.append(frame)
+        self._conds.append(cond)
+        self._steps += 1
+        distance = float(goal_distance(frame, self._ref.frames[-1]))
+        terminated = distance <= self.success_threshold
+        truncated = not terminated and self._steps >= self._max_steps
+        self._done = terminated or truncated
+        return self._observation(), -distance, terminated, truncated, self._info(distance)
+
+    def render(self) -> np.ndarray | None:
+        """The current frame (64, 64, 3) uint8 for ``render_mode="rgb_array"``; None otherwise."""
+        if self.render_mode != "rgb_array":
+            return None
+        if self._ref is None:
+            raise RuntimeError("render() before reset()")
+        return self._frames[-1].copy()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _checked(self, action) -> np.ndarray:
+        try:
+            arr = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"action must be numeric, got {type(action).__name__}: {exc}") from None
+        if arr.shape != (4,):
+            raise ValueError(f"action must have shape (4,) = [dx, dy, grip, z command], got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"action contains NaN or inf: {arr.tolist()}")
+        low, high = self.action_space.low.astype(np.float64), self.action_space.high.astype(np.float64)
+        return quantise_action(np.clip(arr, low, high), self.sim_config)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        box = self.observation_space["position"]
+        return {"image": self._frames[-1].copy(), "goal": self._ref.frames[-1].copy(),
+                "position": np.clip(self._position, box.low, box.high).astype(np.float32)}
+
+    def _info(self, distance: float) -> dict[str, Any]:
+        info = {"goal_distance": distance, "is_success": bool(distance <= self.success_threshold),
+                "arm_distance_m": float(np.linalg.norm(self._position - self._ref.positions[-1])),
+                "step": self._steps, "index": self._ref.index, "rollout_id": self._ref.rollout_id}
+        info.update(self._extra_info())
+        return info
+
+
+class BairWorldGoalEnv(GoalEnvBase):
+    """Reach a goal frame by pushing in the learned BAIR world model (``BairWorldGoal-v0``).
+
+    ## Description
+
+    The world of ``BairWorld-v0`` with a task: make the camera image match a goal image. The goal
+    is the final frame of the episode's reference rollout, so it is reachable (replaying the
+    reference's actions gets there). The agent chooses only the 4-dim action; the end-effector
+    position fed to the model follows from the action through the pushing world's arm kinematics
+    (`bair_world.sim.arm_step`), exactly as in ``PushWorldGoal-v0``, so a policy cannot feed the
+    model positions the arm could not have.
+
+    ## Action Space
+
+    ``Box([-0.07, -0.07, 0, 0], [0.07, 0.07, 4, 2], (4,), float32)`` = [dx, dy, grip, z command] in
+    BAIR units; values outside are clipped, columns 2-3 rounded (what the pushing world executes).
+    A wrong shape or NaN/inf raises ``ValueError``.
+
+    ## Observation Space
+
+    ``Dict(image=(64, 64, 3) uint8, goal=(64, 64, 3) uint8, position=(3,) float32 metres)``.
+
+    ## Rewards
+
+    Dense: ``-goal_distance(frame, goal)`` each step, with `bair_world.planning.goal_distance` =
+    RMSE between the predicted and the goal frame after 4x4 area averaging (16x16, intensities in
+    [0, 1]). Averaging first makes the distance tolerant of the model's blur and of one-pixel
+    shifts, which raw pixel MSE punishes as hard as a misplaced object; it still sees the arm and
+    the toys (each covers several 4x4 cells). It is also the planner's cost, so RL and planning
+    optimise the same objective. Negative per step, so reaching the goal sooner pays more.
+
+    ## Episode End
+
+    Terminates on success (``goal_distance <= success_threshold``, ``info["is_success"]``),
+    truncates after ``T - n_past`` steps (28 for 30-frame references).
+
+    ## Arguments
+
+    ``checkpoint``, ``data_root``, ``split``, ``n_past``, ``device``, ``num_references``,
+    ``references`` as ``BairWorld-v0``; ``success_threshold`` (default `SUCCESS_THRESHOLD`);
+    ``render_mode`` None or "rgb_array".
+
+    ``info``: ``goal_distance``, ``is_success``, ``arm_distance_m`` (end-effector to the goal's
+    end-effector position, metres), ``step``, ``index``, ``rollout_id``.
+    """
+
+    def __init__(self, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
+                 split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
+                 render_mode: str | None = None, num_references: int = 10_000,
+                 references: ReferenceSource | None = None, success_threshold: float = SUCCESS_THRESHOLD,
+                 sim_config: SimConfig = SimConfig()):
+        self._setup(render_mode, success_threshold, sim_config)
+        self.episodes = EpisodeBatch(1, checkpoint, data_root, split, n_past, device, num_references, references)
+        self.n_past = self.episodes.n_past
+
+    def _num_references(self) -> int:
+        return len(self.episodes.references)
+
+    def _begin(self, index: int, torch_seed: int) -> Reference:
+        self.episodes.reset_rows(np.zeros(1, np.int64), np.array([index]), np.array([torch_seed]))
+        return self.episodes.refs[0]
+
+    def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cond = np.concatenate([action, position]).astype(np.float32)[None]  # (1, 7)
+        frames, _, _ = self.episodes.step_rows(np.zeros(1, np.int64), cond)
+        return frames[0], arm_step(position, action, config=self.sim_config)

@@ -1,0 +1,141 @@
+"""One evaluation for every goal-reaching agent, in the learned world and in the true pushing world.
+
+``evaluate_goal_policy(envs, policy, indices)`` runs the episodes of ``indices`` (reference indices,
+so both worlds get the same goals) on E goal envs in lock-step and summarises success rate and
+final goal distance: image distance (``goal_distance``), arm distance and, in the true world,
+object distance in metres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+
+from bair_world.planning import CEMPlanner, PlanContext, action_bounds
+
+#: policy(envs, obs) -> (E, 4) actions for the E envs given (their stacked Dict observations).
+GoalPolicy = Callable[[list[gym.Env], dict[str, np.ndarray]], np.ndarray]
+
+
+class RandomPolicy:
+    """Uniform random actions in the goal action box (the baseline every table prints)."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.low, self.high = action_bounds()
+
+    def __call__(self, envs, obs) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high, (len(envs), 4)).astype(np.float32)
+
+
+class PlannerPolicy:
+    """A `CEMPlanner` as a policy: plans for all given envs at once (one batched model call per imagined step)."""
+
+    def __init__(self, planner: CEMPlanner):
+        self.planner = planner
+
+    def reset(self) -> None:
+        self.planner.reset()
+
+    def __call__(self, envs, obs) -> np.ndarray:
+        return self.planner.plan(plan_context(envs))
+
+
+def plan_context(envs: Sequence[gym.Env]) -> PlanContext:
+    """The `PlanContext` of several goal envs (``BairWorldGoal-v0`` / ``PushWorldGoal-v0``, wrapped or not)."""
+    parts = [env.unwrapped.plan_context() for env in envs]
+    worlds = [w for p in parts for w in (p.worlds or [])]
+    return PlanContext([p.frames[0] for p in parts], [p.conds[0] for p in parts],
+                       np.concatenate([p.positions for p in parts]), np.concatenate([p.goals for p in parts]),
+                       np.concatenate([p.steps_left for p in parts]), worlds if len(worlds) == len(parts) else None)
+
+
+@dataclass
+class GoalEvaluation:
+    """Results of one policy in one world.
+
+    Attributes:
+        episodes: one dict per episode: index, success, steps, final goal_distance,
+            arm_distance_m, object_distance_m (NaN where the world has no object poses).
+        videos: (index, frames uint8 (T, 64, 64, 3), goal (64, 64, 3)) of the first recorded episodes.
+    """
+
+    episodes: list[dict] = field(default_factory=list)
+    videos: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        """Success rate and mean final distances over the episodes."""
+        col = lambda k: np.array([e[k] for e in self.episodes], np.float64)  # noqa: E731
+        obj = col("object_distance_m")
+        return {"episodes": len(self.episodes), "success_rate": float(col("success").mean()),
+                "goal_distance": float(col("goal_distance").mean()), "arm_distance_m": float(col("arm_distance_m").mean()),
+                "object_distance_m": float(obj.mean()) if np.isfinite(obj).all() else float("nan"),
+                "steps": float(col("steps").mean())}
+
+
+def evaluate_goal_policy(envs: Sequence[gym.Env], policy: GoalPolicy, indices: Sequence[int], seed: int = 0,
+                         record: int = 0) -> GoalEvaluation:
+    """Run one episode per reference index, ``len(envs)`` at a time in lock-step.
+
+    Args:
+        envs: goal envs of one world (all made alike).
+        policy: maps the active envs and their stacked observations to (E, 4) actions; its
+            ``reset()`` (if any) is called before each group of episodes.
+        indices: reference indices (the same in both worlds gives the same goals and starts).
+        seed: episode of index i is reset with ``seed + i``.
+        record: keep the frames of this many first episodes for videos.
+
+    Returns:
+        A `GoalEvaluation`; success is ``info["is_success"]`` at the episode's end.
+    """
+    if not envs:
+        raise ValueError("evaluate_goal_policy needs at least one env")
+    result = GoalEvaluation()
+    indices = [int(i) for i in indices]
+    for start in range(0, len(indices), len(envs)):
+        group = indices[start:start + len(envs)]
+        active = list(range(len(group)))
+        obs = [None] * len(group)
+        for j, idx in enumerate(group):
+            obs[j], _ = envs[j].reset(seed=seed + idx, options={"index": idx})
+        if hasattr(policy, "reset"):
+            policy.reset()
+        finals: dict[int, dict] = {}
+        while active:
+            batch = {k: np.stack([obs[j][k] for j in active]) for k in obs[active[0]]}  # E x (...) -> (E, ...)
+            actions = np.asarray(policy([envs[j] for j in active], batch), np.float32).reshape(len(active), 4)
+            still = []
+            for j, action in zip(active, actions):
+                obs[j], _, terminated, truncated, info = envs[j].step(action)
+                if terminated or truncated:
+                    finals[j] = info
+                else:
+                    still.append(j)
+            active = still
+        for j, idx in enumerate(group):
+            info = finals[j]
+            result.episodes.append({"index": idx, "success": bool(info["is_success"]), "steps": int(info["step"]),
+                                    "goal_distance": float(info["goal_distance"]),
+                                    "arm_distance_m": float(info["arm_distance_m"]),
+                                    "object_distance_m": float(info.get("object_distance_m", np.nan))})
+            if len(result.videos) < record:
+                env = envs[j].unwrapped
+                result.videos.append((idx, env.history[0], env.reference.frames[-1].copy()))
+    return result
+
+
+def format_table(rows: Sequence[tuple[str, str, GoalEvaluation]]) -> str:
+    """A text table of (policy, world, evaluation) rows."""
+    head = f"{'policy':<14} {'world':<8} {'episodes':>8} {'success':>8} {'goal dist':>10} {'arm (m)':>8} {'objects (m)':>11} {'steps':>6}"
+    lines = [head, "-" * len(head)]
+    for policy, world, ev in rows:
+        s = ev.summary()
+        obj = "n/a" if not np.isfinite(s["object_distance_m"]) else f"{s['object_distance_m']:.4f}"
+        lines.append(f"{policy:<14} {world:<8} {s['episodes']:>8d} {s['success_rate']:>8.2f} {s['goal_distance']:>10.4f} "
+                     f"{s['arm_distance_m']:>8.4f} {obj:>11} {s['steps']:>6.1f}")
+    lines.append("goal dist: RMSE of 16x16 area-averaged frames in [0, 1] (bair_world.planning.goal_distance); "
+                 "arm/objects: mean distance to the goal state in metres")
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""The true pushing world as Gymnasium envs: ``PushWorld-v0`` and ``PushWorldGoal-v0`` (no model).
+
+They have the spaces and API of ``BairWorld-v0`` / ``BairWorldGoal-v0`` and replay the same
+references, so an agent or planner built in the learned world is scored in the world it imitates.
+A reference of the built-in pool (`SimReferences`) is rollout ``seed_offset + index`` of the
+pushing world: reset rebuilds that `PushWorld` and replays the reference's first context actions,
+checking that the frames come out equal to the reference's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from bair_world.envs.bair_world_env import RENDER_FPS
+from bair_world.envs.goal import SUCCESS_THRESHOLD, GoalEnvBase
+from bair_world.envs.references import Reference, ReferenceSource, SimReferences
+from bair_world.envs.spaces import action_bounds, action_space, check_actions, observation_space, resolve_checkpoint
+from bair_world.metrics import psnr as psnr_metric
+from bair_world.sim import PushWorld, SimConfig, scripted_worlds
+from bair_world.sim.config import MAX_GRIP, MAX_Z_COMMAND
+
+
+def start_world(references: ReferenceSource, index: int, n_past: int,
+                sim_config: SimConfig = SimConfig(), replay_to_end: bool = False) -> tuple[Reference, PushWorld, PushWorld | None]:
+    """Rebuild reference ``index``'s world and replay it to frame ``n_past - 1`` (and optionally to its end).
+
+    The replay re-runs the scripted sequence in float64 (`bair_world.sim.scripted_worlds`), so the
+    returned world is in exactly the reference's state, and every replayed frame is checked against
+    the reference's.
+
+    Returns:
+        (reference, world at frame n_past - 1, world at the reference's last frame or None).
+
+    Raises:
+        TypeError: ``references`` is not a `SimReferences` (only the built-in world can be replayed).
+        RuntimeError: a replayed frame differs from the reference's (another generator version or config).
+    """
+    if not isinstance(references, SimReferences):
+        raise TypeError(f"the true pushing world replays only the built-in references (SimReferences), got {references!r}")
+    ref = references[index]
+    stop = len(ref) if replay_to_end else n_past
+    start = world = None
+    for t, world in scripted_worlds(references.seed_offset + int(index), stop, sim_config):
+        if not np.array_equal(world.frame, ref.frames[t]):
+            raise RuntimeError(f"reference {ref.rollout_id}: the pushing world's frame {t} differs from the "
+                               f"reference's (was it made with another generator version or SimConfig?)")
+        if t == n_past - 1:
+            start = copy.deepcopy(world) if replay_to_end else world
+    return ref, start, world if replay_to_end else None
+
+
+def sim_action_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """(7,) low/high of [dx, dy, grip, z command, x, y, z] that the pushing world executes."""
+    low = [-config.max_delta, -config.max_delta, 0, 0, config.x_range[0], config.y_range[0], config.z_range[0]]
+    high = [config.max_delta, config.max_delta, MAX_GRIP, MAX_Z_COMMAND, config.x_range[1], config.y_range[1],
+            config.z_range[1]]
+    return np.array(low, np.float32), np.array(high, np.float32)
+
+
+class PushWorldEnv(gym.Env):
+    """``PushWorld-v0``: ``BairWorld-v0``'s spaces and API over the true pushing world.
+
+    Action ``Box((7,), float32)`` = 4 action + 3 end-effector position (the position the action is
+    relative to, see `bair_world.sim.PushWorld.step`); bounds are the pushing world's limits, or the
+    checkpoint's action box when ``checkpoint`` is given (then the space equals ``BairWorld-v0``'s).
+    Observation ``Box(0, 255, (64, 64, 3), uint8)``; reward 0; ``info`` as ``BairWorld-v0``
+    (``psnr`` of the true frame against the reference's: 100 dB when the reference is replayed).
+
+    Args:
+        n_past: context frames replayed at reset (2, as the models).
+        render_mode: None or "rgb_array".
+        num_references / references: the built-in reference pool (`SimReferences` only).
+        checkpoint: take the action bounds from this checkpoint (None: the world's own limits).
+        sim_config: the world's configuration (must be the one the references were made with).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
+
+    def __init__(self, n_past: int = 2, render_mode: str | None = None, num_references: int = 10_000,
+                 references: ReferenceSource | None = None, checkpoint: str | Path | None = None,
+                 sim_config: SimConfig = SimConfig()):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if n_past < 1:
+            raise ValueError(f"n_past must be >= 1, got {n_past}")
+        self.render_mode, self.n_past, self.sim_config = render_mode, int(n_past), sim_config
+        self.references = SimReferences(size=num_references) if references is None else references
+        if not isinstance(self.references, SimReferences):
+            raise TypeError(f"PushWorld-v0 replays only built-in references (SimReferences), got {self.references!r}")
+        if checkpoint is not None:
+            from bair_world.checkpoint import load_checkpoint
+
+            model, config = load_checkpoint(resolve_checkpoint(checkpoint), "cpu")
+            self.low, self.high = action_bounds(config.get("normalisation"), model.cond_mean.numpy(),
+                                                model.cond_std.numpy())
+        else:
+            self.low, self.high = sim_action_bounds(sim_config)
+        self.observation_space = observation_space()
+        self.action_space = action_space(self.low, self.high)
+        self.world: PushWorld | None = None
+        self._ref: Reference | None = None
+
+    @property
+    def reference(self) -> Reference:
+        if self._ref is None:
+            raise RuntimeError("no reference before reset()")
+        return self._ref
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = sorted(set(options) - {"index"})
+        if unknown:
+            raise ValueError(f"unknown reset options {unknown}; PushWorld-v0 accepts {{'index': int}}")
+        index = options.get("index")
+        if index is None:
+            index = int(self.np_random.integers(len(self.references)))
+        self.np_random.integers(2**63 - 1)  # BairWorld-v0's latent seed draw: same seed, same reference
+        self._ref, self.world, _ = start_world(self.references, int(index), self.n_past, self.sim_config)
+        if len(self._ref) <= self.n_past:
+            raise ValueError(f"reference {self._ref.rollout_id} has {len(self._ref)} frames; nothing to step")
+        self.t, self._truncated = self.n_past - 1, False
+        return self.world.frame.copy(), self._info()
+
+    def step(self, action):
+        if self.world is None:
+            raise RuntimeError("PushWorldEnv.step() called before reset()")
+        if self._truncated:
+            raise RuntimeError("PushWorldEnv.step() after the episode was truncated; call reset()")
+        cond = check_actions(action, None, self.low, self.high)[0]  # (7,), clipped
+        frame = self.world.step(cond[:4], cond[4:])
+        self.t += 1
+        self._truncated = self.t >= len(self._ref) - 1
+        info = self._info()
+        info["psnr"] = float(psnr_metric(frame, self._ref.frames[self.t], channel_axis=-1))
+        return frame.copy(), 0.0, False, self._truncated, info
+
+    def _info(self) -> dict[str, Any]:
+        ref, t = self._ref, self.t
+        return {"action": ref.actions[t].copy(), "position": ref.positions[t].copy(),
+                "step": t - (self.n_past - 1), "frame_index": t, "index": ref.index,
+                "rollout_id": ref.rollout_id, "true_position": self.world.position.astype(np.float32)}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self.world is None:
+            raise RuntimeError("render() before reset()")
+        return self.world.frame.copy()
+
+
+class PushWorldGoalEnv(GoalEnvBase):
+    """``PushWorldGoal-v0``: ``BairWorldGoal-v0``'s task, spaces and reward in the true pushing world.
+
+    The goal is the reference's last frame and, underneath it, the reference's final world state.
+    ``info`` adds ``object_distance_m``: the mean distance (metres) between every object's centre
+    and its centre in the goal state, from the simulator's poses; with ``arm_distance_m`` it gives
+    the final goal distance in physical units. See `bair_world.envs.goal.BairWorldGoalEnv`.
+
+    Args:
+        n_past: context frames replayed at reset (2, as the models).
+        render_mode, success_threshold: as ``BairWorldGoal-v0``.
+        num_references / references: the built-in reference pool (`SimReferences` only).
+        sim_config: the world's configuration (must be the one the references were made with).
+    """
+
+    def __init__(self, n_past: int = 2, render_mode: str | None = None, num_references: int = 10_000,
+                 references: ReferenceSource | None = None, success_threshold: float = SUCCESS_THRESHOLD,
+                 sim_config: SimConfig = SimConfig()):
+        self._setup(render_mode, success_threshold, sim_config)
+        if n_past < 1:
+            raise ValueError(f"n_past must be >= 1, got {n_past}")
+        self.n_past = int(n_past)
+        self.references = SimReferences(size=num_references) if references is None else references
+        if not isinstance(self.references, SimReferences):
+            raise TypeError(f"PushWorldGoal-v0 replays only built-in references (SimReferences), got {self.references!r}")
+        self.world: PushWorld | None = None
+        self.goal_poses: np.ndarray | None = None
+
+    @property
+    def worlds(self) -> list[PushWorld]:
+        """[the current world] (what `bair_world.planning.SimDynamics` plans with)."""
+        if self.world is None:
+            raise RuntimeError("no world before reset()")
+        return [self.world]
+
+    def _num_references(self) -> int:
+        return len(self.references)
+
+    def _begin(self, index: int, torch_seed: int) -> Reference:
+        ref, self.world, final = start_world(self.references, index, self.n_past, self.sim_config, replay_to_end=True)
+        self.goal_poses = final.object_poses
+        return ref
+
+    def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frame = self.world.step(action, position)
+        return frame.copy(), self.world.position
+
+    def _extra_info(self) -> dict[str, Any]:
+        gap = self.world.object_poses[:, :2] - self.goal_poses[:, :2]  # (N, 2) metres
+        return {"object_distance_m": float(np.linalg.norm(gap, axis=1).mean())}
