@@ -137,21 +137,32 @@ def save_checkpoint(
             torch.load(tmp / RESUME, map_location="cpu", weights_only=True)  # refuse what cannot be reloaded
         with open(tmp / WEIGHTS, "rb+") as f:
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        if path.exists() and _exchange(tmp, path):
-            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old checkpoint
-        else:
-            backup = _backup_of(path)
-            if path.exists():  # complete, so an older backup is stale; else the backup is all we have
-                if backup.exists():
-                    shutil.rmtree(backup)
-                os.replace(path, backup)
-            os.replace(tmp, path)
-            shutil.rmtree(backup, ignore_errors=True)
-        _fsync_dir(path.parent)
+        install_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return path
+
+
+def install_directory(tmp: str | Path, path: str | Path) -> Path:
+    """Swap the complete directory ``tmp`` in as ``path`` (a sibling), replacing any old ``path``.
+
+    An atomic exchange where the OS has one; else two renames with a ``.<name>.previous`` backup
+    that `load_checkpoint` falls back to, so a crash leaves the old or the new directory, never a mix.
+    """
+    tmp, path = Path(tmp), Path(path)
+    _fsync_dir(tmp)
+    if path.exists() and _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old directory
+    else:
+        backup = _backup_of(path)
+        if path.exists():  # complete, so an older backup is stale; else the backup is all we have
+            if backup.exists():
+                shutil.rmtree(backup)
+            os.replace(path, backup)
+        os.replace(tmp, path)
+        shutil.rmtree(backup, ignore_errors=True)
+    _fsync_dir(path.parent)
     return path
 
 

@@ -30,9 +30,10 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     path = default_checkpoint() if checkpoint is None else Path(checkpoint)
     if not (path / "config.json").is_file():
         what = "the bundled checkpoint" if checkpoint is None else "checkpoint directory"
-        raise FileNotFoundError(
-            f"{path}: {what} not found (no config.json). Train one with `python training/train.py` "
-            f"and pass checkpoint='runs/<name>/best'.")
+        how = ("Train one with `python training/train.py` and pass checkpoint='runs/<name>/best', or "
+               "bundle it as the default with `python training/bundle.py runs/<name>` "
+               "(training/reproduce_bundled.sh rebuilds the shipped one)")
+        raise FileNotFoundError(f"{path}: {what} not found (no config.json). {how}.")
     return path
 
 
