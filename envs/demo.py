@@ -1,0 +1,131 @@
+"""`bair-world demo`: the bundled world model replaying recorded rollouts, scored and filmed.
+
+Makes ``BairWorld-v0`` as a native vector env (one batched model call per step for all episodes),
+replays N reference rollouts' own actions and end-effector positions, prints the PSNR of every
+predicted frame beside the copy-last-frame baseline, and writes a video whose rows are the
+episodes and whose columns are recorded | predicted | |error|. Latents follow
+`bair_world.seeding.latent_seed`, so on a data folder the first 10 steps give what
+``training/evaluate.py --seed`` reports for the same sequences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_OUT = "bair_world_demo.mp4"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `bair-world demo`."""
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint directory (default: the bundled bair_world/checkpoints/default)")
+    parser.add_argument("--episodes", type=int, default=4, help="reference rollouts replayed side by side (default: 4)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"video file, .mp4 or .gif (default: {DEFAULT_OUT})")
+    parser.add_argument("--data-root", default=None,
+                        help="replay a BAIR-format folder's sequences (default: the built-in pushing world)")
+    parser.add_argument("--split", default="test", help="split of --data-root (default: test)")
+    parser.add_argument("--first", type=int, default=0, help="index of the first reference replayed (default: 0)")
+    parser.add_argument("--steps", type=int, default=None, help="predicted frames per episode (default: all, 28 for BAIR)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
+
+
+def _record(checkpoint: Path) -> str:
+    """One line on how the checkpoint was trained (from config.json / training_metrics.json)."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    metrics = config.get("metrics") or {}
+    parts = [f"epoch {config.get('epoch')}, step {config.get('step')}", f"weights {config.get('dtype', 'float32')}"]
+    if isinstance(metrics.get("val_psnr"), (int, float)):
+        parts.append(f"validation PSNR {metrics['val_psnr']:.2f} dB")
+    if isinstance(metrics.get("baseline_psnr"), (int, float)):
+        parts.append(f"copy-last {metrics['baseline_psnr']:.2f} dB")
+    return ", ".join(parts)
+
+
+def format_table(psnr: np.ndarray, baseline: np.ndarray, n_past: int) -> str:
+    """Per-step mean PSNR over episodes, model vs copy-last, then the overall means.
+
+    Args:
+        psnr, baseline: (N, S) dB per episode and predicted step.
+        n_past: context frames (the first predicted frame's index).
+    """
+    model_c, base_c = psnr.mean(0), baseline.mean(0)  # (S,)
+    lines = [f"{'step':>4} {'frame':>5} {'model dB':>9} {'copy-last dB':>13} {'gain':>6}"]
+    for i, (m, b) in enumerate(zip(model_c, base_c)):
+        lines.append(f"{i + 1:>4} {n_past + i:>5} {m:>9.2f} {b:>13.2f} {m - b:>+6.2f}")
+    lines.append(f"{'mean':>4} {'':>5} {psnr.mean():>9.2f} {baseline.mean():>13.2f} {psnr.mean() - baseline.mean():>+6.2f}")
+    wins = int((model_c > base_c).sum())
+    lines.append(f"the model beats copy-last-frame on {wins}/{len(model_c)} steps "
+                 f"(mean over {psnr.shape[0]} episode(s); per episode: "
+                 + ", ".join(f"{m:.1f}/{b:.1f}" for m, b in zip(psnr.mean(1), baseline.mean(1))) + " dB)")
+    return "\n".join(lines)
+
+
+def write_video(path: str | Path, replay, fps: float = 5.0, scale: int = 3) -> Path:
+    """Rows = episodes; columns = recorded | predicted | |error|, one video frame per time step."""
+    from bair_world.video import compose_rollout_frames, write_frames
+
+    rows = []
+    for i in range(replay.frames.shape[0]):
+        psnr = np.concatenate([np.full(replay.n_past, np.nan), replay.psnr[i]])  # (T,): none for context
+        rows.append(compose_rollout_frames(replay.recorded[i], replay.frames[i], n_context=replay.n_past,
+                                           psnr=psnr, scale=scale))
+    return write_frames(path, np.concatenate(rows, axis=1), fps=fps)  # N x (T, h, w, 3) -> (T, N*h, w, 3)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay, print the table, write the video; 2 on a missing checkpoint or bad arguments."""
+    import gymnasium as gym
+    import torch
+
+    import bair_world  # noqa: F401  (registers BairWorld-v0)
+    from bair_world.data import DataError
+    from bair_world.envs.replay import replay_references
+
+    start = time.perf_counter()
+    if args.episodes < 1 or args.first < 0 or (args.steps is not None and args.steps < 1):
+        print("bair-world demo: error: --episodes and --steps must be >= 1, --first >= 0", file=sys.stderr)
+        return 2
+    if Path(args.out).suffix.lower() not in (".mp4", ".gif"):
+        print(f"bair-world demo: error: {args.out}: the video must be .mp4 or .gif", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    try:
+        vec = gym.make_vec("BairWorld-v0", num_envs=args.episodes, vectorization_mode="vector_entry_point",
+                           checkpoint=args.checkpoint, data_root=args.data_root, split=args.split, device=args.device)
+    except (FileNotFoundError, DataError, ValueError) as exc:
+        print(f"bair-world demo: error: {exc}", file=sys.stderr)
+        return 2
+    core = vec.unwrapped
+    n_refs = len(core.episodes.references)
+    indices = [args.first + i for i in range(args.episodes)]
+    if indices[-1] >= n_refs:
+        print(f"bair-world demo: error: references {indices[0]}..{indices[-1]} asked, the source holds {n_refs}",
+              file=sys.stderr)
+        vec.close()
+        return 2
+    try:
+        replay = replay_references(vec, indices, seed=args.seed, max_steps=args.steps)
+    finally:
+        vec.close()
+    checkpoint = core.episodes.checkpoint
+    source = "the built-in pushing world" if args.data_root is None else f"{args.data_root} [{args.split}]"
+    print(f"BairWorld-v0 on {checkpoint}\n  trained: {_record(checkpoint)}")
+    print(f"replaying {args.episodes} recorded rollout(s) of {source} (indices {indices[0]}..{indices[-1]}) with "
+          f"their own actions: {replay.n_past} context frames, {replay.psnr.shape[1]} predicted, latent seed {args.seed}")
+    print(format_table(replay.psnr, replay.baseline, replay.n_past))
+    video = write_video(args.out, replay)
+    print(f"video: {video.resolve()}\n  rows = episodes; columns = recorded | predicted | |error| "
+          f"(green = context, red = predicted)")
+    print(f"done in {time.perf_counter() - start:.1f} s.\n"
+          "next: python training/evaluate.py --checkpoint <dir>   (the full PSNR/SSIM protocol; its first 10 steps "
+          "match this replay on the same sequences)\n"
+          "      python training/train.py && python training/bundle.py runs/<name>   (train your own, make it the "
+          "default; or pass --checkpoint runs/<name>/best)")
+    return 0
