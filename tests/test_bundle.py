@@ -161,3 +161,29 @@ def test_the_bundled_checkpoint_makes_a_working_env():
     env.close()
     size = sum(p.stat().st_size for p in default_checkpoint().iterdir() if p.is_file())
     assert size < 20 * 2**20
+
+
+@pytest.mark.slow
+def test_wheel_and_sdist_ship_the_bundle(run, tmp_path):
+    """pyproject's package-data puts bair_world/checkpoints/default/* into both distributions."""
+    import subprocess
+    import sys
+    import tarfile
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "checkpoints", "*.egg-info")
+    for folder in ("bair_world", "training", "envs"):
+        shutil.copytree(repo / folder, src / folder, ignore=ignore)
+    for file in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / file, src / file)
+    bundle(run, src / "bair_world" / "checkpoints" / "default", BundleConfig(dtype="float16"))
+    code = "import setuptools.build_meta as b; b.build_sdist('dist'); b.build_wheel('dist')"
+    subprocess.run([sys.executable, "-c", code], cwd=src, check=True, capture_output=True)
+    wanted = {f"bair_world/checkpoints/default/{n}" for n in ("config.json", "model.safetensors",
+                                                                "training_metrics.json")}
+    (wheel,), (sdist,) = (src / "dist").glob("*.whl"), (src / "dist").glob("*.tar.gz")
+    assert wanted <= set(zipfile.ZipFile(wheel).namelist())
+    names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
+    assert wanted <= names
