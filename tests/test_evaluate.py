@@ -101,3 +101,46 @@ def test_bad_requests_name_the_problem(setup, tmp_path, capsys):
         ev.evaluate(ckpt, data, split="validate", **FAST)
     assert ev.main(["--checkpoint", str(tmp_path / "missing"), "--data-root", str(data), "--no-progress"]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_real_bair_folder_28_predicted_frames_best_of_n_and_outputs(setup, real_bair_root, tmp_path, capsys):
+    ckpt, _, _ = setup
+    out = tmp_path / "real"
+    argv = ["--checkpoint", str(ckpt), "--data-root", str(real_bair_root), "--n-future", "28", "--samples", "3",
+            "--device", "cpu", "--no-progress", "--out", str(out)]
+    assert ev.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "best-of-3" in text and "t=29" in text
+    report = json.loads((out / ev.JSON_FILE).read_text())
+    assert report["data"]["split"] == "test" and report["data"]["sequences"] == 1
+    assert len(report["model"]["psnr"]["per_step"]) == 28
+    assert report["best_of_n"]["psnr"]["mean"] >= report["model"]["psnr"]["mean"]
+    seq = real_bair_root / "test" / "GT_175" / "175"
+    import cv2
+
+    frames = np.stack([cv2.cvtColor(cv2.imread(str(seq / f"{t}.png")), cv2.COLOR_BGR2RGB) for t in range(30)])
+    frames = frames.astype(np.float64) / 255.0  # (30, 64, 64, 3)
+    mse = ((frames[2:] - frames[1]) ** 2).mean(axis=(1, 2, 3))  # (28,) copy-last-frame error
+    expected = np.where(mse > 0, 10 * np.log10(1 / np.maximum(mse, 1e-300)), 100.0)
+    np.testing.assert_allclose(report["baseline"]["psnr"]["per_step"], np.minimum(expected, 100.0), atol=1e-5)
+    assert (out / ev.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_only_checkpoint_evaluates_the_embedded_dataset_next_to_the_checkpoint(setup, tmp_path, monkeypatch, capsys):
+    import bair_world.data.synthetic as synthetic
+
+    ckpt, _, _ = setup
+    root = tmp_path / "embedded"
+    for i in range(2):  # the seed's protocol needs 2 + 10 frames
+        write_sequence(root / "test" / "traj_0" / str(i), *make_sequence(50 + i, length=12))
+    monkeypatch.setattr(synthetic, "default_dataset_root", lambda *a, **k: root)
+    local = tmp_path / "ckpt"
+    import shutil
+
+    shutil.copytree(ckpt, local)
+    assert ev.main(["--checkpoint", str(local)]) == 0
+    out = tmp_path / "eval-ckpt-test"  # <checkpoint>/../eval-<name>-<split>
+    report = json.loads((out / ev.JSON_FILE).read_text())
+    assert report["data"]["root"] == str(root.resolve()) and report["data"]["sequences"] == 2
+    assert report["protocol"]["n_past"] == 2 and report["protocol"]["n_future"] == 10
+    assert report["protocol"]["samples"] == 1 and "copy-last" in capsys.readouterr().out
