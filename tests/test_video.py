@@ -169,3 +169,25 @@ def test_rollout_rejects_bad_index_and_too_long_request(tiny_checkpoint_and_data
         video.predict_rollout(ckpt, data, index=5, n_future=2, device="cpu")
     with pytest.raises(DataError, match="actions.csv"):
         video.predict_rollout(ckpt, data, n_past=2, n_future=T, device="cpu")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_rollout_cli_on_the_real_bair_sequence_reads_back(real_bair_root, tmp_path, suffix, capsys):
+    from bair_world.data.bair_folder import read_sequence
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "ckpt", SVG(preset("tiny")), step=0, epoch=0)
+    out = tmp_path / f"real{suffix}"
+    argv = ["rollout", "--checkpoint", str(ckpt), "--out", str(out), "--data-root", str(real_bair_root),
+            "--scale", "2", "--device", "cpu"]  # defaults: split test, index 0, 2 context -> 28 predicted
+    assert cli.main(argv) == 0
+    assert "30 frames" in capsys.readouterr().out
+    back = _read_mp4(out) if suffix == ".mp4" else iio.imread(out, index=None)[..., :3]  # (T, H, W, 3)
+    assert back.shape[0] == 30 and back.shape[2] == 3 * (64 * 2 + 4)  # recorded | predicted | error
+    recorded = read_sequence(real_bair_root / "test" / "GT_175" / "175")[0]  # (30, 64, 64, 3)
+    border = 2
+    strip = (back.shape[1] - 128 - 2 * border) // 2
+    panel = back[:, strip + border:strip + border + 128, border:border + 128]  # recorded panel, upscaled x2
+    small = panel.reshape(30, 64, 2, 64, 2, 3).mean(axis=(2, 4))  # (30, 64, 64, 3) undo the upscale
+    err = np.abs(small - recorded.astype(float)).mean()
+    assert err < 6, err  # the real frames, within codec / palette error
