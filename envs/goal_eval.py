@@ -139,3 +139,22 @@ def format_table(rows: Sequence[tuple[str, str, GoalEvaluation]]) -> str:
     lines.append("goal dist: RMSE of 16x16 area-averaged frames in [0, 1] (bair_world.planning.goal_distance); "
                  "arm/objects: mean distance to the goal state in metres")
     return "\n".join(lines)
+
+
+def write_goal_videos(evaluation: GoalEvaluation, out_dir, prefix: str, *, scale: int = 4, fps: float = 5.0) -> list:
+    """Write each recorded episode as ``<out_dir>/<prefix>_ref<index>.mp4``: episode frame | goal, upscaled.
+
+    Returns:
+        The paths written.
+    """
+    from pathlib import Path
+
+    from bair_world.video import write_frames
+
+    paths = []
+    for index, frames, goal in evaluation.videos:
+        # (T, 64, 64, 3) beside (T, 64, 64, 3) -> (T, 64, 128, 3), nearest-upscaled -> (T, 64s, 128s, 3)
+        side = np.concatenate([frames, np.broadcast_to(goal, frames.shape)], axis=2)
+        side = side.repeat(scale, axis=1).repeat(scale, axis=2)
+        paths.append(write_frames(Path(out_dir) / f"{prefix}_ref{index}.mp4", side, fps=fps))
+    return paths

@@ -12,7 +12,7 @@ from bair_world.envs.push_world_env import PushWorldGoalEnv
 from bair_world.envs.references import SimReferences
 from bair_world.planning import (CEMConfig, CEMPlanner, ModelDynamics, SimDynamics, action_bounds,
                                  goal_distance)
-from bair_world.sim import PushWorld, SimConfig, arm_step, quantise_action
+from bair_world.sim import PushWorld, arm_step, quantise_action
 from bair_world.world_model import WorldModel
 
 
