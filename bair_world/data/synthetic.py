@@ -21,7 +21,7 @@ from tqdm import tqdm
 from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
 from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
 
-DEFAULT_COUNTS = {"train": 2048, "validate": 128, "test": 256}
+DEFAULT_COUNTS = {"train": 8192, "validate": 128, "test": 256}
 DEFAULT_SEED = 0
 SEQUENCE_LENGTH = 30
 PER_TRAJ_FOLDER = 256  # sequences per <trajectory folder>, like BAIR's traj_0_to_255
