@@ -1,14 +1,17 @@
-"""Gymnasium adapters over the bair-world core: ``BairWorld-v0``, its native vector env, an SB3 bridge.
+"""Gymnasium adapters: ``BairWorld-v0`` (+ native vector env, SB3 bridge), ``BairWorldGoal-v0``, and
+``PushWorld-v0`` / ``PushWorldGoal-v0`` over the true pushing world (the ground truth).
 
 ``import bair_world`` registers the environments; this package is imported only when one is made.
 """
 
 from bair_world.envs.bair_world_env import BairWorldEnv
+from bair_world.envs.goal import BairWorldGoalEnv
+from bair_world.envs.push_world_env import PushWorldEnv, PushWorldGoalEnv
 from bair_world.envs.references import FolderReferences, Reference, ReferenceSource, SimReferences
 from bair_world.envs.replay import Replay, replay_psnr, replay_references
 from bair_world.envs.vector import BairWorldVectorEnv
 
-__all__ = ["BairWorldEnv", "BairWorldVectorEnv", "FolderReferences", "Reference", "ReferenceSource",
+__all__ = ["BairWorldEnv", "BairWorldVectorEnv", "BairWorldGoalEnv", "PushWorldEnv", "PushWorldGoalEnv", "FolderReferences", "Reference", "ReferenceSource",
            "SimReferences", "Replay", "replay_psnr", "replay_references", "BairWorldSB3VecEnv"]
 
 
