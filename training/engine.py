@@ -61,7 +61,9 @@ def run_training(cfg: TrainConfig, save_config: Callable[[Path, TrainConfig], No
     """Run (or resume) the training described by ``cfg``; see `bair_world.training.train.main`."""
     info, device = D.init_distributed(cfg.device)
     try:
-        return _train(cfg, info, device, save_config)
+        summary = _train(cfg, info, device, save_config)
+        D.barrier(info)  # no rank tears the group down while another still talks to it (gloo aborts)
+        return summary
     finally:
         D.cleanup(info)
 
@@ -140,7 +142,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
             t0 = time.perf_counter()
             batches = iter(loader)  # draws the loader's base seed from torch's RNG: before a restore
             if partial:
-                restore_partial(partial, info, rng)
+                sums = restore_partial(partial, info, rng) or sums
             state.partial = None
             n_total = done + len(loader)
             bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, total=n_total, initial=done,
@@ -188,7 +190,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
                 state.epoch = epoch + 1
             else:  # stopped inside the epoch: everything needed to continue from this exact step
                 state.partial = {"epoch": epoch, "batches": done + new, "sums": sums,
-                                 "rng": D.all_gather({"python": rng.getstate(), **rng_states()}, info)}
+                                 "rng": D.all_gather({"python": rng.getstate(), "sums": sums, **rng_states()}, info)}
             row = {"epoch": epoch + 1, "step": state.step, "loss": means[0], "mse": means[1], "kl": means[2],
                    "beta": beta, "tf_ratio": ratio, "baseline_psnr": baseline, "epoch_s": elapsed,
                    "seq_per_s": new * cfg.batch_size * info.world_size / max(elapsed, 1e-9),

@@ -71,20 +71,22 @@ def rng_states() -> dict:
     return states
 
 
-def restore_partial(partial: dict, info: D.DistInfo, rng) -> None:
-    """Restore this rank's RNG states saved at a budget stop (ranks > 0 keep their per-epoch seeding
-    if the run was stopped with a different number of processes)."""
+def restore_partial(partial: dict, info: D.DistInfo, rng) -> list[float] | None:
+    """Restore this rank's RNG states saved at a budget stop; returns this rank's loss sums of the
+    epoch so far. With a different number of processes than at the stop, the RNG streams keep their
+    per-epoch seeding and None is returned (the caller keeps rank 0's sums)."""
     states = partial.get("rng", [])
     if len(states) != info.world_size:
         if info.is_main:
             print(f"[train] resuming inside epoch {partial['epoch'] + 1} with {info.world_size} process(es), "
                   f"stopped with {len(states)}: RNG streams are reseeded, not restored", flush=True)
-        return
+        return None
     mine = states[info.rank]
     rng.setstate(_as_tuple(mine["python"]))
     torch.set_rng_state(mine["torch"])
     if "cuda" in mine and torch.cuda.is_available():
         torch.cuda.set_rng_state(mine["cuda"])
+    return list(mine["sums"]) if "sums" in mine else None
 
 
 def _as_tuple(x):
