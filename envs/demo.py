@@ -34,6 +34,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="predicted frames per episode (default: all, 28 for BAIR)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="model compute dtype: float32 (exact), bfloat16 (CPU/CUDA, faster on CPUs with "
+                             "AVX512-BF16), float16 (CUDA) (default: float32)")
 
 
 def _record(checkpoint: Path) -> str:
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     try:
         vec = gym.make_vec("BairWorld-v0", num_envs=args.episodes, vectorization_mode="vector_entry_point",
-                           checkpoint=args.checkpoint, data_root=args.data_root, split=args.split, device=args.device)
+                           checkpoint=args.checkpoint, data_root=args.data_root, split=args.split, device=args.device,
+                           precision=args.precision)
     except (FileNotFoundError, DataError, ValueError) as exc:
         print(f"bair-world demo: error: {exc}", file=sys.stderr)
         return 2

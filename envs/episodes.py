@@ -18,7 +18,7 @@ import torch
 
 from bair_world.checkpoint import load_checkpoint
 from bair_world.metrics import psnr as psnr_metric
-from bair_world.world_model import WorldModel, frames_to_uint8
+from bair_world.world_model import WorldModel, check_precision, frames_to_uint8
 from bair_world.envs.references import Reference, ReferenceSource, make_references
 from bair_world.envs.spaces import action_bounds, check_actions, resolve_checkpoint, resolve_device
 
@@ -35,18 +35,22 @@ class EpisodeBatch:
         device: "auto", "cpu", "cuda", ...
         num_references: size of the built-in world's reference pool (ignored with ``data_root``).
         references: a ready `ReferenceSource` (overrides ``data_root``/``split``/``num_references``).
+        precision: "float32", "bfloat16" (CPU/CUDA) or "float16" (CUDA) model calls
+            (`bair_world.world_model.WorldModel`); observations and PSNR stay float32/uint8.
     """
 
     def __init__(self, num_envs: int, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
                  split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
-                 num_references: int = 10_000, references: ReferenceSource | None = None):
+                 num_references: int = 10_000, references: ReferenceSource | None = None,
+                 precision: str = "float32"):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
         self.checkpoint = resolve_checkpoint(checkpoint)
         self.device = resolve_device(device)
+        check_precision(precision, self.device)  # before loading: a bad value fails fast
         model, self.config = load_checkpoint(self.checkpoint, self.device)
-        self.core = WorldModel(model, self.device)
+        self.core = WorldModel(model, self.device, precision)
         self.n_past = model.cfg.n_past if n_past is None else int(n_past)
         if self.n_past < 1:
             raise ValueError(f"n_past must be >= 1, got {self.n_past}")

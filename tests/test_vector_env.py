@@ -116,3 +116,23 @@ def test_seed_lists_and_render(ckpt):
     frames = envs.render()
     assert len(frames) == 2 and frames[1].shape == (64, 64, 3)
     np.testing.assert_array_equal(frames[0], b[0])
+
+
+def test_bfloat16_vector_env_rows_follow_single_bfloat16_envs(ckpt):
+    venv = gym.make_vec("BairWorld-v0", num_envs=N, checkpoint=ckpt, references=FakeReferences(), device="cpu",
+                        precision="bfloat16")
+    assert venv.unwrapped.episodes.core.precision == "bfloat16"
+    singles = [BairWorldEnv(checkpoint=ckpt, references=FakeReferences(), device="cpu", precision="bfloat16")
+               for _ in range(N)]
+    obs, infos = venv.reset(seed=3)
+    np.testing.assert_array_equal(obs, np.stack([e.reset(seed=3 + i)[0] for i, e in enumerate(singles)]))
+    for _ in range(4):
+        actions = replay_actions(infos)
+        obs, _, _, _, infos = venv.step(actions)
+        expected = np.stack([e.step(a)[0] for e, a in zip(singles, actions)])
+        # bf16 GEMMs of batch N and batch 1 may round differently: frames stay within a few levels
+        diff = np.abs(obs.astype(int) - expected.astype(int))
+        assert obs.dtype == np.uint8 and diff.mean() < 0.5 and diff.max() <= 8
+    venv.close()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        BairWorldVectorEnv(2, checkpoint=ckpt, references=FakeReferences(), device="cpu", precision="int8")

@@ -109,3 +109,67 @@ def test_frames_to_uint8():
     out = frames_to_uint8(x)
     assert out.dtype == np.uint8 and out.shape == (1, 4, 3)
     assert out[0, :, 0].tolist() == [0, 128, 255, 255]
+
+
+# -- reduced precision ---------------------------------------------------------------------------
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / (a - b).pow(2).mean()))
+
+
+@pytest.fixture(scope="module")
+def lively():
+    """PyTorch's default init (not SVG's N(0, 0.02)): frames that vary, so a tolerance means something."""
+    torch.manual_seed(0)
+    m = SVG(preset("tiny", prior="learned", skip="last_context"))
+    for module in m.modules():
+        if module is not m and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    m.set_normalisation(torch.tensor([0, 0, 1, 1, 0.6, 0, 0.25]), torch.tensor([0.05, 0.05, 1, 1, 0.1, 0.1, 0.03]))
+    return m
+
+
+def test_bfloat16_on_cpu_is_close_to_float32_and_keeps_float32_state(lively, data):
+    frames, conds = data
+    exact = WorldModel(lively).rollout(frames, conds, 2, 4, gens([1, 2, 3]))
+    wm = WorldModel(lively, precision="bfloat16")
+    fast = wm.rollout(frames, conds, 2, 4, gens([1, 2, 3]))
+    assert fast.dtype == torch.float32 and fast.shape == exact.shape
+    assert 0 <= fast.min() and fast.max() <= 1 and exact.std() > 0.02  # frames with content
+    assert _psnr(fast, exact) > 45, "bf16 frames must stay within a tight tolerance of float32 (measured 61 dB)"
+    assert (fast - exact).abs().max() < 0.02
+    assert not torch.equal(fast, exact)  # it did run in bf16
+    leaves = [x for pair in wm.state.predictor + wm.state.posterior + wm.state.prior for x in pair] + wm.state.skips
+    assert all(x.dtype == torch.float32 for x in leaves) and wm.last_frame.dtype == torch.float32
+
+
+def test_bfloat16_same_seed_same_frames_and_rows_step_alone(model, data):
+    frames, conds = data
+    wm = WorldModel(model, precision="bfloat16")
+    a = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    b = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    c = wm.rollout(frames, conds, 2, 3, gens([4, 5, 6]))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    last0 = wm.last_frame[0].clone()
+    out = wm.step(conds[[1, 2], 4], gens([5, 6]), rows=[1, 2])  # merges a float32 sub-state
+    assert out.shape == (2, 3, 64, 64) and out.dtype == torch.float32
+    assert torch.equal(wm.last_frame[0], last0) and wm.state.t.tolist() == [4, 5, 5]
+
+
+def test_float32_is_unchanged_after_a_bfloat16_world_shared_the_model(model, data):
+    frames, conds = data
+    before = WorldModel(model).rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    WorldModel(model, precision="bfloat16").rollout(frames, conds, 2, 3, gens([1, 2, 3]))  # NHWC in place
+    after = WorldModel(model).rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("precision, device, match", [
+    ("float64", "cpu", r"one of \['bfloat16', 'float16', 'float32'\]"),
+    ("bf16", "cpu", "precision must be one of"),
+    ("float16", "cpu", "float16' runs on cuda devices, not 'cpu'; on cpu use one of"),
+    ("bfloat16", "meta", "runs on cpu or cuda devices"),
+])
+def test_bad_precision_names_the_allowed_values(model, precision, device, match):
+    with pytest.raises(ValueError, match=match):
+        WorldModel(model, device, precision=precision)
