@@ -80,7 +80,7 @@ class BairWorldEnv(gym.Env):
       (CUDA only): the model runs under ``torch.autocast`` in that dtype. It trades tiny numeric
       differences (at most 2/255 per pixel from float32 over 28 steps with the bundled model, same
       PSNR to 0.01 dB) for speed: on a CPU with AVX512-BF16 about 2x the steps/s of a 64-env vector
-      env and ~1.3x for a single env. Same seed, same frames within a precision.
+      env and ~1.2x for a single env. Same seed, same frames within a precision.
 
     ``info`` after ``reset`` and ``step``: ``action`` (4,), ``position`` (3,) the reference's cond for
     the next transition, ``step`` steps taken, ``frame_index`` of the observation in the reference,
