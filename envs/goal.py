@@ -18,7 +18,7 @@ from gymnasium import spaces
 from bair_world.data.batch import IMAGE_SIZE
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
-from bair_world.envs.references import Reference, ReferenceSource
+from bair_world.envs.references import Reference, ReferenceSource, reset_index
 from bair_world.planning import PlanContext, action_bounds, goal_distance
 from bair_world.sim import SimConfig, arm_step, quantise_action
 
@@ -102,14 +102,7 @@ class GoalEnvBase(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        options = options or {}
-        unknown = sorted(set(options) - {"index"})
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; {type(self).__name__} accepts {{'index': int}}")
-        index = options.get("index")
-        if index is None:
-            index = int(self.np_random.integers(self._num_references()))
-        torch_seed = int(self.np_random.integers(2**63 - 1))  # drawn in every world: same seed, same reference
+        index, torch_seed = reset_index(self.np_random, options, self._num_references(), type(self).__name__)
         ref = self._begin(int(index), torch_seed)
         if len(ref) <= self.n_past:
             raise ValueError(f"reference {ref.rollout_id} has {len(ref)} frames; n_past={self.n_past} leaves no steps")

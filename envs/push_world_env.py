@@ -18,7 +18,7 @@ import numpy as np
 
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.goal import SUCCESS_THRESHOLD, GoalEnvBase
-from bair_world.envs.references import Reference, ReferenceSource, SimReferences
+from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
 from bair_world.envs.spaces import action_bounds, action_space, check_actions, observation_space, resolve_checkpoint
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.sim import PushWorld, SimConfig, scripted_worlds
@@ -113,14 +113,7 @@ class PushWorldEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        options = options or {}
-        unknown = sorted(set(options) - {"index"})
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; PushWorld-v0 accepts {{'index': int}}")
-        index = options.get("index")
-        if index is None:
-            index = int(self.np_random.integers(len(self.references)))
-        self.np_random.integers(2**63 - 1)  # BairWorld-v0's latent seed draw: same seed, same reference
+        index, _ = reset_index(self.np_random, options, len(self.references), "PushWorld-v0")
         self._ref, self.world, _ = start_world(self.references, int(index), self.n_past, self.sim_config)
         if len(self._ref) <= self.n_past:
             raise ValueError(f"reference {self._ref.rollout_id} has {len(self._ref)} frames; nothing to step")

@@ -163,3 +163,23 @@ def make_references(data_root: str | Path | None = None, split: str = "test",
     if data_root is None:
         return SimReferences(size=num_references)
     return FolderReferences(data_root, split)
+
+
+def reset_index(np_random, options: dict | None, count: int, env_name: str) -> tuple[int, int]:
+    """(reference index, latent torch seed) for a goal or true-world env's reset.
+
+    ``options`` may only hold ``"index"``; without it the index is drawn from ``np_random``. The
+    torch seed is drawn in every world (the true world ignores it), so the same seed picks the same
+    reference everywhere and the generators stay in step.
+
+    Raises:
+        ValueError: an option other than ``"index"``.
+    """
+    options = options or {}
+    unknown = sorted(set(options) - {"index"})
+    if unknown:
+        raise ValueError(f"unknown reset options {unknown}; {env_name} accepts {{'index': int}}")
+    index = options.get("index")
+    if index is None:
+        index = int(np_random.integers(count))
+    return int(index), int(np_random.integers(2**63 - 1))
