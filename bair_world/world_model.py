@@ -17,6 +17,14 @@ pushing-world sequences: at most 2/255 per pixel from float32 (PSNR 62-76 dB bet
 PSNR against the truth 24.326 vs 24.329 dB. Speed of a ``cpu``-preset step on a 2-core AVX512-BF16
 EPYC, 1 torch thread: batch 64 70 ms vs 152 ms in float32 (2.2x), batch 1 5.1 ms vs 6.2 ms. Reduced
 precision runs the convolutions channels-last (NHWC). The default float32 is exact and reproducible.
+
+Compilation: ``compile=True`` runs the prior step through ``torch.compile`` (inductor, with weight
+freezing, so the weights are baked in: build a new WorldModel after changing them). The first step
+at each batch size compiles (seconds; a C++ compiler on CPU), later ones are faster where Python
+and per-call overhead dominate: a ``cpu``-preset step at batch 1 on the 2-core EPYC takes ~1.8 ms
+instead of ~3.8 ms (bfloat16: 1.4 ms instead of 3.2 ms); at batch 64 the convolutions dominate
+and it gains under 10%. Frames match the eager step to float rounding (~1e-7); the latent draws
+are identical (drawn outside the graph). The context feed at reset stays eager.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import numpy as np
 import torch
 
 from bair_world.models import SVG, SVGState
-from bair_world.models.lstm import GeneratorLike
+from bair_world.models.lstm import GeneratorLike, standard_normal
 
 Rows = torch.Tensor | np.ndarray | list[int] | None
 
@@ -76,9 +84,11 @@ class WorldModel:
         device: where to run.
         precision: "float32" (default, exact), "bfloat16" (CPU or CUDA) or "float16" (CUDA): the
             autocast dtype of the model calls (see the module docstring). State and outputs stay float32.
+        compile: run the prior step through ``torch.compile`` (see the module docstring).
     """
 
-    def __init__(self, model: SVG, device: torch.device | str = "cpu", precision: str = "float32"):
+    def __init__(self, model: SVG, device: torch.device | str = "cpu", precision: str = "float32",
+                 compile: bool = False):  # noqa: A002 (torch.compile's name, the keyword users look for)
         self.device = torch.device(device)
         self.autocast_dtype = check_precision(precision, self.device)
         self.precision = precision
@@ -88,6 +98,8 @@ class WorldModel:
         layout = torch.contiguous_format if self.autocast_dtype is None else torch.channels_last
         self.model = model.to(self.device).eval().to(memory_format=layout)
         self.n_past = model.cfg.n_past
+        self.compiled = bool(compile)
+        self._prior_step = torch.compile(self.model, dynamic=False) if self.compiled else self.model
         self.state: SVGState | None = None
         self.last_frame: torch.Tensor | None = None  # (B, C, 64, 64) x_t, the next step's input
 
@@ -191,13 +203,34 @@ class WorldModel:
 
     def _step(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor,
               generator: GeneratorLike) -> tuple[SVGState, torch.Tensor]:
-        """One prior step at the configured precision -> (float32 state, (k, C, 64, 64) float32 frame)."""
+        """One prior step at the configured precision -> (float32 state, (k, C, 64, 64) float32 frame).
+
+        The latent noise is drawn here, outside the (possibly compiled) model call: the same numbers
+        the model would draw from ``generator`` itself.
+        """
+        noise = standard_normal(x_prev.new_empty(x_prev.shape[0], self.model.cfg.z_dim), generator)
+        with self._autocast(), self._compile_config():
+            out = self._prior_step(state, self._layout(x_prev.contiguous()), cond, noise=noise)
         if self.autocast_dtype is None:
-            out = self.model.step(state, x_prev, cond, generator=generator)
             return out.state, out.frame
-        with self._autocast():
-            out = self.model.step(state, self._layout(x_prev), cond, generator=generator)
         return _float32_state(out.state), out.frame.float()
+
+    def _compile_config(self):
+        """The grad mode and inductor settings of the compiled step; a no-op in eager.
+
+        Inductor freezes (constant-folds and prepacks) the weights only under ``no_grad``, not in
+        inference mode: measured, a compiled batch-1 float32 step takes 2.3 ms under ``no_grad``
+        and 2.7 ms in inference mode (eager: 3.8 ms; eager under ``no_grad``: 6.4 ms, which is why
+        the eager path keeps inference mode).
+        """
+        if not self.compiled:
+            return contextlib.nullcontext()
+        import torch._inductor.config as inductor_config
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(inductor_config.patch(freezing=True))
+        return stack
 
     @torch.inference_mode()
     def rollout(self, frames: torch.Tensor, conds: torch.Tensor, n_past: int, n_future: int,

@@ -64,10 +64,17 @@ def _best_rate(chunks: list[tuple[int, float]]) -> float:
     return max(done / elapsed for done, elapsed in chunks)
 
 
-def bench_single(kwargs: dict, steps: int, repeats: int = 1) -> tuple[float, float]:
-    """(env steps/s of the best of ``repeats`` runs of ``steps``, median per-step latency in ms) of one BairWorldEnv."""
+def bench_single(kwargs: dict, steps: int, repeats: int = 1, warmup: int = 8) -> tuple[float, float]:
+    """(env steps/s of the best of ``repeats`` runs of ``steps``, median per-step latency in ms) of one BairWorldEnv.
+
+    ``warmup`` untimed steps first (allocator, cuDNN autotune, the compilation of ``compile=True``).
+    """
     env = BairWorldEnv(**kwargs)
     obs, info = env.reset(seed=0)
+    for _ in range(warmup):
+        _, _, _, truncated, info = env.step(np.concatenate([info["action"], info["position"]]))
+        if truncated:
+            _, info = env.reset()
     lat, chunks = [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -86,7 +93,7 @@ def bench_vector(kwargs: dict, n: int, steps: int, repeats: int = 1) -> tuple[fl
     """(env steps/s summed over rows, best of ``repeats``; median per-call latency in ms) of a BairWorldVectorEnv."""
     env = BairWorldVectorEnv(n, **kwargs)
     _, infos = env.reset(seed=0)
-    for _ in range(2):  # warm-up (allocator, cuDNN autotune at this batch size)
+    for _ in range(2):  # warm-up (allocator, cuDNN autotune, compilation at this batch size)
         _, _, _, _, infos = env.step(np.concatenate([infos["action"], infos["position"]], axis=1))
     calls = max(3, steps // n)
     lat, chunks = [], []
@@ -112,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, all cores)")
     parser.add_argument("--precisions", default="float32,bfloat16,float16",
                         help="comma-separated model precisions; each device runs those it supports")
+    parser.add_argument("--modes", default="eager,compiled",
+                        help="comma-separated: eager, compiled (the envs' compile=True, torch.compile of the step)")
     args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in ("eager", "compiled") for m in modes):
+        parser.error(f"--modes: choose from eager, compiled; got {args.modes!r}")
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions:
@@ -136,22 +148,31 @@ def main(argv: list[str] | None = None) -> int:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"checkpoint: {args.checkpoint or 'random ' + args.preset + ' preset'}; torch threads "
           f"{torch.get_num_threads()}{'' if args.threads else ' (default)'}; best of {args.repeats} runs of {args.steps} env steps per row")
-    print(f"{'device':<6} {'precision':<9} {'env':<12} {'steps/s':>10} {'ms/call':>9} {'x single':>9}")
+    print(f"{'device':<6} {'precision':<9} {'mode':<8} {'env':<12} {'steps/s':>10} {'ms/call':>9} {'x single':>9}")
     for device in devices:
+        best_single, best_vector = ("", 0.0), ("", 0.0)
         for precision in precisions:
             try:
                 check_precision(precision, device)
             except ValueError as exc:
                 print(f"{device:<6} {precision:<9} skipped: {exc}")
                 continue
-            kwargs = {"checkpoint": checkpoint, "device": device, "references": pool, "precision": precision}
-            bench_single(kwargs, 8)  # warm-up (allocator, cuDNN autotune)
-            base, lat = bench_single(kwargs, args.steps, args.repeats)
-            print(f"{device:<6} {precision:<9} {'single':<12} {base:>10.1f} {lat:>9.2f} {1.0:>9.2f}", flush=True)
-            for n in sizes:
-                sps, lat = bench_vector(kwargs, n, args.steps, args.repeats)
-                print(f"{device:<6} {precision:<9} {f'vector N={n}':<12} {sps:>10.1f} {lat:>9.2f} {sps / base:>9.2f}",
-                      flush=True)
+            for mode in modes:
+                kwargs = {"checkpoint": checkpoint, "device": device, "references": pool, "precision": precision,
+                          "compile": mode == "compiled"}
+                head = f"{device:<6} {precision:<9} {mode:<8}"
+                base, lat = bench_single(kwargs, args.steps, args.repeats)
+                print(f"{head} {'single':<12} {base:>10.1f} {lat:>9.2f} {1.0:>9.2f}", flush=True)
+                best_single = max(best_single, (f"{precision} {mode}", base), key=lambda x: x[1])
+                for n in sizes:
+                    sps, lat = bench_vector(kwargs, n, args.steps, args.repeats)
+                    print(f"{head} {f'vector N={n}':<12} {sps:>10.1f} {lat:>9.2f} {sps / base:>9.2f}", flush=True)
+                    if n == max(sizes):
+                        best_vector = max(best_vector, (f"{precision} {mode}", sps), key=lambda x: x[1])
+        if best_single[1] and best_vector[1]:
+            print(f"{device}: fastest vector env N={max(sizes)} ({best_vector[0]}) {best_vector[1]:.1f} steps/s = "
+                  f"{best_vector[1] / best_single[1]:.2f}x the fastest single env ({best_single[0]}, "
+                  f"{best_single[1]:.1f} steps/s)")
     if tmp is not None:
         tmp.cleanup()
     return 0

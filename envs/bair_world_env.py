@@ -66,7 +66,7 @@ class BairWorldEnv(gym.Env):
 
     ```python
     gym.make("BairWorld-v0", checkpoint=None, data_root=None, split="test", n_past=None,
-             device="auto", render_mode=None, num_references=10_000, precision="float32")
+             device="auto", render_mode=None, num_references=10_000, precision="float32", compile=False)
     ```
 
     * ``checkpoint``: checkpoint directory; None loads the bundled ``bair_world/checkpoints/default``.
@@ -81,6 +81,9 @@ class BairWorldEnv(gym.Env):
       differences (at most 2/255 per pixel from float32 over 28 steps with the bundled model, same
       PSNR to 0.01 dB) for speed: on a CPU with AVX512-BF16 about 2x the steps/s of a 64-env vector
       env and ~1.2x for a single env. Same seed, same frames within a precision.
+    * ``compile``: run the model's step through ``torch.compile`` (inductor; needs a C++ compiler on
+      CPU). The first step compiles (~5 s), later ones are ~1.6x faster in float32 and ~2.2x in
+      bfloat16 for this single env; frames equal the eager ones to float rounding, latents identical.
 
     ``info`` after ``reset`` and ``step``: ``action`` (4,), ``position`` (3,) the reference's cond for
     the next transition, ``step`` steps taken, ``frame_index`` of the observation in the reference,
@@ -92,12 +95,13 @@ class BairWorldEnv(gym.Env):
     def __init__(self, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
                  split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
                  render_mode: str | None = None, num_references: int = 10_000,
-                 references: ReferenceSource | None = None, precision: str = "float32"):
+                 references: ReferenceSource | None = None, precision: str = "float32",
+                 compile: bool = False):  # noqa: A002 (torch.compile's name)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self.episodes = EpisodeBatch(1, checkpoint, data_root, split, n_past, device, num_references, references,
-                                     precision)
+                                     precision, compile=compile)
         self.observation_space = observation_space()
         self.action_space = action_space(self.episodes.low, self.episodes.high)
         self._obs: np.ndarray | None = None

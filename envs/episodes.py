@@ -37,12 +37,14 @@ class EpisodeBatch:
         references: a ready `ReferenceSource` (overrides ``data_root``/``split``/``num_references``).
         precision: "float32", "bfloat16" (CPU/CUDA) or "float16" (CUDA) model calls
             (`bair_world.world_model.WorldModel`); observations and PSNR stay float32/uint8.
+        compile: run the model's prior step through ``torch.compile`` (`WorldModel`): the first
+            step compiles (seconds), later steps at small batch sizes are 1.6-2.2x faster on CPU.
     """
 
     def __init__(self, num_envs: int, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
                  split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
                  num_references: int = 10_000, references: ReferenceSource | None = None,
-                 precision: str = "float32"):
+                 precision: str = "float32", compile: bool = False):  # noqa: A002 (torch.compile's name)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
@@ -50,7 +52,7 @@ class EpisodeBatch:
         self.device = resolve_device(device)
         check_precision(precision, self.device)  # before loading: a bad value fails fast
         model, self.config = load_checkpoint(self.checkpoint, self.device)
-        self.core = WorldModel(model, self.device, precision)
+        self.core = WorldModel(model, self.device, precision, compile=compile)
         self.n_past = model.cfg.n_past if n_past is None else int(n_past)
         if self.n_past < 1:
             raise ValueError(f"n_past must be >= 1, got {self.n_past}")

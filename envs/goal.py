@@ -204,7 +204,7 @@ class BairWorldGoalEnv(GoalEnvBase):
     ## Arguments
 
     ``checkpoint``, ``data_root``, ``split``, ``n_past``, ``device``, ``num_references``,
-    ``references``, ``precision`` as ``BairWorld-v0``; ``success_threshold`` (default `SUCCESS_THRESHOLD`);
+    ``references``, ``precision``, ``compile`` as ``BairWorld-v0``; ``success_threshold`` (default `SUCCESS_THRESHOLD`);
     ``render_mode`` None or "rgb_array".
 
     ``info``: ``goal_distance``, ``is_success``, ``arm_distance_m`` (end-effector to the goal's
@@ -215,10 +215,11 @@ class BairWorldGoalEnv(GoalEnvBase):
                  split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
                  render_mode: str | None = None, num_references: int = 10_000,
                  references: ReferenceSource | None = None, success_threshold: float = SUCCESS_THRESHOLD,
-                 sim_config: SimConfig = SimConfig(), precision: str = "float32"):
+                 sim_config: SimConfig = SimConfig(), precision: str = "float32",
+                 compile: bool = False):  # noqa: A002 (torch.compile's name)
         self._setup(render_mode, success_threshold, sim_config)
         self.episodes = EpisodeBatch(1, checkpoint, data_root, split, n_past, device, num_references, references,
-                                     precision)
+                                     precision, compile=compile)
         self.n_past = self.episodes.n_past
 
     def _num_references(self) -> int:

@@ -36,8 +36,9 @@ class BairWorldVectorEnv(VectorEnv):
 
     Args:
         num_envs: parallel episodes.
-        checkpoint, data_root, split, n_past, device, num_references, references, precision: as
-            `BairWorldEnv` (a reduced ``precision`` pays off most here: one big batched model call).
+        checkpoint, data_root, split, n_past, device, num_references, references, precision, compile:
+            as `BairWorldEnv` (a reduced ``precision`` pays off most here: one big batched model call;
+            ``compile`` pays off little at large N on CPU, where the convolutions dominate).
         render_mode: None or "rgb_array" (``render()`` returns a tuple of the rows' frames).
         max_episode_steps: also truncate a row after this many steps (``gym.make_vec`` passes the
             registered 28, what `gymnasium.wrappers.TimeLimit` does for the single env).
@@ -50,14 +51,15 @@ class BairWorldVectorEnv(VectorEnv):
                  split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
                  render_mode: str | None = None, num_references: int = 10_000,
                  references: ReferenceSource | None = None, max_episode_steps: int | None = None,
-                 precision: str = "float32"):
+                 precision: str = "float32",
+                 compile: bool = False):  # noqa: A002 (torch.compile's name)
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
         self.max_episode_steps = max_episode_steps
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.episodes = EpisodeBatch(num_envs, checkpoint, data_root, split, n_past, device, num_references, references,
-                                     precision)
+                                     precision, compile=compile)
         self.num_envs = self.episodes.num_envs
         self.render_mode = render_mode
         self.single_observation_space = observation_space()

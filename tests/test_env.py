@@ -233,11 +233,6 @@ def test_the_real_bair_sequence_replays(ckpt, real_bair_root):
 
 
 def test_builtin_world_references_are_seeded():
-    pytest.importorskip("bair_world.sim", reason="the pushing world has not landed")
-    from bair_world import sim
-
-    if not hasattr(sim, "generate_sequence"):
-        pytest.skip("bair_world.sim.generate_sequence has not landed")
     a, b = SimReferences(size=3, cache_size=0)[2], SimReferences(size=3, cache_size=0)[2]
     np.testing.assert_array_equal(a.frames, b.frames)
     assert a.frames.shape == (30, 64, 64, 3) and a.rollout_id.startswith("sim:seed=")
@@ -283,3 +278,17 @@ def test_bad_precision_is_a_clear_error(ckpt):
         BairWorldEnv(checkpoint=ckpt, references=FakeReferences(), device="cpu", precision="half")
     with pytest.raises(ValueError, match="float16' runs on cuda devices"):
         gym.make("BairWorld-v0", checkpoint=ckpt, references=FakeReferences(), device="cpu", precision="float16")
+
+
+def test_compiled_env_gives_the_eager_frames(ckpt):
+    """compile=True reaches the model core and changes speed, not the rollout (same seed, same frames)."""
+    make = lambda compile: gym.make("BairWorld-v0", checkpoint=ckpt, references=FakeReferences(),  # noqa: E731
+                                    device="cpu", compile=compile)
+    compiled, eager = make(True), make(False)
+    assert compiled.unwrapped.episodes.core.compiled and not eager.unwrapped.episodes.core.compiled
+    (a, info), (b, _) = compiled.reset(seed=3), eager.reset(seed=3)
+    for _ in range(3):
+        action = replay_action(info)
+        a, _, _, _, info = compiled.step(action)
+        b = eager.step(action)[0]
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

@@ -173,3 +173,21 @@ def test_float32_is_unchanged_after_a_bfloat16_world_shared_the_model(model, dat
 def test_bad_precision_names_the_allowed_values(model, precision, device, match):
     with pytest.raises(ValueError, match=match):
         WorldModel(model, device, precision=precision)
+
+
+def test_compiled_step_matches_eager_with_the_same_latents(model, data):
+    """compile=True (torch.compile of the prior step): same frames to float rounding, same seeds, any row subset."""
+    frames, conds = data
+    eager = WorldModel(model).rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    compiled = WorldModel(model, compile=True)
+    assert compiled.compiled
+    out = compiled.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    torch.testing.assert_close(out, eager, atol=1e-5, rtol=0)
+    assert not torch.equal(out, compiled.rollout(frames, conds, 2, 3, gens([4, 5, 6])))
+    g = gens([7, 8, 9])
+    compiled.reset(frames[:, :2], conds[:, :1], g)
+    part = compiled.step(conds[1:2, 2], [g[1]], rows=[1])  # batch of 1: compiled again for that size
+    single = WorldModel(model)
+    g1 = torch.Generator().manual_seed(8)
+    single.reset(frames[1:2, :2], conds[1:2, :1], g1)
+    torch.testing.assert_close(part, single.step(conds[1:2, 2], g1), atol=1e-5, rtol=0)

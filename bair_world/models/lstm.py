@@ -110,19 +110,23 @@ class GaussianLSTM(_StackedCells):
         self.logvar_net = nn.Linear(hidden_size, output_size)
 
     def forward(
-        self, x: torch.Tensor, state: LSTMState, generator: GeneratorLike = None, sample: bool = True
+        self, x: torch.Tensor, state: LSTMState, generator: GeneratorLike = None, sample: bool = True,
+        noise: torch.Tensor | None = None,
     ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], LSTMState]:
         """(B, input_size), state -> ((z, mu, logvar) each (B, output_size), new state).
 
-        ``z = mu + exp(logvar / 2) * eps`` with ``eps`` from ``generator`` (see `standard_normal`).
-        With ``sample=False`` no noise is drawn (the generator is untouched) and ``z = mu``: for a
-        distribution needed only for its KL.
+        ``z = mu + exp(logvar / 2) * eps`` with ``eps`` = ``noise`` (B, output_size) when given, else
+        drawn from ``generator`` (see `standard_normal`). With ``sample=False`` no noise is drawn
+        (the generator is untouched) and ``z = mu``: for a distribution needed only for its KL.
         """
         h, state = self._run(x, state)
         mu, logvar = self.mu_net(h), self.logvar_net(h)
-        z = mu + torch.exp(0.5 * logvar) * standard_normal(mu, generator) if sample else mu
-        return (z, mu, logvar), state
+        if not sample:
+            return (mu, mu, logvar), state
+        eps = standard_normal(mu, generator) if noise is None else noise.to(mu.dtype)
+        return (mu + torch.exp(0.5 * logvar) * eps, mu, logvar), state
 
-    def cell(self, x: torch.Tensor, state: LSTMState, generator: GeneratorLike = None, sample: bool = True):
+    def cell(self, x: torch.Tensor, state: LSTMState, generator: GeneratorLike = None, sample: bool = True,
+             noise: torch.Tensor | None = None):
         """Alias of calling the module: ``cell(x, state) -> ((z, mu, logvar), state)``."""
-        return self(x, state, generator, sample)
+        return self(x, state, generator, sample, noise)

@@ -198,7 +198,8 @@ class SVG(nn.Module):
             t=torch.zeros(batch, dtype=torch.long, device=device),
         )
 
-    def _check(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, x_next: torch.Tensor | None):
+    def _check(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, x_next: torch.Tensor | None,
+               noise: torch.Tensor | None):
         b, c = state.batch_size, self.cfg.channels
         if x_prev.dim() != 4 or tuple(x_prev.shape) != (b, c, 64, 64):
             raise ValueError(f"x_prev must be ({b}, {c}, 64, 64) for this state, got {tuple(x_prev.shape)}")
@@ -206,14 +207,18 @@ class SVG(nn.Module):
             raise ValueError(f"x_next must match x_prev {tuple(x_prev.shape)}, got {tuple(x_next.shape)}")
         if tuple(cond.shape) != (b, self.cfg.cond_dim):
             raise ValueError(f"cond must be ({b}, {self.cfg.cond_dim}) raw action+position, got {tuple(cond.shape)}")
+        if noise is not None and tuple(noise.shape) != (b, self.cfg.z_dim):
+            raise ValueError(f"noise must be ({b}, {self.cfg.z_dim}) standard-normal draws, got {tuple(noise.shape)}")
 
     def step(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, x_next: torch.Tensor | None = None,
-             generator: GeneratorLike = None, use_posterior: bool | None = None) -> StepOutput:
+             generator: GeneratorLike = None, use_posterior: bool | None = None,
+             noise: torch.Tensor | None = None) -> StepOutput:
         """One transition x_t -> x_{t+1}; calls the module, so hooks and DDP wrapping apply (see `forward`)."""
-        return self(state, x_prev, cond, x_next, generator, use_posterior)
+        return self(state, x_prev, cond, x_next, generator, use_posterior, noise)
 
     def forward(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, x_next: torch.Tensor | None = None,
-                generator: GeneratorLike = None, use_posterior: bool | None = None) -> StepOutput:
+                generator: GeneratorLike = None, use_posterior: bool | None = None,
+                noise: torch.Tensor | None = None) -> StepOutput:
         """One transition x_t -> x_{t+1} conditioned on cond_t.
 
         ``forward`` is the step, so ``DistributedDataParallel(model)(state, x_prev, cond, x_next)``
@@ -228,11 +233,14 @@ class SVG(nn.Module):
             generator: noise source for z (None, one torch.Generator, or one per row).
             use_posterior: sample z from the posterior (default: whenever ``x_next`` is given).
                 ``False`` with ``x_next`` samples z from the prior but still returns the KL.
+            noise: (B, z_dim) standard-normal draws to use for z instead of drawing from ``generator``
+                (the same numbers `standard_normal` would draw, so results are unchanged); keeps the
+                step free of generator calls, which `torch.compile` cannot trace.
 
         Returns:
             `StepOutput` with the predicted frame, the new state and the KL.
         """
-        self._check(state, x_prev, cond, x_next)
+        self._check(state, x_prev, cond, x_next, noise)
         use_posterior = (x_next is not None) if use_posterior is None else use_posterior
         if use_posterior and x_next is None:
             raise ValueError("use_posterior=True needs x_next")
@@ -254,14 +262,16 @@ class SVG(nn.Module):
         mu = logvar = mu_p = logvar_p = z = None
         posterior_state, prior_state = state.posterior, state.prior
         if h_next is not None:
-            (z_q, mu, logvar), posterior_state = self.posterior(h_next, state.posterior, generator, sample=use_posterior)
+            (z_q, mu, logvar), posterior_state = self.posterior(h_next, state.posterior, generator,
+                                                                sample=use_posterior, noise=noise)
             if use_posterior:
                 z = z_q
         if self.prior is not None:
-            (z_p, mu_p, logvar_p), prior_state = self.prior(h_prev, state.prior, generator, sample=z is None)
+            (z_p, mu_p, logvar_p), prior_state = self.prior(h_prev, state.prior, generator, sample=z is None,
+                                                            noise=noise)
             z = z_p if z is None else z
         elif z is None:
-            z = standard_normal(h_prev.new_empty(b, self.cfg.z_dim), generator)
+            z = standard_normal(h_prev.new_empty(b, self.cfg.z_dim), generator) if noise is None else noise
         kl = (kl_gaussian(mu, logvar, mu_p, logvar_p) if mu is not None
               else torch.zeros(b, device=x_prev.device, dtype=torch.float32))
 
