@@ -42,6 +42,8 @@ Rows = torch.Tensor | np.ndarray | list[int] | None
 
 #: Accepted ``precision`` values and the autocast dtype of each (None: plain float32).
 PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: Compiled step entries allowed per process (torch's default is 8), see `WorldModel._compile_config`.
+_RECOMPILE_LIMIT = 128
 #: Device types each reduced precision runs on.
 _PRECISION_DEVICES = {"bfloat16": ("cpu", "cuda"), "float16": ("cuda",)}
 
@@ -99,7 +101,7 @@ class WorldModel:
         self.model = model.to(self.device).eval().to(memory_format=layout)
         self.n_past = model.cfg.n_past
         self.compiled = bool(compile)
-        self._prior_step = torch.compile(self.model, dynamic=False) if self.compiled else self.model
+        self._compiled_step = torch.compile(self.model, dynamic=False) if self.compiled else None
         self.state: SVGState | None = None
         self.last_frame: torch.Tensor | None = None  # (B, C, 64, 64) x_t, the next step's input
 
@@ -210,7 +212,8 @@ class WorldModel:
         """
         noise = standard_normal(x_prev.new_empty(x_prev.shape[0], self.model.cfg.z_dim), generator)
         with self._autocast(), self._compile_config():
-            out = self._prior_step(state, self._layout(x_prev.contiguous()), cond, noise=noise)
+            step = self.model.step if self._compiled_step is None else self._compiled_step
+            out = step(state, self._layout(x_prev.contiguous()), cond, noise=noise)
         if self.autocast_dtype is None:
             return out.state, out.frame
         return _float32_state(out.state), out.frame.float()
@@ -230,6 +233,9 @@ class WorldModel:
         stack.enter_context(torch.inference_mode(False))
         stack.enter_context(torch.no_grad())
         stack.enter_context(inductor_config.patch(freezing=True))
+        # One compiled entry per (WorldModel, batch size, precision) on SVG.forward; torch's default of
+        # 8 would silently fall back to eager after, say, 8 compiled single envs in one process.
+        stack.enter_context(torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT))
         return stack
 
     @torch.inference_mode()

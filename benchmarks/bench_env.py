@@ -8,20 +8,23 @@ Speed does not depend on the weights, so ``--preset`` builds a random-weight mod
 architecture in a temporary checkpoint. References come from an in-memory pool generated once by
 the pushing world, so the numbers measure the env and the model, not the data source (the
 autoreset of the vector rows still costs a context feed every 28 steps). Every ratio in the table
-is measured in this one run, against the single env on the same device, precision and threads.
+is measured in this one run, against the single env on the same device, precision, mode and threads.
 Precisions a device cannot run (float16 on CPU) are skipped with a note.
 
-Measured with ``--threads 1 --preset cpu`` on a 2-core AMD EPYC with AVX512-BF16 while two training
-runs used both cores (best of 3 x 256 steps):
+``--modes`` (default both) times the eager step and the envs' ``compile=True`` (torch.compile of
+the step; the compilation is warm-up, not timed). The last line compares the fastest vector env at the largest N with the fastest single
+env of any precision and mode: the ratio a user choosing both well gets.
 
-    precision  env           steps/s  ms/call  x single
-    float32    single          138.8     6.96      1.00
-    float32    vector N=64     389.2   166.10      2.80
-    bfloat16   single          162.5     5.89      1.00
-    bfloat16   vector N=64     794.2    83.53      4.89     (5.7x the float32 single env)
+Measured with the bundled model on an idle 2-core AMD EPYC with AVX512-BF16, 2 threads, best of
+3 x 256 steps (full table and the roofline bound on the ratio: docs/benchmarks.md):
 
-The model is compute-bound per sample, so N=64 cannot reach 8x one env on one core; with 2 threads on
-cores that other jobs also use, OpenMP stalls make every row unreliable (rerun on idle cores).
+    precision  mode      env           steps/s  ms/call  x single
+    float32    eager     single          202.0     5.21      1.00
+    float32    eager     vector N=64     645.2    99.19      3.19
+    float32    compiled  single          386.2     2.34      1.00
+    bfloat16   eager     vector N=64    1453.6    43.40      6.05
+    bfloat16   compiled  single          398.6     2.28      1.00
+    fastest vector N=64 / fastest single: 1453.6 / 398.6 = 3.65x
 
 """
 

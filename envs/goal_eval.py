@@ -127,6 +127,30 @@ def evaluate_goal_policy(envs: Sequence[gym.Env], policy: GoalPolicy, indices: S
     return result
 
 
+def compare_policies(runs: Sequence[tuple[str, str, Sequence[gym.Env], GoalPolicy]], indices: Sequence[int],
+                     out_dir, seed: int = 0, log: Callable[[str], None] = print) -> str:
+    """Evaluate every run on the same goals, write its first episode's video, return the results table.
+
+    Args:
+        runs: (policy name, world name, envs, policy) rows, evaluated in order.
+        indices: reference indices of the goal episodes (the same for every run).
+        out_dir: where ``<policy>_<world>_ref<index>.mp4`` videos go (see `write_goal_videos`).
+        seed: seed of every run's env resets.
+        log: receives a progress line per run and per video written.
+    """
+    import time
+
+    rows = []
+    for name, world, envs, policy in runs:
+        start = time.perf_counter()
+        ev = evaluate_goal_policy(envs, policy, indices, seed=seed, record=1)
+        log(f"{name:<10} in the {world:<7} world: {len(ev.episodes)} episodes in {time.perf_counter() - start:.1f} s")
+        for path in write_goal_videos(ev, out_dir, f"{name}_{world}"):
+            log(f"  wrote {path}")
+        rows.append((name, world, ev))
+    return format_table(rows)
+
+
 def format_table(rows: Sequence[tuple[str, str, GoalEvaluation]]) -> str:
     """A text table of (policy, world, evaluation) rows."""
     head = f"{'policy':<14} {'world':<8} {'episodes':>8} {'success':>8} {'goal dist':>10} {'arm (m)':>8} {'objects (m)':>11} {'steps':>6}"

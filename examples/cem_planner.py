@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
 
 from bair_world.checkpoint import load_model
 from bair_world.envs.goal import BairWorldGoalEnv
-from bair_world.envs.goal_eval import (PlannerPolicy, RandomPolicy, evaluate_goal_policy, format_table,
-                                       write_goal_videos)
+from bair_world.envs.goal_eval import PlannerPolicy, RandomPolicy, compare_policies
 from bair_world.envs.push_world_env import PushWorldGoalEnv
 from bair_world.envs.references import SimReferences
 from bair_world.envs.spaces import resolve_checkpoint, resolve_device
@@ -56,24 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     n = min(args.num_envs, args.episodes)
     learned = [BairWorldGoalEnv(checkpoint=checkpoint, references=refs, device=device) for _ in range(n)]
     true = [PushWorldGoalEnv(references=refs) for _ in range(n)]
-    indices = range(args.episodes)
-    rows = []
     cem = lambda dyn: PlannerPolicy(CEMPlanner(dyn, cfg, seed=args.seed))  # noqa: E731
     runs = [("random", "learned", learned, RandomPolicy(args.seed)), ("random", "true", true, RandomPolicy(args.seed)),
             ("cem-model", "learned", learned, cem(ModelDynamics(WorldModel(load_model(checkpoint, device), device)))),
             ("cem-model", "true", true, cem(ModelDynamics(WorldModel(load_model(checkpoint, device), device))))]
     if args.oracle:
         runs.append(("cem-oracle", "true", true, cem(SimDynamics())))
-    for name, world, envs, policy in runs:
-        start = time.perf_counter()
-        ev = evaluate_goal_policy(envs, policy, indices, seed=args.seed, record=1)
-        print(f"{name:<10} in the {world:<7} world: {len(ev.episodes)} episodes in {time.perf_counter() - start:.1f} s",
-              flush=True)
-        for path in write_goal_videos(ev, args.out_dir, f"{name}_{world}"):
-            print(f"  wrote {path}")
-        rows.append((name, world, ev))
+    table = compare_policies(runs, range(args.episodes), args.out_dir, seed=args.seed,
+                             log=lambda line: print(line, flush=True))
     print()
-    print(format_table(rows))
+    print(table)
     return 0
 
 

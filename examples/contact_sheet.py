@@ -32,12 +32,12 @@ def _row(frames: np.ndarray, label: str) -> np.ndarray:
     return np.concatenate([pad, strip], axis=1)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="a real BAIR sequence folder")
     parser.add_argument("--rows", type=int, default=5, help="synthetic sequences (seeds 0..rows-1)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "contact_sheet.png")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     if (args.real / "0.png").exists():
         real = np.stack([cv2.imread(str(args.real / f"{t}.png"))[:, :, ::-1] for t in range(0, 30, 3)])
@@ -54,7 +54,8 @@ def main() -> None:
         raise OSError(f"{tmp}: could not write the contact sheet")
     os.replace(tmp, args.out)
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]}): frames 0, 3, ..., 27 of each sequence")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

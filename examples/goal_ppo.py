@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bair_world.envs.goal import BairWorldGoalEnv
-from bair_world.envs.goal_eval import RandomPolicy, evaluate_goal_policy, format_table, write_goal_videos
+from bair_world.envs.goal_eval import RandomPolicy, compare_policies
 from bair_world.envs.push_world_env import PushWorldGoalEnv
 from bair_world.envs.references import SimReferences
 from bair_world.envs.spaces import resolve_checkpoint
@@ -83,16 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     true = [PushWorldGoalEnv(references=eval_refs) for _ in range(args.num_envs)]
     box = learned[0].action_space
     ppo = SB3Policy(model, box.low.astype(np.float64), box.high.astype(np.float64))
-    rows = []
-    for name, world, envs, policy in [("random", "learned", learned, RandomPolicy(args.seed)),
-                                      ("random", "true", true, RandomPolicy(args.seed)),
-                                      ("ppo", "learned", learned, ppo), ("ppo", "true", true, ppo)]:
-        ev = evaluate_goal_policy(envs, policy, range(args.episodes), seed=args.seed, record=1)
-        for path in write_goal_videos(ev, args.out_dir, f"{name}_{world}"):
-            print(f"wrote {path}")
-        rows.append((name, world, ev))
+    runs = [("random", "learned", learned, RandomPolicy(args.seed)), ("random", "true", true, RandomPolicy(args.seed)),
+            ("ppo", "learned", learned, ppo), ("ppo", "true", true, ppo)]
+    table = compare_policies(runs, range(args.episodes), args.out_dir, seed=args.seed)
     print()
-    print(format_table(rows))
+    print(table)
     return 0
 
 
