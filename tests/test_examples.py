@@ -10,7 +10,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -47,7 +46,6 @@ def test_cem_planner_rejects_a_bad_config(capsys):
     assert "error" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_goal_ppo_trains_and_compares(tmp_path, capsys):
     argv = ["--timesteps", "128", "--num-envs", "1", "--episodes", "1", "--train-references", "4",
             "--threads", "1", "--out-dir", str(tmp_path), "--save", str(tmp_path / "ppo.zip")]
@@ -56,7 +54,6 @@ def test_goal_ppo_trains_and_compares(tmp_path, capsys):
     assert "ppo" in out and (tmp_path / "ppo.zip").exists() and len(list(tmp_path.glob("*.mp4"))) == 4
 
 
-@pytest.mark.slow
 def test_sb3_ppo_trains_on_the_vector_env(tmp_path):
     out = tmp_path / "ppo.gif"
     assert load("sb3_ppo").main(["--num-envs", "2", "--timesteps", "64", "--device", "cpu", "--out", str(out)]) == 0
