@@ -1,0 +1,72 @@
+"""The skip-connected encoder/decoder pattern shared by the VGG-64 and DCGAN-64 backbones.
+
+Both encoders run four stages (64, 32, 16, 8 px at the stage's output for VGG; 32, 16, 8, 4 px for
+DCGAN), keep each stage's output as a skip, and end in a conv + BatchNorm + tanh code head. Both
+decoders map the code to 4x4, then at each of four stages concatenate the mirrored skip and run
+the stage; the output is a sigmoid image (or its logits). The backbones differ only in their
+layers and in how the resolution changes between stages: VGG pools and upsamples (``down``/``up``),
+DCGAN's stride-2 convolutions do it inside the stages (``down``/``up`` are identities).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count ``channels * width``, at least 4."""
+    return max(4, int(round(channels * width)))
+
+
+def widths(width: float) -> tuple[int, int, int, int]:
+    """The four stage widths 64/128/256/512 scaled by ``width``."""
+    return tuple(scaled(c, width) for c in (64, 128, 256, 512))  # type: ignore[return-value]
+
+
+def code_head(nin: int, g_dim: int) -> nn.Sequential:
+    """4x4 valid conv (4 px -> 1) + BatchNorm + tanh: the encoder's code."""
+    return nn.Sequential(nn.Conv2d(nin, g_dim, 4, 1, 0), nn.BatchNorm2d(g_dim), nn.Tanh())
+
+
+def code_stem(g_dim: int, nout: int) -> nn.Sequential:
+    """4x4 transposed conv (1 px -> 4) + BatchNorm + LeakyReLU(0.2): the decoder's first stage."""
+    return nn.Sequential(nn.ConvTranspose2d(g_dim, nout, 4, 1, 0), nn.BatchNorm2d(nout), nn.LeakyReLU(0.2, inplace=True))
+
+
+class SkipEncoder(nn.Module):
+    """Frame (B, nc, 64, 64) -> (code (B, g_dim) in [-1, 1], [the four stage outputs, finest first]).
+
+    Subclasses set ``c1``..``c4`` (stages), ``c5`` (`code_head`) and ``down`` (between stages).
+    """
+
+    g_dim: int
+    down: nn.Module
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        h1 = self.c1(x)
+        h2 = self.c2(self.down(h1))
+        h3 = self.c3(self.down(h2))
+        h4 = self.c4(self.down(h3))
+        h5 = self.c5(self.down(h4))  # (B, g_dim, 1, 1)
+        return h5.reshape(h5.shape[0], self.g_dim), [h1, h2, h3, h4]  # (B, g_dim, 1, 1) -> (B, g_dim)
+
+
+class SkipDecoder(nn.Module):
+    """(code (B, g_dim), skips) -> frame (B, nc, 64, 64) in [0, 1] (or its logits).
+
+    Subclasses set ``upc1`` (`code_stem`), ``upc2``..``upc5`` (stages fed [previous, skip] along
+    channels) and ``up`` (between stages).
+    """
+
+    g_dim: int
+    up: nn.Module
+
+    def forward(self, h: torch.Tensor, skips: list[torch.Tensor], logits: bool = False) -> torch.Tensor:
+        """Decode; ``logits=True`` returns the pre-sigmoid output (for the residual variant)."""
+        d1 = self.upc1(h.reshape(h.shape[0], self.g_dim, 1, 1))  # (B, g_dim) -> (B, g_dim, 1, 1) -> (B, c4, 4, 4)
+        d2 = self.upc2(torch.cat([self.up(d1), skips[3]], 1))  # (B, c3, 8, 8)
+        d3 = self.upc3(torch.cat([self.up(d2), skips[2]], 1))  # (B, c2, 16, 16)
+        d4 = self.upc4(torch.cat([self.up(d3), skips[1]], 1))  # (B, c1, 32, 32)
+        out = self.upc5(torch.cat([self.up(d4), skips[0]], 1))  # (B, nc, 64, 64)
+        return out if logits else torch.sigmoid(out)
