@@ -37,11 +37,15 @@ def code_stem(g_dim: int, nout: int) -> nn.Sequential:
 class SkipEncoder(nn.Module):
     """Frame (B, nc, 64, 64) -> (code (B, g_dim) in [-1, 1], [the four stage outputs, finest first]).
 
-    Subclasses set ``c1``..``c4`` (stages), ``c5`` (`code_head`) and ``down`` (between stages).
+    Subclasses take ``(g_dim, nc=3, width=1.0)`` (code size, image channels, channel multiplier:
+    1.0 = 64/128/256/512) and set ``c1``..``c4`` (stages), ``c5`` (`code_head`) and ``down``.
     """
 
-    g_dim: int
     down: nn.Module
+
+    def __init__(self, g_dim: int):
+        super().__init__()
+        self.g_dim = g_dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h1 = self.c1(x)
@@ -55,12 +59,15 @@ class SkipEncoder(nn.Module):
 class SkipDecoder(nn.Module):
     """(code (B, g_dim), skips) -> frame (B, nc, 64, 64) in [0, 1] (or its logits).
 
-    Subclasses set ``upc1`` (`code_stem`), ``upc2``..``upc5`` (stages fed [previous, skip] along
-    channels) and ``up`` (between stages).
+    Subclasses take ``(g_dim, nc=3, width=1.0)`` as the encoder (same ``width``) and set ``upc1``
+    (`code_stem`), ``upc2``..``upc5`` (stages fed [previous, skip] along channels) and ``up``.
     """
 
-    g_dim: int
     up: nn.Module
+
+    def __init__(self, g_dim: int):
+        super().__init__()
+        self.g_dim = g_dim
 
     def forward(self, h: torch.Tensor, skips: list[torch.Tensor], logits: bool = False) -> torch.Tensor:
         """Decode; ``logits=True`` returns the pre-sigmoid output (for the residual variant)."""

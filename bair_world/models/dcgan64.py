@@ -25,18 +25,11 @@ def dcgan_upconv(nin: int, nout: int) -> nn.Sequential:
 
 
 class DCGANEncoder(SkipEncoder):
-    """Frame (B, nc, 64, 64) -> (code (B, g_dim) in [-1, 1], [skips at 32, 16, 8, 4 px]).
-
-    Args:
-        g_dim: code size.
-        nc: image channels.
-        width: channel multiplier (1.0 = 64/128/256/512).
-    """
+    """DCGAN-64 encoder: skips at 32, 16, 8, 4 px."""
 
     def __init__(self, g_dim: int, nc: int = 3, width: float = 1.0):
-        super().__init__()
+        super().__init__(g_dim)
         c1, c2, c3, c4 = widths(width)
-        self.g_dim = g_dim
         self.c1 = dcgan_conv(nc, c1)  # 64 -> 32
         self.c2 = dcgan_conv(c1, c2)  # 32 -> 16
         self.c3 = dcgan_conv(c2, c3)  # 16 -> 8
@@ -46,18 +39,11 @@ class DCGANEncoder(SkipEncoder):
 
 
 class DCGANDecoder(SkipDecoder):
-    """(code (B, g_dim), skips) -> frame (B, nc, 64, 64) in [0, 1] (or its logits).
-
-    Args:
-        g_dim: code size.
-        nc: image channels.
-        width: channel multiplier; must match the encoder's.
-    """
+    """DCGAN-64 decoder: stride-2 transposed convolutions, the last one straight to the image."""
 
     def __init__(self, g_dim: int, nc: int = 3, width: float = 1.0):
-        super().__init__()
+        super().__init__(g_dim)
         c1, c2, c3, c4 = widths(width)
-        self.g_dim = g_dim
         self.upc1 = code_stem(g_dim, c4)  # 1 -> 4
         self.upc2 = dcgan_upconv(c4 * 2, c3)  # 4 -> 8
         self.upc3 = dcgan_upconv(c3 * 2, c2)  # 8 -> 16

@@ -19,18 +19,11 @@ def vgg_layer(nin: int, nout: int) -> nn.Sequential:
 
 
 class VGGEncoder(SkipEncoder):
-    """Frame (B, nc, 64, 64) -> (code (B, g_dim) in [-1, 1], [skips at 64, 32, 16, 8 px]).
-
-    Args:
-        g_dim: code size.
-        nc: image channels.
-        width: channel multiplier (1.0 = the seed's 64/128/256/512).
-    """
+    """VGG-64 encoder: skips at 64, 32, 16, 8 px (``width`` 1.0 = the seed's channels)."""
 
     def __init__(self, g_dim: int, nc: int = 3, width: float = 1.0):
-        super().__init__()
+        super().__init__(g_dim)
         c1, c2, c3, c4 = widths(width)
-        self.g_dim = g_dim
         self.c1 = nn.Sequential(vgg_layer(nc, c1), vgg_layer(c1, c1))  # 64 x 64
         self.c2 = nn.Sequential(vgg_layer(c1, c2), vgg_layer(c2, c2))  # 32 x 32
         self.c3 = nn.Sequential(vgg_layer(c2, c3), vgg_layer(c3, c3), vgg_layer(c3, c3))  # 16 x 16
@@ -40,18 +33,11 @@ class VGGEncoder(SkipEncoder):
 
 
 class VGGDecoder(SkipDecoder):
-    """(code (B, g_dim), skips) -> frame (B, nc, 64, 64) in [0, 1] (or its logits).
-
-    Args:
-        g_dim: code size.
-        nc: image channels.
-        width: channel multiplier; must match the encoder's.
-    """
+    """VGG-64 decoder: nearest upsampling between 3x3 conv stages, a 3x3 transposed conv to the image."""
 
     def __init__(self, g_dim: int, nc: int = 3, width: float = 1.0):
-        super().__init__()
+        super().__init__(g_dim)
         c1, c2, c3, c4 = widths(width)
-        self.g_dim = g_dim
         self.upc1 = code_stem(g_dim, c4)  # 1 -> 4
         self.upc2 = nn.Sequential(vgg_layer(c4 * 2, c4), vgg_layer(c4, c4), vgg_layer(c4, c3))  # 8 x 8
         self.upc3 = nn.Sequential(vgg_layer(c3 * 2, c3), vgg_layer(c3, c3), vgg_layer(c3, c2))  # 16 x 16
