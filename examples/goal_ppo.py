@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=8, help="evaluation episodes per world")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile each training env's model step (~1.9x faster env steps after ~5 s per env)")
     parser.add_argument("--save", default=None, help="save the trained PPO model here (.zip)")
     parser.add_argument("--out-dir", default="ppo_videos", help="where the episode | goal videos go")
     args = parser.parse_args(argv)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_refs = SimReferences(size=args.episodes, seed_offset=train_refs.seed_offset + args.train_references)
 
     def make_train_env():
-        env = BairWorldGoalEnv(checkpoint=checkpoint, references=train_refs, device="cpu")
+        env = BairWorldGoalEnv(checkpoint=checkpoint, references=train_refs, device="cpu", compile=args.compile)
         return gym.wrappers.RescaleAction(env, np.full(4, -1, np.float32), np.full(4, 1, np.float32))
 
     venv = VecMonitor(DummyVecEnv([make_train_env] * args.num_envs))
