@@ -213,11 +213,22 @@ class WorldModel:
         """
         noise = standard_normal(x_prev.new_empty(x_prev.shape[0], self.model.cfg.z_dim), generator)
         with self._autocast(), self._compile_config():
-            step = self.model.step if self._compiled_step is None else self._compiled_step
-            out = step(state, self._layout(x_prev.contiguous()), cond, noise=noise)
+            if self._compiled_step is None:
+                out = self.model.step(state, self._layout(x_prev), cond, noise=noise)
+            else:
+                out = self._compiled(state, self._layout(x_prev.contiguous()), cond, noise)
         if self.autocast_dtype is None:
             return out.state, out.frame
         return _float32_state(out.state), out.frame.float()
+
+    def _compiled(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor):
+        """The compiled model step; a failed compilation says what to do instead of torch's internals."""
+        try:
+            return self._compiled_step(state, x_prev, cond, noise=noise)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:
+            raise RuntimeError(f"compile=True: torch.compile could not compile the model step on {self.device} "
+                               f"({type(exc.inner_exception).__name__}: {str(exc.inner_exception)[:300]}); inductor "
+                               "needs a working C++ compiler on CPU (or Triton on CUDA); use compile=False") from exc
 
     def _compile_config(self):
         """The grad mode and inductor settings of the compiled step; a no-op in eager.
