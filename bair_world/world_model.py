@@ -21,11 +21,10 @@ precision runs the convolutions channels-last (NHWC). The default float32 is exa
 Compilation: ``compile=True`` runs the prior step through ``torch.compile`` (inductor, with weight
 freezing, so the weights are baked in: build a new WorldModel after changing them). The first step
 at each batch size compiles (seconds; a C++ compiler on CPU), later ones are faster where Python
-and per-call overhead dominate: a ``cpu``-preset step at batch 1 on the 2-core EPYC takes ~2.3 ms
-instead of ~3.8 ms (bfloat16: 1.4 ms instead of 3.2 ms). At batch 64 the convolutions dominate:
-float32 gains 10-25%, and bfloat16 loses (71 ms vs 43 ms per 64-row env step), so large bfloat16
-batches are best left eager. Frames match the eager step to float rounding (~1e-7); the latent
-draws are identical (drawn outside the graph). The context feed at reset stays eager.
+and per-call overhead dominate: a ``cpu``-preset step at batch 1 on the 2-core EPYC takes ~2.5 ms
+instead of ~4.2 ms (an env step: ~1.8x the steps/s, docs/benchmarks.md). At batch 64 the
+convolutions dominate and it gains 5-15%. Frames match the eager step to float rounding (~1e-7);
+the latent draws are identical (drawn outside the graph). The context feed at reset stays eager.
 """
 
 from __future__ import annotations

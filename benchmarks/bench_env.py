@@ -16,15 +16,16 @@ the step; the compilation is warm-up, not timed). The last line compares the fas
 env of any precision and mode: the ratio a user choosing both well gets.
 
 Measured with the bundled model on an idle 2-core AMD EPYC with AVX512-BF16, 2 threads, best of
-3 x 256 steps (full table and the roofline bound on the ratio: docs/benchmarks.md):
+5 round-robin chunks x 256 steps (full table and the roofline bound on the ratio: docs/benchmarks.md):
 
     precision  mode      env           steps/s  ms/call  x single
-    float32    eager     single          202.0     5.21      1.00
-    float32    eager     vector N=64     645.2    99.19      3.19
-    float32    compiled  single          386.2     2.34      1.00
-    bfloat16   eager     vector N=64    1453.6    43.40      6.05
-    bfloat16   compiled  single          398.6     2.28      1.00
-    fastest vector N=64 / fastest single: 1453.6 / 398.6 = 3.65x
+    float32    eager     single          167.1     5.77      1.00
+    float32    eager     vector N=64     731.2    89.22      4.38
+    float32    compiled  single          309.1     3.38      1.00
+    bfloat16   eager     vector N=64    1477.9    44.28      6.34
+    bfloat16   compiled  single          424.7     2.27      1.00
+    bfloat16   compiled  vector N=64    1575.7    44.24      3.71
+    fastest vector N=64 / fastest single: 1575.7 / 424.7 = 3.71x (a second run: 4.01x)
 
 """
 
@@ -62,53 +63,50 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_rate(chunks: list[tuple[int, float]]) -> float:
-    """Env steps/s of the fastest chunk: other processes on the cores only ever slow a chunk down."""
-    return max(done / elapsed for done, elapsed in chunks)
+class _Row:
+    """One table row: an env replaying reference actions, timed in chunks.
 
-
-def bench_single(kwargs: dict, steps: int, repeats: int = 1, warmup: int = 8) -> tuple[float, float]:
-    """(env steps/s of the best of ``repeats`` runs of ``steps``, median per-step latency in ms) of one BairWorldEnv.
-
-    ``warmup`` untimed steps first (allocator, cuDNN autotune, the compilation of ``compile=True``).
+    Rows are built (and warmed up) first, then timed round-robin, one chunk per row per round, so
+    a slow spell of the machine hits every row alike instead of one row's whole measurement.
     """
-    env = BairWorldEnv(**kwargs)
-    obs, info = env.reset(seed=0)
-    for _ in range(warmup):
-        _, _, _, truncated, info = env.step(np.concatenate([info["action"], info["position"]]))
-        if truncated:
-            _, info = env.reset()
-    lat, chunks = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            _, _, _, truncated, info = env.step(np.concatenate([info["action"], info["position"]]))
-            _sync(env.episodes.device)
-            lat.append(time.perf_counter() - t0)
+
+    def __init__(self, label: str, kwargs: dict, n: int | None, steps: int):
+        self.label, self.n = label, n
+        self.env = BairWorldEnv(**kwargs) if n is None else BairWorldVectorEnv(n, **kwargs)
+        _, self.info = self.env.reset(seed=0)
+        self.calls = steps if n is None else max(3, steps // n)
+        self.rates: list[float] = []
+        self.latencies: list[float] = []
+        for _ in range(8 if n is None else 2):  # warm-up: allocator, cuDNN autotune, compile=True's compilation
+            self._call()
+
+    def _call(self) -> None:
+        if self.n is None:
+            _, _, _, truncated, self.info = self.env.step(np.concatenate([self.info["action"], self.info["position"]]))
             if truncated:  # the reset (a context feed every 28 steps) is part of the cost
-                _, info = env.reset()
-        chunks.append((steps, time.perf_counter() - start))
-    return _best_rate(chunks), 1e3 * float(np.median(lat))
+                _, self.info = self.env.reset()
+        else:
+            _, _, _, _, self.info = self.env.step(
+                np.concatenate([self.info["action"], self.info["position"]], axis=1))
+        _sync(self.env.episodes.device)
 
-
-def bench_vector(kwargs: dict, n: int, steps: int, repeats: int = 1) -> tuple[float, float]:
-    """(env steps/s summed over rows, best of ``repeats``; median per-call latency in ms) of a BairWorldVectorEnv."""
-    env = BairWorldVectorEnv(n, **kwargs)
-    _, infos = env.reset(seed=0)
-    for _ in range(2):  # warm-up (allocator, cuDNN autotune, compilation at this batch size)
-        _, _, _, _, infos = env.step(np.concatenate([infos["action"], infos["position"]], axis=1))
-    calls = max(3, steps // n)
-    lat, chunks = [], []
-    for _ in range(repeats):
+    def chunk(self) -> None:
+        """Time one chunk of calls; keeps its env steps/s and the per-call latencies."""
         start = time.perf_counter()
-        for _ in range(calls):
+        for _ in range(self.calls):
             t0 = time.perf_counter()
-            _, _, _, _, infos = env.step(np.concatenate([infos["action"], infos["position"]], axis=1))
-            _sync(env.episodes.device)
-            lat.append(time.perf_counter() - t0)
-        chunks.append((calls * n, time.perf_counter() - start))
-    return _best_rate(chunks), 1e3 * float(np.median(lat))
+            self._call()
+            self.latencies.append(time.perf_counter() - t0)
+        self.rates.append(self.calls * (self.n or 1) / (time.perf_counter() - start))
+
+    @property
+    def best_rate(self) -> float:
+        """Env steps/s of the fastest chunk: other load on the cores only ever slows a chunk down."""
+        return max(self.rates)
+
+    @property
+    def latency_ms(self) -> float:
+        return 1e3 * float(np.median(self.latencies))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=None, help="checkpoint directory (else --preset)")
     parser.add_argument("--preset", default="cpu", help="random-weight model preset when no --checkpoint")
     parser.add_argument("--steps", type=int, default=256, help="env steps per timed run")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs per table row; the fastest counts (robust to other load on the cores)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed rounds (one chunk per row each, round-robin); a row's fastest chunk counts")
     parser.add_argument("--sizes", default="1,8,64", help="vector env sizes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, all cores)")
     parser.add_argument("--precisions", default="float32,bfloat16,float16",
@@ -150,10 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     pool = _Pool(SimReferences(), max(sizes) + 8)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"checkpoint: {args.checkpoint or 'random ' + args.preset + ' preset'}; torch threads "
-          f"{torch.get_num_threads()}{'' if args.threads else ' (default)'}; best of {args.repeats} runs of {args.steps} env steps per row")
-    print(f"{'device':<6} {'precision':<9} {'mode':<8} {'env':<12} {'steps/s':>10} {'ms/call':>9} {'x single':>9}")
+          f"{torch.get_num_threads()}{'' if args.threads else ' (default)'}; best of {args.repeats} round-robin chunks of {args.steps} env steps per row")
+    rows: list[tuple[str, _Row]] = []  # (group: device precision mode, row)
     for device in devices:
-        best_single, best_vector = ("", 0.0), ("", 0.0)
         for precision in precisions:
             try:
                 check_precision(precision, device)
@@ -163,19 +160,25 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:
                 kwargs = {"checkpoint": checkpoint, "device": device, "references": pool, "precision": precision,
                           "compile": mode == "compiled"}
-                head = f"{device:<6} {precision:<9} {mode:<8}"
-                base, lat = bench_single(kwargs, args.steps, args.repeats)
-                print(f"{head} {'single':<12} {base:>10.1f} {lat:>9.2f} {1.0:>9.2f}", flush=True)
-                best_single = max(best_single, (f"{precision} {mode}", base), key=lambda x: x[1])
-                for n in sizes:
-                    sps, lat = bench_vector(kwargs, n, args.steps, args.repeats)
-                    print(f"{head} {f'vector N={n}':<12} {sps:>10.1f} {lat:>9.2f} {sps / base:>9.2f}", flush=True)
-                    if n == max(sizes):
-                        best_vector = max(best_vector, (f"{precision} {mode}", sps), key=lambda x: x[1])
-        if best_single[1] and best_vector[1]:
-            print(f"{device}: fastest vector env N={max(sizes)} ({best_vector[0]}) {best_vector[1]:.1f} steps/s = "
-                  f"{best_vector[1] / best_single[1]:.2f}x the fastest single env ({best_single[0]}, "
-                  f"{best_single[1]:.1f} steps/s)")
+                group = f"{device:<6} {precision:<9} {mode:<8}"
+                rows.append((group, _Row("single", kwargs, None, args.steps)))
+                rows += [(group, _Row(f"vector N={n}", kwargs, n, args.steps)) for n in sizes]
+    for _ in range(args.repeats):
+        for _, row in rows:
+            row.chunk()
+    print(f"{'device':<6} {'precision':<9} {'mode':<8} {'env':<12} {'steps/s':>10} {'ms/call':>9} {'x single':>9}")
+    singles = {group: row.best_rate for group, row in rows if row.n is None}
+    for group, row in rows:
+        print(f"{group} {row.label:<12} {row.best_rate:>10.1f} {row.latency_ms:>9.2f} {row.best_rate / singles[group]:>9.2f}")
+    for device in devices:
+        mine = [(group, row) for group, row in rows if group.startswith(f"{device:<6}")]
+        single = max((r for r in mine if r[1].n is None), key=lambda r: r[1].best_rate, default=None)
+        vector = max((r for r in mine if r[1].n == max(sizes)), key=lambda r: r[1].best_rate, default=None)
+        if single and vector:
+            name = lambda group: " ".join(group.split()[1:])  # noqa: E731  (precision mode)
+            print(f"{device}: fastest vector env N={max(sizes)} ({name(vector[0])}) {vector[1].best_rate:.1f} steps/s = "
+                  f"{vector[1].best_rate / single[1].best_rate:.2f}x the fastest single env ({name(single[0])}, "
+                  f"{single[1].best_rate:.1f} steps/s)")
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -82,8 +82,8 @@ class BairWorldEnv(gym.Env):
       PSNR to 0.01 dB) for speed: on a CPU with AVX512-BF16 about 2x the steps/s of a 64-env vector
       env and ~1.2x for a single env. Same seed, same frames within a precision.
     * ``compile``: run the model's step through ``torch.compile`` (inductor; needs a C++ compiler on
-      CPU). The first step compiles (~5 s); after that this single env makes ~1.9x the eager steps/s in
-      float32 and ~1.7x in bfloat16 (docs/benchmarks.md); frames equal the eager ones to float
+      CPU). The first step compiles (~5 s); after that this single env makes ~1.8x the eager steps/s in
+      float32 and in bfloat16 (docs/benchmarks.md); frames equal the eager ones to float
       rounding, latents identical.
 
     ``info`` after ``reset`` and ``step``: ``action`` (4,), ``position`` (3,) the reference's cond for

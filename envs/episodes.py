@@ -38,7 +38,7 @@ class EpisodeBatch:
         precision: "float32", "bfloat16" (CPU/CUDA) or "float16" (CUDA) model calls
             (`bair_world.world_model.WorldModel`); observations and PSNR stay float32/uint8.
         compile: run the model's prior step through ``torch.compile`` (`WorldModel`): the first
-            step compiles (seconds); a single env then makes ~1.9x the eager steps/s on CPU.
+            step compiles (seconds); a single env then makes ~1.8x the eager steps/s on CPU.
     """
 
     def __init__(self, num_envs: int, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
