@@ -61,10 +61,12 @@ def cost_split(n_frames: int = 300) -> tuple[float, float]:
     return physics / n_frames * 1e3, render / n_frames * 1e3
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", type=int, default=64, help="sequences per measurement")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.sequences < 1:
+        parser.error(f"--sequences must be >= 1, got {args.sequences}")
     n = args.sequences
     frames = n * LENGTH
     print(f"{'mode':<10} {'procs':>5} {'frames':>7} {'wall s':>7} {'wall frames/s':>14} {'cpu frames/s/proc':>18}")
@@ -81,7 +83,8 @@ def main() -> None:
     phys, rend = cost_split()
     print(f"\nper frame (1 process, CPU time): physics {phys:.3f} ms, rendering {rend:.3f} ms")
     print(f"motion: {motion_stats(motion)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

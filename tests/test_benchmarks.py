@@ -1,0 +1,57 @@
+"""The benchmark scripts run and print their tables (smallest settings; the numbers are not judged).
+
+Speed targets live in these scripts' tables, not in timed tests; this only keeps them runnable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str):
+    """Import ``benchmarks/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_env_prints_every_row_and_the_ratio_line(capsys):
+    argv = ["--preset", "tiny", "--steps", "4", "--repeats", "2", "--sizes", "1,3", "--modes", "eager",
+            "--precisions", "float32,bfloat16,float16", "--threads", "1"]
+    assert load("bench_env").main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("cpu ") and "skipped" not in line]
+    assert [r[3:5] if r[3] == "vector" else r[3:4] for r in rows] == [["single"], ["vector", "N=1"], ["vector", "N=3"]] * 2
+    assert all(float(r[-3]) > 0 for r in rows)  # steps/s
+    assert "float16   skipped" in out and "fastest vector env N=3" in out
+
+
+def test_bench_env_rejects_unknown_modes_and_precisions():
+    bench = load("bench_env")
+    for argv in (["--modes", "jit"], ["--precisions", "float8"]):
+        with pytest.raises(SystemExit):
+            bench.main(argv)
+
+
+def test_bench_synth_prints_throughput_and_motion(capsys):
+    assert load("bench_synth").main(["--sequences", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "memory" in out and "to disk" in out and "per frame" in out and "motion:" in out
+
+
+def test_bench_train_measures_a_preset_in_a_worker(tmp_path, capsys):
+    out_json = tmp_path / "rows.json"
+    argv = ["--presets", "tiny", "--iters", "1", "--warmup", "0", "--json", str(out_json)]
+    assert load("bench_train").main(argv) == 0
+    rows = json.loads(out_json.read_text())
+    assert rows[0]["preset"] == "tiny" and rows[0]["s_per_iter"] > 0
+    assert "tiny" in capsys.readouterr().out
