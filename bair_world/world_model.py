@@ -30,6 +30,7 @@ the latent draws are identical (drawn outside the graph). The context feed at re
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -63,6 +64,15 @@ def check_precision(precision: str, device: torch.device | str) -> torch.dtype |
         raise ValueError(f"precision {precision!r} runs on {' or '.join(allowed)} devices, not {device.type!r}; "
                          f"on {device.type} use one of {['float32', *ok]}")
     return PRECISIONS[precision]
+
+
+@contextlib.contextmanager
+def _quiet_inductor_imports():
+    """Silence the DeprecationWarning of ``torch.jit.script_method`` that torch's own modules raise
+    when inductor imports them (torch.utils.mkldnn): about torch internals, nothing a user can fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script_method` is deprecated", category=DeprecationWarning)
+        yield
 
 
 def _float32_state(state: SVGState) -> SVGState:
@@ -101,7 +111,10 @@ class WorldModel:
         self.model = model.to(self.device).eval().to(memory_format=layout)
         self.n_past = model.cfg.n_past
         self.compiled = bool(compile)
-        self._compiled_step = torch.compile(self.model, dynamic=False) if self.compiled else None
+        self._compiled_step = None
+        if self.compiled:
+            with _quiet_inductor_imports():
+                self._compiled_step = torch.compile(self.model, dynamic=False)
         self.state: SVGState | None = None
         self.last_frame: torch.Tensor | None = None  # (B, C, 64, 64) x_t, the next step's input
 
@@ -247,6 +260,7 @@ class WorldModel:
         # One compiled entry per (WorldModel, batch size, precision) on SVG.forward; torch's default of
         # 8 would silently fall back to eager after, say, 8 compiled single envs in one process.
         stack.enter_context(torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT))
+        stack.enter_context(_quiet_inductor_imports())
         return stack
 
     @torch.inference_mode()

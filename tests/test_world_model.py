@@ -193,16 +193,15 @@ def test_compiled_step_matches_eager_with_the_same_latents(model, data):
     torch.testing.assert_close(part, single.step(conds[1:2, 2], g1), atol=1e-5, rtol=0)
 
 
-def test_compile_without_a_working_compiler_says_what_to_do(data, monkeypatch, tmp_path):
+def test_compile_without_a_working_compiler_says_what_to_do(data, tmp_path):
     """A machine without a C++ compiler gets a clear error naming compile=False, not inductor internals."""
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # no cached kernels from earlier tests
-    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
-    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, str(tmp_path / "no-such-compiler")))
     torch.manual_seed(5)
     frames, conds = data
     wm = WorldModel(SVG(preset("tiny", g_dim=24)), compile=True)  # a graph no earlier test compiled
     wm.reset(frames[:1, :2], conds[:1, :1])
-    with pytest.raises(RuntimeError, match="compile=False"):
-        wm.step(conds[:1, 2])
+    # (torch's config objects must be patched with their own context manager, not monkeypatch)
+    with inductor_config.patch({"fx_graph_cache": False, "cpp.cxx": (None, str(tmp_path / "no-such-compiler"))}):
+        with pytest.raises(RuntimeError, match="compile=False"):
+            wm.step(conds[:1, 2])
