@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from bair_world.data.batch import IMAGE_SIZE
-from bair_world.sim import PushWorld, SimConfig, arm_step, quantise_action
-from bair_world.sim.config import MAX_GRIP, MAX_Z_COMMAND
+from bair_world.sim import PushWorld, SimConfig, action_bounds, arm_step, quantise_action
 from bair_world.world_model import WorldModel, frames_to_uint8
 
 #: Goal distance compares frames after area-averaging POOL x POOL blocks (64x64 -> 16x16): it
@@ -54,13 +53,6 @@ def goal_distance(frames: np.ndarray, goals: np.ndarray) -> np.ndarray:
 
     diff = pooled(frames) - pooled(goals)
     return np.sqrt(np.mean(diff.astype(np.float64) ** 2, axis=(-3, -2, -1)))
-
-
-def action_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """(4,) low/high of the executable action: dx, dy within +-max_delta; grip 0..4; z command 0..2."""
-    low = np.array([-config.max_delta, -config.max_delta, 0.0, 0.0], np.float32)
-    high = np.array([config.max_delta, config.max_delta, MAX_GRIP, MAX_Z_COMMAND], np.float32)
-    return low, high
 
 
 @dataclass

@@ -19,8 +19,8 @@ from bair_world.data.batch import IMAGE_SIZE
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
 from bair_world.envs.references import Reference, ReferenceSource, reset_index
-from bair_world.planning import PlanContext, action_bounds, goal_distance
-from bair_world.sim import SimConfig, arm_step, quantise_action
+from bair_world.planning import PlanContext, goal_distance
+from bair_world.sim import SimConfig, action_bounds, arm_step, position_bounds, quantise_action
 
 #: Default success threshold on `bair_world.planning.goal_distance` (RMSE of 16x16 area means in
 #: [0, 1]). Measured on the built-in references: the frame one step before the goal lies at
@@ -32,8 +32,8 @@ POSITION_MARGIN = 0.05
 
 def goal_observation_space(config: SimConfig = SimConfig()) -> spaces.Dict:
     """Dict(image, goal: Box(0, 255, (64, 64, 3), uint8), position: Box((3,), float32) metres)."""
-    lo = np.array([config.x_range[0], config.y_range[0], config.z_range[0]]) - POSITION_MARGIN
-    hi = np.array([config.x_range[1], config.y_range[1], config.z_range[1]]) + POSITION_MARGIN
+    lo, hi = position_bounds(config)
+    lo, hi = lo - POSITION_MARGIN, hi + POSITION_MARGIN
     frame = spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     return spaces.Dict({"image": frame, "goal": frame,
                         "position": spaces.Box(lo.astype(np.float32), hi.astype(np.float32), (3,), np.float32)})

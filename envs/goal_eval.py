@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-from bair_world.planning import CEMPlanner, PlanContext, action_bounds
+from bair_world.planning import CEMPlanner, PlanContext
+from bair_world.sim import action_bounds
 
 #: policy(envs, obs) -> (E, 4) actions for the E envs given (their stacked Dict observations).
 GoalPolicy = Callable[[list[gym.Env], dict[str, np.ndarray]], np.ndarray]

@@ -21,8 +21,8 @@ from bair_world.envs.goal import SUCCESS_THRESHOLD, GoalEnvBase
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
 from bair_world.envs.spaces import action_bounds, action_space, check_actions, observation_space, resolve_checkpoint
 from bair_world.metrics import psnr as psnr_metric
-from bair_world.sim import PushWorld, SimConfig, scripted_worlds
-from bair_world.sim.config import MAX_GRIP, MAX_Z_COMMAND
+from bair_world.sim import PushWorld, SimConfig, position_bounds, scripted_worlds
+from bair_world.sim import action_bounds as sim_action_limits
 
 
 def start_world(references: ReferenceSource, index: int, n_past: int,
@@ -45,7 +45,7 @@ def start_world(references: ReferenceSource, index: int, n_past: int,
     ref = references[index]
     stop = len(ref) if replay_to_end else n_past
     start = world = None
-    for t, world in scripted_worlds(references.seed_offset + int(index), stop, sim_config):
+    for t, world, _ in scripted_worlds(references.seed_offset + int(index), stop, sim_config):
         if not np.array_equal(world.frame, ref.frames[t]):
             raise RuntimeError(f"reference {ref.rollout_id}: the pushing world's frame {t} differs from the "
                                f"reference's (was it made with another generator version or SimConfig?)")
@@ -55,11 +55,9 @@ def start_world(references: ReferenceSource, index: int, n_past: int,
 
 
 def sim_action_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """(7,) low/high of [dx, dy, grip, z command, x, y, z] that the pushing world executes."""
-    low = [-config.max_delta, -config.max_delta, 0, 0, config.x_range[0], config.y_range[0], config.z_range[0]]
-    high = [config.max_delta, config.max_delta, MAX_GRIP, MAX_Z_COMMAND, config.x_range[1], config.y_range[1],
-            config.z_range[1]]
-    return np.array(low, np.float32), np.array(high, np.float32)
+    """(7,) float32 low/high of [dx, dy, grip, z command, x, y, z] that the pushing world executes."""
+    (a_low, a_high), (p_low, p_high) = sim_action_limits(config), position_bounds(config)
+    return (np.concatenate([a_low, p_low]).astype(np.float32), np.concatenate([a_high, p_high]).astype(np.float32))
 
 
 class PushWorldEnv(gym.Env):

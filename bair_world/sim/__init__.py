@@ -2,7 +2,8 @@
 
 from bair_world.sim.config import GENERATOR_VERSION, GRIP_COLUMN, Z_COLUMN, SimConfig
 from bair_world.sim.stats import MotionStats, motion_stats, sequence_motion
-from bair_world.sim.world import PushWorld, Rollout, arm_step, generate_sequence, quantise_action, rollout, scripted_worlds
+from bair_world.sim.world import (PushWorld, Rollout, action_bounds, arm_step, generate_sequence, position_bounds,
+                                  quantise_action, rollout, scripted_worlds)
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -11,10 +12,12 @@ __all__ = [
     "MotionStats",
     "PushWorld",
     "Rollout",
+    "action_bounds",
     "arm_step",
     "SimConfig",
     "generate_sequence",
     "motion_stats",
+    "position_bounds",
     "quantise_action",
     "rollout",
     "scripted_worlds",

@@ -58,16 +58,11 @@ class PushWorld:
         self.radii = np.array([s.radius for s in specs])
         self.physics = TablePhysics(cfg, specs, poses, self.mass, self.friction)
         self.renderer = Renderer(self.rng, cfg, specs)
-        lo, hi = self._bounds()
-        self._position = self.rng.uniform(lo, hi)
+        self._position = self.rng.uniform(*position_bounds(cfg))
         self.physics.gripper.position = tuple(self._position[:2])
         self.grip = 0.0
         self.frame = self.renderer.draw(self.physics.object_poses(), self._position, self.grip)
         return self.frame
-
-    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        c = self.config
-        return (np.array([c.x_range[0], c.y_range[0], c.z_range[0]]), np.array([c.x_range[1], c.y_range[1], c.z_range[1]]))
 
     @property
     def position(self) -> np.ndarray:
@@ -91,12 +86,25 @@ class PushWorld:
         """
         action = _checked(action, 4, "action")
         position = _checked(position, 3, "position")
-        self.grip = float(np.clip(np.round(action[GRIP_COLUMN]), 0, MAX_GRIP))
+        self.grip = float(quantise_action(action, self.config)[GRIP_COLUMN])
         new = arm_step(self._position, action, position, self.config)
         self.physics.advance(self._position, new)
         self._position = new
         self.frame = self.renderer.draw(self.physics.object_poses(), new, self.grip)
         return self.frame
+
+
+def position_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """(3,) float64 low/high of the end-effector workspace (x, y, z in metres)."""
+    return (np.array([config.x_range[0], config.y_range[0], config.z_range[0]]),
+            np.array([config.x_range[1], config.y_range[1], config.z_range[1]]))
+
+
+def action_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """(4,) float32 low/high of the executable action: dx, dy within +-max_delta; grip 0..4; z command 0..2."""
+    low = np.array([-config.max_delta, -config.max_delta, 0.0, 0.0], np.float32)
+    high = np.array([config.max_delta, config.max_delta, MAX_GRIP, MAX_Z_COMMAND], np.float32)
+    return low, high
 
 
 def quantise_action(action, config: SimConfig = SimConfig()) -> np.ndarray:
@@ -137,12 +145,11 @@ def arm_step(current, action, commanded=None, config: SimConfig = SimConfig()) -
     cfg = config
     current = np.asarray(current, dtype=np.float64)
     commanded = current if commanded is None else np.asarray(commanded, dtype=np.float64)
-    action = np.asarray(action, dtype=np.float64)
-    lo = np.array([cfg.x_range[0], cfg.y_range[0], cfg.z_range[0]])
-    hi = np.array([cfg.x_range[1], cfg.y_range[1], cfg.z_range[1]])
+    action = quantise_action(action, cfg)
+    lo, hi = position_bounds(cfg)
     commanded = np.clip(commanded, lo, hi)
-    delta = np.clip(action[..., :2], -cfg.max_delta, cfg.max_delta)
-    z_cmd = np.clip(np.round(action[..., Z_COLUMN]), 0, MAX_Z_COMMAND).astype(np.int64)
+    delta = action[..., :2]
+    z_cmd = action[..., Z_COLUMN].astype(np.int64)
     target = np.empty(np.broadcast_shapes(current.shape, commanded.shape, action.shape[:-1] + (3,)))
     target[..., :2] = commanded[..., :2] + delta
     # z target per command: 0 holds the commanded height, 1 lowers to z_low, 2 lifts to z_high
@@ -187,35 +194,31 @@ def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig()) -> Rol
     """Run the scripted pusher for `length` frames; frame t+1 = step(actions[t], positions[t])."""
     if length < 1:
         raise ValueError(f"rollout: length must be >= 1, got {length}")
-    world = PushWorld(seed, config)
-    policy = ScriptedPusher(world.rng, config)
     frames = np.empty((length, config.image_size, config.image_size, 3), np.uint8)
     actions, positions = np.empty((length, 4)), np.empty((length, 3))
-    pixels = np.empty((length, len(world.specs), 2))
-    frames[0] = world.frame
-    for t in range(length):
-        positions[t] = world.position
-        pixels[t] = world.object_pixels()
-        actions[t] = policy.act(world.position, world.object_poses, world.radii) if t % 2 == 0 else actions[t - 1]
-        if t + 1 < length:
-            frames[t + 1] = world.step(actions[t], positions[t])
+    pixels = None
+    for t, world, action in scripted_worlds(seed, length, config):
+        if pixels is None:
+            pixels = np.empty((length, len(world.specs), 2))
+        frames[t], positions[t], pixels[t], actions[t] = world.frame, world.position, world.object_pixels(), action
     return Rollout(frames, actions, positions, pixels)
 
 
 def scripted_worlds(seed: int, length: int = 30, config: SimConfig = SimConfig()):
-    """Yield ``(t, world)`` for t = 0 .. length-1 while running `rollout`'s scripted sequence.
+    """Yield ``(t, world, action)`` for t = 0 .. length-1: the scripted sequence `rollout` records.
 
-    The world shows frame t of ``rollout(seed, length, config)`` when yielded (the same object each
-    time, stepped in place; deep-copy it to keep a state). Exact: it replays the float64 actions
-    the policy draws, not the float32 copies a dataset stores, so the physics follows the recorded
-    sequence bit for bit (a float32 replay drifts apart after a few contacts).
+    The world shows frame t when yielded (the same object each time, stepped in place after the
+    yield; deep-copy it to keep a state); ``action`` float64 (4,) is the scripted action applied
+    from frame t (a new one every second frame, held for two). Exact: the world is stepped with the
+    float64 actions the policy draws, not the float32 copies a dataset stores, so the physics
+    follows the recorded sequence bit for bit (a float32 replay drifts apart after a few contacts).
     """
     world = PushWorld(seed, config)
     policy = ScriptedPusher(world.rng, config)
     action = None
     for t in range(length):
-        yield t, world
         action = policy.act(world.position, world.object_poses, world.radii) if t % 2 == 0 else action
+        yield t, world, action
         if t + 1 < length:
             world.step(action, world.position)
 
