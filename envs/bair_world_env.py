@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from bair_world.envs.episodes import EpisodeBatch
-from bair_world.envs.references import Reference, ReferenceSource
-from bair_world.envs.spaces import action_space, check_latent_seed, observation_space
+from bair_world.envs.references import Reference, ReferenceSource, reset_index
+from bair_world.envs.spaces import action_space, check_render_mode, observation_space
 
 RENDER_FPS = 10  # BAIR was recorded at roughly 10 Hz
 
@@ -98,8 +98,7 @@ class BairWorldEnv(gym.Env):
                  render_mode: str | None = None, num_references: int = 10_000,
                  references: ReferenceSource | None = None, precision: str = "float32",
                  compile: bool = False):  # noqa: A002 (torch.compile's name)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata)
         self.render_mode = render_mode
         self.episodes = EpisodeBatch(1, checkpoint, data_root, split, n_past, device, num_references, references,
                                      precision, compile=compile)
@@ -122,18 +121,8 @@ class BairWorldEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        options = options or {}
-        unknown = sorted(set(options) - {"index", "latent_seed"})
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; BairWorld-v0 accepts "
-                             f"{{'index': int, 'latent_seed': int}}")
-        n_refs = len(self.episodes.references)
-        index = options.get("index")
-        if index is None:
-            index = int(self.np_random.integers(n_refs))
-        torch_seed = int(self.np_random.integers(2**63 - 1))  # drawn always: later resets do not depend on the option
-        if options.get("latent_seed") is not None:
-            torch_seed = check_latent_seed(options["latent_seed"])
+        index, torch_seed = reset_index(self.np_random, options, len(self.episodes.references), "BairWorld-v0",
+                                        latent_seed_option=True)
         obs = self.episodes.reset_rows(np.zeros(1, np.int64), np.array([index]), np.array([torch_seed]))[0]
         self._obs, self._truncated = obs, False
         return obs.copy(), self.episodes.row_info(0)

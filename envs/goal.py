@@ -19,6 +19,7 @@ from bair_world.data.batch import IMAGE_SIZE
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
 from bair_world.envs.references import Reference, ReferenceSource, reset_index
+from bair_world.envs.spaces import check_render_mode
 from bair_world.planning import PlanContext, goal_distance
 from bair_world.sim import SimConfig, action_bounds, arm_step, position_bounds, quantise_action
 
@@ -57,8 +58,7 @@ class GoalEnvBase(gym.Env):
     sim_config: SimConfig
 
     def _setup(self, render_mode: str | None, success_threshold: float, sim_config: SimConfig) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata)
         if not np.isfinite(success_threshold) or success_threshold < 0:
             raise ValueError(f"success_threshold must be a finite number >= 0, got {success_threshold}")
         self.render_mode, self.success_threshold, self.sim_config = render_mode, float(success_threshold), sim_config

@@ -19,7 +19,8 @@ import numpy as np
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.goal import SUCCESS_THRESHOLD, GoalEnvBase
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
-from bair_world.envs.spaces import action_bounds, action_space, check_actions, observation_space, resolve_checkpoint
+from bair_world.envs.spaces import (action_bounds, action_space, check_actions, check_render_mode, observation_space,
+                                    resolve_checkpoint)
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.sim import PushWorld, SimConfig, position_bounds, scripted_worlds
 from bair_world.sim import action_bounds as sim_action_limits
@@ -54,6 +55,15 @@ def start_world(references: ReferenceSource, index: int, n_past: int,
     return ref, start, world if replay_to_end else None
 
 
+def sim_references(references: ReferenceSource | None, num_references: int, env_name: str) -> SimReferences:
+    """``references``, or a built-in pool of ``num_references``; TypeError for any other source
+    (only the built-in world's rollouts can be replayed in the true world)."""
+    references = SimReferences(size=num_references) if references is None else references
+    if not isinstance(references, SimReferences):
+        raise TypeError(f"{env_name} replays only built-in references (SimReferences), got {references!r}")
+    return references
+
+
 def sim_action_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
     """(7,) float32 low/high of [dx, dy, grip, z command, x, y, z] that the pushing world executes."""
     (a_low, a_high), (p_low, p_high) = sim_action_limits(config), position_bounds(config)
@@ -82,14 +92,11 @@ class PushWorldEnv(gym.Env):
     def __init__(self, n_past: int = 2, render_mode: str | None = None, num_references: int = 10_000,
                  references: ReferenceSource | None = None, checkpoint: str | Path | None = None,
                  sim_config: SimConfig = SimConfig()):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata)
         if n_past < 1:
             raise ValueError(f"n_past must be >= 1, got {n_past}")
         self.render_mode, self.n_past, self.sim_config = render_mode, int(n_past), sim_config
-        self.references = SimReferences(size=num_references) if references is None else references
-        if not isinstance(self.references, SimReferences):
-            raise TypeError(f"PushWorld-v0 replays only built-in references (SimReferences), got {self.references!r}")
+        self.references = sim_references(references, num_references, "PushWorld-v0")
         if checkpoint is not None:
             from bair_world.checkpoint import load_checkpoint
 
@@ -167,9 +174,7 @@ class PushWorldGoalEnv(GoalEnvBase):
         if n_past < 1:
             raise ValueError(f"n_past must be >= 1, got {n_past}")
         self.n_past = int(n_past)
-        self.references = SimReferences(size=num_references) if references is None else references
-        if not isinstance(self.references, SimReferences):
-            raise TypeError(f"PushWorldGoal-v0 replays only built-in references (SimReferences), got {self.references!r}")
+        self.references = sim_references(references, num_references, "PushWorldGoal-v0")
         self.world: PushWorld | None = None
         self.goal_poses: np.ndarray | None = None
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
+from bair_world.envs.spaces import check_latent_seed
 
 #: Seeds of the built-in references start here, far from the small seeds a synthetic training set
 #: uses, so the default env replays rollouts the bundled model has not been trained on.
@@ -165,21 +167,28 @@ def make_references(data_root: str | Path | None = None, split: str = "test",
     return FolderReferences(data_root, split)
 
 
-def reset_index(np_random, options: dict | None, count: int, env_name: str) -> tuple[int, int]:
-    """(reference index, latent torch seed) for a goal or true-world env's reset.
+def reset_index(np_random, options: dict | None, count: int, env_name: str,
+                latent_seed_option: bool = False) -> tuple[Any, int]:
+    """(reference index as given, or drawn; latent torch seed) for an env's reset.
 
-    ``options`` may only hold ``"index"``; without it the index is drawn from ``np_random``. The
-    torch seed is drawn in every world (the true world ignores it), so the same seed picks the same
-    reference everywhere and the generators stay in step.
+    ``options`` may hold ``"index"`` (and ``"latent_seed"`` where ``latent_seed_option``); without an
+    index it is drawn from ``np_random``. The torch seed is drawn in every world (the true world
+    ignores it) and whatever the options, so the same seed picks the same reference everywhere and
+    later resets do not depend on the options; ``"latent_seed"`` then replaces it.
 
     Raises:
-        ValueError: an option other than ``"index"``.
+        ValueError: an option the env does not accept, or a bad ``latent_seed``.
     """
     options = options or {}
-    unknown = sorted(set(options) - {"index"})
+    accepted = ("index", "latent_seed") if latent_seed_option else ("index",)
+    unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"unknown reset options {unknown}; {env_name} accepts {{'index': int}}")
+        raise ValueError(f"unknown reset options {unknown}; {env_name} accepts "
+                         "{" + ", ".join(f"{name!r}: int" for name in accepted) + "}")
     index = options.get("index")
     if index is None:
         index = int(np_random.integers(count))
-    return int(index), int(np_random.integers(2**63 - 1))
+    torch_seed = int(np_random.integers(2**63 - 1))
+    if options.get("latent_seed") is not None:
+        torch_seed = check_latent_seed(options["latent_seed"])
+    return index, torch_seed

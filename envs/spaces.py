@@ -37,6 +37,13 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     return path
 
 
+def check_render_mode(render_mode: str | None, metadata: dict) -> str | None:
+    """``render_mode`` if it is None or one of ``metadata["render_modes"]``; else ValueError."""
+    if render_mode is not None and render_mode not in metadata["render_modes"]:
+        raise ValueError(f"render_mode must be None or one of {metadata['render_modes']}, got {render_mode!r}")
+    return render_mode
+
+
 def check_latent_seed(value) -> int:
     """A reset option ``latent_seed`` as an int in [0, 2**63) (what `torch.Generator.manual_seed` takes)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**63:

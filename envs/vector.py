@@ -19,7 +19,7 @@ from gymnasium.vector.utils import batch_space
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
 from bair_world.envs.references import ReferenceSource
-from bair_world.envs.spaces import action_space, check_latent_seed, observation_space
+from bair_world.envs.spaces import action_space, check_latent_seed, check_render_mode, observation_space
 
 _ROW_KEYS = ("action", "position", "step", "frame_index", "index", "rollout_id")
 
@@ -56,8 +56,7 @@ class BairWorldVectorEnv(VectorEnv):
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
         self.max_episode_steps = max_episode_steps
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        check_render_mode(render_mode, self.metadata)
         self.episodes = EpisodeBatch(num_envs, checkpoint, data_root, split, n_past, device, num_references, references,
                                      precision, compile=compile)
         self.num_envs = self.episodes.num_envs
