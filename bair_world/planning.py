@@ -24,9 +24,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from bair_world.data.batch import IMAGE_SIZE
+from bair_world.data.batch import IMAGE_SIZE, frames_to_float, frames_to_uint8
 from bair_world.sim import PushWorld, SimConfig, action_bounds, arm_step, quantise_action
-from bair_world.world_model import WorldModel, frames_to_uint8
+from bair_world.world_model import WorldModel
 
 #: Goal distance compares frames after area-averaging POOL x POOL blocks (64x64 -> 16x16): it
 #: tolerates a blurry prediction and a pixel of misalignment, and still sees the arm and the toys.
@@ -106,8 +106,7 @@ class ModelDynamics:
             raise ValueError(f"ModelDynamics.imagine needs histories of one length, got {sorted(lengths)}")
         device = self.core.device
         gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**63 - 1)))
-        # E x (t+1, 64, 64, 3) uint8 -> (E, t+1, 3, 64, 64) float in [0, 1]
-        hist = torch.from_numpy(np.stack(ctx.frames)).permute(0, 1, 4, 2, 3).float().div_(255.0)
+        hist = frames_to_float(np.stack(ctx.frames))  # E x (t+1, 64, 64, 3) uint8 -> (E, t+1, 3, 64, 64)
         conds = torch.from_numpy(np.stack(ctx.conds).astype(np.float32)).reshape(e, hist.shape[1] - 1, -1)  # (E, t, 7)
         self.core.reset(hist, conds, gen)  # posterior on every observed frame
         clone = torch.arange(e, device=device).repeat_interleave(k)  # (E*K,): row e*K + j is candidate j of env e

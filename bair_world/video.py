@@ -228,7 +228,8 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
 
     from bair_world.checkpoint import load_checkpoint
     from bair_world.data.bair_folder import BairFolderDataset
-    from bair_world.world_model import WorldModel, frames_to_uint8
+    from bair_world.data.batch import frames_to_uint8
+    from bair_world.world_model import WorldModel
 
     if samples < 1 or n_past < 1 or n_future < 1:
         raise ValueError(f"need samples, n_past and n_future >= 1, got {samples}, {n_past}, {n_future}")

@@ -82,12 +82,6 @@ def _float32_state(state: SVGState) -> SVGState:
                    skips=None if state.skips is None else [s.float() for s in state.skips])
 
 
-def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(..., 3, H, W) float in [0, 1] -> (..., H, W, 3) uint8 numpy (the envs' observation layout)."""
-    x = frames.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
-    return x.movedim(-3, -1).numpy()  # (..., 3, H, W) -> (..., H, W, 3)
-
-
 class WorldModel:
     """Batched, stateful rollout of an SVG model.
 

@@ -18,7 +18,8 @@ import torch
 
 from bair_world.checkpoint import load_checkpoint
 from bair_world.metrics import psnr as psnr_metric
-from bair_world.world_model import WorldModel, check_precision, frames_to_uint8
+from bair_world.data.batch import frames_to_float, frames_to_uint8
+from bair_world.world_model import WorldModel, check_precision
 from bair_world.envs.references import Reference, ReferenceSource, make_references
 from bair_world.envs.spaces import action_bounds, check_actions, resolve_checkpoint, resolve_device
 
@@ -88,9 +89,7 @@ class EpisodeBatch:
             self.t[row] = self.n_past - 1
             self.generators[row].manual_seed(int(seed))
             gens.append(self.generators[row])
-        # k x (n_past, 64, 64, 3) uint8 -> (k, n_past, 3, 64, 64) float in [0, 1]
-        ctx = torch.from_numpy(np.stack([r.frames[: self.n_past] for r in refs])).permute(0, 1, 4, 2, 3)
-        ctx = ctx.float().div_(255.0)
+        ctx = frames_to_float(np.stack([r.frames[: self.n_past] for r in refs]))  # (k, n_past, 3, 64, 64)
         conds = torch.from_numpy(np.stack([r.conds[: self.n_past - 1] for r in refs]))  # (k, n_past-1, 7)
         full = not self.started or (len(rows) == self.num_envs and np.array_equal(rows, np.arange(self.num_envs)))
         if not full and not self.started:

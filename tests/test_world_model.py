@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from bair_world.models import SVG, preset
-from bair_world.world_model import WorldModel, frames_to_uint8
+from bair_world.data.batch import frames_to_uint8
+from bair_world.world_model import WorldModel
 
 N, T = 3, 6
 

@@ -121,13 +121,14 @@ def training_summary(run: Path | None, info: dict[str, Any]) -> dict[str, Any]:
 @torch.no_grad()
 def check_rollout(reference, exported, seed: int = 0, n_past: int = 2, n_future: int = 10) -> dict[str, float]:
     """PSNR of two models on one built-in-world sequence with the same latents (evaluate's rule)."""
+    from bair_world.data.batch import frames_to_float
     from bair_world.metrics import psnr
     from bair_world.seeding import latent_generators
     from bair_world.sim import generate_sequence
     from bair_world.world_model import WorldModel
 
     frames, actions, positions = generate_sequence(1_000_000_000 + seed, length=n_past + n_future)
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None].float() / 255  # (1, T, 3, 64, 64)
+    x = frames_to_float(frames)[None]  # (T, 64, 64, 3) uint8 -> (1, T, 3, 64, 64)
     cond = torch.from_numpy(np.concatenate([actions, positions], 1).astype(np.float32))[None]  # (1, T, 7)
     target = x[:, n_past:]
     out = {}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
+from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.errors import DataError
 
 ACTIONS_FILE = "actions.csv"
@@ -247,8 +247,7 @@ class BairFolderDataset(Dataset):
             frames, actions, positions = read_sequence(self.paths[index], self.seq_len)
             if self._cache is not None:
                 self._cache[index] = (frames, actions, positions)
-        # (T, 64, 64, 3) uint8 -> (T, 3, 64, 64) float in [0, 1]
-        video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
+        video = frames_to_float(frames)  # (T, 64, 64, 3) uint8 -> (T, 3, 64, 64)
         return {"frames": video, "actions": torch.from_numpy(actions.copy()), "positions": torch.from_numpy(positions.copy())}
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 ACTION_DIM = 4
@@ -52,3 +53,14 @@ def collate(items: list[dict[str, torch.Tensor]]) -> Batch:
         actions=torch.stack([it["actions"] for it in items]),
         positions=torch.stack([it["positions"] for it in items]),
     )
+
+
+def frames_to_float(frames: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 numpy (files, references, observations) -> (..., 3, H, W) float tensor in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div_(255.0)  # (..., H, W, 3) -> (..., 3, H, W)
+
+
+def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) float in [0, 1] -> (..., H, W, 3) uint8 numpy (the envs' observation layout)."""
+    x = frames.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+    return x.movedim(-3, -1).numpy()  # (..., 3, H, W) -> (..., H, W, 3)
