@@ -13,6 +13,7 @@ from bair_world.checkpoint import save_checkpoint
 from bair_world.data import DataError
 from bair_world.data.bair_folder import write_sequence
 from bair_world.models import SVG, preset
+from bair_world.seeding import latent_generators
 from bair_world.training import evaluate as ev
 from bair_world.world_model import WorldModel
 
@@ -57,7 +58,7 @@ def test_model_psnr_equals_a_direct_rollout(setup):
     frames = torch.from_numpy(np.stack([s[0] for s in sequences])).permute(0, 1, 4, 2, 3).float() / 255  # (N,T,3,64,64)
     conds = torch.from_numpy(np.concatenate([np.stack([s[1] for s in sequences]),
                                              np.stack([s[2] for s in sequences])], -1))  # (N, T, 7)
-    pred = WorldModel(model).rollout(frames, conds, N_PAST, N_FUTURE, ev._generators(3, range(N_SEQ), 0))
+    pred = WorldModel(model).rollout(frames, conds, N_PAST, N_FUTURE, latent_generators(3, range(N_SEQ), 0))
     pred = pred.clamp(0, 1).numpy()
     target = frames[:, N_PAST:N_PAST + N_FUTURE].numpy()
     ref = [[skm.peak_signal_noise_ratio(target[i, t], pred[i, t], data_range=1.0) for t in range(N_FUTURE)]

@@ -48,7 +48,6 @@ from bair_world.world_model import PRECISIONS, WorldModel
 
 METRICS = ("psnr", "finn_psnr", "ssim")
 JSON_FILE, PLOT_FILE = "metrics.json", "psnr_per_step.png"
-_generators = latent_generators  # the one seeding rule (bair_world.seeding), under its old private name
 
 
 @dataclass(frozen=True)
