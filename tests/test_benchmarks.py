@@ -5,23 +5,14 @@ Speed targets live in these scripts' tables, not in timed tests; this only keeps
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from _scripts import load_script
 
 
 def load(name: str):
-    """Import ``benchmarks/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks", name)
 
 
 def test_bench_env_prints_every_row_and_the_ratio_line(capsys):

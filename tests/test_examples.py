@@ -6,21 +6,11 @@ one must fail the suite, not the user.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from _scripts import load_script
 
 
 def load(name: str):
-    """Import ``examples/<name>.py`` as a module (examples are scripts, not an installed package)."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples", name)
 
 
 def test_replay_psnr_prints_the_curve_and_writes_the_video(tmp_path, capsys):
