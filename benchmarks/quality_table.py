@@ -36,6 +36,7 @@ from bair_world.models.config import preset as model_preset
 from bair_world.training import presets
 from bair_world.training.config import TrainConfig
 from bair_world.training.evaluate import evaluate, write_report
+from bair_world.training.reporting import atomic_write_bytes
 from bair_world.training.train import main as train_main
 
 RUNS = Path("runs")
@@ -83,7 +84,7 @@ def train(name: str, cfg: TrainConfig) -> dict:
     keep["wall_s"] = time.perf_counter() - start
     history = summary.get("history") or []
     keep["kl"] = history[-1].get("kl") if history else None
-    (run / "quality_train.json").write_text(json.dumps(keep, indent=2))
+    atomic_write_bytes(run / "quality_train.json", json.dumps(keep, indent=2).encode())  # an interrupted write never reads as "finished"
     return keep
 
 
