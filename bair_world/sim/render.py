@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bair_world.sim.background import fill, prism, render_background
+from bair_world.sim.background import fill, render_background
 from bair_world.sim.camera import jittered_camera
 from bair_world.sim.config import MAX_GRIP, SimConfig
 from bair_world.sim.physics import ObjectSpec
