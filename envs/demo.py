@@ -34,7 +34,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="predicted frames per episode (default: all, 28 for BAIR)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+    from bair_world.world_model import PRECISIONS
+
+    parser.add_argument("--precision", default="float32", choices=tuple(PRECISIONS),
                         help="model compute dtype: float32 (exact), bfloat16 (CPU/CUDA, faster on CPUs with "
                              "AVX512-BF16), float16 (CUDA) (default: float32)")
 
