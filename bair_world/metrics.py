@@ -1,4 +1,5 @@
-"""Frame-quality metrics for video prediction: PSNR, the seed's per-channel PSNR, SSIM, per-step curves.
+"""Frame-quality metrics for video prediction: PSNR, the seed's per-channel PSNR, SSIM, region PSNR,
+sharpness, per-step curves.
 
 Conventions (shared by every function here):
 
@@ -159,6 +160,42 @@ def ssim(pred, target, *, channel_axis: int = -3, chunk: int = 4096):
     return _out(per_channel.mean(dim=-1), to_numpy)
 
 
+def region_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PSNR of each frame over the pixels of ``mask`` only (all channels); NaN where the mask is empty.
+
+    Args:
+        pred, target: (..., C, H, W) torch frames in [0, 1] (pred is clipped).
+        mask: (..., H, W) bool, broadcastable to the frames' leading dimensions.
+
+    Returns:
+        (...) PSNR in dB, capped at PSNR_CAP_DB.
+    """
+    pred, target, _ = _prepare(pred, target, -3)
+    m = mask.unsqueeze(-3).to(pred.dtype)  # (..., H, W) -> (..., 1, H, W)
+    sq = ((pred - target) ** 2 * m).sum((-3, -2, -1))
+    n = m.sum((-2, -1)).squeeze(-1) * pred.shape[-3]  # pixels x channels
+    mse = sq / n.clamp(min=1)
+    return torch.where(n > 0, _psnr_from_mse(mse), torch.full_like(mse, math.nan))
+
+
+def sharpness(frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean image-gradient magnitude of each frame: (..., C, H, W) in [0, 1] -> (...).
+
+    The gradient is taken per channel from forward differences on the common (H-1, W-1) grid;
+    blur lowers it, so prediction / recorded is a sharpness ratio (1 = as sharp as the truth).
+    With ``mask`` (..., H, W) bool, the mean is over the masked pixels only (NaN if none).
+    """
+    x = frames.double() if frames.device.type == "cpu" else frames.float()
+    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    mag = (dx ** 2 + dy ** 2).sqrt().mean(-3)  # (..., H-1, W-1), channel mean
+    if mask is None:
+        return mag.mean((-2, -1))
+    m = mask[..., :-1, :-1].to(mag.dtype)
+    n = m.sum((-2, -1))
+    return torch.where(n > 0, (mag * m).sum((-2, -1)) / n.clamp(min=1), torch.full_like(n, math.nan))
+
+
 def copy_last_frame(frames, n_past: int):
     """The copy-last-frame baseline: every predicted frame is the last context frame.
 
@@ -186,28 +223,31 @@ class StepCurves:
 
     sums: dict[str, np.ndarray] = field(default_factory=dict)
     """Per metric, the (S,) sum over sequences of each step's score."""
-    counts: dict[str, int] = field(default_factory=dict)
-    """Per metric, the number of sequences accumulated."""
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per metric, the (S,) number of sequences with a finite score at each step."""
 
     def update(self, name: str, scores) -> None:
-        """Add (B, S) scores of B sequences to metric ``name``."""
+        """Add (B, S) scores of B sequences to metric ``name``; NaN scores (e.g. a region absent from
+        a frame) are left out of that step's mean."""
         arr = scores.detach().cpu().double().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores, float)
         if arr.ndim != 2:
             raise ValueError(f"{name}: expected (sequences, steps) scores, got shape {arr.shape}")
         if name in self.sums and self.sums[name].shape[0] != arr.shape[1]:
             raise ValueError(f"{name}: {arr.shape[1]} steps, earlier batches had {self.sums[name].shape[0]}")
-        self.sums[name] = self.sums.get(name, 0.0) + arr.sum(axis=0)
-        self.counts[name] = self.counts.get(name, 0) + arr.shape[0]
+        finite = np.isfinite(arr)
+        self.sums[name] = self.sums.get(name, 0.0) + np.where(finite, arr, 0.0).sum(axis=0)
+        self.counts[name] = self.counts.get(name, 0) + finite.sum(axis=0)
 
     def curve(self, name: str) -> np.ndarray:
-        """(S,) the mean score at each predicted step."""
-        if name not in self.sums or self.counts[name] == 0:
+        """(S,) the mean score at each predicted step (NaN at a step without any finite score)."""
+        if name not in self.sums or not np.any(self.counts[name]):
             raise KeyError(f"no scores recorded for {name!r}")
-        return self.sums[name] / self.counts[name]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.counts[name] > 0, self.sums[name] / np.maximum(self.counts[name], 1), np.nan)
 
     def mean(self, name: str) -> float:
-        """The mean over all sequences and steps."""
-        return float(self.curve(name).mean())
+        """The mean over all sequences and steps (steps without finite scores left out)."""
+        return float(np.nanmean(self.curve(name)))
 
     @property
     def names(self) -> list[str]:
@@ -219,5 +259,5 @@ def summarise(curves: StepCurves) -> dict[str, dict[str, float | list[float]]]:
     out = {}
     for name in curves.names:
         curve = curves.curve(name)
-        out[name] = {"mean": float(curve.mean()), "per_step": [float(v) if math.isfinite(v) else None for v in curve]}
+        out[name] = {"mean": float(np.nanmean(curve)), "per_step": [float(v) if math.isfinite(v) else None for v in curve]}
     return out

@@ -42,15 +42,51 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 PRESET_ITERS = {"tiny": 10, "cpu": 5, "seed": 1}
 PRESET_WARMUP = {"tiny": 1, "cpu": 1, "seed": 0}  # seed: minutes per step on CPU, warm-up is noise
 
 
+IMPLS = ("ours", "ours-bf16", "reference", "per-step")
+"""ours: `SequenceLoss` (each frame encoded once per sequence, batched over time; runs of steps
+decoded in one call). reference: the computation order of Denton & Fergus's SVG training loop
+(`train_svg_lp.py`): each frame encoded once in its own batch-B call, one decoder call per step.
+ours-bf16: ours under bfloat16 autocast (``train.py --amp bf16``, also on CPU).
+per-step: ``model.step`` per time step with ``x_next``, which encodes every frame twice (as x_t
+and as x_{t+1}): this project's loop before the change."""
+
+
+def _reference_loss(model, frames, conds, beta, n_past):
+    """Denton & Fergus's order of work with this project's modules: the same sizes and result."""
+    b, t_len = frames.shape[:2]
+    codes = [model.encoder(frames[:, i]) for i in range(t_len)]  # T encoder calls of batch B
+    state = model.init_state(b, frames.device)
+    mse = kl = 0.0
+    for i in range(1, t_len):
+        adv = model.advance(state, codes[i - 1][0], codes[i - 1][1], conds[:, i - 1], codes[i][0])
+        state = adv.state
+        pred = model.render(adv.h_pred, state.skips, frames[:, i - 1])  # one decoder call per step
+        mse, kl = mse + F.mse_loss(pred, frames[:, i]), kl + adv.kl.mean()
+    return (mse + beta * kl) / (t_len - 1)
+
+
+def _per_step_loss(model, frames, conds, beta, n_past):
+    """``model.step`` per time step, encoding x_t and x_{t+1} each step (teacher forcing)."""
+    state, mse, kl = model.init_state(frames.shape[0], frames.device), 0.0, 0.0
+    for i in range(1, frames.shape[1]):
+        out = model.step(state, frames[:, i - 1], conds[:, i - 1], x_next=frames[:, i])
+        state = out.state
+        mse, kl = mse + F.mse_loss(out.frame, frames[:, i]), kl + out.kl.mean()
+    return (mse + beta * kl) / (frames.shape[1] - 1)
+
+
 def _measure(name: str, device: str, iters: int, warmup: int, threads: int, batch_size: int | None,
-             amp: str) -> dict:
-    """Time ``iters`` training iterations (after ``warmup`` untimed ones) of preset ``name`` in this
-    process (call it in a fresh one: the peak RSS is the process's)."""
+             amp: str, impls: list[str]) -> list[dict]:
+    """Time ``iters`` training iterations (after ``warmup`` untimed ones) of preset ``name`` for each
+    implementation in ``impls``, round-robin (one iteration of each in turn; the fastest
+    iteration counts, as the ratio between implementations is what matters on a noisy machine);
+    call it in a fresh process: the peak RSS is the process's."""
     from bair_world.training import presets
     from bair_world.training.loop import SequenceLoss
 
@@ -63,55 +99,73 @@ def _measure(name: str, device: str, iters: int, warmup: int, threads: int, batc
     torch.manual_seed(0)
     from bair_world.models import SVG
 
-    model = SVG(cfg.model).to(dev)
+    model = SVG(cfg.model).to(dev).train()
     if dev.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    module = SequenceLoss(model, cfg.model.n_past, cfg.detach_feedback).train()
+    ours = SequenceLoss(model, cfg.model.n_past, cfg.detach_feedback)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     b, t = cfg.batch_size, cfg.seq_len
     frames = torch.rand(b, t, 3, 64, 64, device=dev)  # (B, T, 3, 64, 64)
     conds = torch.randn(b, t, 7, device=dev)  # (B, T, 7)
-    teacher = torch.ones(t, dtype=torch.bool, device=dev)
+    teacher = torch.ones(t, dtype=torch.bool)
     beta = torch.tensor(cfg.max_beta, device=dev)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    losses = {"ours": lambda: ours(frames, conds, beta, teacher)[0],
+              "reference": lambda: _reference_loss(model, frames, conds, beta, cfg.model.n_past),
+              "per-step": lambda: _per_step_loss(model, frames, conds, beta, cfg.model.n_past)}
 
-    def iteration() -> None:
-        with torch.autocast("cuda", dtype=dtype, enabled=dev.type == "cuda" and dtype is not None):
-            loss, _, _ = module(frames, conds, beta, teacher)
+    losses["ours-bf16"] = losses["ours"]
+
+    def iteration(impl: str) -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        start = time.perf_counter()
+        cast = torch.bfloat16 if impl == "ours-bf16" else dtype
+        with torch.autocast(dev.type, dtype=cast or torch.bfloat16,
+                            enabled=cast is torch.bfloat16 or (dev.type == "cuda" and cast is not None)):
+            loss = losses[impl]()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return time.perf_counter() - start
 
     for _ in range(warmup):  # allocator, Adam state, kernels
-        iteration()
+        for impl in impls:
+            iteration(impl)
     if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
-    start = time.perf_counter()
+    times = {impl: [] for impl in impls}
     for _ in range(iters):
-        iteration()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    elapsed = time.perf_counter() - start
+        for impl in impls:
+            times[impl].append(iteration(impl))
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
-    return {
-        "preset": name, "backbone": cfg.model.backbone, "params_m": model.parameter_count() / 1e6,
-        "batch": b, "seq_len": t, "iters": iters, "warmup": warmup, "threads": threads, "device": str(dev),
-        "s_per_iter": elapsed / iters, "seq_per_s": b * iters / elapsed,
-        "peak_rss_mib": peak_rss, "rss_growth_mib": peak_rss - rss_before,
-        "cuda_peak_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
-    }
+    rows = []
+    for impl in impls:
+        best = min(times[impl])
+        rows.append({
+            "preset": name, "impl": impl, "backbone": cfg.model.backbone, "params_m": model.parameter_count() / 1e6,
+            "batch": b, "seq_len": t, "iters": iters, "warmup": warmup, "threads": threads, "device": str(dev),
+            "s_per_iter": best, "mean_s_per_iter": sum(times[impl]) / iters, "seq_per_s": b / best,
+            "speedup_vs_reference": (min(times["reference"]) / best) if "reference" in times else None,
+            "peak_rss_mib": peak_rss, "rss_growth_mib": peak_rss - rss_before,
+            "cuda_peak_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+        })
+    return rows
 
 
 def _table(rows: list[dict]) -> str:
     cuda = any(r["cuda_peak_mib"] is not None for r in rows)
-    head = f"{'preset':<8}{'backbone':<10}{'params':>7}{'batch':>7}{'seq':>5}{'warm':>5}{'iters':>7}{'s/iter':>8}{'seq/s':>8}"
+    head = (f"{'preset':<8}{'impl':<11}{'backbone':<10}{'params':>7}{'batch':>7}{'seq':>5}{'warm':>5}{'iters':>7}"
+            f"{'s/iter':>8}{'seq/s':>8}{'vs ref':>8}")
     head += f"{'peak RSS MiB':>14}{'growth MiB':>12}" + (f"{'CUDA peak MiB':>15}" if cuda else "")
     lines = [head]
     for r in rows:
-        line = (f"{r['preset']:<8}{r['backbone']:<10}{r['params_m']:>6.1f}M{r['batch']:>7}{r['seq_len']:>5}"
-                f"{r['warmup']:>5}{r['iters']:>7}{r['s_per_iter']:>8.3f}{r['seq_per_s']:>8.1f}"
+        ratio = f"{r['speedup_vs_reference']:.2f}x" if r["speedup_vs_reference"] else "-"
+        line = (f"{r['preset']:<8}{r['impl']:<11}{r['backbone']:<10}{r['params_m']:>6.1f}M{r['batch']:>7}"
+                f"{r['seq_len']:>5}{r['warmup']:>5}{r['iters']:>7}{r['s_per_iter']:>8.3f}{r['seq_per_s']:>8.1f}{ratio:>8}"
                 f"{r['peak_rss_mib']:>14.0f}{r['rss_growth_mib']:>12.0f}")
         if cuda:
             line += f"{r['cuda_peak_mib']:>15.0f}"
@@ -129,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"untimed iterations before timing (default: {PRESET_WARMUP})")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     parser.add_argument("--batch-size", type=int, default=None, help="override every preset's batch size")
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast on CUDA")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast: bf16 on CUDA or CPU, fp16 on CUDA")
+    parser.add_argument("--impls", default=",".join(IMPLS),
+                        help=f"comma-separated implementations to time round-robin: {', '.join(IMPLS)}")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one preset, in a subprocess
     args = parser.parse_args(argv)
@@ -138,17 +194,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--iters must be >= 1")
     if args.warmup is not None and args.warmup < 0:
         parser.error("--warmup must be >= 0")
+    impls = [x for x in args.impls.split(",") if x]
+    if not impls or set(impls) - set(IMPLS):
+        parser.error(f"--impls must name some of {', '.join(IMPLS)}, got {args.impls!r}")
     if args.worker is not None:
         iters = args.iters or PRESET_ITERS[args.worker]
         warmup = PRESET_WARMUP[args.worker] if args.warmup is None else args.warmup
-        print(json.dumps(_measure(args.worker, device, iters, warmup, args.threads, args.batch_size, args.amp)))
+        print(json.dumps(_measure(args.worker, device, iters, warmup, args.threads, args.batch_size, args.amp,
+                                  impls)))
         return 0
     print(f"torch {torch.__version__}, device {device}, torch threads {args.threads}, "
           "random-tensor batches", flush=True)
     rows = []
     for name in args.presets:
         cmd = [sys.executable, __file__, "--worker", name, "--device", device, "--threads", str(args.threads),
-               "--amp", args.amp]
+               "--amp", args.amp, "--impls", ",".join(impls)]
         if args.iters is not None:
             cmd += ["--iters", str(args.iters)]
         if args.warmup is not None:
@@ -159,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         if done.returncode != 0:
             print(f"{name}: failed\n{done.stderr}", file=sys.stderr)
             return 1
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"  {name}: {rows[-1]['s_per_iter']:.3f} s/iter", flush=True)
+        rows += json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {name}: " + ", ".join(f"{r['impl']} {r['s_per_iter']:.3f} s/iter" for r in rows
+                                        if r["preset"] == name), flush=True)
     print(_table(rows))
     if args.json:
         out = Path(args.json)

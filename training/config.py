@@ -113,7 +113,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: auto = cuda if available, else cpu."""
     amp: Literal["none", "bf16", "fp16"] = "none"
-    """Autocast precision on CUDA (fp16 uses a GradScaler); ignored on CPU."""
+    """Autocast precision: bf16 on CUDA or CPU (CPUs with AVX512-BF16/AMX run convolutions faster),
+    fp16 on CUDA only (with a GradScaler; ignored on CPU)."""
     channels_last: bool = True
     """Channels-last memory format for the convolutions on CUDA."""
     compile: bool = False

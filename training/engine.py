@@ -53,9 +53,9 @@ def _run_dir(cfg: TrainConfig, info: D.DistInfo) -> Path:
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
-    if device.type != "cuda" or cfg.amp == "none":
+    if cfg.amp == "none" or (device.type != "cuda" and cfg.amp == "fp16"):
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
 
 
 def run_training(cfg: TrainConfig, save_config: Callable[[Path, TrainConfig], None] | None = None) -> dict:

@@ -1,11 +1,16 @@
 """Evaluate a checkpoint: ``python training/evaluate.py --checkpoint runs/x/best [options]``.
 
-The seed's protocol by default: 2 context frames, 10 predicted, actions and end-effector positions
+Two protocols from one rollout per sequence: the env's full episode (2 context frames -> 28
+predicted) and, on its first 10 frames, the seed's (2 -> 10). Actions and end-effector positions
 given, one latent sample from the prior per sequence, every sequence of the split (no dropped last
 batch), PSNR per frame on [0, 1] images averaged over predicted frames and sequences. Beside it:
 the seed's per-channel PSNR (``finn_psnr``), SSIM, best-of-N over ``--samples`` draws (per
-sequence, the draw with the best mean PSNR; its PSNR, finn PSNR and SSIM are reported), per-step
-curves, and always the copy-last-frame baseline on the same sequences.
+sequence, the draw with the best mean PSNR over the protocol's frames), per-step curves, a
+sharpness ratio per step (mean gradient magnitude of the prediction / the recorded frame), and
+always the copy-last-frame baseline on the same sequences. On data from the built-in pushing world
+(sequences with ``labels.npz``) also PSNR per region (arm, objects, static scene): region r at
+step t is the union of r's pixels in the recorded frames t-1 and t, so an arm that lags or vanishes
+is scored where it should be; real BAIR folders have no labels and get no region columns.
 
 Latent noise comes from one generator per (sequence, sample), seeded by `bair_world.seeding.latent_seed`
 (seed, sequence index, sample), so results repeat and do not depend on ``--batch-size`` or the
@@ -42,6 +47,7 @@ from bair_world.data import DataError
 from bair_world.data.bair_folder import BairFolderDataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
+from bair_world.sim.render import LABEL_ARM, LABEL_OBJECTS
 from bair_world.training.distributed import resolve_device
 from bair_world.training.reporting import atomic_write_bytes
 from bair_world.world_model import PRECISIONS, WorldModel
@@ -60,8 +66,11 @@ class EvalConfig:
     """Latent draws per sequence; the first is the one-sample protocol, all N give best-of-N."""
     n_past: int = 2
     """Context frames fed to the model (ground truth, posterior latents)."""
-    n_future: int = 10
-    """Frames predicted after the context (n_past + n_future <= the sequences' length, 30 in BAIR)."""
+    n_future: int = 28
+    """Frames predicted after the context: the full protocol (28 = an env episode; n_past + n_future
+    <= the sequences' length, 30 in BAIR)."""
+    short_n_future: int = 10
+    """Also report the first N predicted frames as a protocol of its own (10 = the seed's); 0 = off."""
     batch_size: int = 32
     """Sequences per model call (results do not depend on it)."""
     device: str = "auto"
@@ -79,6 +88,13 @@ class EvalConfig:
         for name in ("samples", "n_past", "n_future", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.short_n_future < 0:
+            raise ValueError(f"short_n_future must be >= 0, got {self.short_n_future}")
+
+    @property
+    def horizons(self) -> list[int]:
+        """The protocols' predicted lengths, shortest first (a short one past n_future is dropped)."""
+        return sorted({self.n_future} | ({self.short_n_future} if 0 < self.short_n_future < self.n_future else set()))
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.max_sequences is not None and self.max_sequences < 1:
@@ -130,8 +146,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     subset = torch.utils.data.Subset(dataset, range(n_seq))
     loader = DataLoader(subset, batch_size=cfg.batch_size, shuffle=False, drop_last=False, collate_fn=collate)
     world = WorldModel(model, device, cfg.precision)
-    model_c, best_c, base_c = metrics.StepCurves(), metrics.StepCurves(), metrics.StepCurves()
-    per_seq_model, per_seq_base = [], []
+    acc = _Accumulators(cfg.horizons)
     start, seen = time.perf_counter(), 0
     from tqdm import tqdm
 
@@ -141,23 +156,14 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         frames = batch.frames.to(device)  # (B, T, 3, 64, 64)
         conds = batch.cond.to(device)  # (B, T, 7)
         target = frames[:, cfg.n_past:]  # (B, S, 3, 64, 64)
-        draws = []
+        preds = []
         for s in range(cfg.samples):
             gens = latent_generators(cfg.seed, range(seen, seen + b), s)  # the env's rule too
-            pred = world.rollout(frames, conds, cfg.n_past, cfg.n_future, gens)  # (B, S, 3, 64, 64)
-            draws.append(_scores(pred, target))
-        for name in METRICS:
-            model_c.update(name, draws[0][name])
-        stacked = {k: torch.stack([d[k] for d in draws]) for k in METRICS}  # each (N, B, S)
-        best = stacked["psnr"].mean(-1).argmax(0)  # (B,) draw with the best mean PSNR per sequence
-        rows = torch.arange(b, device=best.device)
-        for name in METRICS:
-            best_c.update(name, stacked[name][best, rows])  # (B, S)
-        base = _scores(metrics.copy_last_frame(frames, cfg.n_past), target)
-        for name in METRICS:
-            base_c.update(name, base[name])
-        per_seq_model += draws[0]["psnr"].mean(-1).tolist()
-        per_seq_base += base["psnr"].mean(-1).tolist()
+            preds.append(world.rollout(frames, conds, cfg.n_past, cfg.n_future, gens))  # (B, S, 3, 64, 64)
+        labels = [dataset.labels(i) for i in range(seen, seen + b)]
+        masks = (_region_masks(torch.from_numpy(np.stack(labels)).to(device), cfg.n_past)
+                 if all(x is not None for x in labels) else None)
+        acc.add(preds, target, metrics.copy_last_frame(frames, cfg.n_past), masks)
         seen += b
         bar.update(b)
     elapsed = time.perf_counter() - start
@@ -169,12 +175,11 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         "protocol": {"n_past": cfg.n_past, "n_future": cfg.n_future, "samples": cfg.samples, "seed": cfg.seed,
                      "latent": "prior", "conditioning": "actions + end-effector positions",
                      "psnr": f"per frame on [0, 1], data range 1, predictions clipped, capped at {metrics.PSNR_CAP_DB} dB",
-                     "best_of_n": "per sequence, the draw with the best mean PSNR",
-                     "baseline": "copy the last context frame"},
-        "model": metrics.summarise(model_c),
-        "best_of_n": metrics.summarise(best_c),
-        "baseline": metrics.summarise(base_c),
-        "per_sequence_psnr": {"model": per_seq_model, "baseline": per_seq_base},
+                     "best_of_n": "per sequence, the draw with the best mean PSNR over the protocol's frames",
+                     "baseline": "copy the last context frame",
+                     "regions": "union of the region's pixels in recorded frames t-1 and t (labels.npz)",
+                     "sharpness": "mean gradient magnitude, prediction / recorded, per step"},
+        **acc.report(cfg.n_future),
         "device": str(device),
         "precision": cfg.precision,
         "seconds": elapsed,
@@ -182,24 +187,113 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     }
 
 
+REGIONS = ("arm", "objects", "static")
+
+
+def _region_masks(labels: torch.Tensor, n_past: int) -> dict[str, torch.Tensor]:
+    """{region: (B, S, 64, 64) bool} for the predicted steps from labels (B, T, 64, 64) uint8.
+
+    Arm/objects at step t: the region in recorded frame t or t-1; static: static in both.
+    """
+    cur, prev = labels[:, n_past:], labels[:, n_past - 1:-1]  # (B, S, 64, 64) each
+    arm = (cur == LABEL_ARM) | (prev == LABEL_ARM)
+    objects = ((cur == LABEL_OBJECTS) | (prev == LABEL_OBJECTS)) & ~arm
+    return {"arm": arm, "objects": objects, "static": ~(arm | objects)}
+
+
+class _Accumulators:
+    """Per-step score curves of the model's draws and the baseline, for each protocol horizon."""
+
+    def __init__(self, horizons: list[int]):
+        self.horizons = horizons
+        self.model, self.baseline = metrics.StepCurves(), metrics.StepCurves()
+        self.best = {h: metrics.StepCurves() for h in horizons}
+        self.per_seq = {"model": [], "baseline": []}
+
+    def add(self, preds: list[torch.Tensor], target: torch.Tensor, base: torch.Tensor,
+            masks: dict[str, torch.Tensor] | None) -> None:
+        """Score draws (each (B, S, 3, 64, 64)) and the baseline's frames against ``target``."""
+        draws = [_scores(p, target) for p in preds]
+        base_scores = _scores(base, target)
+        for name in METRICS:
+            self.model.update(name, draws[0][name])
+            self.baseline.update(name, base_scores[name])
+        truth = metrics.sharpness(target)  # (B, S)
+        self.model.update("sharpness", metrics.sharpness(preds[0]) / truth)
+        self.baseline.update("sharpness", metrics.sharpness(base) / truth)
+        if masks is not None:
+            moving = masks["arm"] | masks["objects"]
+            truth_moving = metrics.sharpness(target, moving)
+            self.model.update("moving_sharpness", metrics.sharpness(preds[0], moving) / truth_moving)
+            self.baseline.update("moving_sharpness", metrics.sharpness(base, moving) / truth_moving)
+            for region, mask in masks.items():
+                self.model.update(f"{region}_psnr", metrics.region_psnr(preds[0], target, mask))
+                self.baseline.update(f"{region}_psnr", metrics.region_psnr(base, target, mask))
+        stacked = {k: torch.stack([d[k] for d in draws]) for k in METRICS}  # each (N, B, S)
+        rows = torch.arange(target.shape[0], device=target.device)
+        for h, curves in self.best.items():
+            best = stacked["psnr"][..., :h].mean(-1).argmax(0)  # (B,) the draw with the best mean PSNR
+            for name in METRICS:
+                curves.update(name, stacked[name][best, rows, :h])  # (B, h)
+        self.per_seq["model"] += draws[0]["psnr"].mean(-1).tolist()
+        self.per_seq["baseline"] += base_scores["psnr"].mean(-1).tolist()
+
+    def report(self, n_future: int) -> dict[str, Any]:
+        """Full-horizon curves (``model``, ``best_of_n``, ``baseline``) and a summary per protocol."""
+        model, baseline = metrics.summarise(self.model), metrics.summarise(self.baseline)
+        protocols = {}
+        for h in self.horizons:
+            head = lambda c, name: float(np.nanmean(c.curve(name)[:h]))  # noqa: E731
+            row = {"n_future": h, "psnr": head(self.model, "psnr"), "ssim": head(self.model, "ssim"),
+                   "best_of_n_psnr": self.best[h].mean("psnr"), "baseline_psnr": head(self.baseline, "psnr"),
+                   "baseline_ssim": head(self.baseline, "ssim"), "sharpness": head(self.model, "sharpness"),
+                   "last_step_psnr": float(self.model.curve("psnr")[h - 1])}
+            if "moving_sharpness" in self.model.names:
+                row["moving_sharpness"] = head(self.model, "moving_sharpness")
+            for region in REGIONS:
+                if f"{region}_psnr" in self.model.names:
+                    row[f"{region}_psnr"] = head(self.model, f"{region}_psnr")
+                    row[f"baseline_{region}_psnr"] = head(self.baseline, f"{region}_psnr")
+                    row[f"{region}_psnr_last_step"] = float(self.model.curve(f"{region}_psnr")[h - 1])
+            protocols[f"{h}"] = row
+        return {"model": model, "best_of_n": metrics.summarise(self.best[n_future]), "baseline": baseline,
+                "protocols": protocols, "per_sequence_psnr": self.per_seq}
+
+
 def format_table(report: dict[str, Any]) -> str:
-    """The report as a text table: means, then PSNR per predicted step."""
+    """The report as text: one column pair (model, copy-last) per protocol, then per-step curves."""
     p, d = report["protocol"], report["data"]
+    protocols, n_past = report["protocols"], p["n_past"]
     lines = [f"{report['checkpoint']['path']} on {d['root']} [{d['split']}]: {d['sequences']} sequences, "
-             f"{p['n_past']} context -> {p['n_future']} predicted, {p['samples']} prior sample(s), seed {p['seed']}",
-             f"{'metric':<16}{'model':>10}{'best-of-' + str(p['samples']):>12}{'copy-last':>12}"]
-    for name, label in (("psnr", "PSNR (dB)"), ("finn_psnr", "PSNR/ch (dB)"), ("ssim", "SSIM")):
-        digits = 4 if name == "ssim" else 2
-        lines.append(f"{label:<16}{report['model'][name]['mean']:>10.{digits}f}"
-                     f"{report['best_of_n'][name]['mean']:>12.{digits}f}{report['baseline'][name]['mean']:>12.{digits}f}")
-    lines.append("PSNR per predicted step (model / copy-last):")
-    for i, (m, b) in enumerate(zip(report["model"]["psnr"]["per_step"], report["baseline"]["psnr"]["per_step"])):
-        lines.append(f"  t={p['n_past'] + i:<3d}{m:8.2f}{b:8.2f}")
+             f"{p['n_past']} context, {p['samples']} prior sample(s), seed {p['seed']}",
+             f"{'metric':<22}" + "".join(f"{f'{n_past}->{h} model':>16}{'copy-last':>11}" for h in protocols)]
+    rows = [("PSNR (dB)", "psnr", "baseline_psnr", 2), ("SSIM", "ssim", "baseline_ssim", 4),
+            (f"PSNR best-of-{p['samples']}", "best_of_n_psnr", None, 2), ("PSNR last step", "last_step_psnr", None, 2),
+            ("sharpness ratio", "sharpness", None, 3), ("sharpness arm+objects", "moving_sharpness", None, 3)]
+    rows += [(f"{r} PSNR", f"{r}_psnr", f"baseline_{r}_psnr", 2) for r in REGIONS]
+    rows += [("arm PSNR last step", "arm_psnr_last_step", None, 2)]
+    for label, key, base_key, digits in rows:
+        if key not in next(iter(protocols.values())):
+            continue
+        cells = "".join(f"{row[key]:>16.{digits}f}" + (f"{row[base_key]:>11.{digits}f}" if base_key else f"{'':>11}")
+                        for row in protocols.values())
+        lines.append(f"{label:<22}{cells}")
+    names = [n for n in ("psnr", "arm_psnr", "objects_psnr", "moving_sharpness") if n in report["model"]]
+    lines.append("per predicted step (model / copy-last): " + ", ".join(names))
+    for i in range(p["n_future"]):
+        cells = "".join(f"{_fmt(report['model'][n]['per_step'][i])}/{_fmt(report['baseline'][n]['per_step'][i])}  "
+                        for n in names)
+        lines.append(f"  t={p['n_past'] + i:<3d}{cells}")
     return "\n".join(lines)
 
 
+def _fmt(v: float | None) -> str:
+    return "   -" if v is None else f"{v:6.2f}"
+
+
 def plot_png(report: dict[str, Any]) -> bytes:
-    """PNG bytes of PSNR per predicted step: model, best-of-N (if N > 1) and copy-last."""
+    """PNG bytes of the per-step curves: PSNR (model, best-of-N, copy-last), PSNR per region (when the
+    data has labels) and the sharpness ratio."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -207,17 +301,36 @@ def plot_png(report: dict[str, Any]) -> bytes:
 
     p = report["protocol"]
     steps = np.arange(p["n_past"], p["n_past"] + p["n_future"])
-    fig = Figure(figsize=(6, 4), dpi=100)
-    ax = fig.add_subplot()
-    ax.plot(steps, report["model"]["psnr"]["per_step"], "o-", label="model (1 sample)")
+    regions = [r for r in REGIONS if f"{r}_psnr" in report["model"]]
+    panels = 2 + bool(regions)
+    fig = Figure(figsize=(5 * panels, 4), dpi=100)
+    axes = fig.subplots(1, panels)
+    ax = axes[0]
+    ax.plot(steps, report["model"]["psnr"]["per_step"], "o-", ms=3, label="model (1 sample)")
     if p["samples"] > 1:
-        ax.plot(steps, report["best_of_n"]["psnr"]["per_step"], "s--", label=f"model (best of {p['samples']})")
+        ax.plot(steps, report["best_of_n"]["psnr"]["per_step"], "s--", ms=3, label=f"model (best of {p['samples']})")
     ax.plot(steps, report["baseline"]["psnr"]["per_step"], "x:", color="grey", label="copy last frame")
-    ax.set_xlabel("frame index t (predicted)")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"{report['data']['split']}: {report['data']['sequences']} sequences")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    if regions:
+        ax = axes[1]
+        for region, colour in zip(regions, ("C3", "C2", "C0")):
+            ax.plot(steps, report["model"][f"{region}_psnr"]["per_step"], "-", color=colour, label=f"{region} (model)")
+            ax.plot(steps, report["baseline"][f"{region}_psnr"]["per_step"], ":", color=colour,
+                    label=f"{region} (copy-last)")
+        ax.set_ylabel("PSNR over the region (dB)")
+        ax.set_title("per region")
+    ax = axes[-1]
+    ax.plot(steps, report["model"]["sharpness"]["per_step"], "o-", ms=3, label="model, whole frame")
+    if "moving_sharpness" in report["model"]:
+        ax.plot(steps, report["model"]["moving_sharpness"]["per_step"], "s-", ms=3, label="model, arm + objects")
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.set_ylabel("sharpness: prediction / recorded (copy-last = 1)")
+    ax.set_title("sharpness")
+    for ax in axes:
+        ax.set_xlabel("frame index t (predicted)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     return buf.getvalue()

@@ -73,29 +73,30 @@ class SequenceLoss(nn.Module):
         """
         model = self.model
         b, t_len = frames.shape[:2]
-        h_all, skips_all = model.encoder(frames.flatten(0, 1))  # (B*T, 3, 64, 64) -> (B*T, g), skips
-        h_all = h_all.unflatten(0, (b, t_len))  # (B*T, g) -> (B, T, g)
-        skips_all = [s.unflatten(0, (b, t_len)) for s in skips_all]  # (B*T, ...) -> (B, T, ...)
-        truth_in = [t < self.n_past or bool(teacher[t + 1]) for t in range(t_len - 1)]  # x_t fed as ground truth?
+        # Time-major rows, so that each step's frames are one contiguous block of B rows.
+        x_tm = frames.transpose(0, 1).reshape(t_len * b, *frames.shape[2:])  # (B, T, C, H, W) -> (T*B, C, H, W)
+        h_all, skips_all = model.encoder(x_tm)  # every ground-truth frame encoded once
+        codes = h_all.split(b)  # T x (B, g); split (not indexing) keeps the backward one concatenation
+        skips = list(zip(*(s.split(b) for s in skips_all)))  # T x (per level (B, ...))
         state = model.init_state(b, frames.device)
         pending: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]] = []  # (h_pred, skips, x_in) to decode
-        preds: list[torch.Tensor] = []
+        blocks: list[torch.Tensor] = []  # decoded predictions, time-major, (k*B, C, H, W) each
         kl_total = frames.new_zeros((), dtype=torch.float32)
         for t in range(1, t_len):
-            if truth_in[t - 1]:
-                x_in, h_in, skips_in = frames[:, t - 1], h_all[:, t - 1], [s[:, t - 1] for s in skips_all]
+            if t - 1 < self.n_past or bool(teacher[t]):  # x_{t-1} is context or teacher-forced
+                x_in, h_in, skips_in = x_tm[(t - 1) * b:t * b], codes[t - 1], list(skips[t - 1])
             else:  # the model's own prediction of x_{t-1}: decode what is pending, then encode it
-                preds += self._decode(pending)
+                blocks.append(self._decode(pending))
                 pending = []
-                x_in = preds[-1].detach() if self.detach_feedback else preds[-1]
+                x_in = blocks[-1][-b:].detach() if self.detach_feedback else blocks[-1][-b:]
                 h_in, skips_in = model.encoder(x_in)
-            adv = model.advance(state, h_in, skips_in, conds[:, t - 1], h_all[:, t])
+            adv = model.advance(state, h_in, skips_in, conds[:, t - 1], codes[t])
             state = adv.state
             pending.append((adv.h_pred, adv.state.skips, x_in))
             kl_total = kl_total + adv.kl.float().mean()
-        preds += self._decode(pending)
-        pred = torch.stack(preds, 1).float()  # (B, T-1, 3, 64, 64) predictions of x_1 .. x_{T-1}
-        target = frames[:, 1:].float()
+        blocks.append(self._decode(pending))
+        pred = torch.cat(blocks).float()  # ((T-1)*B, C, H, W): predictions of x_1 .. x_{T-1}, time-major
+        target = x_tm[b:].float()
         mse = F.mse_loss(pred, target)
         kl = kl_total / (t_len - 1)
         loss = mse + beta * kl
@@ -105,15 +106,14 @@ class SequenceLoss(nn.Module):
             loss = loss + self.gdl_weight * gradient_difference(pred, target)
         return loss, mse, kl
 
-    def _decode(self, pending: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]]) -> list[torch.Tensor]:
-        """Decode k pending steps in one call; returns k frames (B, 3, 64, 64)."""
-        if not pending:
-            return []
-        k = len(pending)
+    def _decode(self, pending: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]]) -> torch.Tensor:
+        """Decode k pending steps in one call: (k*B, C, H, W), the steps' frames in order."""
+        if len(pending) == 1:
+            return self.model.render(*pending[0])
         h = torch.cat([p[0] for p in pending])  # k x (B, g) -> (k*B, g)
         skips = [torch.cat(level) for level in zip(*(p[1] for p in pending))]  # per level (k*B, ...)
-        x_in = torch.cat([p[2] for p in pending])  # (k*B, 3, 64, 64)
-        return list(self.model.render(h, skips, x_in).chunk(k))  # (k*B, ...) -> k x (B, ...)
+        x_in = torch.cat([p[2] for p in pending])  # (k*B, C, H, W)
+        return self.model.render(h, skips, x_in)
 
 
 def gradient_difference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

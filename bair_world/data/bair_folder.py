@@ -286,5 +286,9 @@ class BairFolderDataset(Dataset):
         video = frames_to_float(frames)  # (T, 64, 64, 3) uint8 -> (T, 3, 64, 64)
         return {"frames": video, "actions": torch.from_numpy(actions.copy()), "positions": torch.from_numpy(positions.copy())}
 
+    def labels(self, index: int) -> np.ndarray | None:
+        """Region labels uint8 (seq_len, 64, 64) of sequence ``index`` (see `read_labels`), or None."""
+        return read_labels(self.paths[index], self.seq_len)
+
     def __repr__(self) -> str:
         return f"BairFolderDataset(root={str(self.root)!r}, split={self.split!r}, seq_len={self.seq_len}, n={len(self)})"
