@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
+from bair_world.data.completion import mark_complete, mark_incomplete
 from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
 
 DEFAULT_COUNTS = {"train": 8192, "validate": 128, "test": 256}
@@ -128,7 +129,8 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
             raise ValueError(f"{manifest_path}: folder holds a dataset with seed {old.get('seed')}, generator version "
                              f"{old.get('generator_version')}, length {old.get('sequence_length')}; refusing to mix in "
                              f"seed {seed}, version {GENERATOR_VERSION}, length {length} (choose another --out)")
-    root.mkdir(parents=True, exist_ok=True)
+    mark_incomplete(root, f"bair-world data synth --out {root} --seed {seed} "
+                          + " ".join(f"--{s} {counts[s]}" for s in SPLITS))
     for split in SPLITS:
         if (root / split).is_dir():
             remove_partial_writes(root)
@@ -159,6 +161,7 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
     tmp = manifest_path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(_manifest(int(seed), counts, length), indent=2) + "\n")
     os.replace(tmp, manifest_path)
+    mark_complete(root)
     return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results))
 
 
