@@ -175,15 +175,23 @@ def install_directory(tmp: str | Path, path: str | Path) -> Path:
     return path
 
 
-def _resolve(path: str | Path) -> Path:
+def stored_at(path: str | Path) -> Path | None:
+    """Where the checkpoint ``path`` can be read: ``path`` itself if it is a directory, else the
+    ``.<name>.previous`` backup an interrupted save leaves (if it holds a config.json), else None."""
     path = Path(path)
     if path.is_dir():
         return path
     backup = _backup_of(path)
-    if backup.is_dir() and (backup / CONFIG).is_file():
-        warnings.warn(f"{path}: missing, loading the previous checkpoint {backup} (a save was interrupted)")
-        return backup
-    raise CheckpointError(path, "no such checkpoint directory")
+    return backup if (backup / CONFIG).is_file() else None
+
+
+def _resolve(path: str | Path) -> Path:
+    found = stored_at(path)
+    if found is None:
+        raise CheckpointError(path, "no such checkpoint directory")
+    if found != Path(path):
+        warnings.warn(f"{path}: missing, loading the previous checkpoint {found} (a save was interrupted)")
+    return found
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -147,7 +147,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
             sums = list(partial["sums"]) if partial else [0.0, 0.0, 0.0]
             beta = 0.0
             t0 = time.perf_counter()
-            batches = iter(loader)  # draws the loader's base seed from torch's RNG: before a restore
+            batches = train_data.batches(iter(loader))  # iter() draws the loader's base seed: before a restore
             if partial:
                 sums = restore_partial(partial, info, rng) or sums
             state.partial = None

@@ -115,12 +115,12 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         ``checkpoint``, ``data``, ``per_sequence_psnr`` and timing.
     """
     cfg = EvalConfig(**options)
-    if data_root is None:
-        from bair_world.data.synthetic import default_dataset_root
-
-        data_root = default_dataset_root()
     device = resolve_device(cfg.device)
-    model, info = load_checkpoint(checkpoint, device)
+    model, info = load_checkpoint(checkpoint, device)  # before any data is read or generated
+    if data_root is None:
+        from bair_world.data.synthetic import default_split_root
+
+        data_root = default_split_root(cfg.split)
     if cfg.n_past != model.cfg.n_past:
         warnings.warn(f"{checkpoint}: evaluating with n_past={cfg.n_past}, the model was built for "
                       f"n_past={model.cfg.n_past}")

@@ -199,6 +199,8 @@ def list_sequences(root: str | Path, split: str) -> list[Path]:
     interrupted (`bair_world.data.completion`), a missing or empty split, or a trajectory folder
     holding files directly (a sequence one level too high).
     """
+    if not Path(root).is_dir():
+        raise DataError(root, "dataset folder does not exist")
     require_complete(root)
     split_dir = Path(root) / split
     if not split_dir.is_dir():
