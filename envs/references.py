@@ -168,9 +168,15 @@ def make_references(data_root: str | Path | None = None, split: str = "test",
 
 
 def check_index(index: Any, count: int) -> int:
-    """A reset option ``index`` as an int in [0, count): "3", 1.5 or True are refused, not coerced."""
-    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) or not 0 <= index < count:
+    """A reset option ``index`` as an int in [0, count): "3", 1.5 or True are refused, not coerced.
+
+    Raises:
+        ValueError: not an int; IndexError: out of range.
+    """
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
         raise ValueError(f"reset option 'index' must be an int in [0, {count}), got {index!r}")
+    if not 0 <= index < count:
+        raise IndexError(f"reset option 'index' {index} is out of range [0, {count})")
     return int(index)
 
 

@@ -74,14 +74,18 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
-    """The `TrainConfig` a run folder was started with (its train_config.json)."""
+    """The `TrainConfig` a run folder was started with (its train_config.json).
+
+    Raises:
+        RunFolderError: the file is missing (not a run folder) or holds a bad config (names the file).
+    """
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise DataError(path, "missing: not a train.py run folder, nothing to resume")
+        raise RunFolderError(f"{path}: missing: not a train.py run folder, nothing to resume")
     try:
         return TrainConfig.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise DataError(path, f"unreadable run config ({e})") from None
+        raise RunFolderError(f"{path}: unreadable run config ({e})") from None
 
 
 def save_run_config(run_dir: Path, cfg: TrainConfig) -> None:
