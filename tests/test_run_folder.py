@@ -114,6 +114,15 @@ def test_a_log_dir_that_is_a_file_is_one_line(data_root, tmp_path, capsys):
     assert (tmp_path / "file").read_text() == "x"
 
 
+def test_a_read_only_log_dir_is_one_line_before_any_work(data_root, tmp_path, capsys, monkeypatch):
+    def read_only(self, *a, **k):  # what mkdir raises on a read-only mount (tests run as root: no chmod)
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert cli(args(data_root, tmp_path / "ro")) == 2
+    assert one_line(capsys) == f"train.py: cannot write: {tmp_path / 'ro'}: Read-only file system"
+
+
 def test_a_full_disk_is_one_line_naming_the_checkpoint(data_root, tmp_path, capsys, monkeypatch):
     from bair_world import checkpoint
 

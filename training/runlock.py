@@ -13,7 +13,12 @@ import os
 from pathlib import Path
 
 
-class RunFolderBusy(RuntimeError):
+class RunFolderError(RuntimeError):
+    """The run folder does not fit the request: it is in use by another process, it holds no run to
+    resume, or a fresh run would write over the run it holds (the two would mix)."""
+
+
+class RunFolderBusy(RunFolderError):
     """Another live process trains in the run folder; the message names the folder and its pid."""
 
     def __init__(self, run_dir: Path, pid: str):
@@ -72,11 +77,6 @@ class RunLock:
         finally:
             os.close(self._fd)
             self._fd = None
-
-
-class RunFolderError(RuntimeError):
-    """The run folder does not fit the request: resuming a folder that holds no run, or starting a
-    fresh run in one that already holds a run (the two would mix)."""
 
 
 def check_run_folder(run_dir: Path, resuming: bool, config_file: str) -> None:
