@@ -8,6 +8,7 @@ dead) is simply taken over. The pid inside only tells the user who holds it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -46,7 +47,10 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        parent = self.path.parent
+        if parent.exists() and not parent.is_dir():  # mkdir would only say "File exists"
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(parent))
+        parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:

@@ -137,8 +137,9 @@ def cli(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"train.py: cannot write: {where}{e.strerror or e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before training started (or a second Ctrl-C): nothing new to save
-        print("train.py: interrupted; no checkpoint was written by this invocation", file=sys.stderr)
+    except KeyboardInterrupt:  # before the training loop (or a second Ctrl-C): no checkpoint of this step
+        print("train.py: interrupted before a checkpoint of the current step was saved; --resume continues "
+              "from the last saved one, if any", file=sys.stderr)
         return 130
     if summary.get("stopped_by_signal"):
         print(f"train.py: stopped by {summary['stopped_by_signal']} after step {summary['step']}; checkpoint saved, "
