@@ -32,6 +32,7 @@ except ImportError:  # safetensors < 0.5 exposes it only from the Rust module
 from safetensors.torch import load_file, save_file
 
 from bair_world.models import SVG, ModelConfig
+from bair_world.stale import is_stale
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "resume.pt"
@@ -106,7 +107,8 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed save
-        shutil.rmtree(stale, ignore_errors=True)
+        if is_stale(stale, own_too=True):  # another live process's save keeps its folder
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -133,13 +135,20 @@ def save_checkpoint(
             f.flush()
             os.fsync(f.fileno())
         if resume_state is not None:
-            torch.save(resume_state, tmp / RESUME)
+            try:
+                torch.save(resume_state, tmp / RESUME)
+            except RuntimeError as e:  # torch's zip writer reports a full disk as a RuntimeError
+                raise OSError(None, f"cannot write {RESUME} ({e})") from e
             torch.load(tmp / RESUME, map_location="cpu", weights_only=True)  # refuse what cannot be reloaded
         with open(tmp / WEIGHTS, "rb+") as f:
             os.fsync(f.fileno())
         install_directory(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, SafetensorError):
+            raise OSError(None, f"cannot write {WEIGHTS} ({e})", str(path)) from e
+        if isinstance(e, OSError) and e.filename is None:  # a full disk's error names no file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     return path
 
@@ -166,15 +175,23 @@ def install_directory(tmp: str | Path, path: str | Path) -> Path:
     return path
 
 
-def _resolve(path: str | Path) -> Path:
+def stored_at(path: str | Path) -> Path | None:
+    """Where the checkpoint ``path`` can be read: ``path`` itself if it is a directory, else the
+    ``.<name>.previous`` backup an interrupted save leaves (if it holds a config.json), else None."""
     path = Path(path)
     if path.is_dir():
         return path
     backup = _backup_of(path)
-    if backup.is_dir() and (backup / CONFIG).is_file():
-        warnings.warn(f"{path}: missing, loading the previous checkpoint {backup} (a save was interrupted)")
-        return backup
-    raise CheckpointError(path, "no such checkpoint directory")
+    return backup if (backup / CONFIG).is_file() else None
+
+
+def _resolve(path: str | Path) -> Path:
+    found = stored_at(path)
+    if found is None:
+        raise CheckpointError(path, "no such checkpoint directory")
+    if found != Path(path):
+        warnings.warn(f"{path}: missing, loading the previous checkpoint {found} (a save was interrupted)")
+    return found
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -191,6 +208,12 @@ def read_config(path: str | Path) -> dict[str, Any]:
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(file, f"format_version {version!r}, this bair-world reads {FORMAT_VERSION}")
+    for key in ("step", "epoch"):
+        value = config.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CheckpointError(file, f'"{key}" must be a non-negative integer, got {value!r}')
+    if not isinstance(config["model"], dict):
+        raise CheckpointError(file, f'"model" must be an object of ModelConfig fields, got {config["model"]!r}')
     return config
 
 

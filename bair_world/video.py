@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -208,14 +209,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 0, samples: int = 1,
                     n_past: int = 2, n_future: int = 28, seed: int = 0, device: str = "auto"):
     """K sampled rollouts of one recorded sequence.
@@ -229,11 +222,12 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
     from bair_world.checkpoint import load_checkpoint
     from bair_world.data.bair_folder import BairFolderDataset
     from bair_world.data.batch import frames_to_uint8
+    from bair_world.devices import resolve_device
     from bair_world.world_model import WorldModel
 
     if samples < 1 or n_past < 1 or n_future < 1:
         raise ValueError(f"need samples, n_past and n_future >= 1, got {samples}, {n_past}, {n_future}")
-    dev = _device(device)
+    dev = resolve_device(device)
     model, _ = load_checkpoint(checkpoint, dev)
     t_len = n_past + n_future
     dataset = BairFolderDataset(data_root, split, seq_len=t_len)  # DataError if a sequence is shorter
@@ -248,19 +242,54 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
     return frames_to_uint8(frames[0]), frames_to_uint8(full)
 
 
-def run(args: argparse.Namespace) -> int:
-    """`bair-world rollout`: predict one sequence and write the side-by-side video."""
-    data_root = args.data_root
-    if data_root is None:
-        from bair_world.data.synthetic import default_dataset_root
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Everything `bair-world rollout` can check before it loads data or generates any (cheap).
 
-        data_root = default_dataset_root()
-    recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
-                                          samples=args.samples, n_past=args.n_past, n_future=args.n_future,
-                                          seed=args.seed, device=args.device)
-    out = write_rollout_video(args.out, recorded, predicted, n_context=args.n_past, fps=args.fps, scale=args.scale)
+    Raises:
+        ValueError: naming the argument (CheckpointError and DataError, both ValueErrors, name the file).
+    """
+    from bair_world.checkpoint import read_config
+    from bair_world.data import DataError
+    from bair_world.devices import resolve_device
+
+    if Path(args.out).suffix.lower() not in SUFFIXES:
+        raise ValueError(f"--out {args.out}: the video must be one of {', '.join(SUFFIXES)}")
+    for name in ("samples", "n_past", "n_future", "scale"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.fps > 0 or args.index < 0:
+        raise ValueError(f"--fps must be > 0 and --index >= 0, got {args.fps} and {args.index}")
+    read_config(args.checkpoint)  # the checkpoint exists and is readable
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise DataError(args.data_root, "data root does not exist (expected <split>/ folders inside)")
+    resolve_device(args.device)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`bair-world rollout`: predict one sequence and write the side-by-side video.
+
+    Every argument is checked before any work; a bad one is one line on stderr and exit status 2.
+    """
     from bair_world import metrics
 
+    try:
+        _check_arguments(args)
+        data_root = args.data_root
+        if data_root is None:
+            from bair_world.data.synthetic import default_split_root
+
+            data_root = default_split_root(args.split)
+        recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
+                                              samples=args.samples, n_past=args.n_past, n_future=args.n_future,
+                                              seed=args.seed, device=args.device)
+        out = write_rollout_video(args.out, recorded, predicted, n_context=args.n_past, fps=args.fps,
+                                  scale=args.scale)
+    except (ValueError, IndexError) as e:  # CheckpointError and DataError are ValueErrors naming the file
+        print(f"bair-world rollout: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"bair-world rollout: error: cannot write {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
+        return 2
     mean = metrics.psnr(predicted[:, args.n_past:], recorded[None, args.n_past:], channel_axis=-1).mean()
     print(f"wrote {out} ({recorded.shape[0]} frames, {predicted.shape[0]} sample(s), "
           f"mean PSNR of predicted frames {mean:.2f} dB)")

@@ -11,7 +11,6 @@ episodes and whose columns are recorded | predicted | |error|. Latents follow
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _record(checkpoint: Path) -> str:
     """One line on how the checkpoint was trained (from config.json / training_metrics.json)."""
-    config = json.loads((checkpoint / "config.json").read_text())
+    from bair_world.checkpoint import read_config
+
+    config = read_config(checkpoint)
     metrics = config.get("metrics") or {}
     parts = [f"epoch {config.get('epoch')}, step {config.get('step')}", f"weights {config.get('dtype', 'float32')}"]
     if isinstance(metrics.get("val_psnr"), (int, float)):

@@ -167,6 +167,19 @@ def make_references(data_root: str | Path | None = None, split: str = "test",
     return FolderReferences(data_root, split)
 
 
+def check_index(index: Any, count: int) -> int:
+    """A reset option ``index`` as an int in [0, count): "3", 1.5 or True are refused, not coerced.
+
+    Raises:
+        ValueError: not an int; IndexError: out of range.
+    """
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        raise ValueError(f"reset option 'index' must be an int in [0, {count}), got {index!r}")
+    if not 0 <= index < count:
+        raise IndexError(f"reset option 'index' {index} is out of range [0, {count})")
+    return int(index)
+
+
 def reset_index(np_random, options: dict | None, count: int, env_name: str,
                 latent_seed_option: bool = False) -> tuple[Any, int]:
     """(reference index as given, or drawn; latent torch seed) for an env's reset.
@@ -177,7 +190,7 @@ def reset_index(np_random, options: dict | None, count: int, env_name: str,
     later resets do not depend on the options; ``"latent_seed"`` then replaces it.
 
     Raises:
-        ValueError: an option the env does not accept, or a bad ``latent_seed``.
+        ValueError: an option the env does not accept, a bad ``index`` or ``latent_seed``.
     """
     options = options or {}
     accepted = ("index", "latent_seed") if latent_seed_option else ("index",)
@@ -188,6 +201,8 @@ def reset_index(np_random, options: dict | None, count: int, env_name: str,
     index = options.get("index")
     if index is None:
         index = int(np_random.integers(count))
+    else:
+        index = check_index(index, count)
     torch_seed = int(np_random.integers(2**63 - 1))
     if options.get("latent_seed") is not None:
         torch_seed = check_latent_seed(options["latent_seed"])

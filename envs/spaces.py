@@ -1,4 +1,4 @@
-"""Spaces, action validation, checkpoint and device resolution shared by every bair-world env."""
+"""Spaces, action validation and checkpoint resolution shared by every bair-world env."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 from gymnasium import spaces
 
+from bair_world.checkpoint import stored_at
 from bair_world.data.batch import COND_DIM, IMAGE_SIZE
 
 #: Half-width of the action box in standard deviations when the checkpoint stores no min/max.
@@ -26,9 +26,12 @@ def default_checkpoint() -> Path:
 
 
 def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
-    """The checkpoint directory to load; a missing one is a FileNotFoundError saying how to get one."""
+    """The checkpoint directory to load; a missing one is a FileNotFoundError saying how to get one.
+
+    Returns ``checkpoint`` as given (not its backup), so `load_checkpoint` warns about a fallback."""
     path = default_checkpoint() if checkpoint is None else Path(checkpoint)
-    if not (path / "config.json").is_file():
+    found = stored_at(path)  # a missing best/ falls back to .best.previous, as load_checkpoint does
+    if found is None or not (found / "config.json").is_file():
         what = "the bundled checkpoint" if checkpoint is None else "checkpoint directory"
         how = ("Train one with `python training/train.py` and pass checkpoint='runs/<name>/best', or "
                "bundle it as the default with `python training/bundle.py runs/<name>` "
@@ -49,13 +52,6 @@ def check_latent_seed(value) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**63:
         raise ValueError(f"latent_seed must be an int in [0, 2**63), got {value!r}")
     return int(value)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; anything else is passed to torch.device."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def action_bounds(normalisation: Mapping | None, cond_mean: np.ndarray, cond_std: np.ndarray

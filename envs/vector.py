@@ -18,7 +18,7 @@ from gymnasium.vector.utils import batch_space
 
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
-from bair_world.envs.references import ReferenceSource
+from bair_world.envs.references import ReferenceSource, check_index
 from bair_world.envs.spaces import action_space, check_latent_seed, check_render_mode, observation_space
 
 _ROW_KEYS = ("action", "position", "step", "frame_index", "index", "rollout_id")
@@ -98,7 +98,7 @@ class BairWorldVectorEnv(VectorEnv):
         picks, torch_seeds = [], []
         for row, idx, lat in zip(rows, indices, latents):  # same draws, same order as BairWorldEnv.reset
             rng = self._row_rngs[row]
-            picks.append(int(rng.integers(n_refs)) if idx is None else int(idx))
+            picks.append(int(rng.integers(n_refs)) if idx is None else check_index(idx, n_refs))
             torch_seeds.append(int(rng.integers(2**63 - 1)))
             if lat is not None:
                 torch_seeds[-1] = check_latent_seed(lat)

@@ -34,3 +34,13 @@ def write_bair_tfrecord(path: Path, sequences: list[tuple[np.ndarray, np.ndarray
             record[f"{t}/endeffector_pos"] = (positions[t].tolist(), "float")
         writer.write(record)
     writer.close()
+
+
+def write_folder_dataset(root: Path, counts: dict[str, int]) -> Path:
+    """Random sequences in the BAIR folder layout: ``counts`` = {split: sequences}; returns ``root``."""
+    from bair_world.data.bair_folder import write_sequence
+
+    for k, (split, n) in enumerate(counts.items()):
+        for i in range(n):
+            write_sequence(root / split / "traj_0_to_255" / str(i), *make_sequence(100 * k + i))
+    return root

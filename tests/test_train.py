@@ -25,6 +25,7 @@ from bair_world.models import SVG
 from bair_world.models.config import preset as model_preset
 from bair_world.training import engine, presets
 from bair_world.training.loop import EpochSampler, SequenceLoss, gradient_difference, teacher_mask
+from bair_world.training.runlock import RunFolderError
 from bair_world.training.train import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,7 +127,7 @@ def test_resume_of_a_finished_run_with_more_epochs_continues_from_its_step(data_
 def test_bad_inputs_fail_clearly(data_root, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         main(tiny(tmp_path / "nowhere", tmp_path))
-    with pytest.raises(FileNotFoundError, match="not a run folder"):
+    with pytest.raises(RunFolderError, match="not a train.py run folder"):
         main(tiny(data_root, tmp_path, resume=tmp_path / "empty"))
     with pytest.raises((DataError, ValueError), match="42"):  # validation sequences are only 30 long
         main(tiny(data_root, tmp_path, val_n_future=40))

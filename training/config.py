@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bair_world.configtypes import type_problems
 from bair_world.models.config import ModelConfig
 
 
@@ -123,7 +124,9 @@ class TrainConfig:
     """torch CPU threads per process; none = torch's default."""
 
     def __post_init__(self):
-        problems = []
+        problems = type_problems(self)
+        if problems:  # the checks below assume the right types
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
         for name in ("n_future", "val_n_future", "batch_size", "epochs", "epoch_size", "kl_anneal_cycle"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from bair_world.data import Batch, DataError, collate
-from bair_world.data.bair_folder import ACTIONS_FILE, POSITIONS_FILE, BairFolderDataset
+from bair_world.data.bair_folder import ACTIONS_FILE, POSITIONS_FILE, BairFolderDataset, read_table
+from bair_world.data.batch import ACTION_DIM, POSITION_DIM
 from bair_world.training.config import TrainConfig
 from bair_world.training.distributed import DistInfo
 from bair_world.training.loop import EpochSampler
@@ -38,21 +39,12 @@ def condition_stats(dataset: BairFolderDataset, max_sequences: int = STATS_MAX_S
     if len(paths) > max_sequences:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, max_sequences).round().astype(int)]
     rows = []
-    for seq in paths:
-        parts = []
-        for name, cols in ((ACTIONS_FILE, 4), (POSITIONS_FILE, 3)):
-            try:
-                arr = np.loadtxt(seq / name, delimiter=",", dtype=np.float64, ndmin=2)
-            except (OSError, ValueError) as e:
-                raise DataError(seq / name, f"cannot read ({e})") from None
-            if arr.shape[1] != cols:
-                raise DataError(seq / name, f"expected {cols} columns, found {arr.shape[1]}")
-            parts.append(arr)
-        n = min(len(parts[0]), len(parts[1]))
-        rows.append(np.concatenate([parts[0][:n], parts[1][:n]], axis=1))  # (T, 4) + (T, 3) -> (T, 7)
+    for seq in paths:  # read_table names the file (and row) of a bad or non-finite value
+        actions = read_table(seq / ACTIONS_FILE, ACTION_DIM).astype(np.float64)
+        positions = read_table(seq / POSITIONS_FILE, POSITION_DIM).astype(np.float64)
+        n = min(len(actions), len(positions))
+        rows.append(np.concatenate([actions[:n], positions[:n]], axis=1))  # (T, 4) + (T, 3) -> (T, 7)
     conds = np.concatenate(rows)  # (sum T, 7)
-    if not np.isfinite(conds).all():
-        raise DataError(dataset.root / dataset.split, "actions/positions contain NaN or inf")
     return torch.from_numpy(conds.mean(0)).float(), torch.from_numpy(conds.std(0)).float()
 
 
@@ -61,11 +53,49 @@ def make_train_loader(dataset: BairFolderDataset, cfg: TrainConfig, info: DistIn
     """The training DataLoader (epoch_size batches per epoch per rank) and its sampler."""
     sampler = EpochSampler(len(dataset), cfg.epoch_size * cfg.batch_size, cfg.seed, info.rank, info.world_size)
     loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
-        num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+        _CarryDataErrors(dataset) if cfg.num_workers > 0 else dataset, batch_size=cfg.batch_size, sampler=sampler,
+        collate_fn=collate_checked, drop_last=True, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
         persistent_workers=cfg.num_workers > 0,
     )
     return loader, sampler
+
+
+class _Failed:
+    """A `DataError` crossing from a DataLoader worker as data: torch re-raises a worker's exception
+    as a RuntimeError holding the whole worker traceback, so it travels as a value instead."""
+
+    def __init__(self, error: DataError):
+        self.path, self.problem = error.path, error.problem
+
+
+class _CarryDataErrors(torch.utils.data.Dataset):
+    """``dataset`` whose DataErrors are returned as `_Failed` items (collated as-is, see `batches`)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except DataError as e:
+            return _Failed(e)
+
+
+def collate_checked(items: list):
+    """`collate`, except that a `_Failed` item yields itself (raised again by `batches`)."""
+    failed = next((item for item in items if isinstance(item, _Failed)), None)
+    return failed if failed is not None else collate(items)
+
+
+def batches(loader_iter):
+    """Iterate a train loader, raising a worker's DataError (naming the file) in this process."""
+    for batch in loader_iter:
+        if isinstance(batch, _Failed):
+            raise DataError(batch.path, batch.problem)
+        yield batch
 
 
 def random_crop(batch: Batch, length: int, rng) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,6 +35,8 @@ from bair_world.training.config import TrainConfig
 from bair_world.training.loop import SequenceLoss, baseline_psnr, seed_everything, teacher_mask, validate
 from bair_world.training.reporting import RunReporter, write_sample_gif
 from bair_world.training.resume import RunState, has_checkpoint, restore_partial, resume_run, rng_states
+from bair_world.training.runlock import RunLock, check_run_folder
+from bair_world.training.signals import StopRequests
 
 GIF_SEQUENCES = 4
 
@@ -62,19 +64,20 @@ def run_training(cfg: TrainConfig, save_config: Callable[[Path, TrainConfig], No
     """Run (or resume) the training described by ``cfg``; see `bair_world.training.train.main`."""
     info, device = D.init_distributed(cfg.device)
     try:
-        summary = _train(cfg, info, device, save_config)
-        D.barrier(info)  # no rank tears the group down while another still talks to it (gloo aborts)
+        run_dir = _run_dir(cfg, info)
+        # Rank 0 alone writes the folder, so it alone holds the lock; it is taken before any work.
+        with RunLock(run_dir) if info.is_main else contextlib.nullcontext():
+            check_run_folder(run_dir, resuming=cfg.resume is not None, config_file="train_config.json")
+            summary = _train(cfg, info, device, save_config, run_dir)
+            D.barrier(info)  # no rank tears the group down while another still talks to it (gloo aborts)
         return summary
     finally:
         D.cleanup(info)
 
 
-def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config) -> dict:
+def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config, run_dir: Path) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run_dir = _run_dir(cfg, info)
-    if cfg.resume is not None and not (run_dir / "train_config.json").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run folder (no train_config.json), cannot resume")
     # Rank 0 first: generating the default synthetic data must not race between ranks.
     if not info.is_main:
         D.barrier(info)
@@ -98,6 +101,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
     state = RunState(history=[])
     if cfg.resume is not None and has_checkpoint(run_dir / "last"):
         state = resume_run(run_dir, model, optimizer, scaler, cfg)
+    if cfg.resume is not None and info.is_main:
+        print(f"[train] resuming {run_dir} from step {state.step} (epoch {state.epoch + 1}"
+              + (f", batch {state.partial['batches']}" if state.partial else "") + ")", flush=True)
     model.to(device)
     for group in optimizer.state.values():  # optimiser state follows the parameters' device
         for k, v in group.items():
@@ -132,7 +138,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
     row: dict = {}
     budget_s = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
     started = time.perf_counter()
-    stopped = False
+    stopped: str | None = None  # "budget", or the name of the signal that stopped the run
+    stop = StopRequests().install()
     try:
         for epoch in range(state.epoch, cfg.epochs):
             rng = seed_everything(cfg.seed, info.rank, epoch)
@@ -145,7 +152,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
             sums = list(partial["sums"]) if partial else [0.0, 0.0, 0.0]
             beta = 0.0
             t0 = time.perf_counter()
-            batches = iter(loader)  # draws the loader's base seed from torch's RNG: before a restore
+            batches = train_data.batches(iter(loader))  # iter() draws the loader's base seed: before a restore
             if partial:
                 sums = restore_partial(partial, info, rng) or sums
             state.partial = None
@@ -183,8 +190,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
                 if reporter is not None:
                     reporter.log_step(state.step, {"loss": loss_value, "beta": beta})
                 # Every rank must agree to stop at the same step (clocks differ slightly).
-                if budget_s is not None and D.any_flag(time.perf_counter() - started > budget_s, info, device):
-                    stopped = True
+                over_budget = budget_s is not None and time.perf_counter() - started > budget_s
+                if D.any_flag(over_budget or stop.received is not None, info, device):
+                    stopped = stop.received or "budget"
                     break
             bar.close()
             elapsed = time.perf_counter() - t0
@@ -208,11 +216,12 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
             D.barrier(info)
             if stopped:
                 if info.is_main:
-                    print(f"[train] time budget of {cfg.max_minutes:g} min reached after step {state.step} "
-                          f"(epoch {epoch + 1}, batch {done + new}/{n_total}); --resume {run_dir} continues",
-                          flush=True)
+                    why = f"time budget of {cfg.max_minutes:g} min reached" if stopped == "budget" else stopped
+                    print(f"[train] {why} after step {state.step} (epoch {epoch + 1}, batch {done + new}/{n_total}); "
+                          f"--resume {run_dir} continues", flush=True)
                 break
     finally:
+        stop.restore()
         if reporter is not None:
             reporter.close()
     history = reporter.history if reporter is not None else []
@@ -222,7 +231,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
     return {"run_dir": str(run_dir), "epoch": state.epoch, "step": state.step, "is_main": info.is_main,
             "best_val_psnr": state.best_psnr, "val_psnr": row.get("val_psnr", math.nan),
             "baseline_psnr": baseline, "seq_per_s": row.get("seq_per_s", math.nan), "history": history,
-            "stopped_by_budget": stopped, "world_size": info.world_size, "ranks_in_sync": in_sync}
+            "stopped_by_budget": stopped == "budget", "stopped_by_signal": None if stopped in (None, "budget") else stopped,
+            "world_size": info.world_size, "ranks_in_sync": in_sync}
 
 
 def _init_from(model: SVG, path: Path) -> None:

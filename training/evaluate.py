@@ -127,16 +127,18 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
 
     Returns:
         The report written to metrics.json: ``model`` / ``best_of_n`` / ``baseline`` each map
-        ``psnr``, ``finn_psnr``, ``ssim`` to ``{"mean", "per_step"}``; plus ``protocol``,
-        ``checkpoint``, ``data``, ``per_sequence_psnr`` and timing.
+        ``psnr``, ``finn_psnr``, ``ssim``, ``sharpness`` (and with labels ``moving_sharpness``,
+        ``arm_psnr``, ``objects_psnr``, ``static_psnr``) to ``{"mean", "per_step"}`` over the full
+        horizon; ``protocols`` maps each horizon ("10", "28") to its summary row; plus
+        ``protocol``, ``checkpoint``, ``data``, ``per_sequence_psnr`` and timing.
     """
     cfg = EvalConfig(**options)
-    if data_root is None:
-        from bair_world.data.synthetic import default_dataset_root
-
-        data_root = default_dataset_root()
     device = resolve_device(cfg.device)
-    model, info = load_checkpoint(checkpoint, device)
+    model, info = load_checkpoint(checkpoint, device)  # before any data is read or generated
+    if data_root is None:
+        from bair_world.data.synthetic import default_split_root
+
+        data_root = default_split_root(cfg.split)
     if cfg.n_past != model.cfg.n_past:
         warnings.warn(f"{checkpoint}: evaluating with n_past={cfg.n_past}, the model was built for "
                       f"n_past={model.cfg.n_past}")

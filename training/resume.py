@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bair_world.checkpoint import load_checkpoint, load_resume_state
+from bair_world.checkpoint import CheckpointError, load_checkpoint, load_resume_state
 from bair_world.models import SVG
 from bair_world.training import distributed as D
 from bair_world.training.config import TrainConfig
@@ -40,22 +40,45 @@ def resume_run(run_dir: Path, model: SVG, optimizer, scaler, cfg: TrainConfig) -
     """Load ``run_dir/last`` into the model, optimiser and scaler; return the restored counters.
 
     Raises:
-        CheckpointError: a file of the checkpoint is missing or corrupt (the message names it).
-        ValueError: the checkpoint's model config differs from the run's.
+        CheckpointError: a file of the checkpoint is missing, corrupt or of another model config
+            (the message names it).
     """
     last = run_dir / "last"
     loaded, info = load_checkpoint(last)
     if loaded.cfg != cfg.model:
-        raise ValueError(f"{last}: its model config {loaded.cfg} differs from the run's {cfg.model}")
+        raise CheckpointError(last / "config.json", f"model config {loaded.cfg} differs from the run's {cfg.model}")
     model.load_state_dict(loaded.state_dict())
     state = load_resume_state(last) or {}
-    if "optimizer" in state:
-        optimizer.load_state_dict(state["optimizer"])
-    if state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    return RunState(epoch=int(info["epoch"]), step=int(info["step"]),
-                    best_psnr=float(state.get("best_psnr", -math.inf)), history=list(state.get("history", [])),
-                    partial=state.get("partial"))
+    _check_resume_state(state, last / "resume.pt")
+    try:
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(last / "resume.pt", f"optimiser state does not fit the model ({e})") from None
+    return RunState(epoch=info["epoch"], step=info["step"], best_psnr=float(state.get("best_psnr", -math.inf)),
+                    history=list(state.get("history", [])), partial=state.get("partial"))
+
+
+def _check_resume_state(state: dict, file: Path) -> None:
+    """The fields of a resume state the loop relies on have the right types, else CheckpointError."""
+    if not isinstance(state, dict):
+        raise CheckpointError(file, f"resume state must be a dict, got {type(state).__name__}")
+    best = state.get("best_psnr", -math.inf)
+    if isinstance(best, bool) or not isinstance(best, (int, float)):
+        raise CheckpointError(file, f"best_psnr must be a number, got {best!r}")
+    if not isinstance(state.get("history", []), list):
+        raise CheckpointError(file, "history must be a list of per-epoch rows")
+    partial = state.get("partial")
+    if partial is None:
+        return
+    ok = isinstance(partial, dict) and all(
+        isinstance(partial.get(k), int) and not isinstance(partial.get(k), bool) and partial[k] >= 0
+        for k in ("epoch", "batches")) and isinstance(partial.get("sums"), list) and isinstance(partial.get("rng"), list)
+    if not ok:
+        raise CheckpointError(file, "partial (progress inside an epoch) needs integer epoch and batches, "
+                                    "and lists sums and rng")
 
 
 def has_checkpoint(path: Path) -> bool:

@@ -18,6 +18,7 @@ if __name__ == "__main__" and not __package__:
 
 import argparse
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from bair_world.training import presets
 from bair_world.training.config import TrainConfig
 from bair_world.training.engine import TrainingDiverged, run_training
 from bair_world.training.reporting import atomic_write_bytes
+from bair_world.training.runlock import RunFolderError
 
 SEED_ALIASES = [
     Alias("--niter", "epochs"),
@@ -72,14 +74,18 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
-    """The `TrainConfig` a run folder was started with (its train_config.json)."""
+    """The `TrainConfig` a run folder was started with (its train_config.json).
+
+    Raises:
+        RunFolderError: the file is missing (not a run folder) or holds a bad config (names the file).
+    """
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise DataError(path, "missing: not a train.py run folder, nothing to resume")
+        raise RunFolderError(f"{path}: missing: not a train.py run folder, nothing to resume")
     try:
         return TrainConfig.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError, KeyError) as e:
-        raise DataError(path, f"unreadable run config ({e})") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise RunFolderError(f"{path}: unreadable run config ({e})") from None
 
 
 def save_run_config(run_dir: Path, cfg: TrainConfig) -> None:
@@ -106,9 +112,14 @@ def main(cfg: TrainConfig | None = None) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """Entry point: parse, train, print the summary; exit status 1 on divergence, 2 on bad data."""
-    cfg = parse_config(argv)
+    """Entry point: parse, train, print the summary.
+
+    Every failure is one line on stderr naming the argument, file or folder. Exit status: 0 done,
+    1 diverged, 2 a bad argument, file or folder (nothing trained), 128 + the signal's number when
+    SIGINT/SIGTERM stopped the run (its resumable checkpoint is saved; the line says how to resume).
+    """
     try:
+        cfg = parse_config(argv)
         summary = main(cfg)
     except TrainingDiverged as e:
         print(f"train.py: stopped: {e}", file=sys.stderr)
@@ -119,6 +130,21 @@ def cli(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"train.py: cannot resume: {e}", file=sys.stderr)
         return 2
+    except RunFolderError as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an unwritable, read-only or full log dir, a path that is a file
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"train.py: cannot write: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before the training loop (or a second Ctrl-C): no checkpoint of this step
+        print("train.py: interrupted before a checkpoint of the current step was saved; --resume continues "
+              "from the last saved one, if any", file=sys.stderr)
+        return 130
+    if summary.get("stopped_by_signal"):
+        print(f"train.py: stopped by {summary['stopped_by_signal']} after step {summary['step']}; checkpoint saved, "
+              f"continue with: python training/train.py --resume {summary['run_dir']}", file=sys.stderr)
+        return 128 + int(getattr(signal, summary["stopped_by_signal"]))
     if summary.get("is_main", True):
         print(f"run folder: {summary['run_dir']}")
         print(f"epochs {summary['epoch']}, steps {summary['step']}, {summary['seq_per_s']:.1f} sequences/s")

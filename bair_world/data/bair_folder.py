@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
+from bair_world.data.completion import require_complete
 from bair_world.data.errors import DataError
 
 ACTIONS_FILE = "actions.csv"
@@ -230,9 +231,13 @@ def _visible_dirs(folder: Path) -> list[Path]:
 def list_sequences(root: str | Path, split: str) -> list[Path]:
     """All sequence folders ``<root>/<split>/<trajectory>/<sequence>/``, naturally sorted (deterministic).
 
-    Hidden folders (temporary writes) are ignored. Raises DataError for a missing or empty split, or a
-    trajectory folder holding files directly (a sequence one level too high).
+    Hidden folders (temporary writes) are ignored. Raises DataError for a dataset whose writer was
+    interrupted (`bair_world.data.completion`), a missing or empty split, or a trajectory folder
+    holding files directly (a sequence one level too high).
     """
+    if not Path(root).is_dir():
+        raise DataError(root, "dataset folder does not exist")
+    require_complete(root)
     split_dir = Path(root) / split
     if not split_dir.is_dir():
         raise DataError(split_dir, f"split folder {split!r} does not exist")

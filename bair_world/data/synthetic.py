@@ -10,6 +10,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
+from bair_world.data.completion import mark_complete, mark_incomplete
 from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
 
 DEFAULT_COUNTS = {"train": 8192, "validate": 128, "test": 256}
@@ -26,6 +28,7 @@ DEFAULT_SEED = 0
 SEQUENCE_LENGTH = 30
 PER_TRAJ_FOLDER = 256  # sequences per <trajectory folder>, like BAIR's traj_0_to_255
 MANIFEST = "manifest.json"
+BYTES_PER_SEQUENCE = 235_000  # on disk, measured: the 8,576 default sequences take about 2 GB
 ACTION_COLUMNS = ["dx (m)", "dy (m)", "gripper closure 0..4", "height command 0 hold / 1 lower / 2 lift"]
 
 
@@ -128,7 +131,8 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
             raise ValueError(f"{manifest_path}: folder holds a dataset with seed {old.get('seed')}, generator version "
                              f"{old.get('generator_version')}, length {old.get('sequence_length')}; refusing to mix in "
                              f"seed {seed}, version {GENERATOR_VERSION}, length {length} (choose another --out)")
-    root.mkdir(parents=True, exist_ok=True)
+    mark_incomplete(root, f"bair-world data synth --out {root} --seed {seed} "
+                          + " ".join(f"--{s} {counts[s]}" for s in SPLITS))
     for split in SPLITS:
         if (root / split).is_dir():
             remove_partial_writes(root)
@@ -159,6 +163,7 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
     tmp = manifest_path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(_manifest(int(seed), counts, length), indent=2) + "\n")
     os.replace(tmp, manifest_path)
+    mark_complete(root)
     return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results))
 
 
@@ -200,10 +205,31 @@ def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: 
     base.mkdir(parents=True, exist_ok=True)
     with _file_lock(base / f".{name}.lock"):
         if not (final / MANIFEST).exists():  # another process may have finished while we waited
+            total = sum(counts.values())
+            print(f"generating the built-in pushing world's data once: {total} sequences "
+                  f"({', '.join(f'{s} {n}' for s, n in counts.items() if n)}), about "
+                  f"{total * BYTES_PER_SEQUENCE / 1e6:,.0f} MB, into {final} (set BAIR_WORLD_CACHE to move it)",
+                  file=sys.stderr, flush=True)
             partial = base / f".{name}.partial"
             write_dataset(partial, counts, seed=seed, workers=workers, progress=progress)
             os.rename(partial, final)
     return final
+
+
+def default_split_root(split: str, progress: bool = True) -> Path:
+    """A cached default dataset holding ``split`` (what evaluation and rollouts read), generating
+    only that split when the full default set does not exist yet.
+
+    Sequence seeds depend on (seed, split, index) alone, so the split is identical to that of the
+    full set; it lives in its own cache folder (named by its counts).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    full = default_dataset_root(create=False)
+    if (full / MANIFEST).exists():
+        return full
+    counts = {s: DEFAULT_COUNTS[s] if s == split else 0 for s in SPLITS}
+    return default_dataset_root(counts=counts, progress=progress)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -30,6 +30,7 @@ from bair_world.data.bair_folder import (
     ACTIONS_FILE, BAIR_SEQ_LEN, POSITIONS_FILE, natural_key, remove_partial_writes, write_sequence,
 )
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
+from bair_world.data.completion import mark_complete, mark_incomplete
 from bair_world.data.errors import DataError
 
 _HEADER = struct.Struct("<QI")  # record length, masked CRC32C of the 8 length bytes
@@ -200,7 +201,7 @@ def _check_manifest(cfg: ConvertConfig, counts: dict[str, int]) -> None:
         if previous != manifest:
             raise DataError(path, "output was converted with other settings or source files; use a fresh --out")
         return
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    mark_incomplete(cfg.out, _command(cfg))  # before the manifest: no moment looks like a finished dataset
     tmp = path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, path)
@@ -221,6 +222,7 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
     offsets = {path: scan_tfrecord(path) for files in sources.values() for path in files}
     counts = {f"{split}/{p.name}": len(offsets[p]) for split, files in sources.items() for p in files}
     _check_manifest(cfg, counts)
+    mark_incomplete(out, _command(cfg))  # resuming: incomplete until this run ends too
     remove_partial_writes(out)
 
     train_keys = [(p, i) for p in sources.get("train", []) for i in range(len(offsets[p]))]
@@ -247,7 +249,14 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
                             write_sequence(dest, *seq, overwrite=True)
                             written[split] += 1
                         bar.update(1)
+    mark_complete(out)
     return ConvertSummary(written, skipped)
+
+
+def _command(cfg: ConvertConfig) -> str:
+    """The command line that resumes this conversion."""
+    return (f"bair-world data convert --tfrecords {cfg.tfrecords} --out {cfg.out} --validate-fraction "
+            f"{cfg.validate_fraction} --seed {cfg.seed} --seq-len {cfg.seq_len}")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from bair_world.data.bair_folder import (
     ACTIONS_FILE, POSITIONS_FILE, SPLITS, list_sequences, read_frame, read_labels, read_table,
 )
 from bair_world.data.batch import ACTION_DIM, POSITION_DIM
+from bair_world.data.completion import incomplete_problem
 from bair_world.data.errors import DataError
 
 
@@ -133,6 +134,10 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, seq_len: in
     if not root.is_dir():
         report.errors.append(DataError(root, "dataset folder does not exist"))
         return report
+    incomplete = incomplete_problem(root)
+    if incomplete is not None:  # its writer is not done: the sequences are not worth checking yet
+        report.errors.append(incomplete)
+        return report
     wanted = splits if splits is not None else [s for s in SPLITS if (root / s).is_dir()]
     if not wanted:
         report.errors.append(DataError(root, f"no split folder ({', '.join(SPLITS)}) found"))
@@ -171,7 +176,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the report; exit 1 when any file is bad."""
+    """Print the report; exit 1 when any file is bad, 2 (one line on stderr) when the folder is
+    missing or its writer was interrupted."""
+    for problem in (None if args.root.is_dir() else DataError(args.root, "dataset folder does not exist"),
+                    incomplete_problem(args.root)):
+        if problem is not None:
+            print(f"bair-world data check: error: {problem}", file=sys.stderr)
+            return 2
     report = check_dataset(args.root, args.split, args.seq_len, progress=not args.no_progress)
     print(report.format())
     return 0 if report.ok else 1

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from bair_world.configtypes import type_problems
+
 BACKBONES = ("vgg", "dcgan")
 PRIORS = ("fixed", "learned")
 SKIPS = ("last_context", "previous")
@@ -47,7 +49,9 @@ class ModelConfig:
     """Image channels."""
 
     def __post_init__(self):
-        problems = []
+        problems = type_problems(self)
+        if problems:  # the checks below assume the right types
+            raise ValueError("invalid ModelConfig: " + "; ".join(problems))
         if self.backbone not in BACKBONES:
             problems.append(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.prior not in PRIORS:
@@ -58,7 +62,7 @@ class ModelConfig:
             problems.append(f"width must be > 0, got {self.width}")
         for name in ("g_dim", "z_dim", "rnn_size", "predictor_layers", "posterior_layers", "prior_layers",
                      "cond_dim", "channels"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_past < 1:
             problems.append(f"n_past must be >= 1, got {self.n_past}")

@@ -1,0 +1,97 @@
+"""One training process per run folder: an exclusive lock file holding the owner's pid.
+
+The lock is ``<log dir>/.<run name>.lock``, a sibling of the run folder, so it can be taken before
+the folder exists (a refused run writes nothing into it). It is held with ``fcntl.flock``: the
+kernel drops the lock when its process dies, so a lock file left by a killed run (its pid is
+dead) is simply taken over. The pid inside only tells the user who holds it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from pathlib import Path
+
+
+class RunFolderError(RuntimeError):
+    """The run folder does not fit the request: it is in use by another process, it holds no run to
+    resume, or a fresh run would write over the run it holds (the two would mix)."""
+
+
+class RunFolderBusy(RunFolderError):
+    """Another live process trains in the run folder; the message names the folder and its pid."""
+
+    def __init__(self, run_dir: Path, pid: str):
+        self.run_dir, self.pid = run_dir, pid
+        super().__init__(f"{run_dir}: run folder is in use by another train.py (pid {pid}); "
+                         f"wait for it to finish, or stop it and --resume {run_dir}")
+
+
+def lock_path(run_dir: Path) -> Path:
+    """Where the lock of ``run_dir`` lives: ``<parent>/.<name>.lock``."""
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
+class RunLock:
+    """Hold the lock of ``run_dir`` while training in it (a context manager).
+
+    Raises on entry:
+        RunFolderBusy: a live process holds the lock.
+        OSError: the parent folder cannot be created or written (it names the path).
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.path = lock_path(self.run_dir)
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        parent = self.path.parent
+        if parent.exists() and not parent.is_dir():  # mkdir would only say "File exists"
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(parent))
+        parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunFolderBusy(self.run_dir, holder) from None
+            # The holder may have released and unlinked the file between our open and flock: then
+            # we locked an orphaned inode, and must retry on the path's current file.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # unlink while still holding it (see __enter__)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
+def check_run_folder(run_dir: Path, resuming: bool, config_file: str) -> None:
+    """Refuse to resume from a folder without a run, or to start a fresh run over an existing one.
+
+    Raises:
+        RunFolderError: naming the folder and what to do instead.
+    """
+    has_run = (run_dir / config_file).is_file()
+    if resuming and not has_run:
+        raise RunFolderError(f"{run_dir}: not a train.py run folder (no {config_file}), nothing to resume")
+    if not resuming and (has_run or (run_dir / "last").exists()):
+        raise RunFolderError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}, "
+                             "or pick another --name")
