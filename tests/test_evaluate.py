@@ -116,6 +116,7 @@ def test_real_bair_folder_28_predicted_frames_best_of_n_and_outputs(setup, real_
     assert report["data"]["split"] == "test" and report["data"]["sequences"] == 1
     assert len(report["model"]["psnr"]["per_step"]) == 28
     assert report["best_of_n"]["psnr"]["mean"] >= report["model"]["psnr"]["mean"]
+    assert "arm_psnr" not in report["model"] and "arm_psnr" not in report["protocols"]["28"]  # no labels
     seq = real_bair_root / "test" / "GT_175" / "175"
     import cv2
 
@@ -132,8 +133,8 @@ def test_only_checkpoint_evaluates_the_embedded_dataset_next_to_the_checkpoint(s
 
     ckpt, _, _ = setup
     root = tmp_path / "embedded"
-    for i in range(2):  # the seed's protocol needs 2 + 10 frames
-        write_sequence(root / "test" / "traj_0" / str(i), *make_sequence(50 + i, length=12))
+    for i in range(2):  # the full-episode protocol needs 2 + 28 frames
+        write_sequence(root / "test" / "traj_0" / str(i), *make_sequence(50 + i, length=30))
     monkeypatch.setattr(synthetic, "default_dataset_root", lambda *a, **k: root)
     local = tmp_path / "ckpt"
     import shutil
@@ -143,5 +144,40 @@ def test_only_checkpoint_evaluates_the_embedded_dataset_next_to_the_checkpoint(s
     out = tmp_path / "eval-ckpt-test"  # <checkpoint>/../eval-<name>-<split>
     report = json.loads((out / ev.JSON_FILE).read_text())
     assert report["data"]["root"] == str(root.resolve()) and report["data"]["sequences"] == 2
-    assert report["protocol"]["n_past"] == 2 and report["protocol"]["n_future"] == 10
+    assert report["protocol"]["n_past"] == 2 and report["protocol"]["n_future"] == 28
+    assert sorted(report["protocols"]) == ["10", "28"]  # the seed's 2 -> 10 beside the episode's 2 -> 28
     assert report["protocol"]["samples"] == 1 and "copy-last" in capsys.readouterr().out
+
+
+def test_region_psnr_and_sharpness_on_labelled_pushing_world_data(setup, tmp_path):
+    """Sequences written by the pushing world carry labels: PSNR per region (union of the region in
+    recorded frames t-1 and t) and the sharpness ratio appear, the baseline's match numpy, and the
+    2 -> 10 protocol is the first 10 steps of the 2 -> 28 one."""
+    from bair_world.data.bair_folder import read_labels
+    from bair_world.sim import rollout
+
+    ckpt, _, _ = setup
+    root = tmp_path / "labelled"
+    for i in range(2):
+        r = rollout(i, labels=True)
+        write_sequence(root / "test" / "traj_0" / str(i), r.frames, r.actions, r.positions, labels=r.labels)
+    report = ev.evaluate(ckpt, root, n_past=2, n_future=28, device="cpu", progress=False)
+    for name in ("arm_psnr", "objects_psnr", "static_psnr", "sharpness", "moving_sharpness"):
+        assert len(report["model"][name]["per_step"]) == 28 and len(report["baseline"][name]["per_step"]) == 28
+    seq = root / "test" / "traj_0" / "0"
+    frames = np.stack([__import__("cv2").imread(str(seq / f"{t}.png"))[:, :, ::-1] for t in range(30)]) / 255.0
+    labels = read_labels(seq)
+    arm = (labels[2:] == 1) | (labels[1:-1] == 1)  # (28, 64, 64)
+    err = ((frames[2:] - frames[1]) ** 2).mean(-1)  # (28, 64, 64) copy-last squared error, channel mean
+    first_seq = 10 * np.log10(1 / (err * arm).sum((1, 2)) * arm.sum((1, 2)))
+    r1 = rollout(1, labels=True)
+    arm1 = (r1.labels[2:] == 1) | (r1.labels[1:-1] == 1)
+    f1 = r1.frames.astype(np.float64) / 255.0
+    second_seq = 10 * np.log10(1 / (((f1[2:] - f1[1]) ** 2).mean(-1) * arm1).sum((1, 2)) * arm1.sum((1, 2)))
+    np.testing.assert_allclose(report["baseline"]["arm_psnr"]["per_step"], (first_seq + second_seq) / 2, atol=1e-4)
+    np.testing.assert_allclose(report["baseline"]["sharpness"]["per_step"], 1.0, atol=0.2)
+    short, full = report["protocols"]["10"], report["protocols"]["28"]
+    assert short["psnr"] == pytest.approx(np.mean(report["model"]["psnr"]["per_step"][:10]))
+    assert full["psnr"] == pytest.approx(report["model"]["psnr"]["mean"])
+    assert full["arm_psnr_last_step"] == pytest.approx(report["model"]["arm_psnr"]["per_step"][-1])
+    assert full["baseline_arm_psnr"] < full["baseline_static_psnr"]  # copy-last misses the moving arm

@@ -147,3 +147,37 @@ def test_batch_dims_broadcast_samples_against_one_recording():
     assert torch.allclose(out[2], metrics.psnr(samples[2], target[0]))
     with pytest.raises(ValueError, match="broadcast"):
         metrics.psnr(torch.rand(3, 4, 3, 16, 16), torch.rand(2, 4, 3, 16, 16))
+
+
+def test_region_psnr_scores_only_the_masked_pixels_and_nan_for_an_empty_mask():
+    target = torch.zeros(2, 3, 8, 8)
+    pred = target.clone()
+    pred[0, :, :4] = 0.1  # error only in the top half of frame 0
+    mask = torch.zeros(2, 8, 8, dtype=torch.bool)
+    mask[0, :4] = True  # frame 0: the erroneous half; frame 1: empty
+    out = metrics.region_psnr(pred, target, mask)
+    assert out[0].item() == pytest.approx(20.0)  # MSE 0.01 over the masked pixels
+    assert torch.isnan(out[1])
+    assert metrics.psnr(pred[:1], target[:1]).item() == pytest.approx(23.0103, abs=1e-3)  # whole frame: half the MSE
+
+
+def test_sharpness_falls_under_blur_and_respects_the_mask():
+    torch.manual_seed(0)
+    sharp = (torch.rand(1, 3, 32, 32) > 0.5).float()
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1, count_include_pad=False)
+    assert metrics.sharpness(blurred) < 0.6 * metrics.sharpness(sharp)
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    assert metrics.sharpness(flat).item() == 0
+    mask = torch.zeros(1, 32, 32, dtype=torch.bool)
+    mask[:, :15] = True  # forward differences of row 15 reach row 16
+    half = flat.clone()
+    half[..., 16:, :] = sharp[..., 16:, :]  # texture only outside the mask
+    assert metrics.sharpness(half, mask).item() == pytest.approx(0.0, abs=1e-12)
+    assert torch.isnan(metrics.sharpness(half, torch.zeros_like(mask)))
+
+
+def test_step_curves_leave_nan_scores_out_of_a_steps_mean():
+    curves = metrics.StepCurves()
+    curves.update("arm", torch.tensor([[10.0, float("nan")], [20.0, 30.0]]))
+    np.testing.assert_allclose(curves.curve("arm"), [15.0, 30.0])
+    assert curves.mean("arm") == pytest.approx(22.5)
