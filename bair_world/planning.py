@@ -91,12 +91,22 @@ class Dynamics(Protocol):
 class ModelDynamics:
     """The learned world model as the planner's dynamics (one batched call per imagined step).
 
+    Uncertainty-aware option: with ``samples`` S > 1 every candidate is imagined under S latent
+    draws and its distance at each step is ``mean + spread_weight * std`` over the draws, so a plan
+    that only looks good in some futures (or in a blurred average of them) is penalised.
+
     Args:
         core: a `WorldModel` (its model is used; its state is overwritten by every `imagine`).
+        samples: latent draws per candidate (1 = the plain planner).
+        spread_weight: weight of the draws' standard deviation in the distance (0 = their mean only).
     """
 
-    def __init__(self, core: WorldModel):
+    def __init__(self, core: WorldModel, samples: int = 1, spread_weight: float = 0.0):
+        if samples < 1 or spread_weight < 0:
+            raise ValueError(f"ModelDynamics needs samples >= 1 and spread_weight >= 0, got {samples}, {spread_weight}")
         self.core = core
+        self.samples = samples
+        self.spread_weight = spread_weight
 
     def imagine(self, ctx: PlanContext, actions: np.ndarray, positions: np.ndarray,
                 rng: np.random.Generator) -> np.ndarray:
@@ -109,18 +119,21 @@ class ModelDynamics:
         hist = frames_to_float(np.stack(ctx.frames))  # E x (t+1, 64, 64, 3) uint8 -> (E, t+1, 3, 64, 64)
         conds = torch.from_numpy(np.stack(ctx.conds).astype(np.float32)).reshape(e, hist.shape[1] - 1, -1)  # (E, t, 7)
         self.core.reset(hist, conds, gen)  # posterior on every observed frame
-        clone = torch.arange(e, device=device).repeat_interleave(k)  # (E*K,): row e*K + j is candidate j of env e
+        s = self.samples
+        # (E*K*S,): row (e*K + j)*S + d is latent draw d of candidate j of env e
+        clone = torch.arange(e, device=device).repeat_interleave(k * s)
         self.core.state = self.core.state.index(clone)
         self.core.last_frame = self.core.last_frame[clone]
-        # (E, K, H, 4) + (E, K, H, 3) -> (E, K, H, 7) -> (E*K, H, 7)
+        # (E, K, H, 4) + (E, K, H, 3) -> (E, K, H, 7) -> (E*K, H, 7) -> (E*K*S, H, 7)
         cand = torch.from_numpy(np.concatenate([actions, positions], -1).astype(np.float32)).reshape(e * k, h, -1)
-        goals = ctx.goals[:, None]  # (E, 1, 64, 64, 3) against (E, K, 64, 64, 3)
-        dist = np.empty((e, k, h))
+        cand = cand.repeat_interleave(s, 0)
+        goals = ctx.goals[:, None, None]  # (E, 1, 1, 64, 64, 3) against (E, K, S, 64, 64, 3)
+        dist = np.empty((e, k, s, h))
         for step in range(h):
-            pred = self.core.step(cand[:, step], gen)  # (E*K, 3, 64, 64)
-            frames = frames_to_uint8(pred).reshape(e, k, IMAGE_SIZE, IMAGE_SIZE, 3)  # (E*K, 64,64,3) -> (E, K, 64,64,3)
-            dist[:, :, step] = goal_distance(frames, goals)
-        return dist
+            pred = self.core.step(cand[:, step], gen)  # (E*K*S, 3, 64, 64)
+            frames = frames_to_uint8(pred).reshape(e, k, s, IMAGE_SIZE, IMAGE_SIZE, 3)  # (E*K*S, ...) -> (E, K, S, ...)
+            dist[:, :, :, step] = goal_distance(frames, goals)
+        return dist.mean(2) + self.spread_weight * dist.std(2)  # (E, K, S, H) -> (E, K, H)
 
 
 class SimDynamics:

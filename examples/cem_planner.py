@@ -6,7 +6,9 @@ The planner imagines K candidate action sequences per env with the learned SVG m
 model call per imagined step for all envs and candidates) and executes the first action of the best.
 It is evaluated in ``BairWorldGoal-v0`` (the learned world) and in ``PushWorldGoal-v0`` (the true
 pushing world, same goals), beside uniform random actions; ``--oracle`` adds the same planner using
-the true world as its model (an upper bound, slower). Prints a results table and writes videos
+the true world as its model (an upper bound, slower); ``--samples S --spread-weight W`` adds the
+uncertainty-aware planner (each candidate scored over S latent draws: mean + W * std of its
+distance), so plans that only look good in a blurred or lucky future are penalised. Prints a results table and writes videos
 (episode | goal) of the first episode of every row.
 """
 
@@ -38,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--elites", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--oracle", action="store_true", help="also plan with the true world as the model")
+    parser.add_argument("--samples", type=int, default=1,
+                        help="latent draws per candidate of the uncertainty-aware planner (1 = no such rows)")
+    parser.add_argument("--spread-weight", type=float, default=1.0,
+                        help="weight of the draws' std in the uncertainty-aware planner's distance")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -47,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)
         cfg = CEMConfig(horizon=args.horizon, population=args.population, elites=args.elites, iterations=args.iterations)
+        if args.samples < 1 or args.spread_weight < 0:
+            raise ValueError(f"--samples must be >= 1 and --spread-weight >= 0, got {args.samples}, {args.spread_weight}")
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -59,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = [("random", "learned", learned, RandomPolicy(args.seed)), ("random", "true", true, RandomPolicy(args.seed)),
             ("cem-model", "learned", learned, cem(ModelDynamics(WorldModel(load_model(checkpoint, device), device)))),
             ("cem-model", "true", true, cem(ModelDynamics(WorldModel(load_model(checkpoint, device), device))))]
+    if args.samples > 1:
+        for world, envs in (("learned", learned), ("true", true)):
+            dyn = ModelDynamics(WorldModel(load_model(checkpoint, device), device), args.samples, args.spread_weight)
+            runs.append(("cem-uncertainty", world, envs, cem(dyn)))
     if args.oracle:
         runs.append(("cem-oracle", "true", true, cem(SimDynamics())))
     table = compare_policies(runs, range(args.episodes), args.out_dir, seed=args.seed,

@@ -23,12 +23,12 @@ def test_replay_psnr_prints_the_curve_and_writes_the_video(tmp_path, capsys):
 
 def test_cem_planner_prints_the_table_and_writes_videos(tmp_path, capsys):
     argv = ["--episodes", "1", "--num-envs", "1", "--horizon", "2", "--population", "4", "--elites", "2",
-            "--iterations", "1", "--threads", "1", "--device", "cpu", "--out-dir", str(tmp_path)]
+            "--iterations", "1", "--threads", "1", "--device", "cpu", "--samples", "2", "--out-dir", str(tmp_path)]
     assert load("cem_planner").main(argv) == 0
     out = capsys.readouterr().out
-    for row in ("random", "cem-model"):
+    for row in ("random", "cem-model", "cem-uncertainty"):
         assert f"{row}" in out
-    assert "success" in out and len(list(tmp_path.glob("*.mp4"))) == 4  # 2 policies x 2 worlds
+    assert "success" in out and len(list(tmp_path.glob("*.mp4"))) == 6  # 3 policies x 2 worlds
 
 
 def test_cem_planner_rejects_a_bad_config(capsys):

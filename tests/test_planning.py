@@ -54,6 +54,31 @@ def test_goal_distance_units_and_shapes():
         goal_distance(np.zeros((32, 32, 3)), black)
 
 
+def test_uncertainty_aware_dynamics_scores_every_candidate_over_several_latent_draws(tmp_path, monkeypatch):
+    """samples=S imagines E*K*S rows per step in one call; the distance is the draws' mean plus
+    spread_weight times their std (same latent draws for the same planner seed)."""
+    model = load_model(make_tiny_checkpoint(tmp_path / "tiny"))
+    refs = SimReferences(size=2, length=8)
+    envs = [PushWorldGoalEnv(references=refs) for _ in range(2)]
+    for i, env in enumerate(envs):
+        env.reset(seed=0, options={"index": i})
+    ctx = plan_context(envs)
+    actions = quantise_action(np.random.default_rng(1).uniform(*action_bounds(), size=(2, 4, 3, 4)))
+    positions = np.broadcast_to(ctx.positions[:, None, None], (2, 4, 3, 3)).copy()
+    calls = []
+    step = model.step
+    monkeypatch.setattr(model, "step", lambda state, x, cond, **kw: calls.append(x.shape[0]) or step(state, x, cond, **kw))
+    plain = ModelDynamics(WorldModel(model), samples=3, spread_weight=0.0).imagine(ctx, actions, positions,
+                                                                                   np.random.default_rng(0))
+    assert calls[-3:] == [2 * 4 * 3] * 3  # one call per imagined step for all envs, candidates and draws
+    spread = ModelDynamics(WorldModel(model), samples=3, spread_weight=2.0).imagine(ctx, actions, positions,
+                                                                                    np.random.default_rng(0))
+    assert plain.shape == spread.shape == (2, 4, 3)
+    assert (spread >= plain - 1e-12).all() and (spread > plain).any()
+    with pytest.raises(ValueError, match="samples"):
+        ModelDynamics(WorldModel(model), samples=0)
+
+
 def test_cem_config_is_validated():
     with pytest.raises(ValueError, match="elites"):
         CEMConfig(population=4, elites=4)
