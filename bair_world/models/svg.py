@@ -8,122 +8,18 @@ One `SVG.step` serves training (posterior on x_{t+1}), evaluation and the enviro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from bair_world.models.config import ModelConfig
 from bair_world.models.dcgan64 import DCGANDecoder, DCGANEncoder
-from bair_world.models.lstm import LSTM, GaussianLSTM, GeneratorLike, LSTMState, standard_normal
+from bair_world.models.lstm import LSTM, GaussianLSTM, GeneratorLike, standard_normal
+from bair_world.models.state import Advance, StepOutput, SVGState
 from bair_world.models.vgg64 import VGGDecoder, VGGEncoder
 
 _LOGIT_EPS = 1e-3  # keeps logit(x_prev) finite for the residual variant (|logit| <= 6.9)
-
-
-@dataclass
-class SVGState:
-    """Recurrent state of a batch of B sequences; immutable in use (`step` returns a new one).
-
-    Attributes:
-        predictor: frame-predictor LSTM state.
-        posterior: posterior LSTM state.
-        prior: learned-prior LSTM state (empty tuple for the fixed prior).
-        skips: decoder skip features in use (None before the first step).
-        t: (B,) long, transitions taken so far by each row; the next step maps x_t -> x_{t+1}.
-    """
-
-    predictor: LSTMState
-    posterior: LSTMState
-    prior: LSTMState
-    skips: list[torch.Tensor] | None
-    t: torch.Tensor
-
-    @property
-    def batch_size(self) -> int:
-        return self.t.shape[0]
-
-    def _map(self, fn) -> "SVGState":
-        lstm = lambda s: tuple((fn(h), fn(c)) for h, c in s)  # noqa: E731
-        return SVGState(lstm(self.predictor), lstm(self.posterior), lstm(self.prior),
-                        None if self.skips is None else [fn(s) for s in self.skips], fn(self.t))
-
-    def index(self, rows: torch.Tensor) -> "SVGState":
-        """The state of a subset of rows (bool mask (B,) or long indices)."""
-        return self._map(lambda x: x[rows])
-
-    def merge(self, rows: torch.Tensor, sub: "SVGState") -> "SVGState":
-        """A copy with ``rows`` (bool mask (B,) or long indices) replaced by ``sub``'s rows."""
-        base = self
-        if (self.skips is None) != (sub.skips is None):
-            # Rows that have not stepped (t == 0) always take fresh skips, so placeholder zeros
-            # in the side without skips are never read.
-            if self.skips is None:
-                n = self.batch_size
-                base = replace(self, skips=[torch.zeros((n, *s.shape[1:]), dtype=s.dtype, device=s.device)
-                                            for s in sub.skips])
-            else:
-                sub = replace(sub, skips=[torch.zeros((sub.batch_size, *s.shape[1:]), dtype=s.dtype,
-                                                      device=s.device) for s in self.skips])
-        flat_self, flat_sub = base._leaves(), sub._leaves()
-        merged = []
-        for a, b in zip(flat_self, flat_sub):
-            a = a.clone()
-            a[rows] = b.to(a.dtype)
-            merged.append(a)
-        return base._rebuild(merged)
-
-    def detach(self) -> "SVGState":
-        """Cut the graph (truncated backpropagation through time)."""
-        return self._map(lambda x: x.detach())
-
-    def _leaves(self) -> list[torch.Tensor]:
-        out: list[torch.Tensor] = []
-        self._map(lambda x: out.append(x) or x)
-        return out
-
-    def _rebuild(self, leaves: list[torch.Tensor]) -> "SVGState":
-        it = iter(leaves)
-        return self._map(lambda _: next(it))
-
-
-@dataclass
-class StepOutput:
-    """What `SVG.step` returns.
-
-    Attributes:
-        frame: (B, C, 64, 64) predicted x_{t+1} in [0, 1].
-        state: the new state.
-        kl: (B,) KL(q || prior) summed over z dims, float32; zeros without ``x_next``.
-        mu: (B, z_dim) posterior mean, or None without ``x_next``.
-        logvar: (B, z_dim) posterior log-variance, or None without ``x_next``.
-        z: (B, z_dim) the latent fed to the predictor.
-        prior_mu: (B, z_dim) learned-prior mean (None for the fixed prior).
-        prior_logvar: (B, z_dim) learned-prior log-variance (None for the fixed prior).
-    """
-
-    frame: torch.Tensor
-    state: SVGState
-    kl: torch.Tensor
-    mu: torch.Tensor | None
-    logvar: torch.Tensor | None
-    z: torch.Tensor
-    prior_mu: torch.Tensor | None = None
-    prior_logvar: torch.Tensor | None = None
-
-
-@dataclass
-class Advance:
-    """What `SVG.advance` returns: `StepOutput` before decoding (``h_pred`` (B, g_dim) in place of the frame)."""
-
-    h_pred: torch.Tensor
-    state: SVGState
-    kl: torch.Tensor
-    mu: torch.Tensor | None
-    logvar: torch.Tensor | None
-    z: torch.Tensor
-    prior_mu: torch.Tensor | None = None
-    prior_logvar: torch.Tensor | None = None
 
 
 def kl_gaussian(mu: torch.Tensor, logvar: torch.Tensor, mu_p: torch.Tensor | None = None,
