@@ -256,3 +256,31 @@ def test_ddp_wrapped_model_steps_over_time_and_backpropagates(tmp_path):
         assert model.encoder.c1[0].weight.grad.abs().sum() > 0
     finally:
         dist.destroy_process_group()
+
+
+def test_warp_moves_pixels_by_the_flow_in_pixels():
+    from bair_world.models.svg import warp
+
+    x = torch.rand(2, 3, 64, 64)
+    flow = torch.zeros(2, 2, 64, 64)
+    torch.testing.assert_close(warp(x, flow), x, atol=1e-5, rtol=0)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0  # out[y, x] = x[y - 1, x + 2]
+    torch.testing.assert_close(warp(x, flow)[..., 1:, :-2], x[..., :-1, 2:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backbone", ["dcgan", "vgg"])
+def test_pixel_motion_model_starts_as_the_plain_model_and_learns_its_head(backbone):
+    """motion=True adds a flow + mask head whose initial output keeps the plain model's frames
+    (mask ~0), so a plain checkpoint can be fine-tuned into it; its head receives gradients."""
+    torch.manual_seed(0)
+    cfg = preset("tiny").replace(backbone=backbone, residual=True)
+    plain, moving = SVG(cfg).eval(), SVG(cfg.replace(motion=True)).eval()
+    missing, unexpected = moving.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(k.startswith("motion_head.") for k in missing)
+    x, cond = torch.rand(2, 3, 64, 64), torch.randn(2, 7)
+    a = plain.step(plain.init_state(2), x, cond, generator=torch.Generator().manual_seed(0)).frame
+    b = moving.step(moving.init_state(2), x, cond, generator=torch.Generator().manual_seed(0)).frame
+    assert (a - b).abs().max() < 0.01 and 0 <= b.min() and b.max() <= 1
+    moving.step(moving.init_state(2), x, cond, x_next=torch.rand(2, 3, 64, 64)).frame.mean().backward()
+    last = list(moving.motion_head.parameters())[-2:]  # the zero-initialised output layer's weight and bias
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in last)

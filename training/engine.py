@@ -238,11 +238,15 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
 def _init_from(model: SVG, path: Path) -> None:
     """Load a checkpoint's weights and normalisation into ``model`` (same architecture) to fine-tune it."""
     source, info = load_checkpoint(path)
-    if source.cfg != model.cfg:
+    if source.cfg.replace(motion=model.cfg.motion) != model.cfg:
         raise ValueError(f"--init-from {path}: its model {info.get('model')} differs from this run's "
                          f"{dataclasses.asdict(model.cfg)}; pass the same model options")
-    model.load_state_dict(source.state_dict())
-    print(f"[train] initialised from {path} (step {info.get('step')})", flush=True)
+    # A model with the pixel-motion head may start from one without it: the head keeps its fresh init.
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("motion_head.") for k in missing):
+        raise ValueError(f"--init-from {path}: weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    print(f"[train] initialised from {path} (step {info.get('step')})"
+          + (", new pixel-motion head" if missing else ""), flush=True)
 
 
 def _end_of_epoch(cfg, run_dir, model, optimizer, scaler, state, row, val_frames, val_conds, device,

@@ -71,9 +71,18 @@ class SkipDecoder(nn.Module):
 
     def forward(self, h: torch.Tensor, skips: list[torch.Tensor], logits: bool = False) -> torch.Tensor:
         """Decode; ``logits=True`` returns the pre-sigmoid output (for the residual variant)."""
+        out = self.upc5(self.features(h, skips))  # (B, nc, 64, 64)
+        return out if logits else torch.sigmoid(out)
+
+    def features(self, h: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """The last stage's input, [upsampled d4, skip of the first stage] (B, 2*c1, ...): what
+        ``upc5`` (and a `final_stage` head beside it) maps to the 64x64 output."""
         d1 = self.upc1(h.reshape(h.shape[0], self.g_dim, 1, 1))  # (B, g_dim) -> (B, g_dim, 1, 1) -> (B, c4, 4, 4)
         d2 = self.upc2(torch.cat([self.up(d1), skips[3]], 1))  # (B, c3, 8, 8)
         d3 = self.upc3(torch.cat([self.up(d2), skips[2]], 1))  # (B, c2, 16, 16)
         d4 = self.upc4(torch.cat([self.up(d3), skips[1]], 1))  # (B, c1, 32, 32)
-        out = self.upc5(torch.cat([self.up(d4), skips[0]], 1))  # (B, nc, 64, 64)
-        return out if logits else torch.sigmoid(out)
+        return torch.cat([self.up(d4), skips[0]], 1)
+
+    def final_stage(self, nout: int) -> nn.Module:
+        """A new last stage with ``nout`` output maps: same layers as ``upc5`` (for extra heads)."""
+        raise NotImplementedError

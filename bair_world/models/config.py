@@ -45,6 +45,10 @@ class ModelConfig:
     residual: bool = False
     """Predict the next frame as sigmoid(logit(x_t) + decoder logits), so a zero decoder output
     copies the last frame (not in the seed; helps short CPU training)."""
+    motion: bool = False
+    """Pixel-motion output (after Finn et al. 2016, SV2P): the next frame is mask * warp(x_t, flow)
+    + (1 - mask) * the generated frame, with a dense flow field (at most MAX_FLOW_PX pixels) and
+    the mask from a second head on the decoder's last features; starts as the plain output."""
     channels: int = 3
     """Image channels."""
 

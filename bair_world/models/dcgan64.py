@@ -48,5 +48,9 @@ class DCGANDecoder(SkipDecoder):
         self.upc2 = dcgan_upconv(c4 * 2, c3)  # 4 -> 8
         self.upc3 = dcgan_upconv(c3 * 2, c2)  # 8 -> 16
         self.upc4 = dcgan_upconv(c2 * 2, c1)  # 16 -> 32
-        self.upc5 = nn.ConvTranspose2d(c1 * 2, nc, 4, 2, 1)  # 32 -> 64
+        self.c1 = c1
+        self.upc5 = self.final_stage(nc)  # 32 -> 64
         self.up = nn.Identity()  # the stride-2 transposed convolutions upsample
+
+    def final_stage(self, nout: int) -> nn.Module:
+        return nn.ConvTranspose2d(self.c1 * 2, nout, 4, 2, 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bair_world.models.config import ModelConfig
@@ -33,6 +34,22 @@ def kl_gaussian(mu: torch.Tensor, logvar: torch.Tensor, mu_p: torch.Tensor | Non
         return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(-1)
     mu_p, logvar_p = mu_p.float(), logvar_p.float()
     return 0.5 * (logvar_p - logvar + (logvar.exp() + (mu - mu_p).pow(2)) / logvar_p.exp() - 1.0).sum(-1)
+
+
+MAX_FLOW_PX = 4.0
+"""Largest displacement of the pixel-motion output, in pixels per step."""
+
+
+def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward-warp frames (N, C, H, W) by a flow field (N, 2, H, W) in pixels: out[y, x] =
+    frames[y + flow_y, x + flow_x], bilinear, borders extended."""
+    n, _, h, w = frames.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=frames.device, dtype=flow.dtype),
+                            torch.arange(w, device=frames.device, dtype=flow.dtype), indexing="ij")
+    gx = (xs + flow[:, 0]) * (2.0 / (w - 1)) - 1.0  # (N, H, W) in grid_sample's [-1, 1] (align_corners=True)
+    gy = (ys + flow[:, 1]) * (2.0 / (h - 1)) - 1.0
+    grid = torch.stack([gx, gy], -1)  # (N, H, W, 2)
+    return F.grid_sample(frames, grid.to(frames.dtype), mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -63,9 +80,15 @@ class SVG(nn.Module):
         self.posterior = GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.posterior_layers)
         self.prior = (GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.prior_layers)
                       if cfg.prior == "learned" else None)
+        self.motion_head = self.decoder.final_stage(3) if cfg.motion else None  # flow x, flow y, mask logit
         self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
         self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
         self.apply(init_weights)
+        if self.motion_head is not None:  # start as the plain model: no flow, mask ~0 (sigmoid(-6))
+            last = self.motion_head if isinstance(self.motion_head, nn.ConvTranspose2d) else self.motion_head[-1]
+            nn.init.zeros_(last.weight)
+            with torch.no_grad():
+                last.bias.copy_(torch.tensor([0.0, 0.0, -6.0]))
 
     # -- normalisation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -219,7 +242,16 @@ class SVG(nn.Module):
         ``x_prev`` (N, C, 64, 64) is x_t, the base of the residual variant. N may stack several
         steps of a batch: the decoder treats rows independently (up to BatchNorm's batch statistics).
         """
+        if self.motion_head is None:
+            if self.cfg.residual:
+                base = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
+                return torch.sigmoid(base + self.decoder(h_pred, skips, logits=True))
+            return self.decoder(h_pred, skips)
+        feats = self.decoder.features(h_pred, skips)
+        out = self.decoder.upc5(feats)  # (N, C, 64, 64) logits
         if self.cfg.residual:
-            base = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
-            return torch.sigmoid(base + self.decoder(h_pred, skips, logits=True))
-        return self.decoder(h_pred, skips)
+            out = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS)) + out
+        motion = self.motion_head(feats)  # (N, 3, 64, 64): flow x, flow y (pixels), mask logit
+        flow = MAX_FLOW_PX * torch.tanh(motion[:, :2])
+        mask = torch.sigmoid(motion[:, 2:3])
+        return mask * warp(x_prev, flow) + (1 - mask) * torch.sigmoid(out)

@@ -42,5 +42,9 @@ class VGGDecoder(SkipDecoder):
         self.upc2 = nn.Sequential(vgg_layer(c4 * 2, c4), vgg_layer(c4, c4), vgg_layer(c4, c3))  # 8 x 8
         self.upc3 = nn.Sequential(vgg_layer(c3 * 2, c3), vgg_layer(c3, c3), vgg_layer(c3, c2))  # 16 x 16
         self.upc4 = nn.Sequential(vgg_layer(c2 * 2, c2), vgg_layer(c2, c1))  # 32 x 32
-        self.upc5 = nn.Sequential(vgg_layer(c1 * 2, c1), nn.ConvTranspose2d(c1, nc, 3, 1, 1))  # 64 x 64
+        self.c1 = c1
+        self.upc5 = self.final_stage(nc)  # 64 x 64
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
+
+    def final_stage(self, nout: int) -> nn.Module:
+        return nn.Sequential(vgg_layer(self.c1 * 2, self.c1), nn.ConvTranspose2d(self.c1, nout, 3, 1, 1))
