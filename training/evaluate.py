@@ -11,8 +11,8 @@ Latent noise comes from one generator per (sequence, sample), seeded by `bair_wo
 (seed, sequence index, sample), so results repeat and do not depend on ``--batch-size`` or the
 device's batching; ``bair_world.envs.replay_psnr`` uses the same rule, so replaying sequence i's
 actions through ``BairWorld-v0`` gives the same PSNR.
-Writes ``metrics.json`` and ``psnr_per_step.png`` into ``--out`` (default:
-``<checkpoint>/../eval-<checkpoint name>-<split>``) and prints a table.
+Writes ``metrics.json`` and ``psnr_per_step.png`` into ``--out`` (default: ``runs/eval-<name>-<split>``
+in the working directory, never inside the checkpoint's or the package's folder) and prints a table.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ class EvalConfig:
     """Sequences per model call (results do not depend on it)."""
     device: str = "auto"
     """auto (CUDA if available), cpu or cuda."""
-    precision: str = "float32"
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"
     """Model compute dtype: float32 (exact), bfloat16 (CPU/CUDA) or float16 (CUDA); faster, PSNR within ~0.01 dB."""
     seed: int = 0
     """Seed of the latent samples."""
@@ -235,18 +235,33 @@ def write_report(report: dict[str, Any], out: str | Path) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     """The evaluate.py command line: paths, then every `EvalConfig` field."""
     parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint directory (default: the bundled model, bair_world/checkpoints/default)")
     parser.add_argument("--data-root", "--data_root", type=Path, default=None,
                         help="BAIR-format folder root (default: the embedded synthetic dataset)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for metrics.json and the plot (default: <checkpoint>/../eval-<name>-<split>)")
+                        help="folder for metrics.json and the plot (default: runs/eval-<name>-<split> in the "
+                             "working directory; <name> is the checkpoint's, prefixed by its run's)")
     add_dataclass_arguments(parser, EvalConfig, title="protocol options")
     return parser
 
 
+def default_out(checkpoint: Path, split: str) -> Path:
+    """``runs/eval-<name>-<split>`` in the working directory: ``eval-x-best-test`` for ``runs/x/best``
+    (a checkpoint inside a train.py run folder), ``eval-default-test`` for the bundled model."""
+    checkpoint = checkpoint.resolve()
+    name = checkpoint.name
+    if (checkpoint.parent / "train_config.json").is_file():
+        name = f"{checkpoint.parent.name}-{name}"
+    return Path("runs") / f"eval-{name}-{split}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from bair_world.training.bundle import default_bundle_dir
+
     parser = build_parser()
     ns = parser.parse_args(argv)
+    ns.checkpoint = ns.checkpoint or default_bundle_dir()
     try:
         cfg = apply_overrides(EvalConfig(), explicit_values(ns, EvalConfig))
     except ValueError as e:
@@ -256,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ValueError, RuntimeError, ImportError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
-    out = ns.out or ns.checkpoint.resolve().parent / f"eval-{ns.checkpoint.resolve().name}-{cfg.split}"
+    out = ns.out or default_out(ns.checkpoint, cfg.split)
     write_report(report, out)
     print(format_table(report))
     print(f"wrote {out / JSON_FILE} and {out / PLOT_FILE}")
