@@ -8,20 +8,23 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from bair_fixtures import make_sequence
 from bair_world.checkpoint import load_checkpoint, load_resume_state
 from bair_world.data import DataError
 from bair_world.data.bair_folder import write_sequence
+from bair_world.models import SVG
+from bair_world.models.config import preset as model_preset
 from bair_world.training import engine, presets
-from bair_world.training.loop import EpochSampler, SequenceLoss, teacher_mask
+from bair_world.training.loop import EpochSampler, SequenceLoss, gradient_difference, teacher_mask
 from bair_world.training.train import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,30 +161,57 @@ def test_kill_9_mid_run_then_resume_finishes_without_corruption(data_root, tmp_p
 
 # -- the training step ------------------------------------------------------------------------------
 
-class Recorder:
-    """A stand-in model that records what SequenceLoss feeds it; predicts -(t) as the next frame."""
-
-    def __init__(self):
-        self.inputs = []
-
-    def init_state(self, b, device):
-        return 0
-
-    def step(self, state, x_prev, cond, x_next=None):
-        self.inputs.append(float(x_prev.flatten()[0]))
-        frame = torch.full_like(x_prev, -float(state + 1))
-        return SimpleNamespace(frame=frame, state=state + 1, kl=torch.zeros(x_prev.shape[0]))
+def _per_step_loss(model, frames, conds, teacher, n_past):
+    """The training loss written as the plain per-step loop of the module docstring (the reference)."""
+    state, x_in = model.init_state(frames.shape[0]), frames[:, 0]
+    mse = kl = 0.0
+    for t in range(1, frames.shape[1]):
+        out = model.step(state, x_in, conds[:, t - 1], x_next=frames[:, t])
+        state = out.state
+        mse, kl = mse + F.mse_loss(out.frame, frames[:, t]), kl + out.kl.mean()
+        if t < frames.shape[1] - 1:
+            x_in = frames[:, t] if (t < n_past or teacher[t + 1]) else out.frame
+    return mse / (frames.shape[1] - 1), kl / (frames.shape[1] - 1)
 
 
-@pytest.mark.parametrize("teacher,expected", [
-    (True, [0, 1, 2, 3, 4]),      # ground truth x_{t-1} every step
-    (False, [0, 1, -2, -3, -4]),  # context (n_past=2) from ground truth, then the model's own predictions
-])
-def test_sequence_loss_feeds_context_then_teacher_forced_or_predicted_frames(teacher, expected):
-    frames = torch.arange(6.0).reshape(1, 6, 1, 1, 1).expand(1, 6, 3, 64, 64)  # x_t == t everywhere
-    rec = Recorder()
-    SequenceLoss(rec, n_past=2)(frames, torch.zeros(1, 6, 7), torch.tensor(0.0), torch.full((6,), teacher))
-    assert rec.inputs == expected
+@pytest.mark.parametrize("pattern", ["teacher", "free", "mixed"])
+@pytest.mark.parametrize("variant", [{}, {"skip": "last_context", "residual": False, "prior": "learned"}])
+def test_sequence_loss_equals_the_per_step_loop(pattern, variant):
+    """Encoding each frame once and decoding steps in batches changes nothing but BatchNorm's batch
+    statistics: in eval mode (running statistics) loss, KL and gradients equal the per-step loop,
+    whatever is fed back (context as ground truth, then teacher-forced or the model's own frames)."""
+    torch.manual_seed(0)
+    model = SVG(replace(model_preset("tiny", n_past=2), **variant)).eval()
+    frames, conds = torch.rand(3, 7, 3, 64, 64), torch.randn(3, 7, 7)
+    teacher = {"teacher": torch.ones(7, dtype=torch.bool), "free": torch.zeros(7, dtype=torch.bool),
+               "mixed": torch.tensor([1, 0, 1, 0, 0, 1, 0], dtype=torch.bool)}[pattern]
+    torch.manual_seed(1)
+    loss, mse, kl = SequenceLoss(model, n_past=2)(frames, conds, torch.tensor(0.5), teacher)
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    torch.manual_seed(1)
+    ref_mse, ref_kl = _per_step_loss(model, frames, conds, teacher, n_past=2)
+    (ref_mse + 0.5 * ref_kl).backward()
+    assert torch.allclose(mse, ref_mse, rtol=1e-5, atol=1e-7) and torch.allclose(kl, ref_kl, rtol=1e-5, atol=1e-7)
+    for g, p in zip(grads, model.parameters()):
+        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_blur_losses_add_to_the_objective():
+    """l1_weight and gdl_weight add L1 and gradient-difference terms; a blurred frame has a positive GDL."""
+    torch.manual_seed(0)
+    model = SVG(model_preset("tiny", n_past=2)).eval()
+    frames, conds, teacher = torch.rand(2, 5, 3, 64, 64), torch.randn(2, 5, 7), torch.ones(5, dtype=torch.bool)
+    torch.manual_seed(1)
+    base, mse, kl = SequenceLoss(model, 2)(frames, conds, torch.tensor(0.0), teacher)
+    torch.manual_seed(1)
+    more, mse2, _ = SequenceLoss(model, 2, l1_weight=1.0, gdl_weight=1.0)(frames, conds, torch.tensor(0.0), teacher)
+    assert torch.allclose(mse, mse2) and more > base + 0.1
+    sharp = torch.zeros(1, 1, 8, 8)
+    sharp[..., 4:] = 1.0
+    blurred = F.avg_pool2d(F.pad(sharp, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    assert gradient_difference(sharp, sharp) == 0 and gradient_difference(blurred, sharp) > 0.05
 
 
 def test_teacher_mask_modes_and_sampler_shards_are_deterministic():

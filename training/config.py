@@ -27,6 +27,11 @@ class TrainConfig:
     data, generated once into the cache and reused."""
     n_future: int = 10
     """Frames predicted after the n_past context frames in training (sequence length n_past+n_future)."""
+    n_future_start: int | None = None
+    """Curriculum: train on n_future_start predicted frames at first, growing linearly to n_future
+    over curriculum_epochs epochs (none = n_future from the start)."""
+    curriculum_epochs: int = 0
+    """Epochs over which the training horizon grows from n_future_start to n_future."""
     val_n_future: int = 10
     """Frames predicted after the n_past context frames in validation (the seed's protocol: 10)."""
     val_sequences: int = 64
@@ -59,6 +64,14 @@ class TrainConfig:
     """Wall-clock budget of this invocation in minutes (none = no limit): training stops at the end
     of the optimiser step that exceeds it, validates, writes best/last checkpoints, and --resume
     continues from that exact step (a resumed run gets a fresh budget; --max-minutes overrides it)."""
+
+    init_from: Path | None = None
+    """Start from this checkpoint's weights and normalisation statistics (fine-tuning; the model
+    options must match its architecture); ignored when resuming."""
+    l1_weight: float = 0.0
+    """Weight of an L1 pixel loss beside the MSE (0 = off, the seed's objective)."""
+    gdl_weight: float = 0.0
+    """Weight of the gradient difference loss (Mathieu et al. 2016) against blurred edges (0 = off)."""
 
     # -- schedules ------------------------------------------------------------------------------
     kl_anneal: Literal["cyclical", "monotonic", "none"] = "monotonic"
@@ -113,7 +126,7 @@ class TrainConfig:
         for name in ("n_future", "val_n_future", "batch_size", "epochs", "epoch_size", "kl_anneal_cycle"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("val_sequences", "num_workers", "sample_every"):
+        for name in ("val_sequences", "num_workers", "sample_every", "curriculum_epochs"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -122,6 +135,11 @@ class TrainConfig:
             problems.append(f"max_minutes must be > 0 or none, got {self.max_minutes}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             problems.append(f"grad_clip must be > 0 or none, got {self.grad_clip}")
+        if self.n_future_start is not None and not 1 <= self.n_future_start <= self.n_future:
+            problems.append(f"need 1 <= n_future_start <= n_future, got {self.n_future_start}, {self.n_future}")
+        for name in ("l1_weight", "gdl_weight"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_beta < 0:
             problems.append(f"max_beta must be >= 0, got {self.max_beta}")
         if not 0 <= self.tfr_lower_bound <= self.tfr <= 1:
@@ -133,6 +151,14 @@ class TrainConfig:
     def seq_len(self) -> int:
         """Frames per training sequence, n_past + n_future."""
         return self.model.n_past + self.n_future
+
+    def seq_len_at(self, epoch: int) -> int:
+        """Frames per training sequence in (0-based) ``epoch`` under the horizon curriculum."""
+        if self.n_future_start is None or self.curriculum_epochs == 0:
+            return self.seq_len
+        frac = min(1.0, epoch / self.curriculum_epochs)
+        n = round(self.n_future_start + frac * (self.n_future - self.n_future_start))
+        return self.model.n_past + n
 
     @property
     def val_seq_len(self) -> int:
@@ -157,7 +183,7 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}")
-        for key in ("data_root", "log_dir", "resume"):
+        for key in ("data_root", "log_dir", "resume", "init_from"):
             if data.get(key) is not None:
                 data[key] = Path(data[key])
         for key in ("grad_clip", "max_minutes"):

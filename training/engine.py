@@ -15,6 +15,7 @@ rank's RNG states), so ``--resume`` continues from that exact step as if never s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from bair_world.checkpoint import save_checkpoint
+from bair_world.checkpoint import load_checkpoint, save_checkpoint
 from bair_world.data.bair_folder import BAIR_SEQ_LEN, BairFolderDataset
 from bair_world.models import SVG
 from bair_world.schedules import KLAnneal, TeacherForcing
@@ -89,6 +90,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
     torch.manual_seed(cfg.seed)  # model initialisation
     model = SVG(cfg.model)
     model.set_normalisation(*train_data.condition_stats(train_set))
+    if cfg.init_from is not None and cfg.resume is None:
+        _init_from(model, cfg.init_from)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     fp16 = device.type == "cuda" and cfg.amp == "fp16"
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)
@@ -102,7 +105,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
                 group[k] = v.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    module: torch.nn.Module = SequenceLoss(model, cfg.model.n_past, cfg.detach_feedback)
+    module: torch.nn.Module = SequenceLoss(model, cfg.model.n_past, cfg.detach_feedback, cfg.l1_weight,
+                                           cfg.gdl_weight)
     if info.enabled:
         module = torch.nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None)
@@ -136,6 +140,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
             done = partial["batches"] if partial else 0  # batches of this epoch already trained
             sampler.set_epoch(epoch, start=done * cfg.batch_size)
             ratio = tf_schedule(epoch)
+            seq_len = cfg.seq_len_at(epoch)
             model.train()
             sums = list(partial["sums"]) if partial else [0.0, 0.0, 0.0]
             beta = 0.0
@@ -151,10 +156,10 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
             for batch in bar:
                 state.step += 1
                 beta = kl_schedule(state.step)
-                frames, conds = train_data.random_crop(batch, cfg.seq_len, rng if cfg.random_offset else None)
+                frames, conds = train_data.random_crop(batch, seq_len, rng if cfg.random_offset else None)
                 frames = frames.to(device, non_blocking=True)
                 conds = conds.to(device, non_blocking=True)
-                teacher = teacher_mask(ratio, cfg.seq_len, cfg.tf_mode, rng).to(device)
+                teacher = teacher_mask(ratio, seq_len, cfg.tf_mode, rng)
                 with _autocast(cfg, device):
                     loss, mse, kl = module(frames, conds, torch.tensor(beta, device=device), teacher)
                 loss_value = float(loss.detach())
@@ -191,7 +196,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
             else:  # stopped inside the epoch: everything needed to continue from this exact step
                 state.partial = {"epoch": epoch, "batches": done + new, "sums": sums,
                                  "rng": D.all_gather({"python": rng.getstate(), "sums": sums, **rng_states()}, info)}
-            row = {"epoch": epoch + 1, "step": state.step, "loss": means[0], "mse": means[1], "kl": means[2],
+            row = {"epoch": epoch + 1, "step": state.step, "n_future": seq_len - cfg.model.n_past,
+                   "loss": means[0], "mse": means[1], "kl": means[2],
                    "beta": beta, "tf_ratio": ratio, "baseline_psnr": baseline, "epoch_s": elapsed,
                    "seq_per_s": new * cfg.batch_size * info.world_size / max(elapsed, 1e-9),
                    "lr": optimizer.param_groups[0]["lr"]}
@@ -217,6 +223,16 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
             "best_val_psnr": state.best_psnr, "val_psnr": row.get("val_psnr", math.nan),
             "baseline_psnr": baseline, "seq_per_s": row.get("seq_per_s", math.nan), "history": history,
             "stopped_by_budget": stopped, "world_size": info.world_size, "ranks_in_sync": in_sync}
+
+
+def _init_from(model: SVG, path: Path) -> None:
+    """Load a checkpoint's weights and normalisation into ``model`` (same architecture) to fine-tune it."""
+    source, info = load_checkpoint(path)
+    if source.cfg != model.cfg:
+        raise ValueError(f"--init-from {path}: its model {info.get('model')} differs from this run's "
+                         f"{dataclasses.asdict(model.cfg)}; pass the same model options")
+    model.load_state_dict(source.state_dict())
+    print(f"[train] initialised from {path} (step {info.get('step')})", flush=True)
 
 
 def _end_of_epoch(cfg, run_dir, model, optimizer, scaler, state, row, val_frames, val_conds, device,

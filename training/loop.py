@@ -7,6 +7,7 @@ t = 1 .. T-1::
          = the model's prediction of x_{t-1}   otherwise (kept in the graph unless detach_feedback)
     out  = model.step(state, x_in, cond_{t-1}, x_next=x_t)      # z from the posterior q(z | x_t)
     loss = mean_t [ MSE(out.frame, x_t) (pixel mean) + beta * mean_batch(KL_t) ]  (KL summed over z)
+           (+ optional L1 and gradient-difference terms against blur)
 
 Teacher-forcing decisions arrive as a (T,) bool tensor and are applied with ``torch.where`` so a
 compiled loss does not recompile per pattern.
@@ -32,17 +33,29 @@ from bair_world.world_model import WorldModel
 class SequenceLoss(nn.Module):
     """Wraps an `SVG` so that one ``forward`` runs a whole training sequence (what DDP wraps).
 
+    Same result as calling ``model.step`` once per time step (module docstring), with less work:
+    every ground-truth frame is encoded once, in one batched encoder call over the whole sequence
+    (a per-step loop encodes each frame twice, as x_t and as x_{t+1}), and the decoder runs once
+    for each run of steps whose predictions are not fed back (all steps at once under full teacher
+    forcing). Only BatchNorm's batch statistics differ, as they are taken over the larger batches.
+
     Args:
         model: the model being trained.
         n_past: context frames (always fed as ground truth).
         detach_feedback: detach fed-back predictions from the graph.
+        l1_weight: weight of an L1 pixel loss added to the MSE (penalises blur less forgivingly).
+        gdl_weight: weight of the gradient difference loss (Mathieu et al. 2016: |grad pred| vs
+            |grad truth|, L1), which punishes blurred edges.
     """
 
-    def __init__(self, model: SVG, n_past: int, detach_feedback: bool = False):
+    def __init__(self, model: SVG, n_past: int, detach_feedback: bool = False, l1_weight: float = 0.0,
+                 gdl_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.n_past = n_past
         self.detach_feedback = detach_feedback
+        self.l1_weight = l1_weight
+        self.gdl_weight = gdl_weight
 
     def forward(self, frames: torch.Tensor, conds: torch.Tensor, beta: torch.Tensor,
                 teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -55,25 +68,63 @@ class SequenceLoss(nn.Module):
             teacher: (T,) bool, teacher[t] = feed ground truth x_{t-1} at step t (ignored in context).
 
         Returns:
-            (loss, mse, kl): scalars; mse and kl are means over steps (kl summed over z, batch-mean).
+            (loss, mse, kl): scalars; mse and kl are means over steps (kl summed over z, batch-mean);
+            loss = mse + l1_weight * L1 + gdl_weight * GDL + beta * kl.
         """
+        model = self.model
         b, t_len = frames.shape[:2]
-        state = self.model.init_state(b, frames.device)
-        x_in = frames[:, 0]
-        mse_total = frames.new_zeros((), dtype=torch.float32)
+        h_all, skips_all = model.encoder(frames.flatten(0, 1))  # (B*T, 3, 64, 64) -> (B*T, g), skips
+        h_all = h_all.unflatten(0, (b, t_len))  # (B*T, g) -> (B, T, g)
+        skips_all = [s.unflatten(0, (b, t_len)) for s in skips_all]  # (B*T, ...) -> (B, T, ...)
+        truth_in = [t < self.n_past or bool(teacher[t + 1]) for t in range(t_len - 1)]  # x_t fed as ground truth?
+        state = model.init_state(b, frames.device)
+        pending: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]] = []  # (h_pred, skips, x_in) to decode
+        preds: list[torch.Tensor] = []
         kl_total = frames.new_zeros((), dtype=torch.float32)
         for t in range(1, t_len):
-            out = self.model.step(state, x_in, conds[:, t - 1], x_next=frames[:, t])
-            state = out.state
-            mse_total = mse_total + F.mse_loss(out.frame.float(), frames[:, t].float())
-            kl_total = kl_total + out.kl.float().mean()
-            if t < t_len - 1:
-                pred = out.frame.detach() if self.detach_feedback else out.frame
-                use_truth = teacher[t + 1] | (t < self.n_past)  # x_t is context or teacher-forced
-                x_in = torch.where(use_truth, frames[:, t], pred.to(frames.dtype))
-        mse = mse_total / (t_len - 1)
+            if truth_in[t - 1]:
+                x_in, h_in, skips_in = frames[:, t - 1], h_all[:, t - 1], [s[:, t - 1] for s in skips_all]
+            else:  # the model's own prediction of x_{t-1}: decode what is pending, then encode it
+                preds += self._decode(pending)
+                pending = []
+                x_in = preds[-1].detach() if self.detach_feedback else preds[-1]
+                h_in, skips_in = model.encoder(x_in)
+            adv = model.advance(state, h_in, skips_in, conds[:, t - 1], h_all[:, t])
+            state = adv.state
+            pending.append((adv.h_pred, adv.state.skips, x_in))
+            kl_total = kl_total + adv.kl.float().mean()
+        preds += self._decode(pending)
+        pred = torch.stack(preds, 1).float()  # (B, T-1, 3, 64, 64) predictions of x_1 .. x_{T-1}
+        target = frames[:, 1:].float()
+        mse = F.mse_loss(pred, target)
         kl = kl_total / (t_len - 1)
-        return mse + beta * kl, mse, kl
+        loss = mse + beta * kl
+        if self.l1_weight:
+            loss = loss + self.l1_weight * F.l1_loss(pred, target)
+        if self.gdl_weight:
+            loss = loss + self.gdl_weight * gradient_difference(pred, target)
+        return loss, mse, kl
+
+    def _decode(self, pending: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]]) -> list[torch.Tensor]:
+        """Decode k pending steps in one call; returns k frames (B, 3, 64, 64)."""
+        if not pending:
+            return []
+        k = len(pending)
+        h = torch.cat([p[0] for p in pending])  # k x (B, g) -> (k*B, g)
+        skips = [torch.cat(level) for level in zip(*(p[1] for p in pending))]  # per level (k*B, ...)
+        x_in = torch.cat([p[2] for p in pending])  # (k*B, 3, 64, 64)
+        return list(self.model.render(h, skips, x_in).chunk(k))  # (k*B, ...) -> k x (B, ...)
+
+
+def gradient_difference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gradient difference loss (alpha = 1): mean | |d pred| - |d target| | over x and y differences.
+
+    Args:
+        pred, target: (..., H, W) images.
+    """
+    dx = lambda x: (x[..., :, 1:] - x[..., :, :-1]).abs()  # noqa: E731
+    dy = lambda x: (x[..., 1:, :] - x[..., :-1, :]).abs()  # noqa: E731
+    return (dx(pred) - dx(target)).abs().mean() + (dy(pred) - dy(target)).abs().mean()
 
 
 def teacher_mask(ratio: float, length: int, mode: str, rng: random.Random) -> torch.Tensor:

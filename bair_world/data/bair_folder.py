@@ -2,7 +2,9 @@
 
 Layout (the seed's): ``<root>/<split>/<trajectory folder>/<sequence>/`` holding ``0.png .. {T-1}.png``
 (64x64 RGB), ``actions.csv`` (T x 4) and ``endeffector_positions.csv`` (T x 3), comma-separated,
-no header. Every problem raises :class:`~bair_world.data.errors.DataError` naming the exact file.
+no header. A sequence from the built-in pushing world may also hold ``labels.npz`` (key ``labels``,
+uint8 (T, 64, 64): 0 static scene, 1 arm/gripper, 2 objects), read by :func:`read_labels`; the layout
+is valid without it. Every problem raises :class:`~bair_world.data.errors.DataError` naming the exact file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from bair_world.data.errors import DataError
 
 ACTIONS_FILE = "actions.csv"
 POSITIONS_FILE = "endeffector_positions.csv"
+LABELS_FILE = "labels.npz"
+N_LABELS = 3  # 0 static scene, 1 arm/gripper, 2 objects
 SPLITS = ("train", "validate", "test")
 BAIR_SEQ_LEN = 30
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -139,6 +143,7 @@ def write_sequence(
     actions: np.ndarray,
     positions: np.ndarray,
     overwrite: bool = False,
+    labels: np.ndarray | None = None,
 ) -> Path:
     """Write one sequence atomically: into a hidden temporary sibling, then rename it into place.
 
@@ -148,6 +153,7 @@ def write_sequence(
         actions: (T, 4), written as float32 values with ``%.18e`` like the real files.
         positions: (T, 3), likewise.
         overwrite: replace an existing ``seq_dir``; otherwise an existing folder is an error.
+        labels: optional uint8 (T, 64, 64) region labels, written as ``labels.npz``.
 
     Returns:
         ``seq_dir`` as a Path.
@@ -165,6 +171,9 @@ def write_sequence(
                 raise OSError(f"{tmp / f'{t}.png'}: OpenCV could not write the frame")
         np.savetxt(tmp / ACTIONS_FILE, actions.astype(np.float32), fmt="%.18e", delimiter=",")
         np.savetxt(tmp / POSITIONS_FILE, positions.astype(np.float32), fmt="%.18e", delimiter=",")
+        if labels is not None:
+            _check_labels(np.asarray(labels), len(frames), tmp / LABELS_FILE)
+            np.savez_compressed(tmp / LABELS_FILE, labels=np.asarray(labels, np.uint8))
         if seq_dir.exists():  # overwrite: move the old one aside first, a directory cannot be replaced in one step
             old = Path(tempfile.mkdtemp(prefix=f".{seq_dir.name}.old-", dir=seq_dir.parent))
             os.replace(seq_dir, old / "seq")
@@ -176,6 +185,33 @@ def write_sequence(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return seq_dir
+
+
+def _check_labels(labels: np.ndarray, length: int, path: Path) -> None:
+    if labels.dtype != np.uint8 or labels.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or labels.ndim != 3:
+        raise DataError(path, f"labels must be uint8 (T, {IMAGE_SIZE}, {IMAGE_SIZE}), got {labels.dtype} {labels.shape}")
+    if len(labels) < length:
+        raise DataError(path, f"has {len(labels)} label maps, expected at least {length}")
+    if labels.size and labels.max() >= N_LABELS:
+        raise DataError(path, f"label value {int(labels.max())} outside 0..{N_LABELS - 1}")
+
+
+def read_labels(seq_dir: str | Path, seq_len: int | None = None) -> np.ndarray | None:
+    """The sequence's region labels, uint8 (T, 64, 64) (the first ``seq_len``), or None without ``labels.npz``.
+
+    Raises:
+        DataError: the file is unreadable, has the wrong shape/dtype, too few maps or a value past 2.
+    """
+    path = Path(seq_dir) / LABELS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            labels = npz["labels"]
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise DataError(path, f"unreadable labels file ({type(exc).__name__}: {exc})") from None
+    _check_labels(labels, seq_len or len(labels), path)
+    return labels if seq_len is None else labels[:seq_len]
 
 
 def remove_partial_writes(root: str | Path) -> int:

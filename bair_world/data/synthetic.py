@@ -78,8 +78,8 @@ def _generate(task: tuple[str, str, int, int, int]) -> tuple[float, float] | Non
     target = sequence_dir(Path(root), split, index)
     if target.is_dir():
         return None
-    r = rollout(sequence_seed(seed, split, index), length, SimConfig())
-    write_sequence(target, r.frames, r.actions, r.positions)
+    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True)
+    write_sequence(target, r.frames, r.actions, r.positions, labels=r.labels)
     return sequence_motion(r.frames, r.object_pixels)
 
 

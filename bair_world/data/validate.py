@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import (
-    ACTIONS_FILE, POSITIONS_FILE, SPLITS, list_sequences, read_frame, read_table,
+    ACTIONS_FILE, POSITIONS_FILE, SPLITS, list_sequences, read_frame, read_labels, read_table,
 )
 from bair_world.data.batch import ACTION_DIM, POSITION_DIM
 from bair_world.data.errors import DataError
@@ -116,6 +116,10 @@ def check_sequence(seq_dir: Path, seq_len: int | None = None) -> tuple[tuple[np.
             errors.append(exc)
     if seq_len is None and (seq_dir / f"{length}.png").exists():
         errors.append(DataError(seq_dir / f"{length}.png", f"frame past the {length} rows of the CSV files"))
+    try:
+        read_labels(seq_dir, length)  # optional; checked when present
+    except DataError as exc:
+        errors.append(exc)
     if errors:
         return None, errors
     return (actions[:length], positions[:length]), errors

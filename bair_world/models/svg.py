@@ -112,6 +112,20 @@ class StepOutput:
     prior_logvar: torch.Tensor | None = None
 
 
+@dataclass
+class Advance:
+    """What `SVG.advance` returns: `StepOutput` before decoding (``h_pred`` (B, g_dim) in place of the frame)."""
+
+    h_pred: torch.Tensor
+    state: SVGState
+    kl: torch.Tensor
+    mu: torch.Tensor | None
+    logvar: torch.Tensor | None
+    z: torch.Tensor
+    prior_mu: torch.Tensor | None = None
+    prior_logvar: torch.Tensor | None = None
+
+
 def kl_gaussian(mu: torch.Tensor, logvar: torch.Tensor, mu_p: torch.Tensor | None = None,
                 logvar_p: torch.Tensor | None = None) -> torch.Tensor:
     """KL(N(mu, e^logvar) || N(mu_p, e^logvar_p)) summed over the last dim, in float32; (B,).
@@ -241,9 +255,6 @@ class SVG(nn.Module):
             `StepOutput` with the predicted frame, the new state and the KL.
         """
         self._check(state, x_prev, cond, x_next, noise)
-        use_posterior = (x_next is not None) if use_posterior is None else use_posterior
-        if use_posterior and x_next is None:
-            raise ValueError("use_posterior=True needs x_next")
         b = x_prev.shape[0]
         if x_next is not None:
             # One encoder pass over [x_t; x_{t+1}] (batch 2B): fewer kernel launches on GPU.
@@ -252,7 +263,32 @@ class SVG(nn.Module):
             new_skips = [s[:b] for s in skips_both]
         else:
             (h_prev, new_skips), h_next = self.encoder(x_prev), None
+        adv = self.advance(state, h_prev, new_skips, cond, h_next, generator, use_posterior, noise)
+        frame = self.render(adv.h_pred, adv.state.skips, x_prev)
+        return StepOutput(frame, adv.state, adv.kl, adv.mu, adv.logvar, adv.z, adv.prior_mu, adv.prior_logvar)
 
+    def advance(self, state: SVGState, h_prev: torch.Tensor, new_skips: list[torch.Tensor], cond: torch.Tensor,
+                h_next: torch.Tensor | None = None, generator: GeneratorLike = None,
+                use_posterior: bool | None = None, noise: torch.Tensor | None = None) -> "Advance":
+        """The recurrent part of a step, from encoder outputs: latent, KL, predictor LSTM.
+
+        `forward` = encode x_t (and x_{t+1}) -> ``advance`` -> `render`; training calls the parts
+        itself to encode each ground-truth frame once per sequence and decode many steps in one call.
+
+        Args:
+            state: the batch's state.
+            h_prev: (B, g_dim) code of x_t; ``new_skips`` its encoder skips.
+            cond: (B, cond_dim) raw cond_t.
+            h_next: (B, g_dim) code of the ground-truth x_{t+1}, or None (prior only).
+            generator, use_posterior, noise: as in `forward`.
+
+        Returns:
+            `Advance`: the predictor output to decode (with ``state.skips``), the new state, the KL.
+        """
+        use_posterior = (h_next is not None) if use_posterior is None else use_posterior
+        if use_posterior and h_next is None:
+            raise ValueError("use_posterior=True needs x_next")
+        b = h_prev.shape[0]
         if self.cfg.skip == "previous" or state.skips is None:
             skips = new_skips
         else:  # "last_context": rows still in their context (t < n_past) take x_t's skips
@@ -273,15 +309,21 @@ class SVG(nn.Module):
         elif z is None:
             z = standard_normal(h_prev.new_empty(b, self.cfg.z_dim), generator) if noise is None else noise
         kl = (kl_gaussian(mu, logvar, mu_p, logvar_p) if mu is not None
-              else torch.zeros(b, device=x_prev.device, dtype=torch.float32))
+              else torch.zeros(b, device=h_prev.device, dtype=torch.float32))
 
         cond_n = self.normalise_cond(cond.to(self.cond_mean.dtype)).to(h_prev.dtype)
         h_pred, predictor_state = self.predictor(torch.cat([h_prev, z.to(h_prev.dtype), cond_n], 1), state.predictor)
-        if self.cfg.residual:
-            base = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
-            frame = torch.sigmoid(base + self.decoder(h_pred, skips, logits=True))
-        else:
-            frame = self.decoder(h_pred, skips)
         new_state = replace(state, predictor=predictor_state, posterior=posterior_state, prior=prior_state,
                             skips=skips, t=state.t + 1)
-        return StepOutput(frame, new_state, kl, mu, logvar, z, mu_p, logvar_p)
+        return Advance(h_pred, new_state, kl, mu, logvar, z, mu_p, logvar_p)
+
+    def render(self, h_pred: torch.Tensor, skips: list[torch.Tensor], x_prev: torch.Tensor) -> torch.Tensor:
+        """Decode predictor outputs (N, g_dim) with skips into frames x_{t+1} (N, C, 64, 64) in [0, 1].
+
+        ``x_prev`` (N, C, 64, 64) is x_t, the base of the residual variant. N may stack several
+        steps of a batch: the decoder treats rows independently (up to BatchNorm's batch statistics).
+        """
+        if self.cfg.residual:
+            base = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
+            return torch.sigmoid(base + self.decoder(h_pred, skips, logits=True))
+        return self.decoder(h_pred, skips)

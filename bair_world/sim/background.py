@@ -12,10 +12,10 @@ SHIFT = 4  # sub-pixel bits for cv2 polygon drawing
 ONE = 1 << SHIFT
 
 
-def fill(canvas: np.ndarray, polys: list[np.ndarray], colour) -> None:
-    """Anti-aliased fill of float (K, 2) pixel polygons with sub-pixel precision."""
+def fill(canvas: np.ndarray, polys: list[np.ndarray], colour, line_type: int = cv2.LINE_AA) -> None:
+    """Fill float (K, 2) pixel polygons with sub-pixel precision (anti-aliased by default)."""
     pts = [(p * ONE).astype(np.int32) for p in polys]
-    cv2.fillPoly(canvas, pts, tuple(float(c) for c in colour), cv2.LINE_AA, SHIFT)
+    cv2.fillPoly(canvas, pts, tuple(float(c) for c in colour), line_type, SHIFT)
 
 
 def prism(cam: Camera, outline_xy: np.ndarray, z0: float, height: float) -> tuple[np.ndarray, np.ndarray]:

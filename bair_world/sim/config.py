@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Bump when the generator's output changes for a given seed (names the cached default dataset).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # v3 adds labels.npz; frames, actions and positions are those of v2
 
 # Meaning of the whole-number action columns (documented in bair_world.sim.world.PushWorld.step).
 GRIP_COLUMN = 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -15,6 +17,30 @@ SHADOW_DIR = np.array([0.35, -0.45])
 ARM = np.array([48.0, 48.0, 54.0])
 PALM = np.array([105.0, 28.0, 32.0])
 FINGER = np.array([28.0, 28.0, 30.0])
+
+# Region labels of `Renderer.draw_labels` (the optional labels.npz of a synthetic sequence).
+LABEL_STATIC, LABEL_ARM, LABEL_OBJECTS = 0, 1, 2
+LABEL_NAMES = {LABEL_STATIC: "static", LABEL_ARM: "arm", LABEL_OBJECTS: "objects"}
+LABEL_COVERAGE = 0.25
+"""A 64x64 pixel belongs to the arm (or objects) when at least this fraction of it is covered."""
+
+
+@dataclass(frozen=True)
+class _Paint:
+    """What each part is drawn with: RGB colours for frames, label ids for label maps.
+
+    ``shadow`` None skips the shadows (they are part of the static scene in label maps).
+    """
+
+    shadow: object
+    side: list
+    top: list
+    light: list
+    arm: object
+    upper_arm: object
+    palm: object
+    finger: object
+    line_type: int
 
 
 class Renderer:
@@ -37,7 +63,11 @@ class Renderer:
         self.top = [np.clip(np.array(s.colour) * gain, 0, 255) for s in specs]
         self.side = [c * 0.62 for c in self.top]
         self.light = [np.clip(c * 1.25 + 20, 0, 255) for c in self.top]
-        self.arm, self.palm, self.finger = ARM * gain, PALM * gain, FINGER * gain
+        self._paint = _Paint(self.shadow, self.side, self.top, self.light, ARM * gain, ARM * gain * 0.9, PALM * gain,
+                             FINGER * gain, cv2.LINE_AA)
+        obj, arm = (LABEL_OBJECTS,), (LABEL_ARM,)
+        self._label_paint = _Paint(None, [obj] * len(specs), [obj] * len(specs), [obj] * len(specs), arm, arm, arm, arm,
+                                   cv2.LINE_8)  # no anti-aliasing: label ids must not blend
         self._canvas = np.empty_like(self.background)
         # All outlines stacked once, so each frame projects every object in one call.
         self._outline = np.concatenate([sp.outline for sp in specs])  # (K, 2)
@@ -47,7 +77,7 @@ class Renderer:
         self._bounds = np.cumsum([0] + [len(sp.outline) for sp in specs])
         self._splits = self._bounds[1:-1]
 
-    def _objects(self, canvas: np.ndarray, poses: np.ndarray) -> None:
+    def _objects(self, canvas: np.ndarray, poses: np.ndarray, paint: _Paint) -> None:
         z0, k = self.cfg.table_z, self._outline.shape[0]
         c, s = np.cos(poses[self._owner, 2]), np.sin(poses[self._owner, 2])  # (K,) per outline vertex
         ox, oy = self._outline[:, 0], self._outline[:, 1]
@@ -61,17 +91,18 @@ class Renderer:
         pts[2 * k:, 2] = z0
         px = self.cam.project(pts).astype(np.float32)  # (3K, 2)
         base, top, shadow = px[:k], px[k:2 * k], px[2 * k:]
-        fill(canvas, np.split(shadow, self._splits), self.shadow)
+        if paint.shadow is not None:
+            fill(canvas, np.split(shadow, self._splits), paint.shadow)
         for i in np.argsort(poses[:, 0]):  # far (small x) first: nearer objects overlap farther ones
             a, b = self._bounds[i], self._bounds[i + 1]
             t = top[a:b]
             hull = cv2.convexHull(np.concatenate([base[a:b], t]))[:, 0, :]  # (H, 2)
             centre = t.mean(0)
-            fill(canvas, [hull], self.side[i])
-            fill(canvas, [t], self.top[i])
-            fill(canvas, [centre + (t - centre) * 0.45 - (t.max(0) - t.min(0)) * 0.12], self.light[i])
+            fill(canvas, [hull], paint.side[i], paint.line_type)
+            fill(canvas, [t], paint.top[i], paint.line_type)
+            fill(canvas, [centre + (t - centre) * 0.45 - (t.max(0) - t.min(0)) * 0.12], paint.light[i], paint.line_type)
 
-    def _gripper(self, canvas: np.ndarray, ee: np.ndarray, grip: float) -> None:
+    def _gripper(self, canvas: np.ndarray, ee: np.ndarray, grip: float, paint: _Paint) -> None:
         x, y, z = ee
         z0 = self.cfg.table_z
         lift = max(z - z0, 0.0)
@@ -80,7 +111,8 @@ class Renderer:
         r = 0.02 + 0.15 * lift
         ring = np.c_[x + SHADOW_DIR[0] * lift + r * 0.7 * np.cos(ang), y + SHADOW_DIR[1] * lift + r * np.sin(ang),
                      np.full(10, z0)]
-        fill(canvas, [self.cam.project(ring)], self.shadow * (0.95 + 0.5 * lift / 0.12))
+        if paint.shadow is not None:
+            fill(canvas, [self.cam.project(ring)], paint.shadow * (0.95 + 0.5 * lift / 0.12))
         gap = 0.006 + 0.026 * (1.0 - grip / MAX_GRIP)
         p = self.cam.project(np.array([
             [x, y - gap, z], [x, y + gap, z],                               # 0-1 fingertips
@@ -93,12 +125,12 @@ class Renderer:
         ppm = np.linalg.norm(p[1] - p[0]) / (2 * gap)  # pixels per metre at the gripper
         pts = np.round(p * 16).astype(np.int32)
         thick = max(1, int(round(0.035 * ppm)))
-        cv2.line(canvas, tuple(pts[9]), tuple(pts[10]), self.arm * 0.9, int(thick * 1.2), cv2.LINE_AA, 4)
-        cv2.line(canvas, tuple(pts[8]), tuple(pts[9]), self.arm, thick, cv2.LINE_AA, 4)
-        fill(canvas, [p[[4, 5, 6, 7]]], self.palm)
+        cv2.line(canvas, tuple(pts[9]), tuple(pts[10]), paint.upper_arm, int(thick * 1.2), paint.line_type, 4)
+        cv2.line(canvas, tuple(pts[8]), tuple(pts[9]), paint.arm, thick, paint.line_type, 4)
+        fill(canvas, [p[[4, 5, 6, 7]]], paint.palm, paint.line_type)
         finger = max(1, int(round(0.011 * ppm)))
         for a, b in ((2, 0), (3, 1)):
-            cv2.line(canvas, tuple(pts[a]), tuple(pts[b]), self.finger, finger, cv2.LINE_AA, 4)
+            cv2.line(canvas, tuple(pts[a]), tuple(pts[b]), paint.finger, finger, paint.line_type, 4)
 
     def draw(self, poses: np.ndarray, ee: np.ndarray, grip: float) -> np.ndarray:
         """Render a frame: objects at poses (N, 3), gripper at ee (3,) with closure grip (0..4).
@@ -108,11 +140,32 @@ class Renderer:
         """
         canvas = self._canvas
         np.copyto(canvas, self.background)
-        self._objects(canvas, poses)
-        self._gripper(canvas, ee, grip)
+        self._objects(canvas, poses, self._paint)
+        self._gripper(canvas, ee, grip, self._paint)
         canvas[: self.cfg.render_scale] = 0  # BAIR frames carry a black top row, over the arm too
         n = self.cfg.image_size
         return cv2.resize(canvas, (n, n), interpolation=cv2.INTER_AREA)
+
+    def draw_labels(self, poses: np.ndarray, ee: np.ndarray, grip: float) -> np.ndarray:
+        """The region label map of the frame `draw` renders for the same arguments.
+
+        Returns:
+            uint8 (image_size, image_size): LABEL_ARM where the arm/gripper covers at least
+            LABEL_COVERAGE of the pixel, else LABEL_OBJECTS where objects do, else LABEL_STATIC
+            (table, clutter, shadows, the black top row).
+        """
+        size = self.size
+        canvas = np.zeros((size, size), np.uint8)
+        self._objects(canvas, poses, self._label_paint)
+        self._gripper(canvas, ee, grip, self._label_paint)
+        canvas[: self.cfg.render_scale] = LABEL_STATIC
+        n = self.cfg.image_size
+        cover = {k: cv2.resize((canvas == k).astype(np.float32), (n, n), interpolation=cv2.INTER_AREA)
+                 for k in (LABEL_ARM, LABEL_OBJECTS)}
+        labels = np.full((n, n), LABEL_STATIC, np.uint8)
+        labels[cover[LABEL_OBJECTS] >= LABEL_COVERAGE] = LABEL_OBJECTS
+        labels[cover[LABEL_ARM] >= LABEL_COVERAGE] = LABEL_ARM
+        return labels
 
     def to_pixels(self, xy: np.ndarray) -> np.ndarray:
         """(N, 2) table-plane points -> (N, 2) pixel coordinates in the returned (downsampled) frame."""

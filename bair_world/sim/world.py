@@ -78,6 +78,10 @@ class PushWorld:
         """(N, 2) object centres in the 64x64 frame's pixel coordinates (column, row)."""
         return self.renderer.to_pixels(self.object_poses[:, :2])
 
+    def labels(self) -> np.ndarray:
+        """uint8 (64, 64) region labels of the current frame (see `bair_world.sim.render.LABEL_NAMES`)."""
+        return self.renderer.draw_labels(self.physics.object_poses(), self._position, self.grip)
+
     def step(self, action, position) -> np.ndarray:
         """Apply one action from `position` (see the class docstring), advance a frame, return it.
 
@@ -182,26 +186,34 @@ class Rollout:
         actions: float (T, 4); rows 2k and 2k+1 are identical.
         positions: float (T, 3); positions[t] is the end-effector position at frame t.
         object_pixels: float (T, N, 2) object centres in 64x64 pixel coordinates.
+        labels: uint8 (T, 64, 64) region labels (0 static, 1 arm, 2 objects), or None if not asked for.
     """
 
     frames: np.ndarray
     actions: np.ndarray
     positions: np.ndarray
     object_pixels: np.ndarray
+    labels: np.ndarray | None = None
 
 
-def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig()) -> Rollout:
-    """Run the scripted pusher for `length` frames; frame t+1 = step(actions[t], positions[t])."""
+def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig(), labels: bool = False) -> Rollout:
+    """Run the scripted pusher for `length` frames; frame t+1 = step(actions[t], positions[t]).
+
+    ``labels=True`` also records each frame's region labels (the frames are the same either way).
+    """
     if length < 1:
         raise ValueError(f"rollout: length must be >= 1, got {length}")
     frames = np.empty((length, config.image_size, config.image_size, 3), np.uint8)
     actions, positions = np.empty((length, 4)), np.empty((length, 3))
+    label_maps = np.empty((length, config.image_size, config.image_size), np.uint8) if labels else None
     pixels = None
     for t, world, action in scripted_worlds(seed, length, config):
         if pixels is None:
             pixels = np.empty((length, len(world.specs), 2))
         frames[t], positions[t], pixels[t], actions[t] = world.frame, world.position, world.object_pixels(), action
-    return Rollout(frames, actions, positions, pixels)
+        if labels:
+            label_maps[t] = world.labels()
+    return Rollout(frames, actions, positions, pixels, label_maps)
 
 
 def scripted_worlds(seed: int, length: int = 30, config: SimConfig = SimConfig()):
