@@ -16,20 +16,21 @@ import bair_world
 DESCRIPTION = """\
 bair-world: a learned, action-conditioned video world model of the BAIR robot-pushing scene,
 served as the Gymnasium environment BairWorld-v0. Play the bundled model (demo), export
-recorded | predicted | error videos (rollout), and write, convert or check BAIR-format data (data)."""
+recorded | predicted | error videos (rollout), and write, convert, check or pack BAIR-format data (data)."""
 EPILOG = """\
 training and evaluation are scripts (each with --help):
   python training/train.py                      train (default: the `cpu` preset on the embedded data)
   python training/evaluate.py                   PSNR/SSIM of a checkpoint (default: the bundled model)
   python training/bundle.py runs/<name>         make a trained model the environment's default
 run `bair-world COMMAND --help` for a command's options."""
-GROUP_HELP = {"data": "write, convert and check BAIR-format datasets"}
+GROUP_HELP = {"data": "write, convert, check and pack BAIR-format datasets"}
 
 # (group, name) -> (module, one-line help); group None means a top-level command.
 COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("data", "synth"): ("bair_world.data.synthetic", "write BAIR-format data from the built-in pushing world"),
     ("data", "convert"): ("bair_world.data.tfrecord", "convert the original BAIR TFRecords to the folder layout"),
-    ("data", "check"): ("bair_world.data.validate", "validate a BAIR-format dataset folder"),
+    ("data", "check"): ("bair_world.data.validate", "validate a BAIR-format dataset (folder layout or packed)"),
+    ("data", "pack"): ("bair_world.data.packed", "pack a BAIR folder dataset into the compact, memory-mapped form"),
     (None, "rollout"): ("bair_world.video", "export a recorded | predicted | error rollout video"),
     (None, "demo"): ("bair_world.envs.demo", "replay recorded rollouts in BairWorld-v0: PSNR table and video"),
 }

@@ -241,7 +241,7 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
     import torch
 
     from bair_world.checkpoint import load_checkpoint
-    from bair_world.data.bair_folder import BairFolderDataset
+    from bair_world.data.packed import open_dataset
     from bair_world.data.batch import frames_to_uint8
     from bair_world.world_model import WorldModel
 
@@ -250,7 +250,7 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
     dev = _device(device)
     model, _ = load_checkpoint(checkpoint, dev)
     t_len = n_past + n_future
-    dataset = BairFolderDataset(data_root, split, seq_len=t_len)  # DataError if a sequence is shorter
+    dataset = open_dataset(data_root, split, seq_len=t_len)  # DataError if a sequence is shorter
     if not 0 <= index < len(dataset):
         raise IndexError(f"{Path(data_root) / split}: index {index} out of range for {len(dataset)} sequences")
     item = dataset[index]

@@ -39,7 +39,7 @@ from bair_world import metrics
 from bair_world.checkpoint import load_checkpoint
 from bair_world.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.data import DataError
-from bair_world.data.bair_folder import BairFolderDataset
+from bair_world.data.packed import open_dataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
 from bair_world.training.distributed import resolve_device
@@ -125,7 +125,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         warnings.warn(f"{checkpoint}: evaluating with n_past={cfg.n_past}, the model was built for "
                       f"n_past={model.cfg.n_past}")
     t_len = cfg.n_past + cfg.n_future
-    dataset = BairFolderDataset(data_root, cfg.split, seq_len=t_len)
+    dataset = open_dataset(data_root, cfg.split, seq_len=t_len)
     n_seq = len(dataset) if cfg.max_sequences is None else min(cfg.max_sequences, len(dataset))
     subset = torch.utils.data.Subset(dataset, range(n_seq))
     loader = DataLoader(subset, batch_size=cfg.batch_size, shuffle=False, drop_last=False, collate_fn=collate)

@@ -72,6 +72,32 @@ class SynthReport:
                 f"motion: {self.motion}")
 
 
+def _arrays(task: tuple[str, str, int, int, int]):
+    """Worker: (split, index, frames, actions, positions, labels, motion) of one sequence, in memory."""
+    _, split, index, seed, length = task
+    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True)
+    return split, index, r.frames, r.actions, r.positions, r.labels, sequence_motion(r.frames, r.object_pixels)
+
+
+def _in_pool(fn, tasks: list, workers: int | None, progress: bool, desc: str):
+    """Yield ``fn(task)`` for every task, in completion order, from ``workers`` processes (1: here)."""
+    workers = max(1, min(workers or os.cpu_count() or 1, max(len(tasks), 1)))
+    with tqdm(total=len(tasks), desc=desc, unit="seq", disable=not progress) as bar:
+        if workers == 1:
+            outcomes, pool = map(fn, tasks), None
+        else:
+            pool = multiprocessing.get_context().Pool(workers)
+            outcomes = pool.imap_unordered(fn, tasks, chunksize=max(1, min(16, len(tasks) // (4 * workers))))
+        try:
+            for res in outcomes:
+                yield res
+                bar.update()
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+
+
 def _generate(task: tuple[str, str, int, int, int]) -> tuple[float, float] | None:
     """Worker: write one sequence unless it is already complete; returns its motion or None if skipped."""
     root, split, index, seed, length = task
@@ -134,32 +160,38 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
             remove_partial_writes(root)
             break
     tasks = [(str(root), split, i, int(seed), length) for split in SPLITS for i in range(counts[split])]
-    workers = max(1, min(workers or os.cpu_count() or 1, max(len(tasks), 1)))
     start = time.perf_counter()
-    results: list[tuple[float, float]] = []
-    skipped = 0
-    with tqdm(total=len(tasks), desc="synth", unit="seq", disable=not progress) as bar:
-        if workers == 1:
-            outcomes = map(_generate, tasks)
-            pool = None
-        else:
-            pool = multiprocessing.get_context().Pool(workers)
-            outcomes = pool.imap_unordered(_generate, tasks, chunksize=max(1, min(16, len(tasks) // (4 * workers))))
-        try:
-            for res in outcomes:
-                if res is None:
-                    skipped += 1
-                else:
-                    results.append(res)
-                bar.update()
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+    outcomes = list(_in_pool(_generate, tasks, workers, progress, "synth"))
+    results = [res for res in outcomes if res is not None]
+    skipped = len(outcomes) - len(results)
     tmp = manifest_path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(_manifest(int(seed), counts, length), indent=2) + "\n")
     os.replace(tmp, manifest_path)
     return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results))
+
+
+def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: int = DEFAULT_SEED,
+                 workers: int | None = None, progress: bool = True, length: int = SEQUENCE_LENGTH) -> SynthReport:
+    """Write the same sequences as `write_dataset` straight into the packed form (`bair_world.data.packed`).
+
+    No PNG or CSV round trip: the arrays equal those `pack_dataset` makes of `write_dataset`'s folder.
+    Written atomically into a new folder ``out``; an interrupted run leaves nothing (no resume).
+    """
+    from bair_world.data.packed import PackWriter
+
+    counts = _checked_counts(DEFAULT_COUNTS if counts is None else counts)
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"write_packed: seed must be a non-negative integer, got {seed!r}")
+    if length < 2:
+        raise ValueError(f"write_packed: length must be >= 2, got {length}")
+    tasks = [(str(out), split, i, int(seed), length) for split in SPLITS for i in range(counts[split])]
+    start, motions = time.perf_counter(), []
+    with PackWriter(out, counts, length, labels=set(SPLITS), source=_manifest(int(seed), counts, length)) as writer:
+        for split, index, frames, actions, positions, labels, motion in _in_pool(_arrays, tasks, workers, progress,
+                                                                                 "synth"):
+            writer.put(split, index, frames, actions, positions, labels)
+            motions.append(motion)
+    return SynthReport(Path(out), counts, len(tasks), 0, time.perf_counter() - start, motion_stats(motions))
 
 
 def cache_dir() -> Path:
@@ -182,27 +214,27 @@ def _file_lock(path: Path):
 
 def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: dict[str, int] | None = None,
                          workers: int | None = None, progress: bool = True) -> Path:
-    """The cached synthetic dataset used by default for training, evaluation and tests.
+    """The cached synthetic dataset used by default for training, evaluation and tests, packed.
 
-    The folder is named by generator version, seed and counts, generated on first use into a
-    `.partial` sibling (resumable) under an exclusive file lock, and renamed into place when complete,
-    so concurrent callers wait for one generation instead of racing.
+    The folder is named by generator version, seed and counts, generated on first use in the packed
+    form (`write_packed`: 13 files instead of ~32 per sequence; read memory-mapped) under an
+    exclusive file lock, so concurrent callers wait for one generation instead of racing.
 
     Args:
         create: generate the dataset if it does not exist yet; otherwise just return the path.
     """
     counts = _checked_counts(DEFAULT_COUNTS if counts is None else counts)
-    name = f"synth-v{GENERATOR_VERSION}-seed{seed}-" + "-".join(f"{s}{counts[s]}" for s in SPLITS)
+    from bair_world.data.packed import is_packed
+
+    name = f"synth-v{GENERATOR_VERSION}-seed{seed}-" + "-".join(f"{s}{counts[s]}" for s in SPLITS) + "-packed"
     base = cache_dir()
     final = base / name
-    if (final / MANIFEST).exists() or not create:
+    if is_packed(final) or not create:
         return final
     base.mkdir(parents=True, exist_ok=True)
     with _file_lock(base / f".{name}.lock"):
-        if not (final / MANIFEST).exists():  # another process may have finished while we waited
-            partial = base / f".{name}.partial"
-            write_dataset(partial, counts, seed=seed, workers=workers, progress=progress)
-            os.rename(partial, final)
+        if not is_packed(final):  # another process may have finished while we waited
+            write_packed(final, counts, seed=seed, workers=workers, progress=progress)
     return final
 
 
