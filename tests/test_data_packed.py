@@ -54,6 +54,16 @@ def test_packed_items_equal_the_folder_items_exactly(folder, packed, seq_len):
                                        for k in ("actions", "frames", "labels", "positions")]
 
 
+def test_labels_pack_into_two_bits_and_back():
+    from bair_world.data.packed import pack_labels, unpack_labels
+
+    labels = np.random.default_rng(0).integers(0, 4, (2, 3, 64, 64), dtype=np.uint8)
+    stored = pack_labels(labels)
+    assert stored.shape == (2, 3, 64, 16) and np.array_equal(unpack_labels(stored), labels)
+    with pytest.raises(ValueError, match="0..3"):
+        pack_labels(labels + 4)
+
+
 def test_direct_generation_equals_packing_the_folder(folder, packed, tmp_path):
     direct = tmp_path / "direct"
     report = write_packed(direct, COUNTS, seed=7, workers=2, progress=False)

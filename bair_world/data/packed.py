@@ -6,7 +6,8 @@ Layout (``FORMAT`` version ``FORMAT_VERSION``)::
     <root>/<split>/frames.npy             uint8   (N, T, 64, 64, 3) RGB
     <root>/<split>/actions.npy            float32 (N, T, 4)
     <root>/<split>/positions.npy          float32 (N, T, 3)
-    <root>/<split>/labels.npy             uint8   (N, T, 64, 64), only if the source sequences had labels
+    <root>/<split>/labels.npy             uint8   (N, T, 64, 16), only if the source sequences had labels:
+                                          the (64, 64) label maps (values 0..2), 2 bits a pixel, 4 pixels a byte
 
 Sequence ``i`` of a split is sequence ``i`` of the folder layout's sorted listing, with the same
 values bit for bit (PNG and the ``%.18e`` CSVs are lossless for uint8 frames and float32 numbers), so
@@ -42,9 +43,24 @@ from bair_world.data.errors import DataError
 
 MANIFEST = "packed.json"
 FORMAT, FORMAT_VERSION = "bair-world-packed", 1
-#: kind -> (dtype, shape of one step)
+#: kind -> (dtype, shape of one step as stored)
 KINDS = {"frames": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE, 3)), "actions": (np.float32, (ACTION_DIM,)),
-         "positions": (np.float32, (POSITION_DIM,)), "labels": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE))}
+         "positions": (np.float32, (POSITION_DIM,)), "labels": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE // 4))}
+
+
+def pack_labels(labels: np.ndarray) -> np.ndarray:
+    """uint8 (..., 64, 64) labels in 0..3 -> (..., 64, 16): pixel 4j + k in bits 2k, 2k+1 of byte j."""
+    labels = np.asarray(labels)
+    if labels.dtype != np.uint8 or (labels.size and labels.max() > 3):
+        raise ValueError(f"labels must be uint8 values 0..3 to pack in 2 bits, got {labels.dtype}")
+    return labels[..., 0::4] | labels[..., 1::4] << 2 | labels[..., 2::4] << 4 | labels[..., 3::4] << 6
+
+
+def unpack_labels(packed: np.ndarray) -> np.ndarray:
+    """Inverse of `pack_labels`: (..., 64, 16) -> uint8 (..., 64, 64)."""
+    packed = np.asarray(packed, np.uint8)
+    parts = np.stack([(packed >> shift) & 3 for shift in (0, 2, 4, 6)], axis=-1)  # (..., 64, 16, 4)
+    return parts.reshape(*packed.shape[:-1], packed.shape[-1] * 4)
 
 
 def is_packed(root: str | Path) -> bool:
@@ -94,7 +110,7 @@ class PackWriter:
         if split in self.labels:
             if labels is None:
                 raise ValueError(f"{split}[{index}]: the split carries labels, this sequence has none")
-            parts["labels"] = labels
+            parts["labels"] = pack_labels(labels)
         for kind, value in parts.items():
             self._arrays[split, kind][index] = np.asarray(value)[: self.length]
 
@@ -133,7 +149,7 @@ class PackedSplit:
 
     Attributes:
         frames, actions, positions: the split's arrays, (N, T, ...) as in the module docstring.
-        labels: uint8 (N, T, 64, 64), or None when the split has no labels.
+        labels: the stored 2-bit labels, uint8 (N, T, 64, 16) (`unpack_labels` gives the maps), or None.
     """
 
     def __init__(self, root: str | Path, split: str):
@@ -198,7 +214,7 @@ class PackedDataset(Dataset):
 
     def labels(self, index: int) -> np.ndarray | None:
         """Region labels of sequence ``index``, uint8 (seq_len, 64, 64), or None without labels."""
-        return None if self.data.labels is None else np.array(self.data.labels[index, : self.seq_len])
+        return None if self.data.labels is None else unpack_labels(self.data.labels[index, : self.seq_len])
 
     def __repr__(self) -> str:
         return f"PackedDataset(root={str(self.root)!r}, split={self.split!r}, seq_len={self.seq_len}, n={len(self)})"

@@ -127,6 +127,13 @@ def check_sequence(seq_dir: Path, seq_len: int | None = None) -> tuple[tuple[np.
     return (actions[:length], positions[:length]), errors
 
 
+def _max_label(stored: np.ndarray) -> int:
+    """The largest label value in 2-bit packed labels (`bair_world.data.packed.pack_labels`)."""
+    from bair_world.data.packed import unpack_labels
+
+    return max((int(unpack_labels(stored[i:i + 64]).max()) for i in range(0, len(stored), 64)), default=0)
+
+
 def _check_packed_split(root: Path, split: str, seq_len: int | None, report: CheckReport) -> None:
     """Check one split of a packed dataset (files, shapes, every value) into ``report``."""
     from bair_world.data.packed import PackedSplit
@@ -148,7 +155,7 @@ def _check_packed_split(root: Path, split: str, seq_len: int | None, report: Che
             report.errors.append(DataError(root / split / f"{kind}.npy", f"sequences {np.flatnonzero(~finite)[:5].tolist()}"
                                                                          " hold NaN or inf"))
         bad |= ~finite
-    if data.labels is not None and n and int(data.labels.max()) >= N_LABELS:
+    if data.labels is not None and n and int(_max_label(data.labels)) >= N_LABELS:
         report.errors.append(DataError(root / split / "labels.npy", f"label values outside 0..{N_LABELS - 1}"))
     report.bad_sequences[split] = int(bad.sum())
     report.lengths[length] = report.lengths.get(length, 0) + n
