@@ -150,21 +150,38 @@ class GoalEnvBase(gym.Env):
         return self._observation(), -distance, terminated, truncated, self._info(distance)
 
     # -- Gymnasium-Robotics GoalEnv API (batched over leading axes, as HER relabelling calls it) --
-    # Goals are frames (..., 64, 64, 3); (..., 3, 64, 64) is accepted too, because SB3 stores image
-    # observations channel-first (VecTransposeImage) and hands them back so to compute_reward.
-    def compute_reward(self, achieved_goal, desired_goal, info) -> np.ndarray:
-        """``-goal_distance(achieved_goal, desired_goal)``, shape (...): the reward `step` gives.
+    # Present only with robotics_keys=True: tools such as SB3's check_env take an env that has
+    # compute_reward for a GoalEnv and then require its keys. Goals are frames (..., 64, 64, 3);
+    # (..., 3, 64, 64) is accepted too, because SB3 stores image observations channel-first
+    # (VecTransposeImage) and hands them back so.
+    def _goal_api(self, method):
+        if not self.robotics_keys:
+            raise AttributeError(f"{method.__name__.lstrip('_')} exists with robotics_keys=True only")
+        return method
 
-        ``info`` is unused: the reward depends on the frames only.
-        """
+    @property
+    def compute_reward(self):
+        """``compute_reward(achieved_goal, desired_goal, info)``: ``-goal_distance``, shape (...), the
+        reward `step` gives (``info`` is unused: the reward depends on the frames only)."""
+        return self._goal_api(self._compute_reward)
+
+    @property
+    def compute_terminated(self):
+        """``compute_terminated(achieved_goal, desired_goal, info)``: success, the only termination."""
+        return self._goal_api(self._compute_terminated)
+
+    @property
+    def compute_truncated(self):
+        """``compute_truncated(achieved_goal, desired_goal, info)``: all False (truncation counts steps)."""
+        return self._goal_api(self._compute_truncated)
+
+    def _compute_reward(self, achieved_goal, desired_goal, info) -> np.ndarray:
         return -goal_distance(_channels_last(achieved_goal), _channels_last(desired_goal))
 
-    def compute_terminated(self, achieved_goal, desired_goal, info) -> np.ndarray:
-        """Success, the only termination: ``goal_distance <= success_threshold``, shape (...)."""
-        return -self.compute_reward(achieved_goal, desired_goal, info) <= self.success_threshold
+    def _compute_terminated(self, achieved_goal, desired_goal, info) -> np.ndarray:
+        return -self._compute_reward(achieved_goal, desired_goal, info) <= self.success_threshold
 
-    def compute_truncated(self, achieved_goal, desired_goal, info) -> np.ndarray:
-        """All False, shape (...): truncation depends on the step count, not on the goals."""
+    def _compute_truncated(self, achieved_goal, desired_goal, info) -> np.ndarray:
         return np.zeros(np.shape(achieved_goal)[:-3], bool)
 
     def render(self) -> np.ndarray | None:

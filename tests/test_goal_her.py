@@ -31,6 +31,7 @@ def test_robotics_keys_rename_todays_observation_and_pass_both_checkers(env_id, 
 
     plain, goal_env = _make(env_id, ckpt), _make(env_id, ckpt, robotics_keys=True)
     assert set(goal_env.observation_space.spaces) == {"observation", "achieved_goal", "desired_goal"}
+    assert not hasattr(plain.unwrapped, "compute_reward")  # today's keys: not a GoalEnv to SB3's checker
     obs, _ = plain.reset(seed=3)
     renamed, _ = goal_env.reset(seed=3)
     action = plain.action_space.sample()
