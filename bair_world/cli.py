@@ -11,11 +11,26 @@ import argparse
 import importlib
 import sys
 
+import bair_world
+
+DESCRIPTION = """\
+bair-world: a learned, action-conditioned video world model of the BAIR robot-pushing scene,
+served as the Gymnasium environment BairWorld-v0. Play the bundled model (demo), export
+recorded | predicted | error videos (rollout), and write, convert, check or pack BAIR-format data (data)."""
+EPILOG = """\
+training and evaluation are scripts (each with --help):
+  python training/train.py                      train (default: the `cpu` preset on the embedded data)
+  python training/evaluate.py                   PSNR/SSIM of a checkpoint (default: the bundled model)
+  python training/bundle.py runs/<name>         make a trained model the environment's default
+run `bair-world COMMAND --help` for a command's options."""
+GROUP_HELP = {"data": "write, convert, check and pack BAIR-format datasets"}
+
 # (group, name) -> (module, one-line help); group None means a top-level command.
 COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("data", "synth"): ("bair_world.data.synthetic", "write BAIR-format data from the built-in pushing world"),
     ("data", "convert"): ("bair_world.data.tfrecord", "convert the original BAIR TFRecords to the folder layout"),
-    ("data", "check"): ("bair_world.data.validate", "validate a BAIR-format dataset folder"),
+    ("data", "check"): ("bair_world.data.validate", "validate a BAIR-format dataset (folder layout or packed)"),
+    ("data", "pack"): ("bair_world.data.packed", "pack a BAIR folder dataset into the compact, memory-mapped form"),
     (None, "rollout"): ("bair_world.video", "export a recorded | predicted | error rollout video"),
     (None, "demo"): ("bair_world.envs.demo", "replay recorded rollouts in BairWorld-v0: PSNR table and video"),
 }
@@ -32,7 +47,9 @@ def _subcommand_in(argv: list[str]) -> tuple[str | None, str] | None:
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Build the parser; only the chosen subcommand's module is imported to add its arguments."""
-    parser = argparse.ArgumentParser(prog="bair-world", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bair-world", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {bair_world.__version__}")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
     chosen = _subcommand_in(argv)
@@ -41,7 +58,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             sub = top.add_parser(name, help=help_text, description=help_text)
         else:
             if group not in groups:
-                gp = top.add_parser(group, help=f"{group} commands")
+                gp = top.add_parser(group, help=GROUP_HELP[group], description=GROUP_HELP[group])
                 groups[group] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
             sub = groups[group].add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(_module=module)

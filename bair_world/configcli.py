@@ -112,12 +112,26 @@ def _default_of(f: dataclasses.Field) -> Any:
     return None
 
 
+def _flat_values(cfg: Any) -> dict[str, Any]:
+    """{field name: value} over a dataclass instance's tree, nested dataclasses flattened."""
+    values = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            values.update(_flat_values(value))
+        else:
+            values[f.name] = value
+    return values
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, aliases: list[Alias] = (),
-                            title: str | None = None) -> argparse.ArgumentParser:
+                            title: str | None = None, shown_defaults: Any = None) -> argparse.ArgumentParser:
     """Add one option per field of ``cls`` (nested dataclasses flattened) to ``parser``.
 
     Options default to ``argparse.SUPPRESS``: a field absent from the parsed namespace was not
-    given on the command line (see `explicit_values`). Returns the parser.
+    given on the command line (see `explicit_values`). Each help text ends in "(default: X)", X
+    taken from ``shown_defaults`` (an instance of ``cls``, e.g. the preset a run without the option
+    uses) or else from the dataclass's own defaults. Returns the parser.
 
     Raises:
         ValueError: two fields in the tree share a name, or an alias names no field.
@@ -128,6 +142,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, aliases:
     extra: dict[str, list[Alias]] = {}
     for alias in aliases:
         extra.setdefault(alias.field, []).append(alias)
+    shown = _flat_values(shown_defaults) if shown_defaults is not None else {}
     for f, tp, doc in _walk_fields(cls):
         if f.name in seen:
             raise ValueError(f"configcli: field name {f.name!r} occurs twice in {cls.__name__}'s tree")
@@ -135,7 +150,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, aliases:
         names = [f"--{f.name.replace('_', '-')}"]
         if "_" in f.name:
             names.append(f"--{f.name}")
-        default = _default_of(f)
+        default = shown[f.name] if f.name in shown else _default_of(f)
         help_text = (doc or f.name).replace("%", "%%") + f" (default: {default!r})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         base, optional = _unwrap_optional(tp)

@@ -11,7 +11,7 @@ Error panels show the per-pixel mean absolute error over channels, times ``error
 the inferno colour map (black = exact). The pixels inside each panel are the input's, untouched.
 
 Files are written atomically (a temporary sibling, then ``os.replace``): ``.mp4`` as H.264 in
-yuv420p (plays everywhere) through moviepy/ffmpeg, ``.gif`` through imageio's Pillow plugin (which
+yuv420p (plays everywhere) through imageio-ffmpeg, one encoded frame per input frame, ``.gif`` through imageio's Pillow plugin (which
 merges identical consecutive frames into one longer frame; playback timing is unchanged).
 """
 
@@ -71,19 +71,33 @@ def write_frames(path: str | Path, frames, *, fps: float = 5.0) -> Path:
 
             iio.imwrite(tmp, frames, plugin="pillow", extension=".gif", duration=1000.0 / fps, loop=0)
         else:
-            from moviepy import ImageSequenceClip
-
-            _, h, w, _ = frames.shape
-            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))  # even sizes for yuv420p
-            clip = ImageSequenceClip(list(frames), fps=fps)
-            clip.write_videofile(str(tmp), fps=fps, codec="libx264", audio=False, pixel_format="yuv420p",
-                                 ffmpeg_params=["-crf", "17"], logger=None)
-            clip.close()
+            _write_mp4(tmp, frames, fps)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
+    """Encode (T, H, W, 3) uint8 frames as H.264/yuv420p, sending each frame to ffmpeg exactly once.
+
+    Frames go straight to the encoder rather than through a clip that is resampled at ``fps``
+    (moviepy's ``ImageSequenceClip.iter_frames`` rounds frame times and repeats or drops frames).
+    """
+    import imageio_ffmpeg
+
+    _, h, w, _ = frames.shape
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))  # even sizes for yuv420p
+    writer = imageio_ffmpeg.write_frames(str(path), (frames.shape[2], frames.shape[1]), fps=fps, codec="libx264",
+                                         pix_fmt_out="yuv420p", quality=None, output_params=["-crf", "17"],
+                                         macro_block_size=1, ffmpeg_log_level="error")
+    writer.send(None)  # start ffmpeg
+    try:
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        writer.close()
 
 
 def write_gif(path: str | Path, frames, *, fps: float = 5.0, scale: int = 1) -> Path:
@@ -220,7 +234,7 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
     import torch
 
     from bair_world.checkpoint import load_checkpoint
-    from bair_world.data.bair_folder import BairFolderDataset
+    from bair_world.data.packed import open_dataset
     from bair_world.data.batch import frames_to_uint8
     from bair_world.devices import resolve_device
     from bair_world.world_model import WorldModel
@@ -230,7 +244,7 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
     dev = resolve_device(device)
     model, _ = load_checkpoint(checkpoint, dev)
     t_len = n_past + n_future
-    dataset = BairFolderDataset(data_root, split, seq_len=t_len)  # DataError if a sequence is shorter
+    dataset = open_dataset(data_root, split, seq_len=t_len)  # DataError if a sequence is shorter
     if not 0 <= index < len(dataset):
         raise IndexError(f"{Path(data_root) / split}: index {index} out of range for {len(dataset)} sequences")
     item = dataset[index]

@@ -25,7 +25,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint directory (default: the bundled bair_world/checkpoints/default)")
     parser.add_argument("--episodes", type=int, default=4, help="reference rollouts replayed side by side (default: 4)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"video file, .mp4 or .gif (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"video file, .mp4 or .gif (default: {DEFAULT_OUT} in the working directory)")
     parser.add_argument("--data-root", default=None,
                         help="replay a BAIR-format folder's sequences (default: the built-in pushing world)")
     parser.add_argument("--split", default="test", help="split of --data-root (default: test)")
@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"video: {video.resolve()}\n  rows = episodes; columns = recorded | predicted | |error| "
           f"(green = context, red = predicted)")
     print(f"done in {time.perf_counter() - start:.1f} s.\n"
-          "next: python training/evaluate.py --checkpoint <dir>   (the full PSNR/SSIM protocol; its first 10 steps "
-          "match this replay on the same sequences)\n"
+          "next: python training/evaluate.py   (the full PSNR/SSIM protocol, into runs/eval-default-test/; its first "
+          "10 steps match this replay on the same sequences)\n"
           "      python training/train.py && python training/bundle.py runs/<name>   (train your own, make it the "
           "default; or pass --checkpoint runs/<name>/best)")
     return 0

@@ -29,21 +29,37 @@ from bair_world.sim import SimConfig, action_bounds, arm_step, position_bounds, 
 SUCCESS_THRESHOLD = 0.025
 #: Margin (metres) of the position observation box around the pushing world's workspace.
 POSITION_MARGIN = 0.05
+#: The same observation under Gymnasium-Robotics' GoalEnv keys (``robotics_keys=True``), which
+#: SB3's ``HerReplayBuffer`` needs: the goal-free state, the achieved frame and the goal frame.
+ROBOTICS_KEYS = {"position": "observation", "image": "achieved_goal", "goal": "desired_goal"}
 
 
-def goal_observation_space(config: SimConfig = SimConfig()) -> spaces.Dict:
-    """Dict(image, goal: Box(0, 255, (64, 64, 3), uint8), position: Box((3,), float32) metres)."""
+def goal_observation_space(config: SimConfig = SimConfig(), robotics_keys: bool = False) -> spaces.Dict:
+    """Dict(image, goal: Box(0, 255, (64, 64, 3), uint8), position: Box((3,), float32) metres).
+
+    With ``robotics_keys`` the keys are renamed by `ROBOTICS_KEYS` (position -> observation,
+    image -> achieved_goal, goal -> desired_goal); the boxes are the same.
+    """
     lo, hi = position_bounds(config)
     lo, hi = lo - POSITION_MARGIN, hi + POSITION_MARGIN
     frame = spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    return spaces.Dict({"image": frame, "goal": frame,
-                        "position": spaces.Box(lo.astype(np.float32), hi.astype(np.float32), (3,), np.float32)})
+    parts = {"image": frame, "goal": frame,
+             "position": spaces.Box(lo.astype(np.float32), hi.astype(np.float32), (3,), np.float32)}
+    return spaces.Dict({ROBOTICS_KEYS[k]: v for k, v in parts.items()} if robotics_keys else parts)
 
 
 def goal_action_space(config: SimConfig = SimConfig()) -> spaces.Box:
     """Box((4,), float32): [dx, dy, grip, z command], the limits the pushing world executes."""
     low, high = action_bounds(config)
     return spaces.Box(low, high, (4,), np.float32)
+
+
+def _channels_last(frames) -> np.ndarray:
+    """(..., 64, 64, 3) frames as given; (..., 3, 64, 64) moved to channels-last."""
+    frames = np.asarray(frames)
+    if frames.ndim >= 3 and frames.shape[-3] == 3 and frames.shape[-1] == IMAGE_SIZE:
+        return np.moveaxis(frames, -3, -1)  # (..., 3, 64, 64) -> (..., 64, 64, 3)
+    return frames
 
 
 class GoalEnvBase(gym.Env):
@@ -57,12 +73,14 @@ class GoalEnvBase(gym.Env):
     n_past: int
     sim_config: SimConfig
 
-    def _setup(self, render_mode: str | None, success_threshold: float, sim_config: SimConfig) -> None:
+    def _setup(self, render_mode: str | None, success_threshold: float, sim_config: SimConfig,
+               robotics_keys: bool) -> None:
         check_render_mode(render_mode, self.metadata)
         if not np.isfinite(success_threshold) or success_threshold < 0:
             raise ValueError(f"success_threshold must be a finite number >= 0, got {success_threshold}")
         self.render_mode, self.success_threshold, self.sim_config = render_mode, float(success_threshold), sim_config
-        self.observation_space = goal_observation_space(sim_config)
+        self.robotics_keys = bool(robotics_keys)
+        self.observation_space = goal_observation_space(sim_config, self.robotics_keys)
         self.action_space = goal_action_space(sim_config)
         self._ref: Reference | None = None
         self._done = False
@@ -131,6 +149,41 @@ class GoalEnvBase(gym.Env):
         self._done = terminated or truncated
         return self._observation(), -distance, terminated, truncated, self._info(distance)
 
+    # -- Gymnasium-Robotics GoalEnv API (batched over leading axes, as HER relabelling calls it) --
+    # Present only with robotics_keys=True: tools such as SB3's check_env take an env that has
+    # compute_reward for a GoalEnv and then require its keys. Goals are frames (..., 64, 64, 3);
+    # (..., 3, 64, 64) is accepted too, because SB3 stores image observations channel-first
+    # (VecTransposeImage) and hands them back so.
+    def _goal_api(self, method):
+        if not self.robotics_keys:
+            raise AttributeError(f"{method.__name__.lstrip('_')} exists with robotics_keys=True only")
+        return method
+
+    @property
+    def compute_reward(self):
+        """``compute_reward(achieved_goal, desired_goal, info)``: ``-goal_distance``, shape (...), the
+        reward `step` gives (``info`` is unused: the reward depends on the frames only)."""
+        return self._goal_api(self._compute_reward)
+
+    @property
+    def compute_terminated(self):
+        """``compute_terminated(achieved_goal, desired_goal, info)``: success, the only termination."""
+        return self._goal_api(self._compute_terminated)
+
+    @property
+    def compute_truncated(self):
+        """``compute_truncated(achieved_goal, desired_goal, info)``: all False (truncation counts steps)."""
+        return self._goal_api(self._compute_truncated)
+
+    def _compute_reward(self, achieved_goal, desired_goal, info) -> np.ndarray:
+        return -goal_distance(_channels_last(achieved_goal), _channels_last(desired_goal))
+
+    def _compute_terminated(self, achieved_goal, desired_goal, info) -> np.ndarray:
+        return -self._compute_reward(achieved_goal, desired_goal, info) <= self.success_threshold
+
+    def _compute_truncated(self, achieved_goal, desired_goal, info) -> np.ndarray:
+        return np.zeros(np.shape(achieved_goal)[:-3], bool)
+
     def render(self) -> np.ndarray | None:
         """The current frame (64, 64, 3) uint8 for ``render_mode="rgb_array"``; None otherwise."""
         if self.render_mode != "rgb_array":
@@ -153,9 +206,10 @@ class GoalEnvBase(gym.Env):
         return quantise_action(np.clip(arr, low, high), self.sim_config)
 
     def _observation(self) -> dict[str, np.ndarray]:
-        box = self.observation_space["position"]
-        return {"image": self._frames[-1].copy(), "goal": self._ref.frames[-1].copy(),
-                "position": np.clip(self._position, box.low, box.high).astype(np.float32)}
+        box = self.observation_space[ROBOTICS_KEYS["position"] if self.robotics_keys else "position"]
+        obs = {"image": self._frames[-1].copy(), "goal": self._ref.frames[-1].copy(),
+               "position": np.clip(self._position, box.low, box.high).astype(np.float32)}
+        return {ROBOTICS_KEYS[k]: v for k, v in obs.items()} if self.robotics_keys else obs
 
     def _info(self, distance: float) -> dict[str, Any]:
         info = {"goal_distance": distance, "is_success": bool(distance <= self.success_threshold),
@@ -185,7 +239,10 @@ class BairWorldGoalEnv(GoalEnvBase):
 
     ## Observation Space
 
-    ``Dict(image=(64, 64, 3) uint8, goal=(64, 64, 3) uint8, position=(3,) float32 metres)``.
+    ``Dict(image=(64, 64, 3) uint8, goal=(64, 64, 3) uint8, position=(3,) float32 metres)``. With
+    ``robotics_keys=True`` the same under Gymnasium-Robotics' GoalEnv keys: ``observation``
+    (position), ``achieved_goal`` (image), ``desired_goal`` (goal), with ``compute_reward``,
+    ``compute_terminated`` and ``compute_truncated``, so SB3's ``HerReplayBuffer`` can relabel goals.
 
     ## Rewards
 
@@ -205,7 +262,7 @@ class BairWorldGoalEnv(GoalEnvBase):
 
     ``checkpoint``, ``data_root``, ``split``, ``n_past``, ``device``, ``num_references``,
     ``references``, ``precision``, ``compile`` as ``BairWorld-v0``; ``success_threshold`` (default `SUCCESS_THRESHOLD`);
-    ``render_mode`` None or "rgb_array".
+    ``render_mode`` None or "rgb_array"; ``robotics_keys`` (default False).
 
     ``info``: ``goal_distance``, ``is_success``, ``arm_distance_m`` (end-effector to the goal's
     end-effector position, metres), ``step``, ``index``, ``rollout_id``.
@@ -216,8 +273,8 @@ class BairWorldGoalEnv(GoalEnvBase):
                  render_mode: str | None = None, num_references: int = 10_000,
                  references: ReferenceSource | None = None, success_threshold: float = SUCCESS_THRESHOLD,
                  sim_config: SimConfig = SimConfig(), precision: str = "float32",
-                 compile: bool = False):  # noqa: A002 (torch.compile's name)
-        self._setup(render_mode, success_threshold, sim_config)
+                 compile: bool = False, robotics_keys: bool = False):  # noqa: A002 (torch.compile's name)
+        self._setup(render_mode, success_threshold, sim_config, robotics_keys)
         self.episodes = EpisodeBatch(1, checkpoint, data_root, split, n_past, device, num_references, references,
                                      precision, compile=compile)
         self.n_past = self.episodes.n_past

@@ -162,15 +162,15 @@ class PushWorldGoalEnv(GoalEnvBase):
 
     Args:
         n_past: context frames replayed at reset (2, as the models).
-        render_mode, success_threshold: as ``BairWorldGoal-v0``.
+        render_mode, success_threshold, robotics_keys: as ``BairWorldGoal-v0``.
         num_references / references: the built-in reference pool (`SimReferences` only).
         sim_config: the world's configuration (must be the one the references were made with).
     """
 
     def __init__(self, n_past: int = 2, render_mode: str | None = None, num_references: int = 10_000,
                  references: ReferenceSource | None = None, success_threshold: float = SUCCESS_THRESHOLD,
-                 sim_config: SimConfig = SimConfig()):
-        self._setup(render_mode, success_threshold, sim_config)
+                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False):
+        self._setup(render_mode, success_threshold, sim_config, robotics_keys)
         if n_past < 1:
             raise ValueError(f"n_past must be >= 1, got {n_past}")
         self.n_past = int(n_past)

@@ -125,7 +125,8 @@ class SimReferences(ReferenceSource):
 
 
 class FolderReferences(ReferenceSource):
-    """Sequences of a BAIR folder split (``<root>/<split>/<trajectory>/<sequence>/``), sorted.
+    """Sequences of a BAIR folder split (``<root>/<split>/<trajectory>/<sequence>/``), sorted, or of a
+    packed dataset's split (`bair_world.data.packed`, same order).
 
     Args:
         root: dataset root holding ``<split>/``.
@@ -140,12 +141,14 @@ class FolderReferences(ReferenceSource):
     def __init__(self, root: str | Path, split: str = "test", cache_size: int = 128):
         super().__init__(cache_size)
         from bair_world.data.bair_folder import list_sequences
+        from bair_world.data.packed import PackedSplit, is_packed
 
         self.root, self.split = Path(root), split
-        self._dirs = list_sequences(self.root, split)  # sorted, the BairFolderDataset's item order
+        self._packed = PackedSplit(self.root, split) if is_packed(self.root) else None
+        self._dirs = [] if self._packed is not None else list_sequences(self.root, split)  # sorted, the dataset's item order
 
     def __len__(self) -> int:
-        return len(self._dirs)
+        return len(self._packed) if self._packed is not None else len(self._dirs)
 
     def __repr__(self) -> str:
         return f"FolderReferences(root={str(self.root)!r}, split={self.split!r})"
@@ -153,6 +156,10 @@ class FolderReferences(ReferenceSource):
     def _load(self, index: int) -> Reference:
         from bair_world.data.bair_folder import read_sequence
 
+        if self._packed is not None:
+            p = self._packed
+            return Reference(np.array(p.frames[index]), np.array(p.actions[index]), np.array(p.positions[index]),
+                             index, f"{self.root / self.split}[{index}]")
         seq_dir = self._dirs[index]
         frames, actions, positions = read_sequence(seq_dir)
         return Reference(np.ascontiguousarray(frames, dtype=np.uint8), np.asarray(actions, np.float32),

@@ -2,9 +2,12 @@
 
     python examples/sb3_ppo.py --checkpoint runs/<name>/best --timesteps 4096 --out ppo.mp4
 
-BairWorld-v0's reward is 0 (it is the world, not a task), so this shows the plumbing: N rows of
-the native vector env share one batched world-model call per step through the SB3 bridge, and
-the policy's imagined rollout is written as recorded | predicted | error.
+BairWorld-v0's reward is 0 (it is the world, not a task; ``info["psnr"]`` scores the prediction
+against the recorded rollout), so this shows the plumbing: N rows of the native vector env share one
+batched world-model call per step through the SB3 bridge, the policy acts in [-1, 1] (the env's
+BAIR-unit action box rescaled by ``gymnasium.wrappers.vector.RescaleAction``, as SB3's Gaussian
+policies expect), and its imagined rollout is written as recorded | predicted | error. For a task
+with a reward see the goal envs (``examples/goal_ppo.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import argparse
 import sys
 import time
 
+import gymnasium as gym
 import numpy as np
 import torch
 
+import bair_world  # noqa: F401  (registers the envs)
 from bair_world.envs import BairWorldEnv, BairWorldSB3VecEnv
 
 
@@ -32,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     from stable_baselines3.common.vec_env import VecMonitor
 
     try:
-        venv = BairWorldSB3VecEnv(num_envs=args.num_envs, checkpoint=args.checkpoint, device=args.device)
+        native = gym.make_vec("BairWorld-v0", num_envs=args.num_envs, vectorization_mode="vector_entry_point",
+                              checkpoint=args.checkpoint, device=args.device)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    venv = BairWorldSB3VecEnv(gym.wrappers.vector.RescaleAction(native, -1.0, 1.0))
     venv.seed(args.seed)
     model = PPO("CnnPolicy", VecMonitor(venv), n_steps=128, batch_size=256, n_epochs=2, seed=args.seed,
                 device="cpu" if args.device == "auto" and not torch.cuda.is_available() else "auto",
@@ -45,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{model.num_timesteps} env steps in {time.perf_counter() - start:.1f} s")
     venv.close()
 
-    env = BairWorldEnv(checkpoint=args.checkpoint, device=args.device, render_mode="rgb_array")
+    env = gym.wrappers.RescaleAction(BairWorldEnv(checkpoint=args.checkpoint, device=args.device,
+                                                  render_mode="rgb_array"), -1.0, 1.0)
     obs, info = env.reset(seed=args.seed)
-    frames, truncated, psnrs = [*env.reference.frames[: env.n_past]], False, []
+    world = env.unwrapped
+    frames, truncated, psnrs = [*world.reference.frames[: world.n_past]], False, []
     while not truncated:
         action, _ = model.predict(obs, deterministic=True)
         obs, _, _, truncated, info = env.step(action)
@@ -56,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"policy episode: mean PSNR vs the reference {np.mean(psnrs):.2f} dB (the policy ignores the reference's actions)")
     from bair_world.video import write_rollout_video
 
-    print(f"wrote {write_rollout_video(args.out, env.reference.frames, np.stack(frames), n_context=env.n_past)}")
+    print(f"wrote {write_rollout_video(args.out, world.reference.frames, np.stack(frames), n_context=world.n_past)}")
     env.close()
     return 0
 

@@ -187,3 +187,34 @@ def test_wheel_and_sdist_ship_the_bundle(run, tmp_path):
     assert wanted <= set(zipfile.ZipFile(wheel).namelist())
     names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
     assert wanted <= names
+
+
+def _absolute_paths(data) -> list[str]:
+    """Every string in JSON ``data`` that is an absolute path."""
+    if isinstance(data, dict):
+        return [p for v in data.values() for p in _absolute_paths(v)]
+    if isinstance(data, list):
+        return [p for v in data for p in _absolute_paths(v)]
+    return [data] if isinstance(data, str) and (data.startswith(("/", "~")) or data[1:3] == ":\\") else []
+
+
+def test_a_bundle_holds_no_absolute_path_of_the_training_machine(tmp_path):
+    run = tmp_path / "machine" / "runs" / "r"
+    torch.manual_seed(0)
+    from bair_world.models import SVG, preset
+
+    save_checkpoint(run / "best", SVG(preset("tiny")), step=3, epoch=1,
+                    data_info={"root": str(tmp_path / "cache" / "synth-v2-seed0"), "seed": 0})
+    (run / "train_config.json").write_text(json.dumps({"data_root": str(tmp_path / "data"), "log_dir": "runs"}))
+    dest = tmp_path / "default"
+    bundle(run, dest, BundleConfig(dtype="float32"))
+    config = json.loads((dest / "config.json").read_text())
+    summary = json.loads((dest / "training_metrics.json").read_text())
+    assert _absolute_paths(config) == [] and _absolute_paths(summary) == []
+    assert config["data"]["root"] == "synth-v2-seed0" and config["bundle"]["source"] == "best"
+    assert summary["train_config"] == {"data_root": "data", "log_dir": "runs"}  # relative paths kept
+
+
+def test_the_shipped_bundle_holds_no_absolute_path():
+    for name in ("config.json", "training_metrics.json"):
+        assert _absolute_paths(json.loads((default_checkpoint() / name).read_text())) == [], name

@@ -166,3 +166,31 @@ def test_train_cli_rejects_bad_options(argv):
 
     with pytest.raises((SystemExit, ValueError)):
         parse_config(argv)
+
+
+def test_help_can_show_an_instances_values_as_defaults(capsys):
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Outer, shown_defaults=Outer(inner=Inner(depth=9), learning_rate=0.5))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Step size (100% of it). (default: 0.5)" in out and "How deep the thing goes. (default: 9)" in out
+    assert explicit_values(parser.parse_args([]), Outer) == {}  # shown, not applied
+
+
+@pytest.mark.parametrize("preset_name", ["cpu", "seed"])
+def test_train_help_shows_the_values_a_run_uses(preset_name, capsys):
+    from bair_world.training import presets
+    from bair_world.training.train import parse_config
+
+    argv = ["--help"] if preset_name == "cpu" else ["--preset", preset_name, "--help"]
+    with pytest.raises(SystemExit):
+        parse_config(argv)
+    out = " ".join(capsys.readouterr().out.split())
+    cfg = presets.preset(preset_name)
+    for option, value in [("Training epochs (the seed's --niter).", cfg.epochs), ("Adam learning rate.", cfg.lr),
+                          ("Floor of the teacher-forcing ratio.", cfg.tfr_lower_bound)]:
+        assert f"{option} (default: {value!r})" in out
+    assert f"(default: {cfg.model.skip!r})" in out and f"(default: {cfg.tfr_start_decay_epoch!r})" in out
+    preset_help = out.split("base recipe", 1)[1].split("training and model options", 1)[0]
+    assert preset_help.count("(default:") == 1  # --preset's default said once

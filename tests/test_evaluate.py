@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,25 +129,29 @@ def test_real_bair_folder_28_predicted_frames_best_of_n_and_outputs(setup, real_
     assert (out / ev.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_only_checkpoint_evaluates_the_embedded_dataset_next_to_the_checkpoint(setup, tmp_path, monkeypatch, capsys):
+def test_no_options_evaluate_the_bundled_model_on_the_embedded_data_into_the_working_directory(
+        tmp_path, monkeypatch, capsys):
+    import bair_world
     import bair_world.data.synthetic as synthetic
 
-    ckpt, _, _ = setup
     root = tmp_path / "embedded"
     for i in range(2):  # the full-episode protocol needs 2 + 28 frames
         write_sequence(root / "test" / "traj_0" / str(i), *make_sequence(50 + i, length=30))
     monkeypatch.setattr(synthetic, "default_dataset_root", lambda *a, **k: root)
-    local = tmp_path / "ckpt"
-    import shutil
-
-    shutil.copytree(ckpt, local)
-    assert ev.main(["--checkpoint", str(local)]) == 0
-    out = tmp_path / "eval-ckpt-test"  # <checkpoint>/../eval-<name>-<split>
+    package = Path(bair_world.__file__).resolve().parent
+    before = sorted(package.rglob("*"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert ev.main(["--no-progress", "--device", "cpu"]) == 0
+    out = work / "runs" / "eval-default-test"
     report = json.loads((out / ev.JSON_FILE).read_text())
+    assert report["checkpoint"]["path"] == str(package / "checkpoints" / "default")
     assert report["data"]["root"] == str(root.resolve()) and report["data"]["sequences"] == 2
     assert report["protocol"]["n_past"] == 2 and report["protocol"]["n_future"] == 28
     assert sorted(report["protocols"]) == ["10", "28"]  # the seed's 2 -> 10 beside the episode's 2 -> 28
     assert report["protocol"]["samples"] == 1 and "copy-last" in capsys.readouterr().out
+    assert sorted(package.rglob("*")) == before  # nothing written into the installed package
 
 
 def test_region_psnr_and_sharpness_on_labelled_pushing_world_data(setup, tmp_path):
@@ -181,3 +186,25 @@ def test_region_psnr_and_sharpness_on_labelled_pushing_world_data(setup, tmp_pat
     assert full["psnr"] == pytest.approx(report["model"]["psnr"]["mean"])
     assert full["arm_psnr_last_step"] == pytest.approx(report["model"]["arm_psnr"]["per_step"][-1])
     assert full["baseline_arm_psnr"] < full["baseline_static_psnr"]  # copy-last misses the moving arm
+
+
+def test_default_out_names_a_run_checkpoint_by_run_and_checkpoint(tmp_path):
+    run = tmp_path / "x"
+    (run / "best").mkdir(parents=True)
+    (run / "train_config.json").write_text("{}")
+    assert ev.default_out(run / "best", "validate") == Path("runs/eval-x-best-validate")
+    assert ev.default_out(tmp_path / "ckpt", "test") == Path("runs/eval-ckpt-test")
+
+
+def test_precision_choices_are_the_model_cores(capsys):
+    import typing
+
+    from bair_world.world_model import PRECISIONS
+
+    assert typing.get_args(typing.get_type_hints(ev.EvalConfig)["precision"]) == tuple(PRECISIONS)
+    with pytest.raises(SystemExit):
+        ev.main(["--help"])
+    assert "--precision {float32,bfloat16,float16}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        ev.main(["--precision", "int8"])
+    assert "invalid choice: 'int8'" in capsys.readouterr().err

@@ -57,6 +57,20 @@ def test_seeding_fixes_the_rollout_and_attributes_reach_the_vector_env(ckpt):
         BairWorldSB3VecEnv(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"))
 
 
+def test_actions_rescaled_to_unit_box_reach_the_native_env_in_bair_units(ckpt):
+    native = gym.make_vec("BairWorld-v0", num_envs=2, vectorization_mode="vector_entry_point", checkpoint=ckpt,
+                          references=FakeReferences(length=5), device="cpu")
+    low, high = native.single_action_space.low, native.single_action_space.high
+    bridge = BairWorldSB3VecEnv(gym.wrappers.vector.RescaleAction(native, -1.0, 1.0))
+    assert bridge.action_space == gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
+    seen = []
+    step = native.step
+    native.step = lambda actions: (seen.append(np.array(actions)), step(actions))[1]
+    bridge.reset()
+    bridge.step(np.stack([-np.ones(7, np.float32), np.ones(7, np.float32)]))
+    np.testing.assert_allclose(seen[0], np.stack([low, high]), rtol=1e-6)  # -1 -> low, +1 -> high
+
+
 def test_bad_actions_surface_through_the_bridge(ckpt):
     env = make_bridge(ckpt)
     env.reset()

@@ -8,6 +8,7 @@ import pytest
 
 from bair_world.cli import main as cli_main
 from bair_world.data.bair_folder import list_sequences, read_sequence
+from bair_world.data.packed import is_packed, open_dataset
 from bair_world.data.synthetic import default_dataset_root, sequence_dir, sequence_seed, write_dataset
 from bair_world.sim import generate_sequence
 
@@ -23,7 +24,7 @@ def test_bytes_on_disk_do_not_depend_on_worker_count(tmp_path):
     two = write_dataset(tmp_path / "two", TINY, seed=7, workers=2, progress=False)
     assert one.written == two.written == 5
     a, b = _tree_bytes(tmp_path / "one"), _tree_bytes(tmp_path / "two")
-    assert a.keys() == b.keys() and len(a) == 5 * 32 + 1
+    assert a.keys() == b.keys() and len(a) == 5 * 33 + 1  # 30 PNG, 2 CSV, labels.npz; manifest
     assert all(a[k] == b[k] for k in a)
 
 
@@ -79,12 +80,12 @@ def test_default_dataset_root_generates_once(tmp_path, monkeypatch):
     missing = default_dataset_root(create=False, counts=counts)
     assert not missing.exists() and missing.parent == tmp_path
     root = default_dataset_root(counts=counts, workers=1, progress=False)
-    assert root == missing and (root / "manifest.json").exists()
-    assert len(list_sequences(root, "train")) == 2 and len(list_sequences(root, "test")) == 1
-    stamp = (root / "manifest.json").stat().st_mtime_ns
+    assert root == missing and is_packed(root) and root.name.endswith("-packed")  # the compact form
+    assert len(open_dataset(root, "train")) == 2 and len(open_dataset(root, "test")) == 1
+    stamp = (root / "packed.json").stat().st_mtime_ns
     assert default_dataset_root(counts=counts, workers=1, progress=False) == root
-    assert (root / "manifest.json").stat().st_mtime_ns == stamp  # not regenerated
-    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+    assert (root / "packed.json").stat().st_mtime_ns == stamp  # not regenerated
+    assert not any(".partial" in p.name for p in tmp_path.iterdir())
 
 
 def test_cli_writes_and_summarises(tmp_path, capsys):

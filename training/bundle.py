@@ -5,7 +5,8 @@
 
 The bundled folder is a normal checkpoint (``model.safetensors`` + ``config.json``, no resume
 state) plus the training record: ``training_metrics.json`` (the run's train_config, per-epoch
-metrics, best epoch) and the run's curve plots. Weights are stored as float16 when float32 would
+metrics, best epoch) and the run's curve plots. Absolute paths of the training machine (data root,
+source) are cut to their last component (`portable`). Weights are stored as float16 when float32 would
 exceed ``--max-mb`` (``--dtype auto``); loading casts them back to float32. Before it is swapped
 in, the exported copy is reloaded and must predict what the source predicts (same latents, one
 built-in-world sequence) within ``--tolerance-db``. The whole folder is replaced atomically: a
@@ -83,6 +84,22 @@ def find_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
         if (source / name / CONFIG).is_file():
             return source / name, source
     raise CheckpointError(source, "not a checkpoint (no config.json) nor a run folder with best/ or last/")
+
+
+def portable(data: Any) -> Any:
+    """JSON ``data`` with every absolute path string replaced by its last component.
+
+    A bundle ships to other machines, where the trainer's folders mean nothing (and would show
+    its user and layout); the last component keeps what identifies a dataset or run, e.g.
+    ``synth-v2-seed0-train8192-validate128-test256``. Relative paths stay as they are.
+    """
+    if isinstance(data, dict):
+        return {k: portable(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [portable(v) for v in data]
+    if isinstance(data, str) and (os.path.isabs(data) or data.startswith("~")):
+        return Path(data).name
+    return data
 
 
 def _read_json(file: Path) -> Any:
@@ -179,8 +196,8 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
         config["dtype"] = written["dtype"]
         config["bundle"] = {"source": str(ckpt), "run": None if run is None else run.name,
                             "float32_mb": round(fp32_mb, 3), "check": check, "options": asdict(cfg)}
-        atomic_write_bytes(staging / CONFIG, json.dumps(config, indent=2).encode())
-        summary = training_summary(run, info)
+        atomic_write_bytes(staging / CONFIG, json.dumps(portable(config), indent=2).encode())
+        summary = portable(training_summary(run, info))
         atomic_write_bytes(staging / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
         for plot in PLOTS if run is not None else ():
             if (run / plot).is_file():

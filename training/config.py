@@ -40,7 +40,8 @@ class TrainConfig:
     num_workers: int = 0
     """DataLoader worker processes (0 = load in the training process)."""
     cache_data: bool = True
-    """Keep decoded sequences in memory after the first read (small datasets only)."""
+    """Keep decoded sequences in memory after the first read (folder-layout datasets; small ones only: a
+    packed dataset is read memory-mapped and ignores it)."""
     random_offset: bool = True
     """Train on a random window of n_past+n_future steps of each sequence (else its first steps)."""
 

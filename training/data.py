@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from bair_world.data import Batch, DataError, collate
 from bair_world.data.bair_folder import ACTIONS_FILE, POSITIONS_FILE, BairFolderDataset, read_table
 from bair_world.data.batch import ACTION_DIM, POSITION_DIM
+from bair_world.data.packed import PackedDataset, open_dataset
 from bair_world.training.config import TrainConfig
 from bair_world.training.distributed import DistInfo
 from bair_world.training.loop import EpochSampler
@@ -30,25 +31,36 @@ def resolve_data_root(cfg: TrainConfig) -> Path:
     return Path(default_dataset_root())
 
 
-def condition_stats(dataset: BairFolderDataset, max_sequences: int = STATS_MAX_SEQUENCES) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std (7,) of cond = concat(action, position) over the training split (CSV files only).
+def condition_stats(dataset: BairFolderDataset | PackedDataset,
+                    max_sequences: int = STATS_MAX_SEQUENCES) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (7,) of cond = concat(action, position) over the training split (no frames read).
 
-    Sequences are taken evenly spaced over the split when it holds more than ``max_sequences``.
+    Sequences are taken evenly spaced over the split when it holds more than ``max_sequences``;
+    each contributes all its steps.
     """
-    paths = dataset.paths
-    if len(paths) > max_sequences:
-        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, max_sequences).round().astype(int)]
-    rows = []
-    for seq in paths:  # read_table names the file (and row) of a bad or non-finite value
-        actions = read_table(seq / ACTIONS_FILE, ACTION_DIM).astype(np.float64)
-        positions = read_table(seq / POSITIONS_FILE, POSITION_DIM).astype(np.float64)
-        n = min(len(actions), len(positions))
-        rows.append(np.concatenate([actions[:n], positions[:n]], axis=1))  # (T, 4) + (T, 3) -> (T, 7)
-    conds = np.concatenate(rows)  # (sum T, 7)
+    picked = np.arange(len(dataset))
+    if len(picked) > max_sequences:
+        picked = np.linspace(0, len(picked) - 1, max_sequences).round().astype(int)
+    if isinstance(dataset, PackedDataset):
+        data = dataset.data
+        conds = np.concatenate([data.actions[picked], data.positions[picked]], -1).reshape(-1, 7)  # (N*T, 7)
+        if not np.isfinite(conds).all():
+            raise DataError(dataset.root / dataset.split, "packed actions/positions contain NaN or inf")
+    else:  # read_table names the file (and row) of a bad or non-finite value
+        conds = np.concatenate([_csv_conds(dataset.paths[i]) for i in picked])  # (sum T, 7)
+    conds = conds.astype(np.float64)
     return torch.from_numpy(conds.mean(0)).float(), torch.from_numpy(conds.std(0)).float()
 
 
-def make_train_loader(dataset: BairFolderDataset, cfg: TrainConfig, info: DistInfo,
+def _csv_conds(seq: Path) -> np.ndarray:
+    """(T, 7) conds of one folder-layout sequence, from its CSV files only."""
+    actions = read_table(seq / ACTIONS_FILE, ACTION_DIM).astype(np.float64)
+    positions = read_table(seq / POSITIONS_FILE, POSITION_DIM).astype(np.float64)
+    n = min(len(actions), len(positions))
+    return np.concatenate([actions[:n], positions[:n]], axis=1)  # (T, 4) + (T, 3) -> (T, 7)
+
+
+def make_train_loader(dataset: BairFolderDataset | PackedDataset, cfg: TrainConfig, info: DistInfo,
                       device: torch.device) -> tuple[DataLoader, EpochSampler]:
     """The training DataLoader (epoch_size batches per epoch per rank) and its sampler."""
     sampler = EpochSampler(len(dataset), cfg.epoch_size * cfg.batch_size, cfg.seed, info.rank, info.world_size)
@@ -121,7 +133,7 @@ def random_crop(batch: Batch, length: int, rng) -> tuple[torch.Tensor, torch.Ten
 def load_validation(root: Path, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``cfg.val_sequences`` validation sequences (all if 0), cut to n_past + val_n_future:
     (frames (N, T, 3, 64, 64), conds (N, T, 7)) on CPU."""
-    dataset = BairFolderDataset(root, "validate", seq_len=cfg.val_seq_len)
+    dataset = open_dataset(root, "validate", seq_len=cfg.val_seq_len)
     if len(dataset) == 0:
         raise DataError(Path(root) / "validate", "the validation split holds no sequences")
     n = len(dataset) if cfg.val_sequences == 0 else min(cfg.val_sequences, len(dataset))

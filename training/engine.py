@@ -26,7 +26,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from bair_world.checkpoint import load_checkpoint, save_checkpoint
-from bair_world.data.bair_folder import BAIR_SEQ_LEN, BairFolderDataset
+from bair_world.data.bair_folder import BAIR_SEQ_LEN
+from bair_world.data.packed import open_dataset
 from bair_world.models import SVG
 from bair_world.schedules import KLAnneal, TeacherForcing
 from bair_world.training import data as train_data
@@ -84,7 +85,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, save_config
     root = train_data.resolve_data_root(cfg)
     if info.is_main:
         D.barrier(info)
-    train_set = BairFolderDataset(root, "train", seq_len=BAIR_SEQ_LEN if cfg.random_offset else cfg.seq_len,
+    train_set = open_dataset(root, "train", seq_len=BAIR_SEQ_LEN if cfg.random_offset else cfg.seq_len,
                                   cache=cfg.cache_data)
     val_frames, val_conds = train_data.load_validation(root, cfg)
     if val_frames.shape[1] < cfg.val_seq_len:

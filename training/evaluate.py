@@ -16,8 +16,8 @@ Latent noise comes from one generator per (sequence, sample), seeded by `bair_wo
 (seed, sequence index, sample), so results repeat and do not depend on ``--batch-size`` or the
 device's batching; ``bair_world.envs.replay_psnr`` uses the same rule, so replaying sequence i's
 actions through ``BairWorld-v0`` gives the same PSNR.
-Writes ``metrics.json`` and ``psnr_per_step.png`` into ``--out`` (default:
-``<checkpoint>/../eval-<checkpoint name>-<split>``) and prints a table.
+Writes ``metrics.json`` and ``psnr_per_step.png`` into ``--out`` (default: ``runs/eval-<name>-<split>``
+in the working directory, never inside the checkpoint's or the package's folder) and prints a table.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ from bair_world import metrics
 from bair_world.checkpoint import load_checkpoint
 from bair_world.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.data import DataError
-from bair_world.data.bair_folder import BairFolderDataset
+from bair_world.data.packed import open_dataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
 from bair_world.sim.render import LABEL_ARM, LABEL_OBJECTS
@@ -75,7 +75,7 @@ class EvalConfig:
     """Sequences per model call (results do not depend on it)."""
     device: str = "auto"
     """auto (CUDA if available), cpu or cuda."""
-    precision: str = "float32"
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"
     """Model compute dtype: float32 (exact), bfloat16 (CPU/CUDA) or float16 (CUDA); faster, PSNR within ~0.01 dB."""
     seed: int = 0
     """Seed of the latent samples."""
@@ -143,7 +143,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         warnings.warn(f"{checkpoint}: evaluating with n_past={cfg.n_past}, the model was built for "
                       f"n_past={model.cfg.n_past}")
     t_len = cfg.n_past + cfg.n_future
-    dataset = BairFolderDataset(data_root, cfg.split, seq_len=t_len)
+    dataset = open_dataset(data_root, cfg.split, seq_len=t_len)
     n_seq = len(dataset) if cfg.max_sequences is None else min(cfg.max_sequences, len(dataset))
     subset = torch.utils.data.Subset(dataset, range(n_seq))
     loader = DataLoader(subset, batch_size=cfg.batch_size, shuffle=False, drop_last=False, collate_fn=collate)
@@ -350,18 +350,33 @@ def write_report(report: dict[str, Any], out: str | Path) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     """The evaluate.py command line: paths, then every `EvalConfig` field."""
     parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint directory (default: the bundled model, bair_world/checkpoints/default)")
     parser.add_argument("--data-root", "--data_root", type=Path, default=None,
                         help="BAIR-format folder root (default: the embedded synthetic dataset)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for metrics.json and the plot (default: <checkpoint>/../eval-<name>-<split>)")
+                        help="folder for metrics.json and the plot (default: runs/eval-<name>-<split> in the "
+                             "working directory; <name> is the checkpoint's, prefixed by its run's)")
     add_dataclass_arguments(parser, EvalConfig, title="protocol options")
     return parser
 
 
+def default_out(checkpoint: Path, split: str) -> Path:
+    """``runs/eval-<name>-<split>`` in the working directory: ``eval-x-best-test`` for ``runs/x/best``
+    (a checkpoint inside a train.py run folder), ``eval-default-test`` for the bundled model."""
+    checkpoint = checkpoint.resolve()
+    name = checkpoint.name
+    if (checkpoint.parent / "train_config.json").is_file():
+        name = f"{checkpoint.parent.name}-{name}"
+    return Path("runs") / f"eval-{name}-{split}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from bair_world.training.bundle import default_bundle_dir
+
     parser = build_parser()
     ns = parser.parse_args(argv)
+    ns.checkpoint = ns.checkpoint or default_bundle_dir()
     try:
         cfg = apply_overrides(EvalConfig(), explicit_values(ns, EvalConfig))
     except ValueError as e:
@@ -371,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ValueError, RuntimeError, ImportError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
-    out = ns.out or ns.checkpoint.resolve().parent / f"eval-{ns.checkpoint.resolve().name}-{cfg.split}"
+    out = ns.out or default_out(ns.checkpoint, cfg.split)
     write_report(report, out)
     print(format_table(report))
     print(f"wrote {out / JSON_FILE} and {out / PLOT_FILE}")

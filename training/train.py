@@ -39,21 +39,32 @@ SEED_ALIASES = [
 CONFIG_FILE = "train_config.json"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The train.py command line, generated from `TrainConfig` (model fields flattened)."""
-    parser = argparse.ArgumentParser(
-        prog="train.py", description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser(preset_name: str = presets.DEFAULT_PRESET) -> argparse.ArgumentParser:
+    """The train.py command line, generated from `TrainConfig` (model fields flattened).
+
+    The help shows the values of preset ``preset_name``: those a run without the option uses.
+    """
+    parser = argparse.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
                         help=f"base recipe; explicit options override it (default: {presets.DEFAULT_PRESET}, "
                              "or the resumed run's own config)")
-    add_dataclass_arguments(parser, TrainConfig, aliases=SEED_ALIASES, title="training and model options")
+    add_dataclass_arguments(parser, TrainConfig, aliases=SEED_ALIASES, shown_defaults=presets.preset(preset_name),
+                            title=f"training and model options (defaults: the {preset_name!r} preset's values; "
+                                  "`--preset NAME --help` shows another's)")
     return parser
+
+
+def _preset_in(argv: list[str] | None) -> str:
+    """The ``--preset`` named in argv if it is a known one, else the default (for the help's values)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset")
+    name = pre.parse_known_args(argv)[0].preset
+    return name if name in presets.PRESETS else presets.DEFAULT_PRESET
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Command line -> `TrainConfig`: defaults < preset (or the resumed run's config) < explicit options."""
-    parser = build_parser()
+    parser = build_parser(_preset_in(argv))
     ns = parser.parse_args(argv)
     explicit = explicit_values(ns, TrainConfig)
     if explicit.get("resume") is not None:

@@ -12,4 +12,8 @@ def __getattr__(name):
         from bair_world.data.bair_folder import BairFolderDataset
 
         return BairFolderDataset
+    if name in ("PackedDataset", "open_dataset"):
+        from bair_world.data import packed
+
+        return getattr(packed, name)
     raise AttributeError(name)

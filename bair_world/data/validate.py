@@ -2,11 +2,13 @@
 
 Every file of every sequence is checked (a bad frame does not hide a bad CSV next to it), and every
 problem is collected rather than stopping at the first, so one run lists all that needs fixing.
+A packed dataset (`bair_world.data.packed`) is checked too: its manifest, arrays and every value.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import (
-    ACTIONS_FILE, POSITIONS_FILE, SPLITS, list_sequences, read_frame, read_labels, read_table,
+    ACTIONS_FILE, N_LABELS, POSITIONS_FILE, SPLITS, list_sequences, read_frame, read_labels, read_table,
 )
 from bair_world.data.batch import ACTION_DIM, POSITION_DIM
 from bair_world.data.completion import incomplete_problem
@@ -126,6 +128,42 @@ def check_sequence(seq_dir: Path, seq_len: int | None = None) -> tuple[tuple[np.
     return (actions[:length], positions[:length]), errors
 
 
+def _max_label(stored: np.ndarray) -> int:
+    """The largest label value in 2-bit packed labels (`bair_world.data.packed.pack_labels`)."""
+    from bair_world.data.packed import unpack_labels
+
+    return max((int(unpack_labels(stored[i:i + 64]).max()) for i in range(0, len(stored), 64)), default=0)
+
+
+def _check_packed_split(root: Path, split: str, seq_len: int | None, report: CheckReport) -> None:
+    """Check one split of a packed dataset (files, shapes, every value) into ``report``."""
+    from bair_world.data.packed import PackedSplit
+
+    try:
+        data = PackedSplit(root, split)
+    except DataError as exc:
+        report.errors.append(exc)
+        return
+    n, length = len(data), data.length
+    report.counts[split] = n
+    bad = np.zeros(n, bool)
+    if seq_len is not None and length < seq_len:
+        report.errors.append(DataError(root / split / "actions.npy", f"sequences have {length} steps, expected {seq_len}"))
+        bad[:] = True
+    for kind, array in (("actions", data.actions), ("positions", data.positions)):
+        finite = np.isfinite(array).all(axis=(1, 2))  # (N,)
+        if not finite.all():
+            report.errors.append(DataError(root / split / f"{kind}.npy", f"sequences {np.flatnonzero(~finite)[:5].tolist()}"
+                                                                         " hold NaN or inf"))
+        bad |= ~finite
+    if data.labels is not None and n and int(_max_label(data.labels)) >= N_LABELS:
+        report.errors.append(DataError(root / split / "labels.npy", f"label values outside 0..{N_LABELS - 1}"))
+    report.bad_sequences[split] = int(bad.sum())
+    report.lengths[length] = report.lengths.get(length, 0) + n
+    if (~bad).any():
+        report._update(data.actions[~bad].reshape(-1, ACTION_DIM), data.positions[~bad].reshape(-1, POSITION_DIM))
+
+
 def check_dataset(root: str | Path, splits: list[str] | None = None, seq_len: int | None = None,
                   progress: bool = False) -> CheckReport:
     """Validate every sequence of every split present under ``root`` (or of ``splits``)."""
@@ -137,6 +175,17 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, seq_len: in
     incomplete = incomplete_problem(root)
     if incomplete is not None:  # its writer is not done: the sequences are not worth checking yet
         report.errors.append(incomplete)
+        return report
+    from bair_world.data.packed import MANIFEST, is_packed
+
+    if is_packed(root):
+        try:
+            manifest_splits = list(json.loads((root / MANIFEST).read_text()).get("splits", {}))
+        except (OSError, ValueError, AttributeError) as exc:
+            report.errors.append(DataError(root / MANIFEST, f"unreadable manifest ({exc})"))
+            return report
+        for split in splits if splits is not None else manifest_splits:
+            _check_packed_split(root, split, seq_len, report)
         return report
     wanted = splits if splits is not None else [s for s in SPLITS if (root / s).is_dir()]
     if not wanted:

@@ -1,0 +1,289 @@
+"""The packed dataset form: one array file per split and kind, memory-mapped, instead of ~32 files a sequence.
+
+Layout (``FORMAT`` version ``FORMAT_VERSION``)::
+
+    <root>/packed.json                    manifest: splits, their sequence count and length, provenance
+    <root>/<split>/frames.npy             uint8   (N, T, 64, 64, 3) RGB
+    <root>/<split>/actions.npy            float32 (N, T, 4)
+    <root>/<split>/positions.npy          float32 (N, T, 3)
+    <root>/<split>/labels.npy             uint8   (N, T, 64, 16), only if the source sequences had labels:
+                                          the (64, 64) label maps (values 0..2), 2 bits a pixel, 4 pixels a byte
+
+Sequence ``i`` of a split is sequence ``i`` of the folder layout's sorted listing, with the same
+values bit for bit (PNG and the ``%.18e`` CSVs are lossless for uint8 frames and float32 numbers), so
+`PackedDataset` items equal `BairFolderDataset` items. The BAIR folder layout stays the exchange
+format; packing is a cache-friendly copy of it (``bair-world data pack SRC --out DST``) and the form of
+the embedded default dataset. A pack is written into a hidden staging folder and renamed into place
+when complete, and checked on opening (manifest, files, dtypes, shapes); problems raise `DataError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from bair_world.data.bair_folder import (
+    ACTIONS_FILE, BAIR_SEQ_LEN, SPLITS, BairFolderDataset, list_sequences, read_labels, read_sequence,
+    read_table,
+)
+from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
+from bair_world.data.errors import DataError
+
+MANIFEST = "packed.json"
+FORMAT, FORMAT_VERSION = "bair-world-packed", 1
+#: kind -> (dtype, shape of one step as stored)
+KINDS = {"frames": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE, 3)), "actions": (np.float32, (ACTION_DIM,)),
+         "positions": (np.float32, (POSITION_DIM,)), "labels": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE // 4))}
+
+
+def pack_labels(labels: np.ndarray) -> np.ndarray:
+    """uint8 (..., 64, 64) labels in 0..3 -> (..., 64, 16): pixel 4j + k in bits 2k, 2k+1 of byte j."""
+    labels = np.asarray(labels)
+    if labels.dtype != np.uint8 or (labels.size and labels.max() > 3):
+        raise ValueError(f"labels must be uint8 values 0..3 to pack in 2 bits, got {labels.dtype}")
+    return labels[..., 0::4] | labels[..., 1::4] << 2 | labels[..., 2::4] << 4 | labels[..., 3::4] << 6
+
+
+def unpack_labels(packed: np.ndarray) -> np.ndarray:
+    """Inverse of `pack_labels`: (..., 64, 16) -> uint8 (..., 64, 64)."""
+    packed = np.asarray(packed, np.uint8)
+    parts = np.stack([(packed >> shift) & 3 for shift in (0, 2, 4, 6)], axis=-1)  # (..., 64, 16, 4)
+    return parts.reshape(*packed.shape[:-1], packed.shape[-1] * 4)
+
+
+def is_packed(root: str | Path) -> bool:
+    """True when ``root`` holds a packed dataset (its manifest)."""
+    return (Path(root) / MANIFEST).is_file()
+
+
+class PackWriter:
+    """Streams sequences into a packed dataset at ``dest``; use as a context manager.
+
+    Arrays are memory-mapped files in a staging folder next to ``dest``, filled one sequence at a
+    time (nothing is held in memory); leaving the ``with`` block normally writes the manifest and
+    renames the staging folder to ``dest``, an exception deletes it.
+
+    Args:
+        dest: the packed dataset root to create (must not exist).
+        counts: sequences per split; splits with 0 are left out.
+        length: steps per sequence.
+        labels: splits that carry region labels.
+        source: provenance stored in the manifest (e.g. the generator's settings).
+    """
+
+    def __init__(self, dest: str | Path, counts: dict[str, int], length: int, labels: set[str] = frozenset(),
+                 source: dict[str, Any] | None = None):
+        self.dest = Path(dest)
+        if self.dest.exists():
+            raise FileExistsError(f"{self.dest}: already exists; packing writes a new folder")
+        self.counts = {s: int(n) for s, n in counts.items() if n > 0}
+        self.length, self.labels, self.source = int(length), set(labels) & set(self.counts), source or {}
+        self._stage: Path | None = None
+        self._arrays: dict[tuple[str, str], np.memmap] = {}
+
+    def __enter__(self) -> PackWriter:
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self._stage = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.partial-", dir=self.dest.parent))
+        for split, n in self.counts.items():
+            (self._stage / split).mkdir()
+            for kind, (dtype, step_shape) in KINDS.items():
+                if kind != "labels" or split in self.labels:
+                    self._arrays[split, kind] = np.lib.format.open_memmap(
+                        self._stage / split / f"{kind}.npy", mode="w+", dtype=dtype, shape=(n, self.length, *step_shape))
+        return self
+
+    def put(self, split: str, index: int, frames, actions, positions, labels=None) -> None:
+        """Store sequence ``index`` of ``split`` (arrays of at least ``length`` steps; extra steps are cut)."""
+        parts = {"frames": frames, "actions": actions, "positions": positions}
+        if split in self.labels:
+            if labels is None:
+                raise ValueError(f"{split}[{index}]: the split carries labels, this sequence has none")
+            parts["labels"] = pack_labels(labels)
+        for kind, value in parts.items():
+            self._arrays[split, kind][index] = np.asarray(value)[: self.length]
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                for array in self._arrays.values():
+                    array.flush()
+                manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": self.source,
+                            "splits": {s: {"sequences": n, "length": self.length, "labels": s in self.labels}
+                                       for s, n in self.counts.items()}}
+                (self._stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+                os.rename(self._stage, self.dest)  # the pack appears complete or not at all
+        finally:
+            self._arrays.clear()
+            shutil.rmtree(self._stage, ignore_errors=True)  # gone already after the rename
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    path = root / MANIFEST
+    if not path.is_file():
+        raise DataError(path, "missing: not a packed dataset (pack a folder dataset with `bair-world data pack`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(path, f"unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise DataError(path, f"not a {FORMAT} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(path, f"format version {manifest.get('format_version')!r}; this bair_world reads {FORMAT_VERSION}")
+    return manifest
+
+
+class PackedSplit:
+    """One split of a packed dataset, checked and memory-mapped (read-only).
+
+    Attributes:
+        frames, actions, positions: the split's arrays, (N, T, ...) as in the module docstring.
+        labels: the stored 2-bit labels, uint8 (N, T, 64, 16) (`unpack_labels` gives the maps), or None.
+    """
+
+    def __init__(self, root: str | Path, split: str):
+        self.root, self.split = Path(root), split
+        entry = _manifest(self.root).get("splits", {}).get(split)
+        if entry is None:
+            raise DataError(self.root / MANIFEST, f"holds no split {split!r}")
+        try:
+            n, self.length, has_labels = int(entry["sequences"]), int(entry["length"]), bool(entry["labels"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(self.root / MANIFEST, f"split {split!r}: malformed entry {entry!r}") from None
+        arrays = {kind: self._open(kind, n) for kind in KINDS if kind != "labels" or has_labels}
+        self.frames, self.actions, self.positions = arrays["frames"], arrays["actions"], arrays["positions"]
+        self.labels = arrays.get("labels")
+
+    def _open(self, kind: str, n: int) -> np.ndarray:
+        path = self.root / self.split / f"{kind}.npy"
+        dtype, step_shape = KINDS[kind]
+        expected = (n, self.length, *step_shape)
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(path, f"missing {kind} array of split {self.split!r}") from None
+        except (OSError, ValueError) as exc:  # truncated, or not an .npy file
+            raise DataError(path, f"unreadable {kind} array ({exc})") from None
+        if array.dtype != dtype or array.shape != expected:
+            raise DataError(path, f"{kind} array is {array.dtype} {array.shape}, the manifest says "
+                                  f"{np.dtype(dtype)} {expected}")
+        return array
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+class PackedDataset(Dataset):
+    """A packed split with `BairFolderDataset`'s items: ``{"frames": float32 (T, 3, 64, 64) in [0, 1],
+    "actions": (T, 4), "positions": (T, 3)}``, the first ``seq_len`` steps of sequence ``index``.
+
+    Reads one sequence per item from the memory-mapped arrays, so memory holds only what the OS
+    page cache keeps; ``cache`` is accepted for `BairFolderDataset`'s signature and has no effect.
+    """
+
+    def __init__(self, root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN, cache: bool = False):
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        self.root, self.split, self.seq_len = Path(root), split, seq_len
+        self.data = PackedSplit(root, split)
+        if self.data.length < seq_len:
+            raise DataError(self.root / split / "actions.npy",
+                            f"sequences have {self.data.length} steps, expected at least {seq_len}")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} sequences in {self.root / self.split}")
+        t = self.seq_len
+        frames = np.array(self.data.frames[index, :t])  # copy out of the map: (T, 64, 64, 3) uint8
+        return {"frames": frames_to_float(frames), "actions": torch.from_numpy(np.array(self.data.actions[index, :t])),
+                "positions": torch.from_numpy(np.array(self.data.positions[index, :t]))}
+
+    def labels(self, index: int) -> np.ndarray | None:
+        """Region labels of sequence ``index``, uint8 (seq_len, 64, 64), or None without labels."""
+        return None if self.data.labels is None else unpack_labels(self.data.labels[index, : self.seq_len])
+
+    def __repr__(self) -> str:
+        return f"PackedDataset(root={str(self.root)!r}, split={self.split!r}, seq_len={self.seq_len}, n={len(self)})"
+
+
+def open_dataset(root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN,
+                 cache: bool = False) -> BairFolderDataset | PackedDataset:
+    """The split as a dataset, packed or folder layout (whichever ``root`` holds); same items either way."""
+    cls = PackedDataset if is_packed(root) else BairFolderDataset
+    return cls(root, split, seq_len=seq_len, cache=cache)
+
+
+def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Path:
+    """Pack a BAIR folder dataset into ``dest`` (created; atomically), streaming one sequence at a time.
+
+    Every split folder present is packed; all its sequences must have the same length. Labels are
+    carried when the split's first sequence has ``labels.npz``, and then every sequence must have one.
+
+    Raises:
+        DataError: a malformed sequence (naming its file), unequal lengths, labels on some sequences only.
+        FileExistsError: ``dest`` exists.
+    """
+    src = Path(src)
+    listing = {s: list_sequences(src, s) for s in SPLITS if (src / s).is_dir()}
+    if not listing:
+        raise DataError(src, f"holds none of the split folders {list(SPLITS)}")
+    lengths = {len(read_table(seqs[0] / ACTIONS_FILE, ACTION_DIM)) for seqs in listing.values()}
+    if len(lengths) != 1:
+        raise DataError(src, f"splits have different sequence lengths {sorted(lengths)}; a pack holds one")
+    with_labels = {s for s, seqs in listing.items() if read_labels(seqs[0]) is not None}
+    source: dict[str, Any] = {"packed_from": src.resolve().name}
+    if (src / "manifest.json").is_file():  # the synthetic generator's settings
+        try:
+            source["manifest"] = json.loads((src / "manifest.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(src / "manifest.json", f"unreadable ({exc})") from None
+    length = lengths.pop()
+    total = sum(len(seqs) for seqs in listing.values())
+    with PackWriter(dest, {s: len(seqs) for s, seqs in listing.items()}, length, with_labels, source) as writer, \
+            tqdm(total=total, desc="pack", unit="seq", disable=not progress) as bar:
+        for split, seqs in listing.items():
+            for index, seq in enumerate(seqs):
+                frames, actions, positions = read_sequence(seq, None)
+                if len(frames) != length:
+                    raise DataError(seq / ACTIONS_FILE, f"has {len(frames)} rows; the dataset's sequences have {length}")
+                labels = read_labels(seq, length) if split in with_labels else None
+                if split in with_labels and labels is None:
+                    raise DataError(seq / "labels.npz", f"missing, while other sequences of {split!r} have labels")
+                writer.put(split, index, frames, actions, positions, labels)
+                bar.update()
+    return Path(dest)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `bair-world data pack`."""
+    parser.add_argument("src", help="BAIR folder dataset root (train/, validate/, test/)")
+    parser.add_argument("--out", required=True, help="packed dataset root to create")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`bair-world data pack`: pack a folder dataset and summarise what was written."""
+    try:
+        out = pack_dataset(args.src, args.out, progress=not args.no_progress)
+    except (DataError, FileExistsError) as exc:
+        print(f"bair-world data pack: error: {exc}", file=sys.stderr)
+        return 2
+    files = [p for p in out.rglob("*") if p.is_file()]
+    splits = json.loads((out / MANIFEST).read_text())["splits"]
+    print(f"{out}: " + ", ".join(f"{s} {e['sequences']}" for s, e in splits.items()) +
+          f" sequences in {len(files)} files, {sum(p.stat().st_size for p in files) / 2**20:.1f} MiB")
+    return 0
