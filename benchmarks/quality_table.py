@@ -47,7 +47,7 @@ def _base(minutes: float, threads: int) -> TrainConfig:
     # to the budget: ~1.1 s per step for the CPU model at 1 thread on a 2-core machine.
     steps = max(20, int(minutes * 60 / 1.1))
     epochs = 10
-    return presets.preset("bundled").replace(
+    return presets.preset("bundled_base").replace(
         epochs=epochs, epoch_size=max(2, steps // epochs), tfr_start_decay_epoch=2, tfr_decay_step=0.1,
         max_minutes=minutes, threads=threads, progress=False, sample_every=0)
 
