@@ -6,6 +6,7 @@ process: rank 0 of 1, no process group, barriers are no-ops.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -66,6 +67,31 @@ def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op in a single process)."""
     if info.enabled and dist.is_initialized():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def rank0_first(info: DistInfo):
+    """Run the block on rank 0 first, then on the other ranks (e.g. generating shared data once)."""
+    if not info.is_main:
+        barrier(info)
+    yield
+    if info.is_main:
+        barrier(info)
+
+
+def wrap(module: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
+    """``module`` under DistributedDataParallel when a process group is in use, else itself."""
+    if not info.enabled:
+        return module
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def shared_name(name: str, info: DistInfo) -> str:
+    """Rank 0's ``name`` on every rank (a name made from a timestamp may differ between ranks)."""
+    names = [name]
+    if info.enabled:
+        dist.broadcast_object_list(names, src=0)
+    return names[0]
 
 
 def any_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 
 from bair_world import metrics
 from bair_world.checkpoint import load_checkpoint
-from bair_world.configcli import add_dataclass_arguments, apply_overrides, explicit_values
+from bair_world.training.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.data import DataError
 from bair_world.data.packed import open_dataset
 from bair_world.data.batch import collate
