@@ -1,7 +1,8 @@
 """Export a run's best checkpoint as the bundled default model.
 
-    python training/bundle.py runs/<name>                    # -> bair_world/checkpoints/default/
-    python training/bundle.py runs/<name>/best --dest DIR --dtype float16
+    bair-world bundle runs/<name>                    # -> bair_world/checkpoints/default/
+    bair-world bundle runs/<name>/best --dest DIR --dtype float16
+    python training/bundle.py runs/<name>            # the same command
 
 The bundled folder is a normal checkpoint (``model.safetensors`` + ``config.json``, no resume
 state) plus the training record: ``training_metrics.json`` (the run's train_config, per-epoch
@@ -15,15 +16,11 @@ crash leaves the old bundle or the new one.
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "__main__" and not __package__:
-    sys.path.pop(0)  # run as a script: training/*.py must only be imported as bair_world.training.*
-
 import argparse
 import json
 import os
 import shutil
+import sys
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -214,8 +211,9 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
             "best": summary.get("best"), "epoch": info.get("epoch"), "step": info.get("step")}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bundle.py", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "bundle.py") -> int:
+    """Entry point of ``bair-world bundle`` (``python training/bundle.py``); returns the exit status."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="run folder (runs/<name>: its best checkpoint) or checkpoint directory")
     parser.add_argument("--dest", type=Path, default=None, help="target folder (default: bair_world/checkpoints/default)")
     for name, field in BundleConfig.__dataclass_fields__.items():
@@ -225,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = BundleConfig(**{k: getattr(ns, k) for k in BundleConfig.__dataclass_fields__})
         result = bundle(ns.source, ns.dest, cfg)
     except (CheckpointError, ValueError) as e:
-        print(f"bundle.py: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     check = result["check"]
     print(f"bundled {result['source']} (epoch {result['epoch']}, step {result['step']}) -> {result['dest']}")
