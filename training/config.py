@@ -15,7 +15,7 @@ from typing import Any, Literal
 from bair_world.training.configcli import to_dict
 from bair_world.configtypes import type_problems
 from bair_world.models.config import ModelConfig
-from bair_world.training.reporting import atomic_write_bytes
+from bair_world.io import atomic_write_bytes
 from bair_world.training.runlock import RunFolderError
 
 CONFIG_FILE = "train_config.json"
