@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bair_world.checkpoint import CONFIG, WEIGHTS, CheckpointError, install_directory, load_checkpoint, save_checkpoint
-from bair_world.training.reporting import atomic_write_bytes
+from bair_world.checkpoint import (CONFIG, WEIGHTS, CheckpointError, default_checkpoint, install_directory, load_checkpoint,
+                                   save_checkpoint)
+from bair_world.io import atomic_write_bytes
 
 SUMMARY_FILE = "training_metrics.json"
 PLOTS = ("loss.png", "psnr.png", "schedules.png")
@@ -55,13 +56,6 @@ class BundleConfig:
             raise ValueError(f"dtype must be auto, float16 or float32, got {self.dtype!r}")
         if self.max_mb <= 0 or self.tolerance_db <= 0:
             raise ValueError(f"max_mb and tolerance_db must be > 0, got {self.max_mb}, {self.tolerance_db}")
-
-
-def default_bundle_dir() -> Path:
-    """``bair_world/checkpoints/default`` inside the imported package (what BairWorld-v0 loads)."""
-    import bair_world
-
-    return Path(bair_world.__file__).resolve().parent / "checkpoints" / "default"
 
 
 def find_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
@@ -171,7 +165,7 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
             larger than 20 MB. Nothing is changed at ``dest`` then.
     """
     ckpt, run = find_checkpoint(source)
-    dest = Path(dest) if dest is not None else default_bundle_dir()
+    dest = Path(dest) if dest is not None else default_checkpoint()
     if dest.resolve() == ckpt.resolve():
         raise CheckpointError(dest, "is the source checkpoint; export to another folder")
     if dest.exists() and not (dest / CONFIG).is_file():

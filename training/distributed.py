@@ -14,6 +14,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from bair_world.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -37,24 +39,22 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> cuda:<local_rank> if CUDA is available else cpu; ``cuda`` without CUDA is an error."""
-    if choice not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {choice!r}")
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+def process_device(choice: str, local_rank: int = 0) -> torch.device:
+    """`bair_world.devices.resolve_device`, with an unindexed CUDA device made this process's GPU
+    (``cuda:<local_rank mod GPUs>``), so that each rank on a machine takes its own."""
+    device = resolve_device(choice)
+    if device.type == "cuda" and device.index is None:
         return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+    return device
 
 
 def init_distributed(device_choice: str) -> tuple[DistInfo, torch.device]:
     """Join the torchrun process group if launched by torchrun; returns (info, device)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return DistInfo(), resolve_device(device_choice)
+        return DistInfo(), process_device(device_choice)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_choice, local_rank)
+    device = process_device(device_choice, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():

@@ -37,15 +37,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from bair_world import metrics
-from bair_world.checkpoint import load_checkpoint
+from bair_world.checkpoint import default_checkpoint, load_checkpoint
 from bair_world.training.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.data import DataError
 from bair_world.data.packed import open_dataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
 from bair_world.sim.render import LABEL_ARM, LABEL_OBJECTS
-from bair_world.training.distributed import resolve_device
-from bair_world.training.reporting import atomic_write_bytes
+from bair_world.devices import resolve_device
+from bair_world.io import atomic_write_bytes
 from bair_world.world_model import PRECISIONS, WorldModel
 
 METRICS = ("psnr", "finn_psnr", "ssim")
@@ -369,11 +369,9 @@ def default_out(checkpoint: Path, split: str) -> Path:
 
 def main(argv: list[str] | None = None, prog: str = "evaluate.py") -> int:
     """Entry point of ``bair-world evaluate`` (``python training/evaluate.py``); returns the exit status."""
-    from bair_world.training.bundle import default_bundle_dir
-
     parser = build_parser(prog)
     ns = parser.parse_args(argv)
-    ns.checkpoint = ns.checkpoint or default_bundle_dir()
+    ns.checkpoint = ns.checkpoint or default_checkpoint()
     try:
         cfg = apply_overrides(EvalConfig(), explicit_values(ns, EvalConfig))
     except ValueError as e:
