@@ -260,3 +260,23 @@ def load_resume_state(path: str | Path) -> dict[str, Any] | None:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe pickles
         raise CheckpointError(file, f"unreadable resume state ({type(e).__name__}: {e})") from None
+
+
+def default_checkpoint() -> Path:
+    """The bundled checkpoint directory, ``bair_world/checkpoints/default`` (what BairWorld-v0 loads)."""
+    return Path(__file__).resolve().parent / "checkpoints" / "default"
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """The checkpoint directory to load; a missing one is a FileNotFoundError saying how to get one.
+
+    Returns ``checkpoint`` as given (not its backup), so `load_checkpoint` warns about a fallback."""
+    path = default_checkpoint() if checkpoint is None else Path(checkpoint)
+    found = stored_at(path)  # a missing best/ falls back to .best.previous, as load_checkpoint does
+    if found is None or not (found / "config.json").is_file():
+        what = "the bundled checkpoint" if checkpoint is None else "checkpoint directory"
+        how = ("Train one with `python training/train.py` and pass checkpoint='runs/<name>/best', or "
+               "bundle it as the default with `python training/bundle.py runs/<name>` "
+               "(training/reproduce_bundled.sh rebuilds the shipped one)")
+        raise FileNotFoundError(f"{path}: {what} not found (no config.json). {how}.")
+    return path

@@ -1,8 +1,11 @@
 """The `bair-world` command line.
 
 Each subcommand lives with the code it drives: the module named in COMMANDS defines
-`configure_parser(parser)` (adds its arguments) and `run(args) -> int` (exit status).
-Modules are imported only when their subcommand is chosen, so `bair-world --help` stays fast.
+`configure_parser(parser)` (adds its arguments) and `run(args) -> int` (exit status). The training
+commands (PASSTHROUGH: train, evaluate, bundle) parse their own arguments: their function gets the
+rest of the command line and the program name (``python training/<name>.py`` is the same command).
+Modules are named as strings and imported only when their subcommand is chosen, so `bair-world
+--help` stays fast and the core imports nothing of `bair_world.training`.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import bair_world
 
 DESCRIPTION = """\
 bair-world: a learned, action-conditioned video world model of the BAIR robot-pushing scene,
-served as the Gymnasium environment BairWorld-v0. Play the bundled model (demo), export
-recorded | predicted | error videos (rollout), and write, convert, check or pack BAIR-format data (data)."""
+served as the Gymnasium environment BairWorld-v0. Train (train), score (evaluate) and bundle (bundle)
+a model, play the bundled one (demo), export recorded | predicted | error videos (rollout), and write,
+convert, check or pack BAIR-format data (data)."""
 EPILOG = """\
-training and evaluation are scripts (each with --help):
-  python training/train.py                      train (default: the `cpu` preset on the embedded data)
-  python training/evaluate.py                   PSNR/SSIM of a checkpoint (default: the bundled model)
-  python training/bundle.py runs/<name>         make a trained model the environment's default
+examples:
+  bair-world train                              train (default: the `cpu` preset on the embedded data)
+  bair-world evaluate                           PSNR/SSIM of a checkpoint (default: the bundled model)
+  bair-world bundle runs/<name>                 make a trained model the environment's default
+the training commands also run as scripts: python training/train.py (also under torchrun),
+python training/evaluate.py, python training/bundle.py.
 run `bair-world COMMAND --help` for a command's options."""
 GROUP_HELP = {"data": "write, convert, check and pack BAIR-format datasets"}
 
@@ -33,6 +39,13 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("data", "pack"): ("bair_world.data.packed", "pack a BAIR folder dataset into the compact, memory-mapped form"),
     (None, "rollout"): ("bair_world.video", "export a recorded | predicted | error rollout video"),
     (None, "demo"): ("bair_world.envs.demo", "replay recorded rollouts in BairWorld-v0: PSNR table and video"),
+}
+
+# name -> (module, function(argv, prog) -> exit status, one-line help): commands that parse their own arguments.
+PASSTHROUGH: dict[str, tuple[str, str, str]] = {
+    "train": ("bair_world.training.train", "cli", "train a world model (presets, resume, time budget, DDP)"),
+    "evaluate": ("bair_world.training.evaluate", "main", "PSNR/SSIM of a checkpoint: table, per-step curve, metrics.json"),
+    "bundle": ("bair_world.training.bundle", "main", "export a run's best checkpoint as the environment's default model"),
 }
 
 
@@ -51,6 +64,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {bair_world.__version__}")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, _, help_text) in PASSTHROUGH.items():
+        top.add_parser(name, help=help_text, add_help=False)
     groups: dict[str, argparse._SubParsersAction] = {}
     chosen = _subcommand_in(argv)
     for (group, name), (module, help_text) in COMMANDS.items():
@@ -69,6 +84,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PASSTHROUGH:
+        module, function, _ = PASSTHROUGH[argv[0]]
+        return int(getattr(importlib.import_module(module), function)(argv[1:], prog=f"bair-world {argv[0]}") or 0)
     args = build_parser(argv).parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)
 

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bair_world.data.batch import IMAGE_SIZE
+
 PSNR_CAP_DB = 100.0
 """Upper bound of every PSNR here: 10 log10(1 / 1e-10). A frame with MSE <= 1e-10 scores exactly this."""
 _MSE_FLOOR = 10.0 ** (-PSNR_CAP_DB / 10.0)
@@ -261,3 +263,30 @@ def summarise(curves: StepCurves) -> dict[str, dict[str, float | list[float]]]:
         curve = curves.curve(name)
         out[name] = {"mean": float(np.nanmean(curve)), "per_step": [float(v) if math.isfinite(v) else None for v in curve]}
     return out
+
+
+#: Goal distance compares frames after area-averaging POOL x POOL blocks (64x64 -> 16x16): it
+#: tolerates a blurry prediction and a pixel of misalignment, and still sees the arm and the toys.
+POOL = 4
+
+
+def goal_distance(frames: np.ndarray, goals: np.ndarray) -> np.ndarray:
+    """Image distance to the goal: RMSE of 4x4 area-averaged RGB frames, intensities in [0, 1].
+
+    Args:
+        frames: uint8 (..., 64, 64, 3).
+        goals: uint8 (..., 64, 64, 3), broadcastable against ``frames``.
+
+    Returns:
+        float64 (...): 0 for identical frames, 1 for black against white.
+    """
+    def pooled(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.shape[-3:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+            raise ValueError(f"goal_distance needs (..., 64, 64, 3) frames, got {x.shape}")
+        n = IMAGE_SIZE // POOL
+        # (..., 64, 64, 3) -> (..., 16, 4, 16, 4, 3) -> mean over the 4x4 blocks -> (..., 16, 16, 3)
+        return x.astype(np.float32).reshape(*x.shape[:-3], n, POOL, n, POOL, 3).mean(axis=(-4, -2)) / 255.0
+
+    diff = pooled(frames) - pooled(goals)
+    return np.sqrt(np.mean(diff.astype(np.float64) ** 2, axis=(-3, -2, -1)))

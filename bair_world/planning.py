@@ -26,34 +26,8 @@ import torch
 
 from bair_world.data.batch import IMAGE_SIZE, frames_to_float, frames_to_uint8
 from bair_world.sim import PushWorld, SimConfig, action_bounds, arm_step, quantise_action
+from bair_world.metrics import goal_distance
 from bair_world.world_model import WorldModel
-
-#: Goal distance compares frames after area-averaging POOL x POOL blocks (64x64 -> 16x16): it
-#: tolerates a blurry prediction and a pixel of misalignment, and still sees the arm and the toys.
-POOL = 4
-
-
-def goal_distance(frames: np.ndarray, goals: np.ndarray) -> np.ndarray:
-    """Image distance to the goal: RMSE of 4x4 area-averaged RGB frames, intensities in [0, 1].
-
-    Args:
-        frames: uint8 (..., 64, 64, 3).
-        goals: uint8 (..., 64, 64, 3), broadcastable against ``frames``.
-
-    Returns:
-        float64 (...): 0 for identical frames, 1 for black against white.
-    """
-    def pooled(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if x.shape[-3:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
-            raise ValueError(f"goal_distance needs (..., 64, 64, 3) frames, got {x.shape}")
-        n = IMAGE_SIZE // POOL
-        # (..., 64, 64, 3) -> (..., 16, 4, 16, 4, 3) -> mean over the 4x4 blocks -> (..., 16, 16, 3)
-        return x.astype(np.float32).reshape(*x.shape[:-3], n, POOL, n, POOL, 3).mean(axis=(-4, -2)) / 255.0
-
-    diff = pooled(frames) - pooled(goals)
-    return np.sqrt(np.mean(diff.astype(np.float64) ** 2, axis=(-3, -2, -1)))
-
 
 @dataclass
 class PlanContext:

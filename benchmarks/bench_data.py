@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from bair_world.data import collate
 from bair_world.data.packed import open_dataset
 from bair_world.data.synthetic import write_dataset, write_packed
-from bair_world.training.loop import EpochSampler
+from bair_world.training.data import EpochSampler
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 16

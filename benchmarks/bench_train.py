@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py --device cuda --amp bf16       # on a GPU
     python benchmarks/bench_train.py --presets seed --iters 3 --threads 2
 
-One iteration is what `training.engine` does per optimiser step: the `SequenceLoss` forward over
+One iteration is what `training/train.py` does per optimiser step: the `SequenceLoss` forward over
 the preset's training window (n_past + n_future frames, teacher forcing on, posterior latents),
 backward, gradient clipping and an Adam step, at the preset's batch size (by default ``seed``
 gets one timed iteration and no warm-up: 2-3 minutes on one CPU thread). Inputs are random
@@ -88,7 +88,7 @@ def _measure(name: str, device: str, iters: int, warmup: int, threads: int, batc
     iteration counts, as the ratio between implementations is what matters on a noisy machine);
     call it in a fresh process: the peak RSS is the process's."""
     from bair_world.training import presets
-    from bair_world.training.loop import SequenceLoss
+    from bair_world.training.loss import SequenceLoss
 
     torch.set_num_threads(threads)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)

@@ -36,7 +36,7 @@ from bair_world.models.config import preset as model_preset
 from bair_world.training import presets
 from bair_world.training.config import TrainConfig
 from bair_world.training.evaluate import evaluate, write_report
-from bair_world.training.reporting import atomic_write_bytes
+from bair_world.io import atomic_write_bytes
 from bair_world.training.train import main as train_main
 
 RUNS = Path("runs")

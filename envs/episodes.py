@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bair_world.checkpoint import load_checkpoint
+from bair_world.checkpoint import load_checkpoint, resolve_checkpoint
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.data.batch import frames_to_float, frames_to_uint8
 from bair_world.world_model import WorldModel, check_precision
 from bair_world.envs.references import Reference, ReferenceSource, make_references
 from bair_world.devices import resolve_device
-from bair_world.envs.spaces import action_bounds, check_actions, resolve_checkpoint
+from bair_world.envs.spaces import action_bounds, check_actions
 
 
 class EpisodeBatch:

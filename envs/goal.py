@@ -20,10 +20,11 @@ from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
 from bair_world.envs.references import Reference, ReferenceSource, reset_index
 from bair_world.envs.spaces import check_render_mode
-from bair_world.planning import PlanContext, goal_distance
+from bair_world.metrics import goal_distance
+from bair_world.planning import PlanContext
 from bair_world.sim import SimConfig, action_bounds, arm_step, position_bounds, quantise_action
 
-#: Default success threshold on `bair_world.planning.goal_distance` (RMSE of 16x16 area means in
+#: Default success threshold on `bair_world.metrics.goal_distance` (RMSE of 16x16 area means in
 #: [0, 1]). Measured on the built-in references: the frame one step before the goal lies at
 #: 0.01-0.06 from it, the start at 0.05-0.09, 28 random actions end at 0.05-0.10.
 SUCCESS_THRESHOLD = 0.025
@@ -246,7 +247,7 @@ class BairWorldGoalEnv(GoalEnvBase):
 
     ## Rewards
 
-    Dense: ``-goal_distance(frame, goal)`` each step, with `bair_world.planning.goal_distance` =
+    Dense: ``-goal_distance(frame, goal)`` each step, with `bair_world.metrics.goal_distance` =
     RMSE between the predicted and the goal frame after 4x4 area averaging (16x16, intensities in
     [0, 1]). Averaging first makes the distance tolerant of the model's blur and of one-pixel
     shifts, which raw pixel MSE punishes as hard as a misplaced object; it still sees the arm and

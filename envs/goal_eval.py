@@ -161,7 +161,7 @@ def format_table(rows: Sequence[tuple[str, str, GoalEvaluation]]) -> str:
         obj = "n/a" if not np.isfinite(s["object_distance_m"]) else f"{s['object_distance_m']:.4f}"
         lines.append(f"{policy:<14} {world:<8} {s['episodes']:>8d} {s['success_rate']:>8.2f} {s['goal_distance']:>10.4f} "
                      f"{s['arm_distance_m']:>8.4f} {obj:>11} {s['steps']:>6.1f}")
-    lines.append("goal dist: RMSE of 16x16 area-averaged frames in [0, 1] (bair_world.planning.goal_distance); "
+    lines.append("goal dist: RMSE of 16x16 area-averaged frames in [0, 1] (bair_world.metrics.goal_distance); "
                  "arm/objects: mean distance to the goal state in metres")
     return "\n".join(lines)
 

@@ -17,10 +17,10 @@ import gymnasium as gym
 import numpy as np
 
 from bair_world.envs.bair_world_env import RENDER_FPS
+from bair_world.checkpoint import resolve_checkpoint
 from bair_world.envs.goal import SUCCESS_THRESHOLD, GoalEnvBase
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
-from bair_world.envs.spaces import (action_bounds, action_space, check_actions, check_render_mode, observation_space,
-                                    resolve_checkpoint)
+from bair_world.envs.spaces import action_bounds, action_space, check_actions, check_render_mode, observation_space
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.sim import PushWorld, SimConfig, position_bounds, scripted_worlds
 from bair_world.sim import action_bounds as sim_action_limits

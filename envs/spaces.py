@@ -1,14 +1,12 @@
-"""Spaces, action validation and checkpoint resolution shared by every bair-world env."""
+"""Spaces and action validation shared by every bair-world env."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 from gymnasium import spaces
 
-from bair_world.checkpoint import stored_at
 from bair_world.data.batch import COND_DIM, IMAGE_SIZE
 
 #: Half-width of the action box in standard deviations when the checkpoint stores no min/max.
@@ -16,28 +14,6 @@ STD_BOUND = 4.0
 #: Margin added on each side of a stored data min/max, as a fraction of the range, so a held-out
 #: rollout's own actions are (almost) never clipped.
 RANGE_MARGIN = 0.1
-
-
-def default_checkpoint() -> Path:
-    """The bundled checkpoint directory (inside the installed ``bair_world`` package)."""
-    import bair_world
-
-    return Path(bair_world.__file__).resolve().parent / "checkpoints" / "default"
-
-
-def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
-    """The checkpoint directory to load; a missing one is a FileNotFoundError saying how to get one.
-
-    Returns ``checkpoint`` as given (not its backup), so `load_checkpoint` warns about a fallback."""
-    path = default_checkpoint() if checkpoint is None else Path(checkpoint)
-    found = stored_at(path)  # a missing best/ falls back to .best.previous, as load_checkpoint does
-    if found is None or not (found / "config.json").is_file():
-        what = "the bundled checkpoint" if checkpoint is None else "checkpoint directory"
-        how = ("Train one with `python training/train.py` and pass checkpoint='runs/<name>/best', or "
-               "bundle it as the default with `python training/bundle.py runs/<name>` "
-               "(training/reproduce_bundled.sh rebuilds the shipped one)")
-        raise FileNotFoundError(f"{path}: {what} not found (no config.json). {how}.")
-    return path
 
 
 def check_render_mode(render_mode: str | None, metadata: dict) -> str | None:

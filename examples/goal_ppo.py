@@ -22,7 +22,7 @@ from bair_world.envs.goal import BairWorldGoalEnv
 from bair_world.envs.goal_eval import RandomPolicy, compare_policies
 from bair_world.envs.push_world_env import PushWorldGoalEnv
 from bair_world.envs.references import SimReferences
-from bair_world.envs.spaces import resolve_checkpoint
+from bair_world.checkpoint import resolve_checkpoint
 
 
 class SB3Policy:

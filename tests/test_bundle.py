@@ -15,7 +15,7 @@ from safetensors import safe_open
 import bair_world  # noqa: F401  (registers BairWorld-v0)
 from _env_fixtures import make_tiny_checkpoint
 from bair_world.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from bair_world.envs.spaces import default_checkpoint, resolve_checkpoint
+from bair_world.checkpoint import default_checkpoint, resolve_checkpoint
 from bair_world.training import bundle as bundle_mod
 from bair_world.training.bundle import BundleConfig, bundle, find_checkpoint, main
 
@@ -144,9 +144,9 @@ def test_cli_reports_errors_by_file(run, tmp_path, capsys):
 
 
 def test_missing_bundle_error_says_how_to_get_one(tmp_path, monkeypatch):
-    import bair_world.envs.spaces as spaces
+    import bair_world.checkpoint as checkpoint
 
-    monkeypatch.setattr(spaces, "default_checkpoint", lambda: tmp_path / "checkpoints" / "default")
+    monkeypatch.setattr(checkpoint, "default_checkpoint", lambda: tmp_path / "checkpoints" / "default")
     with pytest.raises(FileNotFoundError, match="bundled checkpoint not found.*training/bundle.py"):
         resolve_checkpoint(None)
 

@@ -31,3 +31,27 @@ def test_group_help_lists_its_subcommands(capsys):
     out = _output(["data", "--help"], capsys)
     assert cli.GROUP_HELP["data"] in out
     assert all(help_text in out for (group, _), (_, help_text) in cli.COMMANDS.items() if group == "data")
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "bundle"])
+def test_training_commands_are_bair_world_subcommands(name, capsys):
+    out = _output([name, "--help"], capsys)
+    assert out.startswith(f"usage: bair-world {name}")
+    assert name in _output(["--help"], capsys)
+
+
+def test_training_scripts_shadow_no_top_level_module():
+    """``python training/train.py`` puts training/ first on sys.path: none of its files may be
+    imported as a top-level module by the package or its dependencies (so no sys.path edits)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    training = Path(__file__).resolve().parent.parent / "training"
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1])\n"
+            "import bair_world.training.train, bair_world.training.evaluate, bair_world.training.bundle\n"
+            "import bair_world.envs, torch.utils.tensorboard, matplotlib.pyplot, stable_baselines3\n"
+            "bad = sorted(m for m, mod in list(sys.modules.items()) if not m.startswith('bair_world')"
+            " and os.path.dirname(os.path.abspath(getattr(mod, '__file__', None) or '/')) == sys.argv[1])\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code, str(training)], check=True, timeout=300)

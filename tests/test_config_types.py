@@ -12,7 +12,7 @@ from bair_world.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from bair_world.models import SVG, ModelConfig
 from bair_world.training import presets
 from bair_world.training.config import TrainConfig
-from bair_world.training.train import cli, save_run_config
+from bair_world.training.train import cli
 
 
 def edit_json(path, **changes):
@@ -62,7 +62,7 @@ def run_dir(tmp_path):
                                          val_sequences=1, sample_every=0)
     run = tmp_path / "r"
     run.mkdir()
-    save_run_config(run, cfg)
+    cfg.save(run)
     return run, cfg
 
 

@@ -1,4 +1,4 @@
-"""The dataclass -> argparse generator (bair_world.configcli) and train.py's command line."""
+"""The dataclass -> argparse generator (bair_world.training.configcli) and train.py's command line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Literal
 
 import pytest
 
-from bair_world.configcli import Alias, add_dataclass_arguments, apply_overrides, explicit_values, field_docs, to_dict
+from bair_world.training.configcli import Alias, add_dataclass_arguments, apply_overrides, explicit_values, field_docs, to_dict
 
 
 class Colour(enum.Enum):

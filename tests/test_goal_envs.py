@@ -15,7 +15,7 @@ from bair_world.envs.goal import SUCCESS_THRESHOLD, BairWorldGoalEnv
 from bair_world.envs.goal_eval import RandomPolicy, evaluate_goal_policy, format_table
 from bair_world.envs.push_world_env import PushWorldEnv, PushWorldGoalEnv, start_world
 from bair_world.envs.references import SimReferences
-from bair_world.planning import goal_distance
+from bair_world.metrics import goal_distance
 from bair_world.sim import SimConfig
 
 

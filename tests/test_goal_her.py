@@ -10,7 +10,7 @@ import bair_world  # noqa: F401  (registers the envs)
 from _env_fixtures import FakeReferences, make_tiny_checkpoint
 from bair_world.envs.goal import ROBOTICS_KEYS
 from bair_world.envs.references import SimReferences
-from bair_world.planning import goal_distance
+from bair_world.metrics import goal_distance
 
 
 @pytest.fixture(scope="module")

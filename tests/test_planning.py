@@ -10,8 +10,8 @@ from bair_world.checkpoint import load_model
 from bair_world.envs.goal_eval import PlannerPolicy, RandomPolicy, evaluate_goal_policy, plan_context
 from bair_world.envs.push_world_env import PushWorldGoalEnv
 from bair_world.envs.references import SimReferences
-from bair_world.planning import (CEMConfig, CEMPlanner, ModelDynamics, SimDynamics, action_bounds,
-                                 goal_distance)
+from bair_world.metrics import goal_distance
+from bair_world.planning import CEMConfig, CEMPlanner, ModelDynamics, SimDynamics, action_bounds
 from bair_world.sim import PushWorld, arm_step, quantise_action
 from bair_world.world_model import WorldModel
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bair_world.schedules import KLAnneal, TeacherForcing
+from bair_world.training.schedules import KLAnneal, TeacherForcing
 
 
 def test_cyclical_exact_values():

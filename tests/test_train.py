@@ -23,8 +23,11 @@ from bair_world.data import DataError
 from bair_world.data.bair_folder import write_sequence
 from bair_world.models import SVG
 from bair_world.models.config import preset as model_preset
-from bair_world.training import engine, presets
-from bair_world.training.loop import EpochSampler, SequenceLoss, gradient_difference, teacher_mask
+from bair_world.training import presets
+from bair_world.training import train as train_module
+from bair_world.training.data import EpochSampler
+from bair_world.training.loss import SequenceLoss, gradient_difference, teacher_mask
+from bair_world.training.step import TrainingDiverged
 from bair_world.training.runlock import RunFolderError
 from bair_world.training.train import main
 
@@ -99,14 +102,14 @@ def test_nan_stops_with_step_keeps_last_good_checkpoint_and_resume_matches_unint
         data_root, tmp_path, monkeypatch):
     main(tiny(data_root, tmp_path, "straight"))
     cfg = tiny(data_root, tmp_path, "broken")
-    monkeypatch.setattr(engine, "SequenceLoss", NaNAfter)
+    monkeypatch.setattr(train_module, "SequenceLoss", NaNAfter)
     NaNAfter.calls = 0
-    with pytest.raises(engine.TrainingDiverged, match="step 3 .*epoch 2.*last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match="step 3 .*epoch 2.*last good checkpoint"):
         main(cfg)
     run = tmp_path / "broken"
     _, info = load_checkpoint(run / "last")
     assert info["epoch"] == 1 and info["step"] == 2
-    monkeypatch.setattr(engine, "SequenceLoss", SequenceLoss)
+    monkeypatch.setattr(train_module, "SequenceLoss", SequenceLoss)
     summary = main(cfg.replace(resume=run))
     assert summary["epoch"] == 2 and summary["step"] == 4
     assert_same_weights(weights(run), weights(tmp_path / "straight"))

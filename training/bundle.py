@@ -1,7 +1,8 @@
 """Export a run's best checkpoint as the bundled default model.
 
-    python training/bundle.py runs/<name>                    # -> bair_world/checkpoints/default/
-    python training/bundle.py runs/<name>/best --dest DIR --dtype float16
+    bair-world bundle runs/<name>                    # -> bair_world/checkpoints/default/
+    bair-world bundle runs/<name>/best --dest DIR --dtype float16
+    python training/bundle.py runs/<name>            # the same command
 
 The bundled folder is a normal checkpoint (``model.safetensors`` + ``config.json``, no resume
 state) plus the training record: ``training_metrics.json`` (the run's train_config, per-epoch
@@ -15,15 +16,11 @@ crash leaves the old bundle or the new one.
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "__main__" and not __package__:
-    sys.path.pop(0)  # run as a script: training/*.py must only be imported as bair_world.training.*
-
 import argparse
 import json
 import os
 import shutil
+import sys
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bair_world.checkpoint import CONFIG, WEIGHTS, CheckpointError, install_directory, load_checkpoint, save_checkpoint
-from bair_world.training.reporting import atomic_write_bytes
+from bair_world.checkpoint import (CONFIG, WEIGHTS, CheckpointError, default_checkpoint, install_directory, load_checkpoint,
+                                   save_checkpoint)
+from bair_world.io import atomic_write_bytes
 
 SUMMARY_FILE = "training_metrics.json"
 PLOTS = ("loss.png", "psnr.png", "schedules.png")
@@ -58,13 +56,6 @@ class BundleConfig:
             raise ValueError(f"dtype must be auto, float16 or float32, got {self.dtype!r}")
         if self.max_mb <= 0 or self.tolerance_db <= 0:
             raise ValueError(f"max_mb and tolerance_db must be > 0, got {self.max_mb}, {self.tolerance_db}")
-
-
-def default_bundle_dir() -> Path:
-    """``bair_world/checkpoints/default`` inside the imported package (what BairWorld-v0 loads)."""
-    import bair_world
-
-    return Path(bair_world.__file__).resolve().parent / "checkpoints" / "default"
 
 
 def find_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
@@ -174,7 +165,7 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
             larger than 20 MB. Nothing is changed at ``dest`` then.
     """
     ckpt, run = find_checkpoint(source)
-    dest = Path(dest) if dest is not None else default_bundle_dir()
+    dest = Path(dest) if dest is not None else default_checkpoint()
     if dest.resolve() == ckpt.resolve():
         raise CheckpointError(dest, "is the source checkpoint; export to another folder")
     if dest.exists() and not (dest / CONFIG).is_file():
@@ -214,8 +205,9 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
             "best": summary.get("best"), "epoch": info.get("epoch"), "step": info.get("step")}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bundle.py", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "bundle.py") -> int:
+    """Entry point of ``bair-world bundle`` (``python training/bundle.py``); returns the exit status."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="run folder (runs/<name>: its best checkpoint) or checkpoint directory")
     parser.add_argument("--dest", type=Path, default=None, help="target folder (default: bair_world/checkpoints/default)")
     for name, field in BundleConfig.__dataclass_fields__.items():
@@ -225,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = BundleConfig(**{k: getattr(ns, k) for k in BundleConfig.__dataclass_fields__})
         result = bundle(ns.source, ns.dest, cfg)
     except (CheckpointError, ValueError) as e:
-        print(f"bundle.py: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     check = result["check"]
     print(f"bundled {result['source']} (epoch {result['epoch']}, step {result['step']}) -> {result['dest']}")

@@ -1,18 +1,25 @@
 """`TrainConfig`: everything a training run needs, the model architecture nested inside.
 
 The command line of ``training/train.py`` is generated from this dataclass (and the nested
-`ModelConfig`) by `bair_world.configcli`; field docstrings are the ``--help`` text.
+`ModelConfig`) by `bair_world.training.configcli`; field docstrings are the ``--help`` text.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bair_world.training.configcli import to_dict
 from bair_world.configtypes import type_problems
 from bair_world.models.config import ModelConfig
+from bair_world.io import atomic_write_bytes
+from bair_world.training.runlock import RunFolderError
+
+CONFIG_FILE = "train_config.json"
+"""A run folder's config file: what the run was started with (and what ``--resume`` continues)."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        """Inverse of `bair_world.configcli.to_dict` (as stored in a run's train_config.json)."""
+        """Inverse of `bair_world.training.configcli.to_dict` (as stored in a run's train_config.json)."""
         data = dict(data)
         model = ModelConfig.from_dict(data.pop("model"))
         known = {f.name for f in dataclasses.fields(cls)}
@@ -195,3 +202,23 @@ class TrainConfig:
             if data.get(key) is not None:
                 data[key] = float(data[key])
         return cls(model=model, **data)
+
+    def save(self, run_dir: str | Path) -> None:
+        """Write this config (without the resume pointer) as ``run_dir/train_config.json``, atomically."""
+        data = to_dict(self.replace(resume=None))
+        atomic_write_bytes(Path(run_dir) / CONFIG_FILE, json.dumps(data, indent=2).encode())
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "TrainConfig":
+        """The config a run folder was started with (its train_config.json).
+
+        Raises:
+            RunFolderError: the file is missing (not a run folder) or holds a bad config (names the file).
+        """
+        path = Path(run_dir) / CONFIG_FILE
+        if not path.is_file():
+            raise RunFolderError(f"{path}: missing: not a train.py run folder, nothing to resume")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise RunFolderError(f"{path}: unreadable run config ({e})") from None

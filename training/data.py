@@ -1,12 +1,15 @@
-"""Data for a training run: where it lives, condition statistics, the train loader, the validation set."""
+"""Data for a training run: where it lives, condition statistics, the epoch sampler, the train loader,
+random crops, the validation set."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from bair_world.data import Batch, DataError, collate
 from bair_world.data.bair_folder import ACTIONS_FILE, POSITIONS_FILE, BairFolderDataset, read_table
@@ -14,7 +17,6 @@ from bair_world.data.batch import ACTION_DIM, POSITION_DIM
 from bair_world.data.packed import PackedDataset, open_dataset
 from bair_world.training.config import TrainConfig
 from bair_world.training.distributed import DistInfo
-from bair_world.training.loop import EpochSampler
 
 STATS_MAX_SEQUENCES = 2000  # condition statistics from at most this many training sequences (CSV only)
 
@@ -58,6 +60,48 @@ def _csv_conds(seq: Path) -> np.ndarray:
     positions = read_table(seq / POSITIONS_FILE, POSITION_DIM).astype(np.float64)
     n = min(len(actions), len(positions))
     return np.concatenate([actions[:n], positions[:n]], axis=1)  # (T, 4) + (T, 3) -> (T, 7)
+
+
+class EpochSampler(Sampler[int]):
+    """Random sequence indices for one epoch, a pure function of (seed, epoch), sharded over ranks.
+
+    An epoch draws ``num_samples * world_size`` indices by concatenating random permutations of the
+    dataset (each sequence seen about equally often), and rank r takes every world_size-th index
+    from position r, like `torch.utils.data.DistributedSampler`. Because the order depends only on
+    the seed and `set_epoch`, a resumed run draws exactly the batches the uninterrupted run would;
+    ``set_epoch(epoch, start)`` skips the first ``start`` indices (resuming inside an epoch).
+
+    Args:
+        dataset_len: sequences in the split.
+        num_samples: indices per rank per epoch (epoch_size * batch_size).
+        seed: the run's seed.
+        rank: this process's rank.
+        world_size: number of processes.
+    """
+
+    def __init__(self, dataset_len: int, num_samples: int, seed: int, rank: int = 0, world_size: int = 1):
+        if dataset_len < 1:
+            raise ValueError("EpochSampler: the dataset is empty")
+        self.dataset_len, self.num_samples = dataset_len, num_samples
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Draw the order of ``epoch``, beginning at its ``start``-th index (this rank's count)."""
+        if not 0 <= start <= self.num_samples:
+            raise ValueError(f"EpochSampler: start {start} outside [0, {self.num_samples}]")
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        total = self.num_samples * self.world_size
+        perms = [torch.randperm(self.dataset_len, generator=g) for _ in range(math.ceil(total / self.dataset_len))]
+        order = torch.cat(perms)[:total]
+        return iter(order[self.rank::self.world_size][self.start:].tolist())
 
 
 def make_train_loader(dataset: BairFolderDataset | PackedDataset, cfg: TrainConfig, info: DistInfo,

@@ -6,12 +6,15 @@ process: rank 0 of 1, no process group, barriers are no-ops.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from bair_world.devices import resolve_device
 
 
 @dataclass(frozen=True)
@@ -36,24 +39,22 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> cuda:<local_rank> if CUDA is available else cpu; ``cuda`` without CUDA is an error."""
-    if choice not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {choice!r}")
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+def process_device(choice: str, local_rank: int = 0) -> torch.device:
+    """`bair_world.devices.resolve_device`, with an unindexed CUDA device made this process's GPU
+    (``cuda:<local_rank mod GPUs>``), so that each rank on a machine takes its own."""
+    device = resolve_device(choice)
+    if device.type == "cuda" and device.index is None:
         return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+    return device
 
 
 def init_distributed(device_choice: str) -> tuple[DistInfo, torch.device]:
     """Join the torchrun process group if launched by torchrun; returns (info, device)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return DistInfo(), resolve_device(device_choice)
+        return DistInfo(), process_device(device_choice)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_choice, local_rank)
+    device = process_device(device_choice, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -66,6 +67,31 @@ def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op in a single process)."""
     if info.enabled and dist.is_initialized():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def rank0_first(info: DistInfo):
+    """Run the block on rank 0 first, then on the other ranks (e.g. generating shared data once)."""
+    if not info.is_main:
+        barrier(info)
+    yield
+    if info.is_main:
+        barrier(info)
+
+
+def wrap(module: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
+    """``module`` under DistributedDataParallel when a process group is in use, else itself."""
+    if not info.enabled:
+        return module
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def shared_name(name: str, info: DistInfo) -> str:
+    """Rank 0's ``name`` on every rank (a name made from a timestamp may differ between ranks)."""
+    names = [name]
+    if info.enabled:
+        dist.broadcast_object_list(names, src=0)
+    return names[0]
 
 
 def any_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:

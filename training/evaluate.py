@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint: ``python training/evaluate.py --checkpoint runs/x/best [options]``.
+"""Evaluate a checkpoint: ``bair-world evaluate --checkpoint runs/x/best [options]`` (or ``python training/evaluate.py``).
 
 Two protocols from one rollout per sequence: the env's full episode (2 context frames -> 28
 predicted) and, on its first 10 frames, the seed's (2 -> 10). Actions and end-effector positions
@@ -22,14 +22,10 @@ in the working directory, never inside the checkpoint's or the package's folder)
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "__main__" and not __package__:
-    sys.path.pop(0)  # run as a script: training/*.py must only be imported as bair_world.training.*
-
 import argparse
 import io
 import json
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -41,15 +37,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from bair_world import metrics
-from bair_world.checkpoint import load_checkpoint
-from bair_world.configcli import add_dataclass_arguments, apply_overrides, explicit_values
+from bair_world.checkpoint import default_checkpoint, load_checkpoint
+from bair_world.training.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.data import DataError
 from bair_world.data.packed import open_dataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
 from bair_world.sim.render import LABEL_ARM, LABEL_OBJECTS
-from bair_world.training.distributed import resolve_device
-from bair_world.training.reporting import atomic_write_bytes
+from bair_world.devices import resolve_device
+from bair_world.io import atomic_write_bytes
 from bair_world.world_model import PRECISIONS, WorldModel
 
 METRICS = ("psnr", "finn_psnr", "ssim")
@@ -347,9 +343,9 @@ def write_report(report: dict[str, Any], out: str | Path) -> Path:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "evaluate.py") -> argparse.ArgumentParser:
     """The evaluate.py command line: paths, then every `EvalConfig` field."""
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint directory (default: the bundled model, bair_world/checkpoints/default)")
     parser.add_argument("--data-root", "--data_root", type=Path, default=None,
@@ -371,12 +367,11 @@ def default_out(checkpoint: Path, split: str) -> Path:
     return Path("runs") / f"eval-{name}-{split}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from bair_world.training.bundle import default_bundle_dir
-
-    parser = build_parser()
+def main(argv: list[str] | None = None, prog: str = "evaluate.py") -> int:
+    """Entry point of ``bair-world evaluate`` (``python training/evaluate.py``); returns the exit status."""
+    parser = build_parser(prog)
     ns = parser.parse_args(argv)
-    ns.checkpoint = ns.checkpoint or default_bundle_dir()
+    ns.checkpoint = ns.checkpoint or default_checkpoint()
     try:
         cfg = apply_overrides(EvalConfig(), explicit_values(ns, EvalConfig))
     except ValueError as e:
@@ -384,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = evaluate(ns.checkpoint, ns.data_root, **asdict(cfg))
     except (DataError, ValueError, RuntimeError, ImportError) as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     out = ns.out or default_out(ns.checkpoint, cfg.split)
     write_report(report, out)

@@ -11,48 +11,17 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bair_world.stale import is_stale
+from bair_world.io import atomic_write_bytes, remove_stale_temporaries
 
 # The per-epoch columns, in the order of metrics.csv.
 COLUMNS = ("epoch", "step", "loss", "mse", "kl", "beta", "tf_ratio", "val_psnr", "baseline_psnr",
            "seq_per_s", "epoch_s", "lr")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling and ``os.replace``.
-
-    Raises:
-        OSError: with ``filename`` set to ``path`` (a full disk's error does not name the file itself);
-            the temporary sibling is removed.
-    """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename is None:
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-        raise
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the ``.<name>.tmp-<pid>`` files `atomic_write_bytes` left behind when its process was
-    killed (their pid no longer runs); returns what was removed."""
-    removed = [tmp for tmp in Path(folder).glob(".*.tmp-*") if tmp.is_file() and is_stale(tmp)]
-    for tmp in removed:
-        tmp.unlink(missing_ok=True)
-    return removed
 
 
 class RunReporter:

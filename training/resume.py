@@ -1,4 +1,6 @@
-"""Resuming a run from its ``last/`` checkpoint: counters, optimiser, and progress inside an epoch.
+"""A run's checkpoints: writing ``best/`` and ``last/`` (with the resume state), and resuming from ``last/``.
+
+``last/`` carries the optimiser, the scaler, the counters and the metrics history as resume state.
 
 A budget stop (``max_minutes``) can end a run in the middle of an epoch; its resume state then
 holds ``partial = {"epoch", "batches", "sums", "rng"}`` where ``rng`` lists every rank's RNG states
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bair_world.checkpoint import CheckpointError, load_checkpoint, load_resume_state
+from bair_world.checkpoint import CheckpointError, load_checkpoint, load_resume_state, save_checkpoint
 from bair_world.models import SVG
 from bair_world.training import distributed as D
 from bair_world.training.config import TrainConfig
@@ -34,6 +36,27 @@ class RunState:
     """Per-epoch metric rows."""
     partial: dict | None = None
     """Progress inside an unfinished epoch (a budget stop): epoch, batches, sums, per-rank RNG states."""
+
+
+def save_checkpoints(run_dir: Path, model: SVG, optimizer, scaler, state: RunState, row: dict,
+                     history: list[dict], improved: bool, data_info: dict) -> None:
+    """Write ``last/`` (with the resume state) and, if the validation PSNR ``improved``, ``best/``.
+
+    Args:
+        row: the epoch's metrics (its numbers are stored with the checkpoints).
+        history: the per-epoch rows so far, this epoch's included when it is complete.
+        data_info: where the data came from (root, seed, n_past, n_future).
+    """
+    metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
+    resume_state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                    "best_psnr": state.best_psnr, "history": history}
+    if state.partial is not None:
+        resume_state["partial"] = state.partial
+    if improved:
+        save_checkpoint(run_dir / "best", model, step=state.step, epoch=state.epoch, metrics=metrics,
+                        data_info=data_info)
+    save_checkpoint(run_dir / "last", model, step=state.step, epoch=state.epoch, metrics=metrics,
+                    data_info=data_info, resume_state=resume_state)
 
 
 def resume_run(run_dir: Path, model: SVG, optimizer, scaler, cfg: TrainConfig) -> RunState:

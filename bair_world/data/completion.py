@@ -10,10 +10,10 @@ completes it (both writers resume where they stopped).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from bair_world.data.errors import DataError
+from bair_world.io import atomic_write_bytes
 
 MARKER = ".incomplete.json"
 
@@ -22,9 +22,7 @@ def mark_incomplete(root: str | Path, command: str) -> None:
     """Record (atomically) that ``command`` is writing ``root``; call before writing any data."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f"{MARKER}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({"command": command}) + "\n")
-    os.replace(tmp, root / MARKER)
+    atomic_write_bytes(root / MARKER, (json.dumps({"command": command}) + "\n").encode())
 
 
 def mark_complete(root: str | Path) -> None:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
 from bair_world.data.completion import mark_complete, mark_incomplete
+from bair_world.io import atomic_write_json
 from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
 
 DEFAULT_COUNTS = {"train": 8192, "validate": 128, "test": 256}
@@ -168,9 +169,7 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
     outcomes = list(_in_pool(_generate, tasks, workers, progress, "synth"))
     results = [res for res in outcomes if res is not None]
     skipped = len(outcomes) - len(results)
-    tmp = manifest_path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_manifest(int(seed), counts, length), indent=2) + "\n")
-    os.replace(tmp, manifest_path)
+    atomic_write_json(manifest_path, _manifest(int(seed), counts, length))
     mark_complete(root)
     return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 import sys
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ from bair_world.data.bair_folder import (
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
 from bair_world.data.completion import mark_complete, mark_incomplete
 from bair_world.data.errors import DataError
+from bair_world.io import atomic_write_json
 
 _HEADER = struct.Struct("<QI")  # record length, masked CRC32C of the 8 length bytes
 _FOOTER = struct.Struct("<I")  # masked CRC32C of the record data
@@ -202,9 +202,7 @@ def _check_manifest(cfg: ConvertConfig, counts: dict[str, int]) -> None:
             raise DataError(path, "output was converted with other settings or source files; use a fresh --out")
         return
     mark_incomplete(cfg.out, _command(cfg))  # before the manifest: no moment looks like a finished dataset
-    tmp = path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, manifest)
 
 
 def convert(cfg: ConvertConfig) -> ConvertSummary:

@@ -1,4 +1,4 @@
-"""The pieces of one training epoch: the sequence loss, the sampler, validation PSNR.
+"""The training loss: one forward pass over a batch of whole sequences, and its teacher forcing.
 
 Training step (per batch of sequences x_0 .. x_{T-1} with conds cond_0 .. cond_{T-1}), for
 t = 1 .. T-1::
@@ -15,19 +15,13 @@ compiled loss does not recompile per pattern.
 
 from __future__ import annotations
 
-import math
 import random
-from typing import Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Sampler
 
-from bair_world import metrics
 from bair_world.models import SVG
-from bair_world.world_model import WorldModel
 
 
 class SequenceLoss(nn.Module):
@@ -133,89 +127,3 @@ def teacher_mask(ratio: float, length: int, mode: str, rng: random.Random) -> to
     if mode == "sequence":
         return torch.full((length,), rng.random() < ratio, dtype=torch.bool)
     return torch.tensor([rng.random() < ratio for _ in range(length)], dtype=torch.bool)
-
-
-class EpochSampler(Sampler[int]):
-    """Random sequence indices for one epoch, a pure function of (seed, epoch), sharded over ranks.
-
-    An epoch draws ``num_samples * world_size`` indices by concatenating random permutations of the
-    dataset (each sequence seen about equally often), and rank r takes every world_size-th index
-    from position r, like `torch.utils.data.DistributedSampler`. Because the order depends only on
-    the seed and `set_epoch`, a resumed run draws exactly the batches the uninterrupted run would;
-    ``set_epoch(epoch, start)`` skips the first ``start`` indices (resuming inside an epoch).
-
-    Args:
-        dataset_len: sequences in the split.
-        num_samples: indices per rank per epoch (epoch_size * batch_size).
-        seed: the run's seed.
-        rank: this process's rank.
-        world_size: number of processes.
-    """
-
-    def __init__(self, dataset_len: int, num_samples: int, seed: int, rank: int = 0, world_size: int = 1):
-        if dataset_len < 1:
-            raise ValueError("EpochSampler: the dataset is empty")
-        self.dataset_len, self.num_samples = dataset_len, num_samples
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Draw the order of ``epoch``, beginning at its ``start``-th index (this rank's count)."""
-        if not 0 <= start <= self.num_samples:
-            raise ValueError(f"EpochSampler: start {start} outside [0, {self.num_samples}]")
-        self.epoch, self.start = epoch, start
-
-    def __len__(self) -> int:
-        return self.num_samples - self.start
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        total = self.num_samples * self.world_size
-        perms = [torch.randperm(self.dataset_len, generator=g) for _ in range(math.ceil(total / self.dataset_len))]
-        order = torch.cat(perms)[:total]
-        return iter(order[self.rank::self.world_size][self.start:].tolist())
-
-
-def seed_everything(seed: int, rank: int, epoch: int) -> random.Random:
-    """Seed torch, numpy and python RNGs from (seed, rank, epoch); returns the python RNG the loop
-    draws teacher-forcing decisions from. Seeding per epoch makes a resumed run exact at epoch
-    granularity on every rank, without gathering each rank's RNG state."""
-    mixed = (seed * 1_000_003 + rank * 10_007 + epoch) % (2**63)
-    torch.manual_seed(mixed)
-    np.random.seed(mixed % (2**32))
-    random.seed(mixed)
-    return random.Random(mixed)
-
-
-def baseline_psnr(frames: torch.Tensor, n_past: int) -> float:
-    """PSNR of the copy-last-frame baseline: x_{n_past-1} repeated for every predicted frame."""
-    return float(metrics.psnr(metrics.copy_last_frame(frames, n_past), frames[:, n_past:]).mean())
-
-
-@torch.no_grad()
-def validate(model: SVG, frames: torch.Tensor, conds: torch.Tensor, n_past: int, n_future: int,
-             device: torch.device, seed: int, batch_size: int = 64) -> tuple[float, torch.Tensor]:
-    """Validation PSNR: n_past context frames, n_future predicted, one prior sample per sequence.
-
-    Args:
-        model: the model (left in eval mode; the caller restores train mode).
-        frames: (N, n_past + n_future, 3, 64, 64) on CPU.
-        conds: (N, n_past + n_future, 7) raw conds.
-        n_past, n_future: the protocol.
-        device: where to run.
-        seed: seed of the latent samples (fixed, so epochs are comparable).
-        batch_size: sequences per model call.
-
-    Returns:
-        (mean PSNR over predicted frames and sequences, predictions (N, n_future, 3, 64, 64) on CPU).
-    """
-    world = WorldModel(model, device)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    preds = []
-    for start in range(0, frames.shape[0], batch_size):
-        f = frames[start:start + batch_size].to(device)
-        c = conds[start:start + batch_size].to(device)
-        preds.append(world.rollout(f, c, n_past, n_future, generator).float().cpu())
-    pred = torch.cat(preds)  # (N, n_future, 3, 64, 64)
-    return float(metrics.psnr(pred, frames[:, n_past:]).mean()), pred
