@@ -66,7 +66,7 @@ def test_the_default_data_generates_only_the_split_asked_for(cache, tmp_path, ca
     root = synthetic.default_split_root("test", progress=False)
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["test"]
     line = one_line(capsys)
-    assert line.startswith("generating the built-in pushing world's data once: 2 sequences (test 2), about 0 MB")
+    assert line.startswith("generating the built-in pushing world's data once: 2 sequences (test 2), about 1 MB")
     assert f"into {root} (set BAIR_WORLD_CACHE to move it)" in line
     assert synthetic.default_split_root("test", progress=False) == root and not capsys.readouterr().err  # cached
 
