@@ -7,7 +7,7 @@ Every candidate is scored by ``training/evaluate.py`` on the same split of the e
 data (the validate split by default: candidates are chosen there, the test split stays unseen) with
 one rollout of 2 context -> 28 predicted frames per sequence and one prior sample; the 2 -> 10
 columns are its first 10 frames (the seed's protocol). Columns: PSNR and SSIM per protocol, PSNR
-over the arm region at the last step, the sharpness ratio over the arm and objects (prediction /
+over the arm region (whole episode and last step) and over the objects, the sharpness ratio over the arm and objects (prediction /
 recorded, 1 = as sharp as the truth) over the episode, the training steps recorded in the
 checkpoint, and the speed of one ``BairWorld-v0`` env (float32, eager, steps/s; timed round-robin
 with the other candidates so machine load hits all alike). A copy-last-frame row comes first.
@@ -67,6 +67,7 @@ def rows(checkpoints: dict[str, Path], split: str, max_sequences: int, env_steps
                         "psnr_28": full["baseline_psnr"], "ssim_28": full["baseline_ssim"],
                         "arm_last": report["baseline"].get("arm_psnr", {"per_step": [None]})["per_step"][-1],
                         "sharpness": report["baseline"].get("moving_sharpness", {}).get("mean"), "steps": None,
+                        "objects_28": full.get("baseline_objects_psnr"), "arm_28": full.get("baseline_arm_psnr"),
                         "env_steps_s": None})
         out.append({"name": name, "checkpoint": str(ckpt), "psnr_10": short["psnr"], "ssim_10": short["ssim"],
                     "psnr_28": full["psnr"], "ssim_28": full["ssim"], "arm_last": full.get("arm_psnr_last_step"),
@@ -83,12 +84,13 @@ def format_table(table: list[dict], split: str, n: int) -> str:
     """Markdown table of `rows`."""
     f = lambda v, d=2: "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{d}f}"  # noqa: E731
     lines = [f"{split} split, {n} sequences, 1 prior sample; 2 -> 10 = the first 10 frames of the 2 -> 28 rollout",
-             "| candidate | 2->10 PSNR | 2->10 SSIM | 2->28 PSNR | 2->28 SSIM | arm PSNR, last step | "
-             "sharpness arm+objects | training steps | env steps/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| candidate | 2->10 PSNR | 2->10 SSIM | 2->28 PSNR | 2->28 SSIM | arm PSNR 2->28 | arm PSNR, last step | "
+             "objects PSNR 2->28 | sharpness arm+objects | training steps | env steps/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(f"| {r['name']} | {f(r['psnr_10'])} | {f(r['ssim_10'], 4)} | {f(r['psnr_28'])} | "
-                     f"{f(r['ssim_28'], 4)} | {f(r['arm_last'])} | {f(r['sharpness'], 3)} | "
+                     f"{f(r['ssim_28'], 4)} | {f(r.get('arm_28'))} | {f(r['arm_last'])} | {f(r.get('objects_28'))} | "
+                     f"{f(r['sharpness'], 3)} | "
                      f"{r['steps'] if r['steps'] is not None else '–'} | {f(r['env_steps_s'], 0)} |")
     return "\n".join(lines)
 
