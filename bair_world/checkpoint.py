@@ -217,15 +217,38 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def _model_config(root: Path, info: dict[str, Any]) -> ModelConfig:
+    """The `ModelConfig` of a parsed config.json (CheckpointError naming the file if it is bad)."""
+    try:
+        return ModelConfig.from_dict(info["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(root / CONFIG, f"bad model config: {e}") from None
+
+
+def context_frames(path: str | Path, n_past: int | None = None) -> int:
+    """The checkpoint's ``n_past`` (its `ModelConfig`'s), read without loading the weights.
+
+    Args:
+        path: checkpoint directory.
+        n_past: a caller's explicit value, or None for the checkpoint's.
+
+    Raises:
+        CheckpointError: naming config.json and both values when ``n_past`` is given and differs.
+    """
+    root = _resolve(path)
+    try:
+        return _model_config(root, read_config(root)).context_frames(n_past)
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        raise CheckpointError(root / CONFIG, str(e)) from None
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SVG, dict[str, Any]]:
     """Rebuild the model (in float32, eval mode) and return it with the parsed config.json."""
     root = _resolve(path)
     info = read_config(root)
-    try:
-        cfg = ModelConfig.from_dict(info["model"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(root / CONFIG, f"bad model config: {e}") from None
-    model = SVG(cfg)
+    model = SVG(_model_config(root, info))
     weights = root / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(weights, "missing")

@@ -72,7 +72,7 @@ class BairWorldEnv(gym.Env):
     * ``checkpoint``: checkpoint directory; None loads the bundled ``bair_world/checkpoints/default``.
     * ``data_root``/``split``: replay the sequences of ``<data_root>/<split>/`` (BAIR folder layout)
       instead of the built-in pushing world.
-    * ``n_past``: context frames (None: the checkpoint's, 2 for every preset).
+    * ``n_past``: context frames (None: the checkpoint's, 2 for every preset; another value is an error).
     * ``device``: "auto" (CUDA when available), "cpu", "cuda", ...
     * ``render_mode``: None or "rgb_array" (``render()`` returns the current frame).
     * ``num_references``: how many built-in-world rollouts ``reset`` picks from.

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bair_world.checkpoint import load_checkpoint, resolve_checkpoint
+from bair_world.checkpoint import context_frames, load_checkpoint, resolve_checkpoint
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.data.batch import frames_to_float, frames_to_uint8
 from bair_world.world_model import WorldModel, check_precision
@@ -33,7 +33,8 @@ class EpisodeBatch:
         checkpoint: checkpoint directory (None: the bundled one).
         data_root: BAIR folder root for references (None: the built-in pushing world).
         split: split of ``data_root`` to replay.
-        n_past: context frames fed at reset (None: the checkpoint's, 2 for every preset).
+        n_past: context frames fed at reset (None: the checkpoint's, 2 for every preset; another
+            value is an error naming both).
         device: "auto", "cpu", "cuda", ...
         num_references: size of the built-in world's reference pool (ignored with ``data_root``).
         references: a ready `ReferenceSource` (overrides ``data_root``/``split``/``num_references``).
@@ -53,11 +54,9 @@ class EpisodeBatch:
         self.checkpoint = resolve_checkpoint(checkpoint)
         self.device = resolve_device(device)
         check_precision(precision, self.device)  # before loading: a bad value fails fast
+        self.n_past = context_frames(self.checkpoint, n_past)  # the checkpoint's; another is an error
         model, self.config = load_checkpoint(self.checkpoint, self.device)
         self.core = WorldModel(model, self.device, precision, compile=compile)
-        self.n_past = model.cfg.n_past if n_past is None else int(n_past)
-        if self.n_past < 1:
-            raise ValueError(f"n_past must be >= 1, got {self.n_past}")
         self.low, self.high = action_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),
                                             model.cond_std.cpu().numpy())
         self.references = references if references is not None else make_references(data_root, split, num_references)
