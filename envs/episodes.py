@@ -136,7 +136,3 @@ class EpisodeBatch:
             "index": ref.index,
             "rollout_id": ref.rollout_id,
         }
-
-    def episode_length(self, row: int) -> int:
-        """Steps of the row's current episode (reference length - n_past)."""
-        return len(self.refs[row]) - self.n_past

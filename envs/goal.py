@@ -7,6 +7,7 @@ so a policy or planner tuned in the learned world is scored in the world it imit
 
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def _channels_last(frames) -> np.ndarray:
     return frames
 
 
-class GoalEnvBase(gym.Env):
+class GoalEnvBase(gym.Env, abc.ABC):
     """The goal-reaching task, independent of which world plays it (see `BairWorldGoalEnv`).
 
     Subclasses set ``n_past``, ``sim_config`` and implement ``_num_references``, ``_begin`` (start
@@ -87,14 +88,17 @@ class GoalEnvBase(gym.Env):
         self._done = False
 
     # -- hooks ---------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _num_references(self) -> int:
-        raise NotImplementedError
+        """Size of the reference pool (``reset``'s ``options["index"]`` range)."""
 
+    @abc.abstractmethod
     def _begin(self, index: int, torch_seed: int) -> Reference:
-        raise NotImplementedError
+        """Start reference ``index``'s episode (latents seeded with ``torch_seed``) and return it."""
 
+    @abc.abstractmethod
     def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """One transition under (action, position): the next frame (64, 64, 3) uint8 and position (3,)."""
 
     def _extra_info(self) -> dict[str, Any]:
         return {}
