@@ -188,6 +188,13 @@ def test_another_n_past_than_the_checkpoints_is_an_error(ckpt):
     assert BairWorldEnv(checkpoint=ckpt, n_past=2, references=FakeReferences()).n_past == 2
 
 
+def test_world_options_are_keywords_and_an_unknown_one_is_named():
+    with pytest.raises(TypeError, match="'chekpoint'"):
+        gym.make("BairWorld-v0", chekpoint="x")
+    with pytest.raises(TypeError):
+        BairWorldEnv("some/checkpoint")  # keyword-only: no silent positional mix-up
+
+
 def test_record_video_writes_a_file(ckpt, tmp_path):
     from gymnasium.wrappers import RecordVideo
 
