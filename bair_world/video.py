@@ -292,11 +292,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         _check_arguments(args)
-        data_root = args.data_root
-        if data_root is None:
-            from bair_world.data.synthetic import default_split_root
+        from bair_world.data.synthetic import default_data_root
 
-            data_root = default_split_root(args.split)
+        data_root = default_data_root(args.data_root, args.split)
         recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
                                               samples=args.samples, n_past=args.n_past, n_future=args.n_future,
                                               seed=args.seed, device=args.device)

@@ -132,10 +132,9 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     device = resolve_device(cfg.device)
     cfg = replace(cfg, n_past=context_frames(checkpoint, cfg.n_past))  # the checkpoint's; another is an error
     model, info = load_checkpoint(checkpoint, device)  # before any data is read or generated
-    if data_root is None:
-        from bair_world.data.synthetic import default_split_root
+    from bair_world.data.synthetic import default_data_root
 
-        data_root = default_split_root(cfg.split)
+    data_root = default_data_root(data_root, cfg.split)
     t_len = cfg.n_past + cfg.n_future
     dataset = open_dataset(data_root, cfg.split, seq_len=t_len)
     n_seq = len(dataset) if cfg.max_sequences is None else min(cfg.max_sequences, len(dataset))
