@@ -226,20 +226,12 @@ def _model_config(root: Path, info: dict[str, Any]) -> ModelConfig:
 
 
 def context_frames(path: str | Path, n_past: int | None = None) -> int:
-    """The checkpoint's ``n_past`` (its `ModelConfig`'s), read without loading the weights.
-
-    Args:
-        path: checkpoint directory.
-        n_past: a caller's explicit value, or None for the checkpoint's.
-
-    Raises:
-        CheckpointError: naming config.json and both values when ``n_past`` is given and differs.
-    """
+    """The checkpoint's ``n_past``, read without the weights; an explicit ``n_past`` that differs is
+    a CheckpointError naming config.json and both values."""
     root = _resolve(path)
+    cfg = _model_config(root, read_config(root))
     try:
-        return _model_config(root, read_config(root)).context_frames(n_past)
-    except CheckpointError:
-        raise
+        return cfg.context_frames(n_past)
     except ValueError as e:
         raise CheckpointError(root / CONFIG, str(e)) from None
 
