@@ -217,15 +217,30 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def _model_config(root: Path, info: dict[str, Any]) -> ModelConfig:
+    """The `ModelConfig` of a parsed config.json (CheckpointError naming the file if it is bad)."""
+    try:
+        return ModelConfig.from_dict(info["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(root / CONFIG, f"bad model config: {e}") from None
+
+
+def context_frames(path: str | Path, n_past: int | None = None) -> int:
+    """The checkpoint's ``n_past``, read without the weights; an explicit ``n_past`` that differs is
+    a CheckpointError naming config.json and both values."""
+    root = _resolve(path)
+    cfg = _model_config(root, read_config(root))
+    try:
+        return cfg.context_frames(n_past)
+    except ValueError as e:
+        raise CheckpointError(root / CONFIG, str(e)) from None
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SVG, dict[str, Any]]:
     """Rebuild the model (in float32, eval mode) and return it with the parsed config.json."""
     root = _resolve(path)
     info = read_config(root)
-    try:
-        cfg = ModelConfig.from_dict(info["model"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(root / CONFIG, f"bad model config: {e}") from None
-    model = SVG(cfg)
+    model = SVG(_model_config(root, info))
     weights = root / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(weights, "missing")

@@ -215,7 +215,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split to read the sequence from (default: test)")
     parser.add_argument("--index", type=int, default=0, help="sequence index in the sorted split (default: 0)")
     parser.add_argument("--samples", type=int, default=1, help="latent samples to show side by side (default: 1)")
-    parser.add_argument("--n-past", type=int, default=2, help="context frames (default: 2)")
+    parser.add_argument("--n-past", type=int, default=None,
+                        help="context frames (default: the checkpoint's; another value is an error)")
     parser.add_argument("--n-future", type=int, default=28, help="predicted frames (default: 28)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
     parser.add_argument("--fps", type=float, default=5.0, help="frames per second (default: 5)")
@@ -224,23 +225,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 0, samples: int = 1,
-                    n_past: int = 2, n_future: int = 28, seed: int = 0, device: str = "auto"):
+                    n_past: int | None = None, n_future: int = 28, seed: int = 0, device: str = "auto"):
     """K sampled rollouts of one recorded sequence.
 
     Returns:
         (recorded (T, 64, 64, 3) uint8, predicted (K, T, 64, 64, 3) uint8) with T = n_past + n_future;
-        the first n_past predicted frames are the recorded context.
+        the first n_past predicted frames are the recorded context. ``n_past`` None is the
+        checkpoint's; a different value is a CheckpointError naming both.
     """
     import torch
 
-    from bair_world.checkpoint import load_checkpoint
+    from bair_world.checkpoint import context_frames, load_checkpoint
     from bair_world.data.packed import open_dataset
     from bair_world.data.batch import frames_to_uint8
     from bair_world.devices import resolve_device
     from bair_world.world_model import WorldModel
 
-    if samples < 1 or n_past < 1 or n_future < 1:
-        raise ValueError(f"need samples, n_past and n_future >= 1, got {samples}, {n_past}, {n_future}")
+    if samples < 1 or n_future < 1:
+        raise ValueError(f"need samples and n_future >= 1, got {samples} and {n_future}")
+    n_past = context_frames(checkpoint, n_past)
     dev = resolve_device(device)
     model, _ = load_checkpoint(checkpoint, dev)
     t_len = n_past + n_future
@@ -257,23 +260,24 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    """Everything `bair-world rollout` can check before it loads data or generates any (cheap).
+    """Everything `bair-world rollout` can check before it loads data or generates any (cheap);
+    sets ``args.n_past`` to the checkpoint's.
 
     Raises:
         ValueError: naming the argument (CheckpointError and DataError, both ValueErrors, name the file).
     """
-    from bair_world.checkpoint import read_config
+    from bair_world.checkpoint import context_frames
     from bair_world.data import DataError
     from bair_world.devices import resolve_device
 
     if Path(args.out).suffix.lower() not in SUFFIXES:
         raise ValueError(f"--out {args.out}: the video must be one of {', '.join(SUFFIXES)}")
     for name in ("samples", "n_past", "n_future", "scale"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.fps > 0 or args.index < 0:
         raise ValueError(f"--fps must be > 0 and --index >= 0, got {args.fps} and {args.index}")
-    read_config(args.checkpoint)  # the checkpoint exists and is readable
+    args.n_past = context_frames(args.checkpoint, args.n_past)  # the checkpoint is readable; its n_past
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise DataError(args.data_root, "data root does not exist (expected <split>/ folders inside)")
     resolve_device(args.device)
@@ -288,11 +292,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         _check_arguments(args)
-        data_root = args.data_root
-        if data_root is None:
-            from bair_world.data.synthetic import default_split_root
+        from bair_world.data.synthetic import default_data_root
 
-            data_root = default_split_root(args.split)
+        data_root = default_data_root(args.data_root, args.split)
         recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
                                               samples=args.samples, n_past=args.n_past, n_future=args.n_future,
                                               seed=args.seed, device=args.device)

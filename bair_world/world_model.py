@@ -103,7 +103,6 @@ class WorldModel:
         # stay exactly those of the plain model even after a reduced-precision WorldModel shared it.
         layout = torch.contiguous_format if self.autocast_dtype is None else torch.channels_last
         self.model = model.to(self.device).eval().to(memory_format=layout)
-        self.n_past = model.cfg.n_past
         self._compiled_step = None
         if compile:
             with _quiet_inductor_imports():
@@ -261,22 +260,23 @@ class WorldModel:
         return stack
 
     @torch.inference_mode()
-    def rollout(self, frames: torch.Tensor, conds: torch.Tensor, n_past: int, n_future: int,
+    def rollout(self, frames: torch.Tensor, conds: torch.Tensor, n_past: int | None, n_future: int,
                 generator: GeneratorLike = None) -> torch.Tensor:
-        """Predict ``n_future`` frames after ``n_past`` context frames (one prior sample).
+        """Predict ``n_future`` frames after the model's ``n_past`` context frames (one prior sample).
 
         Args:
             frames: (B, >= n_past, C, 64, 64) ground truth; only the first n_past are read.
             conds: (B, >= n_past + n_future - 1, 7) raw conds.
-            n_past: context frames.
+            n_past: None for the model's ``cfg.n_past``; a different value is a ValueError naming both.
             n_future: frames to predict.
             generator: noise source (see `reset`).
 
         Returns:
             (B, n_future, C, 64, 64) predictions of frames n_past .. n_past + n_future - 1.
         """
-        if n_past < 1 or n_future < 0:
-            raise ValueError(f"need n_past >= 1 and n_future >= 0, got {n_past}, {n_future}")
+        n_past = self.model.cfg.context_frames(n_past)
+        if n_future < 0:
+            raise ValueError(f"need n_future >= 0, got {n_future}")
         if frames.shape[1] < n_past or conds.shape[1] < n_past + n_future - 1:
             raise ValueError(f"rollout needs >= {n_past} frames and >= {n_past + n_future - 1} conds, "
                              f"got {frames.shape[1]} and {conds.shape[1]}")

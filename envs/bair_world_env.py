@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from bair_world.envs.episodes import EpisodeBatch
-from bair_world.envs.references import Reference, ReferenceSource, reset_index
+from bair_world.envs.options import WorldOptions
+from bair_world.envs.references import Reference, reset_index
 from bair_world.envs.spaces import action_space, check_render_mode, observation_space
 
 RENDER_FPS = 10  # BAIR was recorded at roughly 10 Hz
@@ -69,22 +68,10 @@ class BairWorldEnv(gym.Env):
              device="auto", render_mode=None, num_references=10_000, precision="float32", compile=False)
     ```
 
-    * ``checkpoint``: checkpoint directory; None loads the bundled ``bair_world/checkpoints/default``.
-    * ``data_root``/``split``: replay the sequences of ``<data_root>/<split>/`` (BAIR folder layout)
-      instead of the built-in pushing world.
-    * ``n_past``: context frames (None: the checkpoint's, 2 for every preset).
-    * ``device``: "auto" (CUDA when available), "cpu", "cuda", ...
+    * ``checkpoint``, ``data_root``/``split``, ``n_past``, ``device``, ``num_references``,
+      ``references``, ``precision``, ``compile``: the world options, each keyword a field of
+      `bair_world.envs.options.WorldOptions` (documented there; the vector and goal envs take the same).
     * ``render_mode``: None or "rgb_array" (``render()`` returns the current frame).
-    * ``num_references``: how many built-in-world rollouts ``reset`` picks from.
-    * ``precision``: "float32" (default: exact, reproducible), "bfloat16" (CPU or CUDA) or "float16"
-      (CUDA only): the model runs under ``torch.autocast`` in that dtype. It trades tiny numeric
-      differences (at most 2/255 per pixel from float32 over 28 steps with the bundled model, same
-      PSNR to 0.01 dB) for speed: on a CPU with AVX512-BF16 about 2x the steps/s of a 64-env vector
-      env and ~1.2x for a single env. Same seed, same frames within a precision.
-    * ``compile``: run the model's step through ``torch.compile`` (inductor; needs a C++ compiler on
-      CPU). The first step compiles (~5 s); after that this single env makes ~1.8x the eager steps/s in
-      float32 and in bfloat16 (docs/benchmarks.md); frames equal the eager ones to float
-      rounding, latents identical.
 
     ``info`` after ``reset`` and ``step``: ``action`` (4,), ``position`` (3,) the reference's cond for
     the next transition, ``step`` steps taken, ``frame_index`` of the observation in the reference,
@@ -93,15 +80,10 @@ class BairWorldEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
 
-    def __init__(self, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
-                 split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
-                 render_mode: str | None = None, num_references: int = 10_000,
-                 references: ReferenceSource | None = None, precision: str = "float32",
-                 compile: bool = False):  # noqa: A002 (torch.compile's name)
+    def __init__(self, *, render_mode: str | None = None, **world: Any):
         check_render_mode(render_mode, self.metadata)
         self.render_mode = render_mode
-        self.episodes = EpisodeBatch(1, checkpoint, data_root, split, n_past, device, num_references, references,
-                                     precision, compile=compile)
+        self.episodes = EpisodeBatch(1, WorldOptions(**world))
         self.observation_space = observation_space()
         self.action_space = action_space(self.episodes.low, self.episodes.high)
         self._obs: np.ndarray | None = None

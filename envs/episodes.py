@@ -11,16 +11,16 @@ cond_t = concat(action_t, position_t). After a reset the env shows frame ``t = n
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from bair_world.checkpoint import load_checkpoint, resolve_checkpoint
+from bair_world.checkpoint import context_frames, load_checkpoint, resolve_checkpoint
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.data.batch import frames_to_float, frames_to_uint8
 from bair_world.world_model import WorldModel, check_precision
-from bair_world.envs.references import Reference, ReferenceSource, make_references
+from bair_world.envs.options import WorldOptions
+from bair_world.envs.references import Reference, make_references
 from bair_world.devices import resolve_device
 from bair_world.envs.spaces import action_bounds, check_actions
 
@@ -30,37 +30,23 @@ class EpisodeBatch:
 
     Args:
         num_envs: rows.
-        checkpoint: checkpoint directory (None: the bundled one).
-        data_root: BAIR folder root for references (None: the built-in pushing world).
-        split: split of ``data_root`` to replay.
-        n_past: context frames fed at reset (None: the checkpoint's, 2 for every preset).
-        device: "auto", "cpu", "cuda", ...
-        num_references: size of the built-in world's reference pool (ignored with ``data_root``).
-        references: a ready `ReferenceSource` (overrides ``data_root``/``split``/``num_references``).
-        precision: "float32", "bfloat16" (CPU/CUDA) or "float16" (CUDA) model calls
-            (`bair_world.world_model.WorldModel`); observations and PSNR stay float32/uint8.
-        compile: run the model's prior step through ``torch.compile`` (`WorldModel`): the first
-            step compiles (seconds); a single env then makes ~1.8x the eager steps/s on CPU.
+        world: the model, the references and how the model runs (`WorldOptions`).
     """
 
-    def __init__(self, num_envs: int, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
-                 split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
-                 num_references: int = 10_000, references: ReferenceSource | None = None,
-                 precision: str = "float32", compile: bool = False):  # noqa: A002 (torch.compile's name)
+    def __init__(self, num_envs: int, world: WorldOptions):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
-        self.checkpoint = resolve_checkpoint(checkpoint)
-        self.device = resolve_device(device)
-        check_precision(precision, self.device)  # before loading: a bad value fails fast
+        self.checkpoint = resolve_checkpoint(world.checkpoint)
+        self.device = resolve_device(world.device)
+        check_precision(world.precision, self.device)  # before loading: a bad value fails fast
+        self.n_past = context_frames(self.checkpoint, world.n_past)  # the checkpoint's; another is an error
         model, self.config = load_checkpoint(self.checkpoint, self.device)
-        self.core = WorldModel(model, self.device, precision, compile=compile)
-        self.n_past = model.cfg.n_past if n_past is None else int(n_past)
-        if self.n_past < 1:
-            raise ValueError(f"n_past must be >= 1, got {self.n_past}")
+        self.core = WorldModel(model, self.device, world.precision, compile=world.compile)
         self.low, self.high = action_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),
                                             model.cond_std.cpu().numpy())
-        self.references = references if references is not None else make_references(data_root, split, num_references)
+        self.references = (world.references if world.references is not None
+                           else make_references(world.data_root, world.split, world.num_references))
         self.refs: list[Reference | None] = [None] * self.num_envs
         self.t = np.zeros(self.num_envs, dtype=np.int64)
         self.generators = [torch.Generator(device="cpu") for _ in range(self.num_envs)]
@@ -137,7 +123,3 @@ class EpisodeBatch:
             "index": ref.index,
             "rollout_id": ref.rollout_id,
         }
-
-    def episode_length(self, row: int) -> int:
-        """Steps of the row's current episode (reference length - n_past)."""
-        return len(self.refs[row]) - self.n_past

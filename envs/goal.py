@@ -7,18 +7,18 @@ so a policy or planner tuned in the learned world is scored in the world it imit
 
 from __future__ import annotations
 
-from pathlib import Path
+import abc
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium import spaces
 
 from bair_world.data.batch import IMAGE_SIZE
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
-from bair_world.envs.references import Reference, ReferenceSource, reset_index
+from bair_world.envs.options import WorldOptions
+from bair_world.envs.references import Reference, reset_index
 from bair_world.envs.spaces import check_render_mode
 from bair_world.metrics import goal_distance
 from bair_world.planning import PlanContext
@@ -63,7 +63,7 @@ def _channels_last(frames) -> np.ndarray:
     return frames
 
 
-class GoalEnvBase(gym.Env):
+class GoalEnvBase(gym.Env, abc.ABC):
     """The goal-reaching task, independent of which world plays it (see `BairWorldGoalEnv`).
 
     Subclasses set ``n_past``, ``sim_config`` and implement ``_num_references``, ``_begin`` (start
@@ -87,14 +87,17 @@ class GoalEnvBase(gym.Env):
         self._done = False
 
     # -- hooks ---------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _num_references(self) -> int:
-        raise NotImplementedError
+        """Size of the reference pool (``reset``'s ``options["index"]`` range)."""
 
+    @abc.abstractmethod
     def _begin(self, index: int, torch_seed: int) -> Reference:
-        raise NotImplementedError
+        """Start reference ``index``'s episode (latents seeded with ``torch_seed``) and return it."""
 
+    @abc.abstractmethod
     def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """One transition under (action, position): the next frame (64, 64, 3) uint8 and position (3,)."""
 
     def _extra_info(self) -> dict[str, Any]:
         return {}
@@ -261,23 +264,18 @@ class BairWorldGoalEnv(GoalEnvBase):
 
     ## Arguments
 
-    ``checkpoint``, ``data_root``, ``split``, ``n_past``, ``device``, ``num_references``,
-    ``references``, ``precision``, ``compile`` as ``BairWorld-v0``; ``success_threshold`` (default `SUCCESS_THRESHOLD`);
+    The world options as ``BairWorld-v0`` (keywords, the fields of
+    `bair_world.envs.options.WorldOptions`); ``success_threshold`` (default `SUCCESS_THRESHOLD`);
     ``render_mode`` None or "rgb_array"; ``robotics_keys`` (default False).
 
     ``info``: ``goal_distance``, ``is_success``, ``arm_distance_m`` (end-effector to the goal's
     end-effector position, metres), ``step``, ``index``, ``rollout_id``.
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
-                 split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
-                 render_mode: str | None = None, num_references: int = 10_000,
-                 references: ReferenceSource | None = None, success_threshold: float = SUCCESS_THRESHOLD,
-                 sim_config: SimConfig = SimConfig(), precision: str = "float32",
-                 compile: bool = False, robotics_keys: bool = False):  # noqa: A002 (torch.compile's name)
+    def __init__(self, *, render_mode: str | None = None, success_threshold: float = SUCCESS_THRESHOLD,
+                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False, **world: Any):
         self._setup(render_mode, success_threshold, sim_config, robotics_keys)
-        self.episodes = EpisodeBatch(1, checkpoint, data_root, split, n_past, device, num_references, references,
-                                     precision, compile=compile)
+        self.episodes = EpisodeBatch(1, WorldOptions(**world))
         self.n_past = self.episodes.n_past
 
     def _num_references(self) -> int:

@@ -7,6 +7,7 @@ the recorded one, and hands the recorded next action/position to the agent in ``
 
 from __future__ import annotations
 
+import abc
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,18 +64,20 @@ class Reference:
         return np.concatenate([self.actions, self.positions], axis=1)
 
 
-class ReferenceSource:
+class ReferenceSource(abc.ABC):
     """An indexable, finite collection of references with a small LRU cache."""
 
     def __init__(self, cache_size: int = 128):
         self._cache: OrderedDict[int, Reference] = OrderedDict()
         self._cache_size = cache_size
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Number of references."""
 
+    @abc.abstractmethod
     def _load(self, index: int) -> Reference:
-        raise NotImplementedError
+        """Build reference ``index`` (0 <= index < len); `__getitem__` checks and caches."""
 
     def __getitem__(self, index: int) -> Reference:
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):

@@ -7,18 +7,17 @@ choice, same latent samples), up to float rounding of batched convolutions.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
-from bair_world.envs.references import ReferenceSource, check_index
+from bair_world.envs.options import WorldOptions
+from bair_world.envs.references import check_index
 from bair_world.envs.spaces import action_space, check_latent_seed, check_render_mode, observation_space
 
 _ROW_KEYS = ("action", "position", "step", "frame_index", "index", "rollout_id")
@@ -36,9 +35,9 @@ class BairWorldVectorEnv(VectorEnv):
 
     Args:
         num_envs: parallel episodes.
-        checkpoint, data_root, split, n_past, device, num_references, references, precision, compile:
-            as `BairWorldEnv` (a reduced ``precision`` pays off most here: one big batched model call;
-            ``compile`` pays off little at large N on CPU, where the convolutions dominate).
+        **world: `bair_world.envs.options.WorldOptions` fields as keywords, as `BairWorldEnv` (a
+            reduced ``precision`` pays off most here: one big batched model call; ``compile`` pays
+            off little at large N on CPU, where the convolutions dominate).
         render_mode: None or "rgb_array" (``render()`` returns a tuple of the rows' frames).
         max_episode_steps: also truncate a row after this many steps (``gym.make_vec`` passes the
             registered 28, what `gymnasium.wrappers.TimeLimit` does for the single env).
@@ -47,18 +46,13 @@ class BairWorldVectorEnv(VectorEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS,
                 "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, checkpoint: str | Path | None = None, data_root: str | Path | None = None,
-                 split: str = "test", n_past: int | None = None, device: str | torch.device = "auto",
-                 render_mode: str | None = None, num_references: int = 10_000,
-                 references: ReferenceSource | None = None, max_episode_steps: int | None = None,
-                 precision: str = "float32",
-                 compile: bool = False):  # noqa: A002 (torch.compile's name)
+    def __init__(self, num_envs: int = 1, *, render_mode: str | None = None, max_episode_steps: int | None = None,
+                 **world: Any):
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
         self.max_episode_steps = max_episode_steps
         check_render_mode(render_mode, self.metadata)
-        self.episodes = EpisodeBatch(num_envs, checkpoint, data_root, split, n_past, device, num_references, references,
-                                     precision, compile=compile)
+        self.episodes = EpisodeBatch(num_envs, WorldOptions(**world))
         self.num_envs = self.episodes.num_envs
         self.render_mode = render_mode
         self.single_observation_space = observation_space()

@@ -103,6 +103,8 @@ def test_bad_requests_name_the_problem(setup, tmp_path, capsys):
         ev.evaluate(ckpt, data, split="validate", **FAST)
     assert ev.main(["--checkpoint", str(tmp_path / "missing"), "--data-root", str(data), "--no-progress"]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+    assert ev.main(["--checkpoint", str(ckpt), "--data-root", str(data), "--n-past", "3", "--no-progress"]) == 2
+    assert "n_past=3 differs from the checkpoint's n_past=2" in capsys.readouterr().err
 
 
 def test_real_bair_folder_28_predicted_frames_best_of_n_and_outputs(setup, real_bair_root, tmp_path, capsys):

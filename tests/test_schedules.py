@@ -49,14 +49,12 @@ def test_teacher_forcing_exact_values():
     assert tf(199) == pytest.approx(1.0 - 0.003 * 100)  # 0.7
     assert tf(398) == pytest.approx(0.103)
     assert tf(399) == pytest.approx(0.1) and tf(1000) == 0.1  # the floor holds (the seed's did not)
-    assert tf.ratio(150) == tf(150)
-    assert tf.mode == "sequence" and TeacherForcing(mode="step").mode == "step"
 
 
 def test_teacher_forcing_bad_arguments():
     with pytest.raises(ValueError, match="0-based"):
         TeacherForcing()(-1)
-    for bad in (dict(mode="batch"), dict(floor=0.5, start=0.4), dict(decay_step=-0.1), dict(start=1.5)):
+    for bad in (dict(floor=0.5, start=0.4), dict(decay_step=-0.1), dict(start=1.5)):
         with pytest.raises(ValueError):
             TeacherForcing(**bad)
     assert "decay_step=0.003" in repr(TeacherForcing())

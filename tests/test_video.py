@@ -183,6 +183,17 @@ def test_rollout_rejects_bad_index_and_too_long_request(tiny_checkpoint_and_data
         video.predict_rollout(ckpt, data, index=5, n_future=2, device="cpu")
     with pytest.raises(DataError, match="actions.csv"):
         video.predict_rollout(ckpt, data, n_past=2, n_future=T, device="cpu")
+    with pytest.raises(ValueError, match="n_past=3 differs from the checkpoint's n_past=2"):
+        video.predict_rollout(ckpt, data, n_past=3, n_future=2, device="cpu")
+
+
+def test_rollout_cli_refuses_another_n_past_than_the_checkpoints(tiny_checkpoint_and_data, tmp_path, capsys):
+    ckpt, data = tiny_checkpoint_and_data
+    argv = ["rollout", "--checkpoint", str(ckpt), "--out", str(tmp_path / "r.gif"), "--data-root", str(data),
+            "--n-past", "3", "--n-future", "2", "--device", "cpu"]
+    assert cli.main(argv) == 2
+    assert "n_past=3 differs from the checkpoint's n_past=2" in capsys.readouterr().err
+    assert not (tmp_path / "r.gif").exists()
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])

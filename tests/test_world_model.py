@@ -206,3 +206,12 @@ def test_compile_without_a_working_compiler_says_what_to_do(data, tmp_path):
     with inductor_config.patch({"fx_graph_cache": False, "cpp.cxx": (None, str(tmp_path / "no-such-compiler"))}):
         with pytest.raises(RuntimeError, match="compile=False"):
             wm.step(conds[:1, 2])
+
+
+def test_n_past_comes_from_the_model_and_another_value_is_an_error(model, data):
+    frames, conds = data
+    wm = WorldModel(model)
+    torch.testing.assert_close(wm.rollout(frames, conds, None, 3, gens([1, 2, 3])),
+                               wm.rollout(frames, conds, 2, 3, gens([1, 2, 3])), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="n_past=3 differs from the checkpoint's n_past=2"):
+        wm.rollout(frames, conds, 3, 3)

@@ -2,9 +2,9 @@
 
 Every field of a config dataclass becomes an option: ``--kebab-case`` (and its ``--snake_case``
 spelling, so the seed's option names keep working), with the field's docstring (the string literal
-written under the field) as help text. Booleans become ``--flag/--no-flag``; ``Literal`` and
-``Enum`` fields get choices; ``Optional[X]`` accepts ``none``; fixed-length tuples take several
-values. Nested dataclass fields are flattened (their fields get options of their own, and names
+written under the field) as help text. Booleans become ``--flag/--no-flag``; ``Literal``
+fields get choices; ``Optional[X]`` accepts ``none``; ``int``, ``float``, ``str`` and ``Path``
+parse as themselves (other types are a TypeError naming the field). Nested dataclass fields are flattened (their fields get options of their own, and names
 must be unique across the whole tree).
 
 Options default to "not given" so a caller can layer them: defaults < preset < explicit options::
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import enum
 import inspect
 import textwrap
 import types
@@ -162,21 +161,6 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, aliases:
             kwargs["type"] = _scalar_parser(type(choices[0]), optional, f.name)
             kwargs["choices"] = list(choices) + ([None] if optional else [])
             kwargs["metavar"] = "{" + ",".join(map(str, choices)) + "}"
-        elif inspect.isclass(base) and issubclass(base, enum.Enum):
-            members = list(base)
-            kwargs["type"] = lambda s, _e=base: _e[s] if s in _e.__members__ else _e(s)
-            kwargs["choices"] = members
-            kwargs["metavar"] = "{" + ",".join(m.name for m in members) + "}"
-        elif origin is tuple:
-            args = typing.get_args(base)
-            if len(args) == 2 and args[1] is Ellipsis:
-                kwargs["nargs"] = "+"
-                kwargs["type"] = _scalar_parser(args[0], False, f.name)
-            else:
-                if len(set(args)) != 1:
-                    raise TypeError(f"configcli: field {f.name!r}: mixed tuple types {args} unsupported")
-                kwargs["nargs"] = len(args)
-                kwargs["type"] = _scalar_parser(args[0], False, f.name)
         else:
             kwargs["type"] = _scalar_parser(base, optional, f.name)
         group.add_argument(*names, **kwargs)
@@ -195,11 +179,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, aliases:
 def explicit_values(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The fields of ``cls``'s tree that were given on the command line: {field name: value}."""
     names = {f.name for f, _, _ in _walk_fields(cls)}
-    values = {}
-    for name, value in vars(namespace).items():
-        if name in names:
-            values[name] = tuple(value) if isinstance(value, list) else value
-    return values
+    return {name: value for name, value in vars(namespace).items() if name in names}
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
@@ -229,12 +209,10 @@ def _apply(cfg: Any, remaining: dict[str, Any]) -> Any:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """JSON-friendly nested dict of a config (Paths and Enums as strings)."""
+    """JSON-friendly nested dict of a config (Paths as strings)."""
     def convert(v):
         if isinstance(v, Path):
             return str(v)
-        if isinstance(v, enum.Enum):
-            return v.name
         if isinstance(v, (list, tuple)):
             return [convert(x) for x in v]
         if isinstance(v, dict):

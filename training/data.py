@@ -23,14 +23,11 @@ STATS_MAX_SEQUENCES = 2000  # condition statistics from at most this many traini
 
 def resolve_data_root(cfg: TrainConfig) -> Path:
     """The dataset folder: ``cfg.data_root``, or the embedded synthetic data (generated on first use)."""
-    if cfg.data_root is not None:
-        root = Path(cfg.data_root)
-        if not root.is_dir():
-            raise DataError(root, "data root does not exist (expected train/ and validate/ inside)")
-        return root
-    from bair_world.data.synthetic import default_dataset_root
+    if cfg.data_root is not None and not Path(cfg.data_root).is_dir():
+        raise DataError(cfg.data_root, "data root does not exist (expected train/ and validate/ inside)")
+    from bair_world.data.synthetic import default_data_root
 
-    return Path(default_dataset_root())
+    return Path(default_data_root(cfg.data_root))
 
 
 def condition_stats(dataset: BairFolderDataset | PackedDataset,

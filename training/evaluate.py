@@ -27,8 +27,7 @@ import io
 import json
 import sys
 import time
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -37,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bair_world import metrics
-from bair_world.checkpoint import default_checkpoint, load_checkpoint
+from bair_world.checkpoint import context_frames, default_checkpoint, load_checkpoint
 from bair_world.training.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.data import DataError
 from bair_world.data.packed import open_dataset
@@ -60,8 +59,9 @@ class EvalConfig:
     """Split folder of the data root to evaluate on."""
     samples: int = 1
     """Latent draws per sequence; the first is the one-sample protocol, all N give best-of-N."""
-    n_past: int = 2
-    """Context frames fed to the model (ground truth, posterior latents)."""
+    n_past: Optional[int] = None
+    """Context frames fed to the model (ground truth, posterior latents); None: the checkpoint's
+    (another value is an error naming both)."""
     n_future: int = 28
     """Frames predicted after the context: the full protocol (28 = an env episode; n_past + n_future
     <= the sequences' length, 30 in BAIR)."""
@@ -82,7 +82,7 @@ class EvalConfig:
 
     def __post_init__(self):
         for name in ("samples", "n_past", "n_future", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.short_n_future < 0:
             raise ValueError(f"short_n_future must be >= 0, got {self.short_n_future}")
@@ -130,14 +130,11 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     """
     cfg = EvalConfig(**options)
     device = resolve_device(cfg.device)
+    cfg = replace(cfg, n_past=context_frames(checkpoint, cfg.n_past))  # the checkpoint's; another is an error
     model, info = load_checkpoint(checkpoint, device)  # before any data is read or generated
-    if data_root is None:
-        from bair_world.data.synthetic import default_split_root
+    from bair_world.data.synthetic import default_data_root
 
-        data_root = default_split_root(cfg.split)
-    if cfg.n_past != model.cfg.n_past:
-        warnings.warn(f"{checkpoint}: evaluating with n_past={cfg.n_past}, the model was built for "
-                      f"n_past={model.cfg.n_past}")
+    data_root = default_data_root(data_root, cfg.split)
     t_len = cfg.n_past + cfg.n_future
     dataset = open_dataset(data_root, cfg.split, seq_len=t_len)
     n_seq = len(dataset) if cfg.max_sequences is None else min(cfg.max_sequences, len(dataset))

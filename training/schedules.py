@@ -6,12 +6,10 @@ not as resume state): calling it with the step/epoch gives the value; nothing is
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 KL_MODES = ("cyclical", "monotonic", "none")
-TF_MODES = ("sequence", "step")
 
 
 @dataclass(frozen=True)
@@ -63,9 +61,6 @@ class KLAnneal:
         tau = ((t - 1) % self.period) / (self.total_steps / self.cycles)
         return float(self.max_beta * min(1.0, tau / self.ratio))
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
 class TeacherForcing:
@@ -90,14 +85,8 @@ class TeacherForcing:
     """Decrease per epoch."""
     floor: float = 0.1
     """Lowest ratio."""
-    mode: str = "sequence"
-    """How the training loop applies the ratio: "sequence" = one Bernoulli(ratio) draw per batch
-    decides teacher forcing for the whole sequence (the seed); "step" = scheduled sampling, one
-    draw per time step (Bengio et al. 2015)."""
 
     def __post_init__(self):
-        if self.mode not in TF_MODES:
-            raise ValueError(f"TeacherForcing mode must be one of {TF_MODES}, got {self.mode!r}")
         if not 0 <= self.floor <= self.start <= 1:
             raise ValueError(f"TeacherForcing needs 0 <= floor <= start <= 1, got floor={self.floor}, start={self.start}")
         if self.decay_step < 0:
@@ -110,8 +99,3 @@ class TeacherForcing:
         if epoch < self.decay_start_epoch:
             return float(self.start)
         return float(max(self.floor, self.start - self.decay_step * (epoch - self.decay_start_epoch + 1)))
-
-    ratio = __call__
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)

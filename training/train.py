@@ -104,8 +104,7 @@ def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Pat
         module = torch.compile(module)
     kl_schedule = KLAnneal(cfg.kl_anneal, total_steps=cfg.total_steps, cycles=cfg.kl_anneal_cycle,
                            ratio=cfg.kl_anneal_ratio, max_beta=cfg.max_beta)
-    tf_schedule = TeacherForcing(cfg.tfr, cfg.tfr_start_decay_epoch, cfg.tfr_decay_step, cfg.tfr_lower_bound,
-                                 cfg.tf_mode)
+    tf_schedule = TeacherForcing(cfg.tfr, cfg.tfr_start_decay_epoch, cfg.tfr_decay_step, cfg.tfr_lower_bound)
     baseline = baseline_psnr(val_frames, cfg.model.n_past)
     loader, sampler = train_data.make_train_loader(train_set, cfg, info, device)
     reporter = None

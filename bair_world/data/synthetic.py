@@ -247,6 +247,15 @@ def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: 
     return final
 
 
+def default_data_root(data_root: str | Path | None, split: str | None = None, progress: bool = True) -> str | Path:
+    """``data_root`` unchanged, or, when it is None, the embedded synthetic dataset (generated on
+    first use): the whole default set for ``split=None`` (training), else one holding ``split``
+    (`default_split_root`: evaluation and rollouts)."""
+    if data_root is not None:
+        return data_root
+    return default_dataset_root(progress=progress) if split is None else default_split_root(split, progress)
+
+
 def default_split_root(split: str, progress: bool = True) -> Path:
     """A cached default dataset holding ``split`` (what evaluation and rollouts read), generating
     only that split when the full default set does not exist yet.

@@ -10,6 +10,8 @@ DCGAN's stride-2 convolutions do it inside the stages (``down``/``up`` are ident
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -34,7 +36,7 @@ def code_stem(g_dim: int, nout: int) -> nn.Sequential:
     return nn.Sequential(nn.ConvTranspose2d(g_dim, nout, 4, 1, 0), nn.BatchNorm2d(nout), nn.LeakyReLU(0.2, inplace=True))
 
 
-class SkipEncoder(nn.Module):
+class SkipEncoder(nn.Module, abc.ABC):
     """Frame (B, nc, 64, 64) -> (code (B, g_dim) in [-1, 1], [the four stage outputs, finest first]).
 
     Subclasses take ``(g_dim, nc=3, width=1.0)`` (code size, image channels, channel multiplier:
@@ -56,7 +58,7 @@ class SkipEncoder(nn.Module):
         return h5.reshape(h5.shape[0], self.g_dim), [h1, h2, h3, h4]  # (B, g_dim, 1, 1) -> (B, g_dim)
 
 
-class SkipDecoder(nn.Module):
+class SkipDecoder(nn.Module, abc.ABC):
     """(code (B, g_dim), skips) -> frame (B, nc, 64, 64) in [0, 1] (or its logits).
 
     Subclasses take ``(g_dim, nc=3, width=1.0)`` as the encoder (same ``width``) and set ``upc1``
@@ -83,6 +85,6 @@ class SkipDecoder(nn.Module):
         d4 = self.upc4(torch.cat([self.up(d3), skips[1]], 1))  # (B, c1, 32, 32)
         return torch.cat([self.up(d4), skips[0]], 1)
 
+    @abc.abstractmethod
     def final_stage(self, nout: int) -> nn.Module:
         """A new last stage with ``nout`` output maps: same layers as ``upc5`` (for extra heads)."""
-        raise NotImplementedError

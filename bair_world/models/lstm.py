@@ -89,10 +89,6 @@ class LSTM(_StackedCells):
         h, state = self._run(x, state)
         return self.output(h), state
 
-    def cell(self, x: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
-        """Alias of calling the module: ``cell(x, state) -> (out, state)``."""
-        return self(x, state)
-
 
 class GaussianLSTM(_StackedCells):
     """LSTM emitting a diagonal Gaussian and a reparameterised sample (SVG's posterior/prior).
@@ -125,8 +121,3 @@ class GaussianLSTM(_StackedCells):
             return (mu, mu, logvar), state
         eps = standard_normal(mu, generator) if noise is None else noise.to(mu.dtype)
         return (mu + torch.exp(0.5 * logvar) * eps, mu, logvar), state
-
-    def cell(self, x: torch.Tensor, state: LSTMState, generator: GeneratorLike = None, sample: bool = True,
-             noise: torch.Tensor | None = None):
-        """Alias of calling the module: ``cell(x, state) -> ((z, mu, logvar), state)``."""
-        return self(x, state, generator, sample, noise)
