@@ -54,3 +54,26 @@ def test_contact_sheet_without_the_real_sequence(tmp_path):
     out = tmp_path / "sheet.png"
     assert load("contact_sheet").main(["--real", str(tmp_path / "absent"), "--rows", "1", "--out", str(out)]) == 0
     assert out.stat().st_size > 0
+
+
+def test_frame_strip_shows_the_recorded_frames_and_each_checkpoints_rollout(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from bair_world.checkpoint import default_checkpoint
+    from bair_world.data.bair_folder import write_sequence
+    from bair_world.sim import rollout
+
+    r = rollout(7, length=10)
+    write_sequence(tmp_path / "data" / "test" / "traj_0" / "0", r.frames, r.actions, r.positions)
+    out = tmp_path / "strip.png"
+    argv = ["--out", str(out), "--data-root", str(tmp_path / "data"), "--steps", "1,5,9",
+            "--checkpoint", f"a={default_checkpoint()}", "--checkpoint", f"b={default_checkpoint()}"]
+    assert load("frame_strip").main(argv) == 0
+    image = cv2.imread(str(out))[:, :, ::-1]  # BGR -> RGB
+    assert image.shape == (16 + 3 * 128, 80 + 3 * 128, 3)  # header + 3 rows (recorded, a, b) of 3 frames at 2x
+    recorded_t5 = image[16:16 + 128:2, 80 + 128:80 + 256:2]  # the 2x tile, subsampled back to 64x64
+    np.testing.assert_array_equal(recorded_t5, r.frames[5])
+    a, b = image[16 + 128:16 + 256, 80:], image[16 + 256:, 80:]
+    np.testing.assert_array_equal(a, b)  # same checkpoint, same seeded latents: the same rollout
+    assert "3 rows x 3 frames" in capsys.readouterr().out
