@@ -10,21 +10,22 @@ a strip below holds the step ("t=3/30") and the PSNR of each sample against the 
 Error panels show the per-pixel mean absolute error over channels, times ``error_gain``, through
 the inferno colour map (black = exact). The pixels inside each panel are the input's, untouched.
 
-Files are written atomically (a temporary sibling, then ``os.replace``): ``.mp4`` as H.264 in
-yuv420p (plays everywhere) through imageio-ffmpeg, one encoded frame per input frame, ``.gif`` through imageio's Pillow plugin (which
-merges identical consecutive frames into one longer frame; playback timing is unchanged).
+Files are written atomically (`bair_world.io.replacing`: a temporary sibling, then ``os.replace``):
+``.mp4`` as H.264 in yuv420p (plays everywhere) through imageio-ffmpeg, one encoded frame per input
+frame, ``.gif`` through imageio's Pillow plugin (which merges identical consecutive frames into one
+longer frame; playback timing is unchanged).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from bair_world.io import replacing
 
 SUFFIXES = (".mp4", ".gif")
 CONTEXT_RGB = (40, 200, 60)
@@ -45,12 +46,9 @@ def _to_uint8(frames, name: str) -> np.ndarray:
     return (np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def _atomic_target(path: Path) -> Path:
-    """A temporary sibling with the same suffix (ffmpeg and Pillow choose the format by it)."""
+def _check_suffix(path: Path) -> None:
     if path.suffix.lower() not in SUFFIXES:
         raise ValueError(f"{path}: unsupported video format {path.suffix!r}; use one of {SUFFIXES}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent / f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix.lower()}"
 
 
 def write_frames(path: str | Path, frames, *, fps: float = 5.0) -> Path:
@@ -64,18 +62,15 @@ def write_frames(path: str | Path, frames, *, fps: float = 5.0) -> Path:
         raise ValueError(f"{path}: expected frames (T >= 1, H, W, 3), got shape {frames.shape}")
     if not fps > 0:
         raise ValueError(f"{path}: fps must be > 0, got {fps}")
-    tmp = _atomic_target(path)
-    try:
+    _check_suffix(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path, keep_suffix=True) as tmp:  # ffmpeg and Pillow choose the format by the suffix
         if tmp.suffix == ".gif":
             import imageio.v3 as iio
 
             iio.imwrite(tmp, frames, plugin="pillow", extension=".gif", duration=1000.0 / fps, loop=0)
         else:
             _write_mp4(tmp, frames, fps)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
