@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from _scripts import load_script
+from helpers import load_script
 
 
 def load(name: str):
@@ -49,7 +49,7 @@ def test_bench_train_measures_a_preset_in_a_worker(tmp_path, capsys):
 
 
 def test_ablation_table_scores_candidates_on_both_protocols(tmp_path, capsys):
-    from _env_fixtures import make_tiny_checkpoint
+    from helpers import make_tiny_checkpoint
 
     from bair_world.data.bair_folder import write_sequence
     from bair_world.sim import rollout

@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from bair_fixtures import make_sequence
+from helpers import make_sequence
 
 from bair_world import cli, rollout_cli, video
 from bair_world.checkpoint import save_checkpoint
