@@ -8,14 +8,14 @@ Layout of a checkpoint directory::
     resume.pt           optional: optimiser / schedule / RNG state dicts (torch.save of plain
                         containers and tensors; loaded with weights_only=True)
 
-A save writes a complete temporary sibling directory, then swaps it in (an atomic exchange where
-the OS has one, else two renames with a `.<name>.previous` backup that loading falls back to), so a
-crash at any point leaves either the old or the new checkpoint loadable. Loading never unpickles code.
+A save writes a complete temporary sibling directory, then swaps it in (`bair_world.io.install_directory`:
+an atomic exchange where the OS has one, else two renames with a `.<name>.previous` backup that
+loading falls back to), so a crash at any point leaves either the old or the new checkpoint
+loadable. Loading never unpickles code.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -31,6 +31,7 @@ except ImportError:  # safetensors < 0.5 exposes it only from the Rust module
     from safetensors.safetensors_rust import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from bair_world.io import install_directory, previous_of
 from bair_world.models import SVG, ModelConfig
 from bair_world.stale import is_stale
 
@@ -46,35 +47,6 @@ class CheckpointError(ValueError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    return rc == 0
-
-
-def _backup_of(path: Path) -> Path:
-    return path.parent / f".{path.name}.previous"
 
 
 def save_checkpoint(
@@ -153,35 +125,13 @@ def save_checkpoint(
     return path
 
 
-def install_directory(tmp: str | Path, path: str | Path) -> Path:
-    """Swap the complete directory ``tmp`` in as ``path`` (a sibling), replacing any old ``path``.
-
-    An atomic exchange where the OS has one; else two renames with a ``.<name>.previous`` backup
-    that `load_checkpoint` falls back to, so a crash leaves the old or the new directory, never a mix.
-    """
-    tmp, path = Path(tmp), Path(path)
-    _fsync_dir(tmp)
-    if path.exists() and _exchange(tmp, path):
-        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old directory
-    else:
-        backup = _backup_of(path)
-        if path.exists():  # complete, so an older backup is stale; else the backup is all we have
-            if backup.exists():
-                shutil.rmtree(backup)
-            os.replace(path, backup)
-        os.replace(tmp, path)
-        shutil.rmtree(backup, ignore_errors=True)
-    _fsync_dir(path.parent)
-    return path
-
-
 def stored_at(path: str | Path) -> Path | None:
     """Where the checkpoint ``path`` can be read: ``path`` itself if it is a directory, else the
     ``.<name>.previous`` backup an interrupted save leaves (if it holds a config.json), else None."""
     path = Path(path)
     if path.is_dir():
         return path
-    backup = _backup_of(path)
+    backup = previous_of(path)
     return backup if (backup / CONFIG).is_file() else None
 
 

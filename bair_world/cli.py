@@ -37,7 +37,7 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("data", "convert"): ("bair_world.data.tfrecord", "convert the original BAIR TFRecords to the folder layout"),
     ("data", "check"): ("bair_world.data.validate", "validate a BAIR-format dataset (folder layout or packed)"),
     ("data", "pack"): ("bair_world.data.packed", "pack a BAIR folder dataset into the compact, memory-mapped form"),
-    (None, "rollout"): ("bair_world.video", "export a recorded | predicted | error rollout video"),
+    (None, "rollout"): ("bair_world.rollout_cli", "export a recorded | predicted | error rollout video"),
     (None, "demo"): ("bair_world.envs.demo", "replay recorded rollouts in BairWorld-v0: PSNR table and video"),
 }
 

@@ -136,53 +136,74 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    print(f"checkpoint: {args.checkpoint or 'random ' + args.preset + ' preset'}; torch threads "
+          f"{torch.get_num_threads()}{'' if args.threads else ' (default)'}; best of {args.repeats} round-robin chunks of {args.steps} env steps per row")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    table = rows(args.checkpoint, args.preset, steps=args.steps, repeats=args.repeats, sizes=sizes,
+                 precisions=precisions, modes=modes)
+    print(format_table(table, max(sizes)))
+    return 0
+
+
+def rows(checkpoint: str | Path | None, preset_name: str, *, steps: int, repeats: int, sizes: list[int],
+         precisions: list[str], modes: list[str]) -> list[dict]:
+    """One dict per (device, precision, mode, env): ``steps_s`` (fastest chunk), ``ms_call`` (median
+    latency), ``x_single`` (against the single env of its group); a precision a device cannot run is
+    one dict with ``skipped`` (the reason) instead."""
     tmp = None
-    checkpoint = args.checkpoint
     if checkpoint is None:
         from bair_world.checkpoint import save_checkpoint
         from bair_world.models import SVG, preset
 
         tmp = tempfile.TemporaryDirectory()
-        checkpoint = save_checkpoint(Path(tmp.name) / args.preset, SVG(preset(args.preset)), step=0, epoch=0)
-    sizes = [int(s) for s in args.sizes.split(",")]
+        checkpoint = save_checkpoint(Path(tmp.name) / preset_name, SVG(preset(preset_name)), step=0, epoch=0)
     pool = _Pool(SimReferences(), max(sizes) + 8)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"checkpoint: {args.checkpoint or 'random ' + args.preset + ' preset'}; torch threads "
-          f"{torch.get_num_threads()}{'' if args.threads else ' (default)'}; best of {args.repeats} round-robin chunks of {args.steps} env steps per row")
-    rows: list[tuple[str, _Row]] = []  # (group: device precision mode, row)
+    skipped: list[dict] = []
+    timed: list[tuple[dict, _Row]] = []
     for device in devices:
         for precision in precisions:
             try:
                 check_precision(precision, device)
             except ValueError as exc:
-                print(f"{device:<6} {precision:<9} skipped: {exc}")
+                skipped.append({"device": device, "precision": precision, "skipped": str(exc)})
                 continue
             for mode in modes:
                 kwargs = {"checkpoint": checkpoint, "device": device, "references": pool, "precision": precision,
                           "compile": mode == "compiled"}
-                group = f"{device:<6} {precision:<9} {mode:<8}"
-                rows.append((group, _Row("single", kwargs, None, args.steps)))
-                rows += [(group, _Row(f"vector N={n}", kwargs, n, args.steps)) for n in sizes]
-    for _ in range(args.repeats):
-        for _, row in rows:
+                group = {"device": device, "precision": precision, "mode": mode}
+                timed.append((group, _Row("single", kwargs, None, steps)))
+                timed += [(group, _Row(f"vector N={n}", kwargs, n, steps)) for n in sizes]
+    for _ in range(repeats):
+        for _, row in timed:
             row.chunk()
-    print(f"{'device':<6} {'precision':<9} {'mode':<8} {'env':<12} {'steps/s':>10} {'ms/call':>9} {'x single':>9}")
-    singles = {group: row.best_rate for group, row in rows if row.n is None}
-    for group, row in rows:
-        print(f"{group} {row.label:<12} {row.best_rate:>10.1f} {row.latency_ms:>9.2f} {row.best_rate / singles[group]:>9.2f}")
-    for device in devices:
-        mine = [(group, row) for group, row in rows if group.startswith(f"{device:<6}")]
-        single = max((r for r in mine if r[1].n is None), key=lambda r: r[1].best_rate, default=None)
-        vector = max((r for r in mine if r[1].n == max(sizes)), key=lambda r: r[1].best_rate, default=None)
-        if single and vector:
-            name = lambda group: " ".join(group.split()[1:])  # noqa: E731  (precision mode)
-            print(f"{device}: fastest vector env N={max(sizes)} ({name(vector[0])}) {vector[1].best_rate:.1f} steps/s = "
-                  f"{vector[1].best_rate / single[1].best_rate:.2f}x the fastest single env ({name(single[0])}, "
-                  f"{single[1].best_rate:.1f} steps/s)")
+    singles = {id(group): row.best_rate for group, row in timed if row.n is None}
+    out = skipped + [{**group, "env": row.label, "n": row.n, "steps_s": row.best_rate, "ms_call": row.latency_ms,
+                      "x_single": row.best_rate / singles[id(group)]} for group, row in timed]
     if tmp is not None:
         tmp.cleanup()
-    return 0
+    return out
 
+
+def format_table(table: list[dict], largest: int) -> str:
+    """The skip notes, the table and, per device, the fastest vector env at N = ``largest`` against
+    the fastest single env."""
+    lines = [f"{r['device']:<6} {r['precision']:<9} skipped: {r['skipped']}" for r in table if "skipped" in r]
+    timed = [r for r in table if "skipped" not in r]
+    lines.append(f"{'device':<6} {'precision':<9} {'mode':<8} {'env':<12} {'steps/s':>10} {'ms/call':>9} {'x single':>9}")
+    lines += [f"{r['device']:<6} {r['precision']:<9} {r['mode']:<8} {r['env']:<12} {r['steps_s']:>10.1f} "
+              f"{r['ms_call']:>9.2f} {r['x_single']:>9.2f}" for r in timed]
+    for device in dict.fromkeys(r["device"] for r in timed):
+        mine = [r for r in timed if r["device"] == device]
+        single = max((r for r in mine if r["n"] is None), key=lambda r: r["steps_s"], default=None)
+        vector = max((r for r in mine if r["n"] == largest), key=lambda r: r["steps_s"], default=None)
+        if single and vector:
+            name = lambda r: f"{r['precision']} {r['mode']}"  # noqa: E731
+            lines.append(f"{device}: fastest vector env N={largest} ({name(vector)}) {vector['steps_s']:.1f} "
+                         f"steps/s = "
+                         f"{vector['steps_s'] / single['steps_s']:.2f}x the fastest single env ({name(single)}, "
+                         f"{single['steps_s']:.1f} steps/s)")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from bair_world.data.synthetic import write_dataset
-from bair_world.sim import PushWorld, motion_stats, rollout, sequence_motion
+from bair_world.sim import MotionStats, PushWorld, motion_stats, rollout, sequence_motion
 
 LENGTH = 30
 
@@ -68,23 +68,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.sequences < 1:
         parser.error(f"--sequences must be >= 1, got {args.sequences}")
     n = args.sequences
-    frames = n * LENGTH
+    throughput, per_frame, motion = rows(n)
     print(f"{'mode':<10} {'procs':>5} {'frames':>7} {'wall s':>7} {'wall frames/s':>14} {'cpu frames/s/proc':>18}")
-    motion = []
+    for r in throughput:
+        cpu = "-" if r["cpu_frames_per_s_proc"] is None else f"{r['cpu_frames_per_s_proc']:.0f}"
+        print(f"{r['mode']:<10} {r['procs']:>5} {r['frames']:>7} {r['wall_s']:>7.2f} {r['frames_per_s']:>14.0f} "
+              f"{cpu:>18}")
+    print(f"\nper frame (1 process, CPU time): physics {per_frame['physics_ms']:.3f} ms, "
+          f"rendering {per_frame['render_ms']:.3f} ms")
+    print(f"motion: {motion}")
+    return 0
+
+
+def rows(n: int) -> tuple[list[dict], dict, MotionStats]:
+    """Measure ``n`` sequences: throughput rows ({mode: memory | to disk, procs, frames, wall_s,
+    frames_per_s, cpu_frames_per_s_proc (None to disk)}), the per-frame cost split ({physics_ms,
+    render_ms}) and the motion statistics of the in-memory rollouts."""
+    frames = n * LENGTH
+    out, motion = [], []
     for procs in (1, 2):
         wall, cpu, motion = in_memory(n, procs)
-        print(f"{'memory':<10} {procs:>5} {frames:>7} {wall:>7.2f} {frames / wall:>14.0f} {frames / cpu:>18.0f}")
+        out.append({"mode": "memory", "procs": procs, "frames": frames, "wall_s": wall, "frames_per_s": frames / wall,
+                    "cpu_frames_per_s_proc": frames / cpu})
     for procs in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             write_dataset(tmp, {"train": n}, workers=procs, progress=False)
             wall = time.perf_counter() - start
-        print(f"{'to disk':<10} {procs:>5} {frames:>7} {wall:>7.2f} {frames / wall:>14.0f} {'-':>18}")
+        out.append({"mode": "to disk", "procs": procs, "frames": frames, "wall_s": wall, "frames_per_s": frames / wall,
+                    "cpu_frames_per_s_proc": None})
     phys, rend = cost_split()
-    print(f"\nper frame (1 process, CPU time): physics {phys:.3f} ms, rendering {rend:.3f} ms")
-    print(f"motion: {motion_stats(motion)}")
-    return 0
-
+    return out, {"physics_ms": phys, "render_ms": rend}, motion_stats(motion)
 
 if __name__ == "__main__":
     raise SystemExit(main())

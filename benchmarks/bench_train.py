@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
 import subprocess
 import sys
@@ -43,6 +42,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from bair_world.io import atomic_write_bytes
 
 PRESET_ITERS = {"tiny": 10, "cpu": 5, "seed": 1}
 PRESET_WARMUP = {"tiny": 1, "cpu": 1, "seed": 0}  # seed: minutes per step on CPU, warm-up is noise
@@ -205,31 +206,43 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"torch {torch.__version__}, device {device}, torch threads {args.threads}, "
           "random-tensor batches", flush=True)
-    rows = []
-    for name in args.presets:
-        cmd = [sys.executable, __file__, "--worker", name, "--device", device, "--threads", str(args.threads),
-               "--amp", args.amp, "--impls", ",".join(impls)]
-        if args.iters is not None:
-            cmd += ["--iters", str(args.iters)]
-        if args.warmup is not None:
-            cmd += ["--warmup", str(args.warmup)]
-        if args.batch_size is not None:
-            cmd += ["--batch-size", str(args.batch_size)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"{name}: failed\n{done.stderr}", file=sys.stderr)
-            return 1
-        rows += json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  {name}: " + ", ".join(f"{r['impl']} {r['s_per_iter']:.3f} s/iter" for r in rows
-                                        if r["preset"] == name), flush=True)
-    print(_table(rows))
+    try:
+        table = rows(args.presets, device, threads=args.threads, amp=args.amp, impls=impls, iters=args.iters,
+                     warmup=args.warmup, batch_size=args.batch_size)
+    except RuntimeError as e:  # a worker failed: its name and stderr
+        print(e, file=sys.stderr)
+        return 1
+    print(_table(table))
     if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(rows, indent=2))
-        os.replace(tmp, out)
+        atomic_write_bytes(Path(args.json), json.dumps(table, indent=2).encode())
     return 0
 
+
+def rows(presets: list[str], device: str, *, threads: int = 1, amp: str = "none", impls=IMPLS,
+         iters: int | None = None, warmup: int | None = None, batch_size: int | None = None) -> list[dict]:
+    """The table rows (see `_measure`) of each preset, measured in its own subprocess (a clean
+    allocator and peak RSS per preset); prints one progress line per preset.
+
+    Raises:
+        RuntimeError: ``<preset>: failed`` and the worker's stderr.
+    """
+    out: list[dict] = []
+    for name in presets:
+        cmd = [sys.executable, __file__, "--worker", name, "--device", device, "--threads", str(threads),
+               "--amp", amp, "--impls", ",".join(impls)]
+        if iters is not None:
+            cmd += ["--iters", str(iters)]
+        if warmup is not None:
+            cmd += ["--warmup", str(warmup)]
+        if batch_size is not None:
+            cmd += ["--batch-size", str(batch_size)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}: failed\n{done.stderr}")
+        out += json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {name}: " + ", ".join(f"{r['impl']} {r['s_per_iter']:.3f} s/iter" for r in out
+                                        if r["preset"] == name), flush=True)
+    return out
 
 if __name__ == "__main__":
     sys.exit(main())

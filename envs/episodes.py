@@ -22,7 +22,7 @@ from bair_world.world_model import WorldModel, check_precision
 from bair_world.envs.options import WorldOptions
 from bair_world.envs.references import Reference, make_references
 from bair_world.devices import resolve_device
-from bair_world.envs.spaces import action_bounds, check_actions
+from bair_world.envs.spaces import check_actions, cond_bounds
 
 
 class EpisodeBatch:
@@ -43,8 +43,8 @@ class EpisodeBatch:
         self.n_past = context_frames(self.checkpoint, world.n_past)  # the checkpoint's; another is an error
         model, self.config = load_checkpoint(self.checkpoint, self.device)
         self.core = WorldModel(model, self.device, world.precision, compile=world.compile)
-        self.low, self.high = action_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),
-                                            model.cond_std.cpu().numpy())
+        self.low, self.high = cond_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),
+                                          model.cond_std.cpu().numpy())
         self.references = (world.references if world.references is not None
                            else make_references(world.data_root, world.split, world.num_references))
         self.refs: list[Reference | None] = [None] * self.num_envs

@@ -20,7 +20,7 @@ from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.checkpoint import resolve_checkpoint
 from bair_world.envs.goal import SUCCESS_THRESHOLD, GoalEnvBase
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
-from bair_world.envs.spaces import action_bounds, action_space, check_actions, check_render_mode, observation_space
+from bair_world.envs.spaces import action_space, check_actions, check_render_mode, cond_bounds, observation_space
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.sim import PushWorld, SimConfig, position_bounds, scripted_worlds
 from bair_world.sim import action_bounds as sim_action_limits
@@ -101,8 +101,8 @@ class PushWorldEnv(gym.Env):
             from bair_world.checkpoint import load_checkpoint
 
             model, config = load_checkpoint(resolve_checkpoint(checkpoint), "cpu")
-            self.low, self.high = action_bounds(config.get("normalisation"), model.cond_mean.numpy(),
-                                                model.cond_std.numpy())
+            self.low, self.high = cond_bounds(config.get("normalisation"), model.cond_mean.numpy(),
+                                              model.cond_std.numpy())
         else:
             self.low, self.high = sim_action_bounds(sim_config)
         self.observation_space = observation_space()

@@ -30,8 +30,8 @@ def check_latent_seed(value) -> int:
     return int(value)
 
 
-def action_bounds(normalisation: Mapping | None, cond_mean: np.ndarray, cond_std: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def cond_bounds(normalisation: Mapping | None, cond_mean: np.ndarray, cond_std: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Finite (7,) low/high of the action box in raw BAIR units.
 
     Uses the training data's per-column ``cond_min``/``cond_max`` from the checkpoint's

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures (plain helper functions are in helpers.py)."""
 
 from pathlib import Path
 
@@ -16,3 +16,13 @@ def real_bair_root() -> Path:
     if not (REAL_BAIR / "test").is_dir():
         pytest.skip("../shared/bair_real is absent (a user's clone has no ../shared)")
     return REAL_BAIR
+
+
+@pytest.fixture(scope="module")
+def data_root(request, tmp_path_factory) -> Path:
+    """Random sequences in the BAIR folder layout (`helpers.write_folder_dataset`), one dataset per
+    test module; the module's ``DATA_COUNTS`` ({split: sequences}) sizes it (default 4 train, 2 validate)."""
+    from helpers import write_folder_dataset
+
+    counts = getattr(request.module, "DATA_COUNTS", {"train": 4, "validate": 2})
+    return write_folder_dataset(tmp_path_factory.mktemp("bair"), counts)

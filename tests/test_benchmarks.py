@@ -1,4 +1,4 @@
-"""The benchmark scripts run and print their tables (smallest settings; the numbers are not judged).
+"""The benchmark scripts run and return their rows (smallest settings; the speeds are not judged).
 
 Speed targets live in these scripts' tables, not in timed tests; this only keeps them runnable.
 """
@@ -8,22 +8,30 @@ from __future__ import annotations
 import json
 
 import pytest
-from _scripts import load_script
+from helpers import load_script
 
 
 def load(name: str):
     return load_script("benchmarks", name)
 
 
-def test_bench_env_prints_every_row_and_the_ratio_line(capsys):
-    argv = ["--preset", "tiny", "--steps", "4", "--repeats", "2", "--sizes", "1,3", "--modes", "eager",
-            "--precisions", "float32,bfloat16,float16", "--threads", "1"]
-    assert load("bench_env").main(argv) == 0
-    out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines() if line.startswith("cpu ") and "skipped" not in line]
-    assert [r[3:5] if r[3] == "vector" else r[3:4] for r in rows] == [["single"], ["vector", "N=1"], ["vector", "N=3"]] * 2
-    assert all(float(r[-3]) > 0 for r in rows)  # steps/s
-    assert "float16   skipped" in out and "fastest vector env N=3" in out
+def test_bench_env_returns_every_row_and_prints_the_ratio_line(capsys):
+    bench = load("bench_env")
+    rows = bench.rows(None, "tiny", steps=4, repeats=2, sizes=[1, 3], modes=["eager"],
+                      precisions=["float32", "bfloat16", "float16"])
+    skipped = [r for r in rows if "skipped" in r]
+    timed = [r for r in rows if "skipped" not in r and r["device"] == "cpu"]
+    assert [(r["precision"]) for r in skipped if r["device"] == "cpu"] == ["float16"]
+    assert [(r["precision"], r["mode"], r["env"], r["n"]) for r in timed] == [
+        (p, "eager", env, n) for p in ("float32", "bfloat16") for env, n in (("single", None), ("vector N=1", 1),
+                                                                            ("vector N=3", 3))]
+    assert all(r["steps_s"] > 0 and r["ms_call"] > 0 for r in timed)
+    assert all(r["x_single"] == 1.0 for r in timed if r["n"] is None)
+    table = bench.format_table(rows, 3)
+    assert "cpu    float16   skipped" in table and "fastest vector env N=3" in table
+    argv = ["--preset", "tiny", "--steps", "1", "--repeats", "1", "--sizes", "1", "--modes", "eager",
+            "--precisions", "float32", "--threads", "1"]
+    assert bench.main(argv) == 0 and "fastest vector env N=1" in capsys.readouterr().out
 
 
 def test_bench_env_rejects_unknown_modes_and_precisions():
@@ -33,23 +41,31 @@ def test_bench_env_rejects_unknown_modes_and_precisions():
             bench.main(argv)
 
 
-def test_bench_synth_prints_throughput_and_motion(capsys):
-    assert load("bench_synth").main(["--sequences", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "memory" in out and "to disk" in out and "per frame" in out and "motion:" in out
+def test_bench_synth_returns_throughput_cost_and_motion(capsys):
+    bench = load("bench_synth")
+    throughput, per_frame, motion = bench.rows(1)
+    assert [(r["mode"], r["procs"], r["frames"]) for r in throughput] == [
+        ("memory", 1, 30), ("memory", 2, 30), ("to disk", 1, 30), ("to disk", 2, 30)]
+    assert all(r["wall_s"] > 0 and r["frames_per_s"] > 0 for r in throughput)
+    assert [r["cpu_frames_per_s_proc"] is None for r in throughput] == [False, False, True, True]
+    assert per_frame["physics_ms"] > 0 and per_frame["render_ms"] > 0 and motion.sequences == 1
+    assert bench.main(["--sequences", "1"]) == 0 and "motion:" in capsys.readouterr().out
 
 
 def test_bench_train_measures_a_preset_in_a_worker(tmp_path, capsys):
+    bench = load("bench_train")
+    rows = bench.rows(["tiny"], "cpu", iters=1, warmup=0, impls=["ours", "reference"])
+    assert [(r["preset"], r["impl"], r["iters"], r["warmup"]) for r in rows] == [("tiny", "ours", 1, 0),
+                                                                               ("tiny", "reference", 1, 0)]
+    assert all(r["s_per_iter"] > 0 for r in rows) and rows[1]["speedup_vs_reference"] == 1.0
     out_json = tmp_path / "rows.json"
-    argv = ["--presets", "tiny", "--iters", "1", "--warmup", "0", "--json", str(out_json)]
-    assert load("bench_train").main(argv) == 0
-    rows = json.loads(out_json.read_text())
-    assert rows[0]["preset"] == "tiny" and rows[0]["s_per_iter"] > 0
-    assert "tiny" in capsys.readouterr().out
+    argv = ["--presets", "tiny", "--iters", "1", "--warmup", "0", "--impls", "ours", "--json", str(out_json)]
+    assert bench.main(argv) == 0
+    assert [r["impl"] for r in json.loads(out_json.read_text())] == ["ours"] and "tiny" in capsys.readouterr().out
 
 
 def test_ablation_table_scores_candidates_on_both_protocols(tmp_path, capsys):
-    from _env_fixtures import make_tiny_checkpoint
+    from helpers import make_tiny_checkpoint
 
     from bair_world.data.bair_folder import write_sequence
     from bair_world.sim import rollout

@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 
 import bair_world  # noqa: F401  (registers BairWorld-v0)
-from _env_fixtures import make_tiny_checkpoint
+from helpers import make_tiny_checkpoint
 from bair_world.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from bair_world.checkpoint import default_checkpoint, resolve_checkpoint
 from bair_world.training import bundle as bundle_mod

@@ -8,6 +8,7 @@ import torch
 
 import bair_world
 import bair_world.checkpoint as ckpt
+import bair_world.io
 from bair_world.checkpoint import CheckpointError, load_checkpoint, load_resume_state, save_checkpoint
 from bair_world.models import SVG, preset
 
@@ -131,7 +132,7 @@ def test_interrupted_save_keeps_previous_checkpoint(tmp_path, model, monkeypatch
 
 def test_crash_between_renames_falls_back_to_previous(tmp_path, model, monkeypatch):
     save_checkpoint(tmp_path / "last", model, step=1, epoch=0)
-    monkeypatch.setattr(ckpt, "_exchange", lambda a, b: False)  # no atomic exchange: two renames
+    monkeypatch.setattr(bair_world.io, "_exchange", lambda a, b: False)  # no atomic exchange: two renames
     real_replace = ckpt.os.replace
     calls = []
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch
-from _env_fixtures import FakeReferences, make_tiny_checkpoint
-from bair_fixtures import write_folder_dataset
+from helpers import FakeReferences, make_tiny_checkpoint
+from helpers import write_folder_dataset
 
 import bair_world  # noqa: F401  (registers BairWorld-v0)
 from bair_world.cli import main as cli_main

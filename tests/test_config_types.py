@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from _env_fixtures import make_tiny_checkpoint
-from bair_fixtures import write_folder_dataset
+from helpers import make_tiny_checkpoint
+from helpers import write_folder_dataset
 
 from bair_world.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from bair_world.models import SVG, ModelConfig

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from bair_fixtures import make_sequence
+from helpers import make_sequence
 
 from bair_world.data import BairFolderDataset, DataError, collate
 from bair_world.data.bair_folder import list_sequences, read_sequence, remove_partial_writes, write_sequence

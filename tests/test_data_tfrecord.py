@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bair_fixtures import make_sequence, write_bair_tfrecord
+from helpers import make_sequence, write_bair_tfrecord
 
 from bair_world.cli import main as cli_main
 from bair_world.data import DataError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from bair_fixtures import make_sequence, write_bair_tfrecord
+from helpers import make_sequence, write_bair_tfrecord
 
 from bair_world.cli import main as cli_main
 from bair_world.data import DataError
@@ -60,7 +60,7 @@ def test_data_check_training_and_evaluation_refuse_a_partial_conversion(interrup
     assert not (tmp_path / "runs" / "r").exists()
 
     assert evaluate_main(["--checkpoint", str(tmp_path / "none"), "--data-root", str(out)]) == 2  # checkpoint first
-    from _env_fixtures import make_tiny_checkpoint
+    from helpers import make_tiny_checkpoint
 
     ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
     capsys.readouterr()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _env_fixtures import make_tiny_checkpoint
+from helpers import make_tiny_checkpoint
 from bair_world.cli import main
 from bair_world.envs.demo import format_table
 

@@ -13,7 +13,7 @@ import torch
 
 import bair_world  # noqa: F401  (registers BairWorld-v0)
 import bair_world.seeding
-from _env_fixtures import COND_MEAN, COND_STD, FakeReferences, fake_reference, make_tiny_checkpoint
+from helpers import COND_MEAN, COND_STD, FakeReferences, fake_reference, make_tiny_checkpoint
 from bair_world.envs import BairWorldEnv, replay_psnr
 from bair_world.envs.references import FolderReferences, SimReferences
 from bair_world.envs.spaces import STD_BOUND

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bair_fixtures import make_sequence
+from helpers import make_sequence
 
 from bair_world.checkpoint import save_checkpoint
 from bair_world.data import DataError

@@ -6,7 +6,7 @@ one must fail the suite, not the user.
 
 from __future__ import annotations
 
-from _scripts import load_script
+from helpers import load_script
 
 
 def load(name: str):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bair_world  # noqa: F401  (registers the envs)
-from _env_fixtures import FakeReferences, make_tiny_checkpoint
+from helpers import FakeReferences, make_tiny_checkpoint
 from bair_world.envs.goal import SUCCESS_THRESHOLD, BairWorldGoalEnv
 from bair_world.envs.goal_eval import RandomPolicy, evaluate_goal_policy, format_table
 from bair_world.envs.push_world_env import PushWorldEnv, PushWorldGoalEnv, start_world

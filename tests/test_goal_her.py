@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bair_world  # noqa: F401  (registers the envs)
-from _env_fixtures import FakeReferences, make_tiny_checkpoint
+from helpers import FakeReferences, make_tiny_checkpoint
 from bair_world.envs.goal import ROBOTICS_KEYS
 from bair_world.envs.references import SimReferences
 from bair_world.metrics import goal_distance

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _env_fixtures import make_tiny_checkpoint
+from helpers import make_tiny_checkpoint
 from bair_world.checkpoint import load_model
 from bair_world.envs.goal_eval import PlannerPolicy, RandomPolicy, evaluate_goal_policy, plan_context
 from bair_world.envs.push_world_env import PushWorldGoalEnv

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import bair_world  # noqa: F401  (registers BairWorld-v0)
-from _env_fixtures import fake_reference, make_tiny_checkpoint
+from helpers import fake_reference, make_tiny_checkpoint
 from bair_world.checkpoint import load_model, save_checkpoint
 from bair_world.data.bair_folder import write_sequence
 from bair_world.envs import BairWorldEnv, replay_psnr, replay_references

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from bair_fixtures import write_folder_dataset
 
 from bair_world.checkpoint import load_checkpoint, load_resume_state, save_checkpoint
 from bair_world.models import SVG, preset
@@ -23,9 +22,7 @@ from bair_world.training.train import cli, main
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return write_folder_dataset(tmp_path_factory.mktemp("bair"), {"train": 4, "validate": 2})
+DATA_COUNTS = {"train": 4, "validate": 2}  # sequences per split of the `data_root` fixture (conftest.py)
 
 
 def args(data_root: Path, log_dir: Path, *extra: str) -> list[str]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bair_world  # noqa: F401  (registers BairWorld-v0)
-from _env_fixtures import FakeReferences, make_tiny_checkpoint
+from helpers import FakeReferences, make_tiny_checkpoint
 from bair_world.envs import BairWorldSB3VecEnv, BairWorldVectorEnv
 
 pytest.importorskip("stable_baselines3")

@@ -17,10 +17,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from bair_fixtures import make_sequence
 from bair_world.checkpoint import load_checkpoint, load_resume_state
 from bair_world.data import DataError
-from bair_world.data.bair_folder import write_sequence
 from bair_world.models import SVG
 from bair_world.models.config import preset as model_preset
 from bair_world.training import presets
@@ -34,14 +32,7 @@ from bair_world.training.train import main
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """6 train / 3 validate random sequences in the BAIR folder layout."""
-    root = tmp_path_factory.mktemp("bair")
-    for split, n, offset in (("train", 6, 0), ("validate", 3, 100)):
-        for i in range(n):
-            write_sequence(root / split / "traj_0_to_255" / str(i), *make_sequence(offset + i))
-    return root
+DATA_COUNTS = {"train": 6, "validate": 3}  # sequences per split of the `data_root` fixture (conftest.py)
 
 
 def tiny(data_root: Path, log_dir: Path, name: str = "run", **changes):

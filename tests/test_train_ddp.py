@@ -11,21 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bair_fixtures import make_sequence
 from bair_world.checkpoint import load_checkpoint, load_resume_state
-from bair_world.data.bair_folder import write_sequence
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("bair")
-    for split, n, offset in (("train", 6, 0), ("validate", 2, 100)):
-        for i in range(n):
-            write_sequence(root / split / "traj_0_to_255" / str(i), *make_sequence(offset + i))
-    return root
+DATA_COUNTS = {"train": 6, "validate": 2}  # sequences per split of the `data_root` fixture (conftest.py)
 
 
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -9,21 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bair_fixtures import make_sequence
 from bair_world.checkpoint import CheckpointError, load_checkpoint, load_resume_state
-from bair_world.data.bair_folder import write_sequence
 from bair_world.training import presets
 from bair_world.training.train import cli, main, parse_config
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """4 train / 2 validate random sequences in the BAIR folder layout."""
-    root = tmp_path_factory.mktemp("bair")
-    for split, n, offset in (("train", 4, 0), ("validate", 2, 100)):
-        for i in range(n):
-            write_sequence(root / split / "traj_0_to_255" / str(i), *make_sequence(offset + i))
-    return root
+DATA_COUNTS = {"train": 4, "validate": 2}  # sequences per split of the `data_root` fixture (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import bair_world  # noqa: F401  (registers BairWorld-v0)
-from _env_fixtures import FakeReferences, make_tiny_checkpoint
+from helpers import FakeReferences, make_tiny_checkpoint
 from bair_world.envs import BairWorldEnv, BairWorldVectorEnv
 
 N = 3

@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bair_world.checkpoint import (CONFIG, WEIGHTS, CheckpointError, default_checkpoint, install_directory, load_checkpoint,
-                                   save_checkpoint)
-from bair_world.io import atomic_write_bytes
+from bair_world.checkpoint import CONFIG, WEIGHTS, CheckpointError, default_checkpoint, load_checkpoint, save_checkpoint
+from bair_world.io import atomic_write_bytes, install_directory
 
 SUMMARY_FILE = "training_metrics.json"
 PLOTS = ("loss.png", "psnr.png", "schedules.png")

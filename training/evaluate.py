@@ -23,8 +23,6 @@ in the working directory, never inside the checkpoint's or the package's folder)
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -38,17 +36,17 @@ from torch.utils.data import DataLoader
 from bair_world import metrics
 from bair_world.checkpoint import context_frames, default_checkpoint, load_checkpoint
 from bair_world.training.configcli import add_dataclass_arguments, apply_overrides, explicit_values
+from bair_world.training.eval_report import (JSON_FILE, PLOT_FILE, REGIONS, format_table,  # noqa: F401 (re-exported)
+                                             plot_png, write_report)
 from bair_world.data import DataError
 from bair_world.data.packed import open_dataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
 from bair_world.sim.render import LABEL_ARM, LABEL_OBJECTS
 from bair_world.devices import resolve_device
-from bair_world.io import atomic_write_bytes
 from bair_world.world_model import PRECISIONS, WorldModel
 
 METRICS = ("psnr", "finn_psnr", "ssim")
-JSON_FILE, PLOT_FILE = "metrics.json", "psnr_per_step.png"
 
 
 @dataclass(frozen=True)
@@ -182,9 +180,6 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     }
 
 
-REGIONS = ("arm", "objects", "static")
-
-
 def _region_masks(labels: torch.Tensor, n_past: int) -> dict[str, torch.Tensor]:
     """{region: (B, S, 64, 64) bool} for the predicted steps from labels (B, T, 64, 64) uint8.
 
@@ -253,91 +248,6 @@ class _Accumulators:
             protocols[f"{h}"] = row
         return {"model": model, "best_of_n": metrics.summarise(self.best[n_future]), "baseline": baseline,
                 "protocols": protocols, "per_sequence_psnr": self.per_seq}
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """The report as text: one column pair (model, copy-last) per protocol, then per-step curves."""
-    p, d = report["protocol"], report["data"]
-    protocols, n_past = report["protocols"], p["n_past"]
-    lines = [f"{report['checkpoint']['path']} on {d['root']} [{d['split']}]: {d['sequences']} sequences, "
-             f"{p['n_past']} context, {p['samples']} prior sample(s), seed {p['seed']}",
-             f"{'metric':<22}" + "".join(f"{f'{n_past}->{h} model':>16}{'copy-last':>11}" for h in protocols)]
-    rows = [("PSNR (dB)", "psnr", "baseline_psnr", 2), ("SSIM", "ssim", "baseline_ssim", 4),
-            (f"PSNR best-of-{p['samples']}", "best_of_n_psnr", None, 2), ("PSNR last step", "last_step_psnr", None, 2),
-            ("sharpness ratio", "sharpness", None, 3), ("sharpness arm+objects", "moving_sharpness", None, 3)]
-    rows += [(f"{r} PSNR", f"{r}_psnr", f"baseline_{r}_psnr", 2) for r in REGIONS]
-    rows += [("arm PSNR last step", "arm_psnr_last_step", None, 2)]
-    for label, key, base_key, digits in rows:
-        if key not in next(iter(protocols.values())):
-            continue
-        cells = "".join(f"{row[key]:>16.{digits}f}" + (f"{row[base_key]:>11.{digits}f}" if base_key else f"{'':>11}")
-                        for row in protocols.values())
-        lines.append(f"{label:<22}{cells}")
-    names = [n for n in ("psnr", "arm_psnr", "objects_psnr", "moving_sharpness") if n in report["model"]]
-    lines.append("per predicted step (model / copy-last): " + ", ".join(names))
-    for i in range(p["n_future"]):
-        cells = "".join(f"{_fmt(report['model'][n]['per_step'][i])}/{_fmt(report['baseline'][n]['per_step'][i])}  "
-                        for n in names)
-        lines.append(f"  t={p['n_past'] + i:<3d}{cells}")
-    return "\n".join(lines)
-
-
-def _fmt(v: float | None) -> str:
-    return "   -" if v is None else f"{v:6.2f}"
-
-
-def plot_png(report: dict[str, Any]) -> bytes:
-    """PNG bytes of the per-step curves: PSNR (model, best-of-N, copy-last), PSNR per region (when the
-    data has labels) and the sharpness ratio."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
-
-    p = report["protocol"]
-    steps = np.arange(p["n_past"], p["n_past"] + p["n_future"])
-    regions = [r for r in REGIONS if f"{r}_psnr" in report["model"]]
-    panels = 2 + bool(regions)
-    fig = Figure(figsize=(5 * panels, 4), dpi=100)
-    axes = fig.subplots(1, panels)
-    ax = axes[0]
-    ax.plot(steps, report["model"]["psnr"]["per_step"], "o-", ms=3, label="model (1 sample)")
-    if p["samples"] > 1:
-        ax.plot(steps, report["best_of_n"]["psnr"]["per_step"], "s--", ms=3, label=f"model (best of {p['samples']})")
-    ax.plot(steps, report["baseline"]["psnr"]["per_step"], "x:", color="grey", label="copy last frame")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(f"{report['data']['split']}: {report['data']['sequences']} sequences")
-    if regions:
-        ax = axes[1]
-        for region, colour in zip(regions, ("C3", "C2", "C0")):
-            ax.plot(steps, report["model"][f"{region}_psnr"]["per_step"], "-", color=colour, label=f"{region} (model)")
-            ax.plot(steps, report["baseline"][f"{region}_psnr"]["per_step"], ":", color=colour,
-                    label=f"{region} (copy-last)")
-        ax.set_ylabel("PSNR over the region (dB)")
-        ax.set_title("per region")
-    ax = axes[-1]
-    ax.plot(steps, report["model"]["sharpness"]["per_step"], "o-", ms=3, label="model, whole frame")
-    if "moving_sharpness" in report["model"]:
-        ax.plot(steps, report["model"]["moving_sharpness"]["per_step"], "s-", ms=3, label="model, arm + objects")
-    ax.axhline(1.0, color="k", lw=0.5)
-    ax.set_ylabel("sharpness: prediction / recorded (copy-last = 1)")
-    ax.set_title("sharpness")
-    for ax in axes:
-        ax.set_xlabel("frame index t (predicted)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    return buf.getvalue()
-
-
-def write_report(report: dict[str, Any], out: str | Path) -> Path:
-    """Write metrics.json and psnr_per_step.png into ``out`` (created), each atomically."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / JSON_FILE, json.dumps(report, indent=2).encode())
-    atomic_write_bytes(out / PLOT_FILE, plot_png(report))
-    return out
 
 
 def build_parser(prog: str = "evaluate.py") -> argparse.ArgumentParser:

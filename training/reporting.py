@@ -148,11 +148,11 @@ def write_sample_gif(path: Path, truth: torch.Tensor, pred: torch.Tensor, n_past
         n_past: context frames (shown in both columns; the prediction column gets a red border after).
         fps: frames per second.
     """
-    from PIL import Image
+    from bair_world.video import write_gif
 
     b, t = truth.shape[:2]
     full = torch.cat([truth[:, :n_past], pred.to(truth.dtype)], dim=1)  # (B, T, 3, 64, 64)
-    images = []
+    frames = []
     for i in range(t):
         # (B, 3, 64, 64) x 2 -> (B, 3, 64, 130): truth | 2 px gap | prediction
         gap = torch.ones(b, 3, 64, 2)
@@ -162,9 +162,5 @@ def write_sample_gif(path: Path, truth: torch.Tensor, pred: torch.Tensor, n_past
             pred_frame[:, 1:, :, :1] = pred_frame[:, 1:, :, -1:] = 0
         row = torch.cat([truth[:, i].float().cpu(), gap, pred_frame.float().cpu()], dim=3)
         grid = row.permute(0, 2, 3, 1).reshape(b * 64, 130, 3)  # (B, 3, 64, 130) -> (B*64, 130, 3)
-        images.append(Image.fromarray((grid.clamp(0, 1).numpy() * 255).round().astype(np.uint8)))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+        frames.append((grid.clamp(0, 1).numpy() * 255).round().astype(np.uint8))
+    return write_gif(path, np.stack(frames), fps=fps)  # (T, B*64, 130, 3), atomically

@@ -9,10 +9,10 @@ is valid without it. Every problem raises :class:`~bair_world.data.errors.DataEr
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import cv2
@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.completion import require_complete
 from bair_world.data.errors import DataError
+from bair_world.io import install_directory
 
 ACTIONS_FILE = "actions.csv"
 POSITIONS_FILE = "endeffector_positions.csv"
@@ -175,13 +176,10 @@ def write_sequence(
         if labels is not None:
             _check_labels(np.asarray(labels), len(frames), tmp / LABELS_FILE)
             np.savez_compressed(tmp / LABELS_FILE, labels=np.asarray(labels, np.uint8))
-        if seq_dir.exists():  # overwrite: move the old one aside first, a directory cannot be replaced in one step
-            old = Path(tempfile.mkdtemp(prefix=f".{seq_dir.name}.old-", dir=seq_dir.parent))
-            os.replace(seq_dir, old / "seq")
-            os.replace(tmp, seq_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, seq_dir)
+        # overwrite: exchanged atomically, or the old folder moved aside first (a directory cannot be
+        # replaced in one rename)
+        install_directory(tmp, seq_dir, backup=seq_dir.parent / f".{seq_dir.name}.old-{uuid.uuid4().hex[:8]}",
+                          sync=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,116 @@
+"""`bair-world rollout`: predict one recorded sequence with a checkpoint and write the side-by-side
+video (`bair_world.video.write_rollout_video`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bair_world.video import SUFFIXES, write_rollout_video
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `bair-world rollout`."""
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    parser.add_argument("--out", required=True, help="output file, .mp4 or .gif")
+    parser.add_argument("--data-root", default=None,
+                        help="BAIR-format folder root (default: the embedded synthetic dataset)")
+    parser.add_argument("--split", default="test", help="split to read the sequence from (default: test)")
+    parser.add_argument("--index", type=int, default=0, help="sequence index in the sorted split (default: 0)")
+    parser.add_argument("--samples", type=int, default=1, help="latent samples to show side by side (default: 1)")
+    parser.add_argument("--n-past", type=int, default=None,
+                        help="context frames (default: the checkpoint's; another value is an error)")
+    parser.add_argument("--n-future", type=int, default=28, help="predicted frames (default: 28)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
+    parser.add_argument("--fps", type=float, default=5.0, help="frames per second (default: 5)")
+    parser.add_argument("--scale", type=int, default=4, help="panel upscaling factor (default: 4)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+
+
+def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 0, samples: int = 1,
+                    n_past: int | None = None, n_future: int = 28, seed: int = 0, device: str = "auto"):
+    """K sampled rollouts of one recorded sequence.
+
+    Returns:
+        (recorded (T, 64, 64, 3) uint8, predicted (K, T, 64, 64, 3) uint8) with T = n_past + n_future;
+        the first n_past predicted frames are the recorded context. ``n_past`` None is the
+        checkpoint's; a different value is a CheckpointError naming both.
+    """
+    import torch
+
+    from bair_world.checkpoint import context_frames, load_checkpoint
+    from bair_world.data.packed import open_dataset
+    from bair_world.data.batch import frames_to_uint8
+    from bair_world.devices import resolve_device
+    from bair_world.world_model import WorldModel
+
+    if samples < 1 or n_future < 1:
+        raise ValueError(f"need samples and n_future >= 1, got {samples} and {n_future}")
+    n_past = context_frames(checkpoint, n_past)
+    dev = resolve_device(device)
+    model, _ = load_checkpoint(checkpoint, dev)
+    t_len = n_past + n_future
+    dataset = open_dataset(data_root, split, seq_len=t_len)  # DataError if a sequence is shorter
+    if not 0 <= index < len(dataset):
+        raise IndexError(f"{Path(data_root) / split}: index {index} out of range for {len(dataset)} sequences")
+    item = dataset[index]
+    frames = item["frames"][:t_len].unsqueeze(0).repeat(samples, 1, 1, 1, 1)  # (K, T, 3, 64, 64)
+    conds = torch.cat([item["actions"], item["positions"]], -1)[:t_len].unsqueeze(0).repeat(samples, 1, 1)  # (K, T, 7)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    preds = WorldModel(model, dev).rollout(frames, conds, n_past, n_future, generator)  # (K, n_future, 3, 64, 64)
+    full = torch.cat([frames[:, :n_past].to(preds.device), preds], dim=1)  # (K, T, 3, 64, 64)
+    return frames_to_uint8(frames[0]), frames_to_uint8(full)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Everything `bair-world rollout` can check before it loads data or generates any (cheap);
+    sets ``args.n_past`` to the checkpoint's.
+
+    Raises:
+        ValueError: naming the argument (CheckpointError and DataError, both ValueErrors, name the file).
+    """
+    from bair_world.checkpoint import context_frames
+    from bair_world.data import DataError
+    from bair_world.devices import resolve_device
+
+    if Path(args.out).suffix.lower() not in SUFFIXES:
+        raise ValueError(f"--out {args.out}: the video must be one of {', '.join(SUFFIXES)}")
+    for name in ("samples", "n_past", "n_future", "scale"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.fps > 0 or args.index < 0:
+        raise ValueError(f"--fps must be > 0 and --index >= 0, got {args.fps} and {args.index}")
+    args.n_past = context_frames(args.checkpoint, args.n_past)  # the checkpoint is readable; its n_past
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise DataError(args.data_root, "data root does not exist (expected <split>/ folders inside)")
+    resolve_device(args.device)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`bair-world rollout`: predict one sequence and write the side-by-side video.
+
+    Every argument is checked before any work; a bad one is one line on stderr and exit status 2.
+    """
+    from bair_world import metrics
+
+    try:
+        _check_arguments(args)
+        from bair_world.data.synthetic import default_data_root
+
+        data_root = default_data_root(args.data_root, args.split)
+        recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
+                                              samples=args.samples, n_past=args.n_past, n_future=args.n_future,
+                                              seed=args.seed, device=args.device)
+        out = write_rollout_video(args.out, recorded, predicted, n_context=args.n_past, fps=args.fps,
+                                  scale=args.scale)
+    except (ValueError, IndexError) as e:  # CheckpointError and DataError are ValueErrors naming the file
+        print(f"bair-world rollout: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"bair-world rollout: error: cannot write {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    mean = metrics.psnr(predicted[:, args.n_past:], recorded[None, args.n_past:], channel_axis=-1).mean()
+    print(f"wrote {out} ({recorded.shape[0]} frames, {predicted.shape[0]} sample(s), "
+          f"mean PSNR of predicted frames {mean:.2f} dB)")
+    return 0
