@@ -81,7 +81,7 @@ def plot_png(report: dict[str, Any]) -> bytes:
     if "moving_sharpness" in report["model"]:
         ax.plot(steps, report["model"]["moving_sharpness"]["per_step"], "s-", ms=3, label="model, arm + objects")
     ax.axhline(1.0, color="k", lw=0.5)
-    ax.set_ylabel("sharpness: prediction / recorded (copy-last = 1)")
+    ax.set_ylabel("sharpness: prediction / recorded (1 = as sharp as the truth)")
     ax.set_title("sharpness")
     for ax in axes:
         ax.set_xlabel("frame index t (predicted)")
