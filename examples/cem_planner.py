@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="latent draws per candidate of the uncertainty-aware planner (1 = no such rows)")
     parser.add_argument("--spread-weight", type=float, default=1.0,
                         help="weight of the draws' std in the uncertainty-aware planner's distance")
+    parser.add_argument("--worlds", default="learned,true",
+                        help="comma-separated worlds to score in: learned, true (the oracle is always true)")
+    parser.add_argument("--skip", default="", help="comma-separated rows to leave out: random, cem-model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -55,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = CEMConfig(horizon=args.horizon, population=args.population, elites=args.elites, iterations=args.iterations)
         if args.samples < 1 or args.spread_weight < 0:
             raise ValueError(f"--samples must be >= 1 and --spread-weight >= 0, got {args.samples}, {args.spread_weight}")
+        worlds = [w for w in args.worlds.split(",") if w]
+        if not worlds or set(worlds) - {"learned", "true"}:
+            raise ValueError(f"--worlds must name learned and/or true, got {args.worlds!r}")
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -64,13 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     learned = [BairWorldGoalEnv(checkpoint=checkpoint, references=refs, device=device) for _ in range(n)]
     true = [PushWorldGoalEnv(references=refs) for _ in range(n)]
     cem = lambda dyn: PlannerPolicy(CEMPlanner(dyn, cfg, seed=args.seed))  # noqa: E731
-    runs = [("random", "learned", learned, RandomPolicy(args.seed)), ("random", "true", true, RandomPolicy(args.seed)),
-            ("cem-model", "learned", learned, cem(ModelDynamics(WorldModel(load_model(checkpoint, device), device)))),
-            ("cem-model", "true", true, cem(ModelDynamics(WorldModel(load_model(checkpoint, device), device))))]
+    envs_of = {"learned": learned, "true": true}
+    model = lambda samples=1, spread=0.0: ModelDynamics(WorldModel(load_model(checkpoint, device), device),  # noqa: E731
+                                                        samples, spread)
+    rows = {"random": lambda: RandomPolicy(args.seed), "cem-model": lambda: cem(model())}
     if args.samples > 1:
-        for world, envs in (("learned", learned), ("true", true)):
-            dyn = ModelDynamics(WorldModel(load_model(checkpoint, device), device), args.samples, args.spread_weight)
-            runs.append(("cem-uncertainty", world, envs, cem(dyn)))
+        rows["cem-uncertainty"] = lambda: cem(model(args.samples, args.spread_weight))
+    skip = set(args.skip.split(","))
+    runs = [(name, world, envs_of[world], make()) for name, make in rows.items() if name not in skip for world in worlds]
     if args.oracle:
         runs.append(("cem-oracle", "true", true, cem(SimDynamics())))
     table = compare_policies(runs, range(args.episodes), args.out_dir, seed=args.seed,

@@ -34,6 +34,8 @@ def test_cem_planner_prints_the_table_and_writes_videos(tmp_path, capsys):
 def test_cem_planner_rejects_a_bad_config(capsys):
     assert load("cem_planner").main(["--elites", "50", "--population", "4"]) == 2
     assert "error" in capsys.readouterr().err
+    assert load("cem_planner").main(["--worlds", "mars"]) == 2
+    assert "--worlds" in capsys.readouterr().err
 
 
 def test_goal_ppo_trains_and_compares(tmp_path, capsys):
