@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 
 import torch
@@ -75,12 +76,11 @@ class SVGState:
         return self._map(lambda _: next(it))
 
 
-@dataclass
-class StepOutput:
-    """What `SVG.step` returns.
+@dataclass(kw_only=True)
+class Transition:
+    """What one step computes besides its output (shared by `StepOutput` and `Advance`).
 
     Attributes:
-        frame: (B, C, 64, 64) predicted x_{t+1} in [0, 1].
         state: the new state.
         kl: (B,) KL(q || prior) summed over z dims, float32; zeros without ``x_next``.
         mu: (B, z_dim) posterior mean, or None without ``x_next``.
@@ -90,7 +90,6 @@ class StepOutput:
         prior_logvar: (B, z_dim) learned-prior log-variance (None for the fixed prior).
     """
 
-    frame: torch.Tensor
     state: SVGState
     kl: torch.Tensor
     mu: torch.Tensor | None
@@ -99,16 +98,20 @@ class StepOutput:
     prior_mu: torch.Tensor | None = None
     prior_logvar: torch.Tensor | None = None
 
+    def fields(self) -> dict:
+        """The `Transition` fields as keyword arguments (to build the other kind from this one)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Transition)}
 
-@dataclass
-class Advance:
-    """What `SVG.advance` returns: `StepOutput` before decoding (``h_pred`` (B, g_dim) in place of the frame)."""
+
+@dataclass(kw_only=True)
+class StepOutput(Transition):
+    """What `SVG.step` returns: ``frame`` (B, C, 64, 64), the predicted x_{t+1} in [0, 1]."""
+
+    frame: torch.Tensor
+
+
+@dataclass(kw_only=True)
+class Advance(Transition):
+    """What `SVG.advance` returns: ``h_pred`` (B, g_dim), the predictor output still to decode."""
 
     h_pred: torch.Tensor
-    state: SVGState
-    kl: torch.Tensor
-    mu: torch.Tensor | None
-    logvar: torch.Tensor | None
-    z: torch.Tensor
-    prior_mu: torch.Tensor | None = None
-    prior_logvar: torch.Tensor | None = None

@@ -184,7 +184,7 @@ class SVG(nn.Module):
             (h_prev, new_skips), h_next = self.encoder(x_prev), None
         adv = self.advance(state, h_prev, new_skips, cond, h_next, generator, use_posterior, noise)
         frame = self.render(adv.h_pred, adv.state.skips, x_prev)
-        return StepOutput(frame, adv.state, adv.kl, adv.mu, adv.logvar, adv.z, adv.prior_mu, adv.prior_logvar)
+        return StepOutput(frame=frame, **adv.fields())
 
     def advance(self, state: SVGState, h_prev: torch.Tensor, new_skips: list[torch.Tensor], cond: torch.Tensor,
                 h_next: torch.Tensor | None = None, generator: GeneratorLike = None,
@@ -234,7 +234,8 @@ class SVG(nn.Module):
         h_pred, predictor_state = self.predictor(torch.cat([h_prev, z.to(h_prev.dtype), cond_n], 1), state.predictor)
         new_state = replace(state, predictor=predictor_state, posterior=posterior_state, prior=prior_state,
                             skips=skips, t=state.t + 1)
-        return Advance(h_pred, new_state, kl, mu, logvar, z, mu_p, logvar_p)
+        return Advance(h_pred=h_pred, state=new_state, kl=kl, mu=mu, logvar=logvar, z=z, prior_mu=mu_p,
+                       prior_logvar=logvar_p)
 
     def render(self, h_pred: torch.Tensor, skips: list[torch.Tensor], x_prev: torch.Tensor) -> torch.Tensor:
         """Decode predictor outputs (N, g_dim) with skips into frames x_{t+1} (N, C, 64, 64) in [0, 1].
