@@ -79,7 +79,8 @@ def _float32_state(state: SVGState) -> SVGState:
     """The state with every float tensor in float32 (autocast leaves LSTM and skip tensors in bf16/fp16)."""
     lstm = lambda s: tuple((h.float(), c.float()) for h, c in s)  # noqa: E731
     return replace(state, predictor=lstm(state.predictor), posterior=lstm(state.posterior), prior=lstm(state.prior),
-                   skips=None if state.skips is None else [s.float() for s in state.skips])
+                   skips=None if state.skips is None else [s.float() for s in state.skips],
+                   context=None if state.context is None else state.context.float())
 
 
 class WorldModel:

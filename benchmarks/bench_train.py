@@ -65,9 +65,10 @@ def _reference_loss(model, frames, conds, beta, n_past):
     state = model.init_state(b, frames.device)
     mse = kl = 0.0
     for i in range(1, t_len):
-        adv = model.advance(state, codes[i - 1][0], codes[i - 1][1], conds[:, i - 1], codes[i][0])
+        adv = model.advance(state, codes[i - 1][0], codes[i - 1][1], conds[:, i - 1], codes[i][0],
+                            x_prev=frames[:, i - 1])
         state = adv.state
-        pred = model.render(adv.h_pred, state.skips, frames[:, i - 1])  # one decoder call per step
+        pred = model.decode(adv.h_pred, state.skips, frames[:, i - 1], conds[:, i - 1], state.context)  # one decoder call per step
         mse, kl = mse + F.mse_loss(pred, frames[:, i]), kl + adv.kl.mean()
     return (mse + beta * kl) / (t_len - 1)
 

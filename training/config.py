@@ -81,6 +81,9 @@ class TrainConfig:
     """Weight of an L1 pixel loss beside the MSE (0 = off, the seed's objective)."""
     gdl_weight: float = 0.0
     """Weight of the gradient difference loss (Mathieu et al. 2016) against blurred edges (0 = off)."""
+    change_weight: float = 0.0
+    """Extra MSE weight of the pixels that change (the arm, moved objects: training/loss.py
+    `changed_pixels`); each counts 1 + change_weight times (0 = off, the seed's objective)."""
 
     # -- schedules ------------------------------------------------------------------------------
     kl_anneal: Literal["cyclical", "monotonic", "none"] = "monotonic"
@@ -149,7 +152,7 @@ class TrainConfig:
             problems.append(f"grad_clip must be > 0 or none, got {self.grad_clip}")
         if self.n_future_start is not None and not 1 <= self.n_future_start <= self.n_future:
             problems.append(f"need 1 <= n_future_start <= n_future, got {self.n_future_start}, {self.n_future}")
-        for name in ("l1_weight", "gdl_weight"):
+        for name in ("l1_weight", "gdl_weight", "change_weight"):
             if not getattr(self, name) >= 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_beta < 0:

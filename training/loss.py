@@ -40,16 +40,20 @@ class SequenceLoss(nn.Module):
         l1_weight: weight of an L1 pixel loss added to the MSE (penalises blur less forgivingly).
         gdl_weight: weight of the gradient difference loss (Mathieu et al. 2016: |grad pred| vs
             |grad truth|, L1), which punishes blurred edges.
+        change_weight: extra MSE weight of the pixels that change (`changed_pixels`: the arm and
+            moved objects, a few % of the frame): each counts 1 + change_weight times; the
+            weighted MSE is normalised by the mean weight, so it stays on the MSE's scale.
     """
 
     def __init__(self, model: SVG, n_past: int, detach_feedback: bool = False, l1_weight: float = 0.0,
-                 gdl_weight: float = 0.0):
+                 gdl_weight: float = 0.0, change_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.n_past = n_past
         self.detach_feedback = detach_feedback
         self.l1_weight = l1_weight
         self.gdl_weight = gdl_weight
+        self.change_weight = change_weight
 
     def forward(self, frames: torch.Tensor, conds: torch.Tensor, beta: torch.Tensor,
                 teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -73,7 +77,7 @@ class SequenceLoss(nn.Module):
         codes = h_all.split(b)  # T x (B, g); split (not indexing) keeps the backward one concatenation
         skips = list(zip(*(s.split(b) for s in skips_all)))  # T x (per level (B, ...))
         state = model.init_state(b, frames.device)
-        pending: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]] = []  # (h_pred, skips, x_in) to decode
+        pending: list[tuple] = []  # (h_pred, skips, x_in, cond, context) of steps still to decode
         blocks: list[torch.Tensor] = []  # decoded predictions, time-major, (k*B, C, H, W) each
         kl_total = frames.new_zeros((), dtype=torch.float32)
         for t in range(1, t_len):
@@ -84,30 +88,62 @@ class SequenceLoss(nn.Module):
                 pending = []
                 x_in = blocks[-1][-b:].detach() if self.detach_feedback else blocks[-1][-b:]
                 h_in, skips_in = model.encoder(x_in)
-            adv = model.advance(state, h_in, skips_in, conds[:, t - 1], codes[t])
+            adv = model.advance(state, h_in, skips_in, conds[:, t - 1], codes[t], x_prev=x_in)
             state = adv.state
-            pending.append((adv.h_pred, adv.state.skips, x_in))
+            pending.append((adv.h_pred, adv.state.skips, x_in, conds[:, t - 1], adv.state.context))
             kl_total = kl_total + adv.kl.float().mean()
         blocks.append(self._decode(pending))
         pred = torch.cat(blocks).float()  # ((T-1)*B, C, H, W): predictions of x_1 .. x_{T-1}, time-major
         target = x_tm[b:].float()
         mse = F.mse_loss(pred, target)
         kl = kl_total / (t_len - 1)
-        loss = mse + beta * kl
+        loss = (mse if not self.change_weight else
+                weighted_mse(pred, target, 1 + self.change_weight * changed_pixels(frames.float(), self.n_past)))
+        loss = loss + beta * kl
         if self.l1_weight:
             loss = loss + self.l1_weight * F.l1_loss(pred, target)
         if self.gdl_weight:
             loss = loss + self.gdl_weight * gradient_difference(pred, target)
         return loss, mse, kl
 
-    def _decode(self, pending: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]]) -> torch.Tensor:
-        """Decode k pending steps in one call: (k*B, C, H, W), the steps' frames in order."""
+    def _decode(self, pending: list[tuple]) -> torch.Tensor:
+        """Decode k pending steps (h_pred, skips, x_in, cond, context) in one call: (k*B, C, H, W),
+        the steps' frames in order."""
         if len(pending) == 1:
-            return self.model.render(*pending[0])
+            return self.model.decode(*pending[0])
         h = torch.cat([p[0] for p in pending])  # k x (B, g) -> (k*B, g)
         skips = [torch.cat(level) for level in zip(*(p[1] for p in pending))]  # per level (k*B, ...)
         x_in = torch.cat([p[2] for p in pending])  # (k*B, C, H, W)
-        return self.model.render(h, skips, x_in)
+        cond = torch.cat([p[3] for p in pending])  # (k*B, cond_dim)
+        context = None if pending[0][4] is None else torch.cat([p[4] for p in pending])  # (k*B, C, H, W)
+        return self.model.decode(h, skips, x_in, cond, context)
+
+
+CHANGE_THRESHOLD = 0.05
+"""A pixel counts as changed when a channel differs by more than this (in [0, 1] units)."""
+
+
+def changed_pixels(frames: torch.Tensor, n_past: int) -> torch.Tensor:
+    """Pixels of x_1 .. x_{T-1} that differ from the previous frame or from the last context frame
+    (the arm, and objects where they arrived or left), time-major as the loss's predictions.
+
+    Args:
+        frames: (B, T, C, H, W) ground truth.
+
+    Returns:
+        ((T-1)*B, 1, H, W) float 0/1.
+    """
+    b, t_len = frames.shape[:2]
+    context = frames[:, n_past - 1:n_past]  # (B, 1, C, H, W)
+    step = (frames[:, 1:] - frames[:, :-1]).abs().amax(2)  # (B, T-1, H, W)
+    since = (frames[:, 1:] - context).abs().amax(2)  # (B, T-1, H, W)
+    changed = ((step > CHANGE_THRESHOLD) | (since > CHANGE_THRESHOLD)).float()
+    return changed.transpose(0, 1).reshape((t_len - 1) * b, 1, *frames.shape[3:])  # (T-1, B, H, W) -> (N, 1, H, W)
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of weight * (pred - target)^2 over pixels, divided by the mean weight (weight (N, 1, H, W))."""
+    return ((pred - target).pow(2) * weight).mean() / weight.mean()
 
 
 def gradient_difference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch
 
 from bair_world.checkpoint import load_checkpoint
 from bair_world.models import SVG
+from bair_world.models.svg import MOTION_HEAD_BIAS
 from bair_world.training.config import TrainConfig
 
 
@@ -23,18 +24,59 @@ def build_model(cfg: TrainConfig, cond_stats: tuple[torch.Tensor, torch.Tensor])
     return model
 
 
+ADDABLE = ("motion", "spatial_cond", "context_mask")
+"""Model options a run may add on top of an --init-from checkpoint without them: their new
+weights start so that the model computes what the checkpoint did (zero flow and mask-logit
+weights, zero weights on the new decoder input channels)."""
+
+
 def init_from(model: SVG, path: Path) -> None:
-    """Load a checkpoint's weights and normalisation into ``model`` (same architecture) to fine-tune it."""
+    """Load a checkpoint's weights and normalisation into ``model`` to fine-tune it: the same
+    architecture, optionally with `ADDABLE` options switched on."""
     source, info = load_checkpoint(path)
-    if source.cfg.replace(motion=model.cfg.motion) != model.cfg:
+    added = [name for name in ADDABLE if getattr(model.cfg, name) and not getattr(source.cfg, name)]
+    if source.cfg.replace(**{name: getattr(model.cfg, name) for name in ADDABLE}) != model.cfg or any(
+            getattr(source.cfg, name) and not getattr(model.cfg, name) for name in ADDABLE):
         raise ValueError(f"--init-from {path}: its model {info.get('model')} differs from this run's "
-                         f"{dataclasses.asdict(model.cfg)}; pass the same model options")
-    # A model with the pixel-motion head may start from one without it: the head keeps its fresh init.
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("motion_head.") for k in missing):
-        raise ValueError(f"--init-from {path}: weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
+                         f"{dataclasses.asdict(model.cfg)}; pass the same model options (new ones may only add "
+                         f"{', '.join(ADDABLE)})")
+    grown = load_grown(model, source.state_dict(), path)
     print(f"[train] initialised from {path} (step {info.get('step')})"
-          + (", new pixel-motion head" if missing else ""), flush=True)
+          + (f", adding {', '.join(added)} ({len(grown)} tensors grown or new)" if added else ""), flush=True)
+
+
+def load_grown(model: SVG, weights: dict[str, torch.Tensor], path: Path) -> list[str]:
+    """Copy ``weights`` into ``model``; a tensor of the model that is larger along some dims (new
+    input channels, new mask outputs) gets the old values in its leading slice and zeros elsewhere,
+    and the motion head's new outputs their initial bias; tensors only the model has (a new motion
+    head) keep their fresh initialisation. Returns the names of tensors grown or new.
+
+    Raises:
+        ValueError: a tensor that does not fit (smaller, or another rank), or one the model lacks.
+    """
+    own = model.state_dict()
+    unexpected = sorted(set(weights) - set(own))
+    if unexpected:
+        raise ValueError(f"--init-from {path}: weights do not fit (unexpected {unexpected[:3]})")
+    changed = sorted(set(own) - set(weights))
+    if any(not k.startswith("motion_head.") for k in changed):
+        raise ValueError(f"--init-from {path}: weights do not fit (missing {changed[:3]})")
+    bias_name = [k for k in own if k.startswith("motion_head.") and k.endswith("bias")]
+    with torch.no_grad():
+        for name, value in weights.items():
+            target = own[name]
+            if target.shape == value.shape:
+                target.copy_(value)
+                continue
+            if value.dim() != target.dim() or any(a > b for a, b in zip(value.shape, target.shape)):
+                raise ValueError(f"--init-from {path}: {name} {tuple(value.shape)} does not fit {tuple(target.shape)}")
+            fresh = torch.zeros_like(target)
+            if bias_name and name == bias_name[-1]:  # the motion head's output bias: new masks start at ~0
+                fresh.copy_(torch.tensor(MOTION_HEAD_BIAS[:target.numel()]))
+            fresh[tuple(slice(0, n) for n in value.shape)] = value
+            target.copy_(fresh)
+            changed.append(name)
+    return changed
 
 
 def to_device(model: SVG, optimizer: torch.optim.Optimizer, cfg: TrainConfig, device: torch.device) -> None:

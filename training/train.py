@@ -98,7 +98,8 @@ def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Pat
         print(f"[train] resuming {run_dir} from step {state.step} (epoch {state.epoch + 1}"
               + (f", batch {state.partial['batches']}" if state.partial else "") + ")", flush=True)
     to_device(model, optimizer, cfg, device)
-    module = D.wrap(SequenceLoss(model, cfg.model.n_past, cfg.detach_feedback, cfg.l1_weight, cfg.gdl_weight),
+    module = D.wrap(SequenceLoss(model, cfg.model.n_past, cfg.detach_feedback, cfg.l1_weight, cfg.gdl_weight,
+                                  cfg.change_weight),
                     info, device)
     if cfg.compile:
         module = torch.compile(module)

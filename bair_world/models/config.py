@@ -49,6 +49,14 @@ class ModelConfig:
     """Pixel-motion output (after Finn et al. 2016, SV2P): the next frame is mask * warp(x_t, flow)
     + (1 - mask) * the generated frame, with a dense flow field (at most MAX_FLOW_PX pixels) and
     the mask from a second head on the decoder's last features; starts as the plain output."""
+    spatial_cond: bool = False
+    """Feed the normalised cond to the decoder as feature maps (broadcast, beside x/y coordinate
+    channels) at every stage after the stem, so it can draw the arm where the end-effector
+    position puts it (the LSTM code alone carries it through a 1x1 bottleneck). Not in the seed."""
+    context_mask: bool = False
+    """With ``motion``: a third mask composites the last real context frame, so pixels nothing
+    touched stay exact: next = m_warp * warp(x_t, flow) + m_gen * generated + m_ctx * x_context
+    (softmax masks); starts as the two-mask output. Not in the seed."""
     channels: int = 3
     """Image channels."""
 
@@ -70,6 +78,8 @@ class ModelConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_past < 1:
             problems.append(f"n_past must be >= 1, got {self.n_past}")
+        if self.context_mask and not self.motion:
+            problems.append("context_mask needs motion (it is a third mask of the pixel-motion output)")
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
 

@@ -41,16 +41,17 @@ class DCGANEncoder(SkipEncoder):
 class DCGANDecoder(SkipDecoder):
     """DCGAN-64 decoder: stride-2 transposed convolutions, the last one straight to the image."""
 
-    def __init__(self, g_dim: int, nc: int = 3, width: float = 1.0):
-        super().__init__(g_dim)
+    def __init__(self, g_dim: int, nc: int = 3, width: float = 1.0, cond_maps: int = 0):
+        super().__init__(g_dim, cond_maps)
         c1, c2, c3, c4 = widths(width)
+        e = self.extra
         self.upc1 = code_stem(g_dim, c4)  # 1 -> 4
-        self.upc2 = dcgan_upconv(c4 * 2, c3)  # 4 -> 8
-        self.upc3 = dcgan_upconv(c3 * 2, c2)  # 8 -> 16
-        self.upc4 = dcgan_upconv(c2 * 2, c1)  # 16 -> 32
-        self.c1 = c1
+        self.upc2 = dcgan_upconv(c4 * 2 + e, c3)  # 4 -> 8
+        self.upc3 = dcgan_upconv(c3 * 2 + e, c2)  # 8 -> 16
+        self.upc4 = dcgan_upconv(c2 * 2 + e, c1)  # 16 -> 32
+        self.final_in = c1 * 2 + e
         self.upc5 = self.final_stage(nc)  # 32 -> 64
         self.up = nn.Identity()  # the stride-2 transposed convolutions upsample
 
     def final_stage(self, nout: int) -> nn.Module:
-        return nn.ConvTranspose2d(self.c1 * 2, nout, 4, 2, 1)
+        return nn.ConvTranspose2d(self.final_in, nout, 4, 2, 1)

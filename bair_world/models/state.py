@@ -20,6 +20,8 @@ class SVGState:
         prior: learned-prior LSTM state (empty tuple for the fixed prior).
         skips: decoder skip features in use (None before the first step).
         t: (B,) long, transitions taken so far by each row; the next step maps x_t -> x_{t+1}.
+        context: (B, C, 64, 64) the last real context frame x_{n_past-1}, kept for the
+            context-mask output (None for models without it, and before the first step).
     """
 
     predictor: LSTMState
@@ -27,6 +29,7 @@ class SVGState:
     prior: LSTMState
     skips: list[torch.Tensor] | None
     t: torch.Tensor
+    context: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -35,7 +38,8 @@ class SVGState:
     def _map(self, fn) -> "SVGState":
         lstm = lambda s: tuple((fn(h), fn(c)) for h, c in s)  # noqa: E731
         return SVGState(lstm(self.predictor), lstm(self.posterior), lstm(self.prior),
-                        None if self.skips is None else [fn(s) for s in self.skips], fn(self.t))
+                        None if self.skips is None else [fn(s) for s in self.skips], fn(self.t),
+                        None if self.context is None else fn(self.context))
 
     def index(self, rows: torch.Tensor) -> "SVGState":
         """The state of a subset of rows (bool mask (B,) or long indices)."""
@@ -43,17 +47,7 @@ class SVGState:
 
     def merge(self, rows: torch.Tensor, sub: "SVGState") -> "SVGState":
         """A copy with ``rows`` (bool mask (B,) or long indices) replaced by ``sub``'s rows."""
-        base = self
-        if (self.skips is None) != (sub.skips is None):
-            # Rows that have not stepped (t == 0) always take fresh skips, so placeholder zeros
-            # in the side without skips are never read.
-            if self.skips is None:
-                n = self.batch_size
-                base = replace(self, skips=[torch.zeros((n, *s.shape[1:]), dtype=s.dtype, device=s.device)
-                                            for s in sub.skips])
-            else:
-                sub = replace(sub, skips=[torch.zeros((sub.batch_size, *s.shape[1:]), dtype=s.dtype,
-                                                      device=s.device) for s in self.skips])
+        base, sub = self._filled_like(sub), sub._filled_like(self)
         flat_self, flat_sub = base._leaves(), sub._leaves()
         merged = []
         for a, b in zip(flat_self, flat_sub):
@@ -61,6 +55,20 @@ class SVGState:
             a[rows] = b.to(a.dtype)
             merged.append(a)
         return base._rebuild(merged)
+
+    def _filled_like(self, other: "SVGState") -> "SVGState":
+        """This state with zero placeholders where it has no skips/context and ``other`` has.
+
+        Rows that have not stepped (t == 0) always take fresh skips and context, so the
+        placeholders are never read.
+        """
+        zeros = lambda x: torch.zeros((self.batch_size, *x.shape[1:]), dtype=x.dtype, device=x.device)  # noqa: E731
+        out = self
+        if self.skips is None and other.skips is not None:
+            out = replace(out, skips=[zeros(s) for s in other.skips])
+        if self.context is None and other.context is not None:
+            out = replace(out, context=zeros(other.context))
+        return out
 
     def detach(self) -> "SVGState":
         """Cut the graph (truncated backpropagation through time)."""

@@ -39,6 +39,10 @@ def kl_gaussian(mu: torch.Tensor, logvar: torch.Tensor, mu_p: torch.Tensor | Non
 MAX_FLOW_PX = 4.0
 """Largest displacement of the pixel-motion output, in pixels per step."""
 
+MOTION_HEAD_BIAS = (0.0, 0.0, -6.0, -6.0)
+"""Initial bias of the motion head's outputs (flow x, flow y, warp logit, context logit): no flow,
+masks ~0, so a new head starts as the plain decoder output."""
+
 
 def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Backward-warp frames (N, C, H, W) by a flow field (N, 2, H, W) in pixels: out[y, x] =
@@ -75,20 +79,25 @@ class SVG(nn.Module):
         self.cfg = cfg
         enc, dec = (VGGEncoder, VGGDecoder) if cfg.backbone == "vgg" else (DCGANEncoder, DCGANDecoder)
         self.encoder = enc(cfg.g_dim, cfg.channels, cfg.width)
-        self.decoder = dec(cfg.g_dim, cfg.channels, cfg.width)
+        self.decoder = dec(cfg.g_dim, cfg.channels, cfg.width, cond_maps=cfg.cond_dim if cfg.spatial_cond else 0)
         self.predictor = LSTM(cfg.g_dim + cfg.z_dim + cfg.cond_dim, cfg.g_dim, cfg.rnn_size, cfg.predictor_layers)
         self.posterior = GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.posterior_layers)
         self.prior = (GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.prior_layers)
                       if cfg.prior == "learned" else None)
-        self.motion_head = self.decoder.final_stage(3) if cfg.motion else None  # flow x, flow y, mask logit
+        # flow x, flow y, warp-mask logit (, context-mask logit)
+        self.motion_head = self.decoder.final_stage(4 if cfg.context_mask else 3) if cfg.motion else None
         self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
         self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
         self.apply(init_weights)
-        if self.motion_head is not None:  # start as the plain model: no flow, mask ~0 (sigmoid(-6))
-            last = self.motion_head if isinstance(self.motion_head, nn.ConvTranspose2d) else self.motion_head[-1]
+        if self.motion_head is not None:  # start as the plain model: no flow, masks ~0 (logits -6)
+            last = self.motion_head_output()
             nn.init.zeros_(last.weight)
             with torch.no_grad():
-                last.bias.copy_(torch.tensor([0.0, 0.0, -6.0]))
+                last.bias.copy_(torch.tensor(MOTION_HEAD_BIAS[:last.bias.numel()]))
+
+    def motion_head_output(self) -> nn.Module:
+        """The motion head's last layer (its output channels: flow x, flow y, mask logits)."""
+        return self.motion_head if isinstance(self.motion_head, nn.ConvTranspose2d) else self.motion_head[-1]
 
     # -- normalisation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -182,16 +191,17 @@ class SVG(nn.Module):
             new_skips = [s[:b] for s in skips_both]
         else:
             (h_prev, new_skips), h_next = self.encoder(x_prev), None
-        adv = self.advance(state, h_prev, new_skips, cond, h_next, generator, use_posterior, noise)
-        frame = self.render(adv.h_pred, adv.state.skips, x_prev)
+        adv = self.advance(state, h_prev, new_skips, cond, h_next, generator, use_posterior, noise, x_prev=x_prev)
+        frame = self.decode(adv.h_pred, adv.state.skips, x_prev, cond, adv.state.context)
         return StepOutput(frame=frame, **adv.fields())
 
     def advance(self, state: SVGState, h_prev: torch.Tensor, new_skips: list[torch.Tensor], cond: torch.Tensor,
                 h_next: torch.Tensor | None = None, generator: GeneratorLike = None,
-                use_posterior: bool | None = None, noise: torch.Tensor | None = None) -> "Advance":
+                use_posterior: bool | None = None, noise: torch.Tensor | None = None,
+                x_prev: torch.Tensor | None = None) -> "Advance":
         """The recurrent part of a step, from encoder outputs: latent, KL, predictor LSTM.
 
-        `forward` = encode x_t (and x_{t+1}) -> ``advance`` -> `render`; training calls the parts
+        `forward` = encode x_t (and x_{t+1}) -> ``advance`` -> `decode`; training calls the parts
         itself to encode each ground-truth frame once per sequence and decode many steps in one call.
 
         Args:
@@ -200,9 +210,12 @@ class SVG(nn.Module):
             cond: (B, cond_dim) raw cond_t.
             h_next: (B, g_dim) code of the ground-truth x_{t+1}, or None (prior only).
             generator, use_posterior, noise: as in `forward`.
+            x_prev: (B, C, 64, 64) the frame x_t, needed with ``context_mask`` (rows in their
+                context keep it as ``state.context``).
 
         Returns:
-            `Advance`: the predictor output to decode (with ``state.skips``), the new state, the KL.
+            `Advance`: the predictor output to decode (with ``state.skips`` and ``state.context``),
+            the new state, the KL.
         """
         use_posterior = (h_next is not None) if use_posterior is None else use_posterior
         if use_posterior and h_next is None:
@@ -213,6 +226,7 @@ class SVG(nn.Module):
         else:  # "last_context": rows still in their context (t < n_past) take x_t's skips
             keep_new = (state.t < self.cfg.n_past).reshape(b, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
             skips = [torch.where(keep_new, new, old.to(new.dtype)) for new, old in zip(new_skips, state.skips)]
+        context = self._context(state, x_prev)
 
         mu = logvar = mu_p = logvar_p = z = None
         posterior_state, prior_state = state.posterior, state.prior
@@ -233,26 +247,56 @@ class SVG(nn.Module):
         cond_n = self.normalise_cond(cond.to(self.cond_mean.dtype)).to(h_prev.dtype)
         h_pred, predictor_state = self.predictor(torch.cat([h_prev, z.to(h_prev.dtype), cond_n], 1), state.predictor)
         new_state = replace(state, predictor=predictor_state, posterior=posterior_state, prior=prior_state,
-                            skips=skips, t=state.t + 1)
+                            skips=skips, t=state.t + 1, context=context)
         return Advance(h_pred=h_pred, state=new_state, kl=kl, mu=mu, logvar=logvar, z=z, prior_mu=mu_p,
                        prior_logvar=logvar_p)
 
-    def render(self, h_pred: torch.Tensor, skips: list[torch.Tensor], x_prev: torch.Tensor) -> torch.Tensor:
-        """Decode predictor outputs (N, g_dim) with skips into frames x_{t+1} (N, C, 64, 64) in [0, 1].
+    def _context(self, state: SVGState, x_prev: torch.Tensor | None) -> torch.Tensor | None:
+        """The last real context frame after this step: x_t for rows still in their context."""
+        if not self.cfg.context_mask:
+            return None
+        if x_prev is None:
+            raise ValueError("a context_mask model needs x_prev in advance()")
+        if state.context is None:
+            return x_prev
+        in_context = (state.t < self.cfg.n_past).reshape(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
+        return torch.where(in_context, x_prev, state.context.to(x_prev.dtype))
 
-        ``x_prev`` (N, C, 64, 64) is x_t, the base of the residual variant. N may stack several
-        steps of a batch: the decoder treats rows independently (up to BatchNorm's batch statistics).
+    def decode(self, h_pred: torch.Tensor, skips: list[torch.Tensor], x_prev: torch.Tensor,
+               cond: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode predictor outputs (N, g_dim) into frames x_{t+1} (N, C, 64, 64) in [0, 1]: the one
+        decoder seam of a step (`forward`, training's batched decoding, benchmarks).
+
+        Args:
+            h_pred: (N, g_dim) predictor outputs; N may stack several steps of a batch (the decoder
+                treats rows independently, up to BatchNorm's batch statistics).
+            skips: the encoder skips in use, N rows per level.
+            x_prev: (N, C, 64, 64) x_t, the base of the residual variant and of the warp.
+            cond: (N, cond_dim) raw cond_t; needed with ``spatial_cond``.
+            context: (N, C, 64, 64) the last real context frame; needed with ``context_mask``.
         """
+        cond_n = None
+        if self.cfg.spatial_cond:
+            if cond is None:
+                raise ValueError("a spatial_cond model decodes with cond (N, cond_dim)")
+            cond_n = self.normalise_cond(cond.to(self.cond_mean.dtype)).to(h_pred.dtype)
         if self.motion_head is None:
             if self.cfg.residual:
                 base = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
-                return torch.sigmoid(base + self.decoder(h_pred, skips, logits=True))
-            return self.decoder(h_pred, skips)
-        feats = self.decoder.features(h_pred, skips)
+                return torch.sigmoid(base + self.decoder(h_pred, skips, cond_n, logits=True))
+            return self.decoder(h_pred, skips, cond_n)
+        feats = self.decoder.features(h_pred, skips, cond_n)
         out = self.decoder.upc5(feats)  # (N, C, 64, 64) logits
         if self.cfg.residual:
             out = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS)) + out
-        motion = self.motion_head(feats)  # (N, 3, 64, 64): flow x, flow y (pixels), mask logit
+        motion = self.motion_head(feats)  # (N, 3 or 4, 64, 64): flow x, flow y (pixels), mask logit(s)
         flow = MAX_FLOW_PX * torch.tanh(motion[:, :2])
-        mask = torch.sigmoid(motion[:, 2:3])
-        return mask * warp(x_prev, flow) + (1 - mask) * torch.sigmoid(out)
+        warped, generated = warp(x_prev, flow), torch.sigmoid(out)
+        if not self.cfg.context_mask:
+            mask = torch.sigmoid(motion[:, 2:3])
+            return mask * warped + (1 - mask) * generated
+        if context is None:
+            raise ValueError("a context_mask model decodes with the context frame (N, C, 64, 64)")
+        logits = torch.cat([motion[:, 2:3], torch.zeros_like(motion[:, 2:3]), motion[:, 3:4]], 1)
+        m = torch.softmax(logits.float(), 1).to(warped.dtype)  # (N, 3, H, W): warp, generated, context
+        return m[:, 0:1] * warped + m[:, 1:2] * generated + m[:, 2:3] * context.to(warped.dtype)

@@ -35,16 +35,17 @@ class VGGEncoder(SkipEncoder):
 class VGGDecoder(SkipDecoder):
     """VGG-64 decoder: nearest upsampling between 3x3 conv stages, a 3x3 transposed conv to the image."""
 
-    def __init__(self, g_dim: int, nc: int = 3, width: float = 1.0):
-        super().__init__(g_dim)
+    def __init__(self, g_dim: int, nc: int = 3, width: float = 1.0, cond_maps: int = 0):
+        super().__init__(g_dim, cond_maps)
         c1, c2, c3, c4 = widths(width)
+        e = self.extra
         self.upc1 = code_stem(g_dim, c4)  # 1 -> 4
-        self.upc2 = nn.Sequential(vgg_layer(c4 * 2, c4), vgg_layer(c4, c4), vgg_layer(c4, c3))  # 8 x 8
-        self.upc3 = nn.Sequential(vgg_layer(c3 * 2, c3), vgg_layer(c3, c3), vgg_layer(c3, c2))  # 16 x 16
-        self.upc4 = nn.Sequential(vgg_layer(c2 * 2, c2), vgg_layer(c2, c1))  # 32 x 32
-        self.c1 = c1
+        self.upc2 = nn.Sequential(vgg_layer(c4 * 2 + e, c4), vgg_layer(c4, c4), vgg_layer(c4, c3))  # 8 x 8
+        self.upc3 = nn.Sequential(vgg_layer(c3 * 2 + e, c3), vgg_layer(c3, c3), vgg_layer(c3, c2))  # 16 x 16
+        self.upc4 = nn.Sequential(vgg_layer(c2 * 2 + e, c2), vgg_layer(c2, c1))  # 32 x 32
+        self.final_in, self.final_mid = c1 * 2 + e, c1
         self.upc5 = self.final_stage(nc)  # 64 x 64
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
 
     def final_stage(self, nout: int) -> nn.Module:
-        return nn.Sequential(vgg_layer(self.c1 * 2, self.c1), nn.ConvTranspose2d(self.c1, nout, 3, 1, 1))
+        return nn.Sequential(vgg_layer(self.final_in, self.final_mid), nn.ConvTranspose2d(self.final_mid, nout, 3, 1, 1))
