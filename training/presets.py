@@ -1,5 +1,5 @@
 """Named training recipes: `tiny` (tests, seconds), `cpu` (the no-argument default), `seed`,
-`bundled_base` and `bundled` (the two stages of the shipped default model).
+`bundled_base`, `bundled` and `bundled_push` (the stages of the shipped default model).
 
 A preset is a full `TrainConfig`; explicit command-line options override its fields.
 """
@@ -70,7 +70,20 @@ def _bundled() -> TrainConfig:
                    epochs=40, epoch_size=40, cache_data=False)
 
 
-PRESETS = {"tiny": _tiny, "cpu": _cpu, "seed": _seed, "bundled_base": _bundled_base, "bundled": _bundled}
+def _bundled_push() -> TrainConfig:
+    # Stage 3 (issue 19, pushing under new actions): stage 2 fine-tuned with the end-effector
+    # position reaching the decoder spatially (cond maps + coordinates at every stage), a third
+    # mask that composites the last real context frame (static pixels stay exact) and the MSE of
+    # the pixels that change (arm, moved objects) weighted 1 + change_weight; full 28-frame
+    # horizon from the start, own predictions fed back (teacher forcing 0), as stage 2 ended.
+    stage2 = _bundled()
+    return replace(stage2, model=replace(stage2.model, spatial_cond=True, context_mask=True),
+                   init_from=Path("runs/bundled/best"), n_future_start=None, curriculum_epochs=0,
+                   tfr=0.0, tfr_lower_bound=0.0, change_weight=8.0, epochs=60)
+
+
+PRESETS = {"tiny": _tiny, "cpu": _cpu, "seed": _seed, "bundled_base": _bundled_base, "bundled": _bundled,
+           "bundled_push": _bundled_push}
 
 
 def preset(name: str) -> TrainConfig:
