@@ -136,15 +136,15 @@ def test_nearest_pusher_moves_objects_in_the_true_world():
 
 def test_evaluate_api_reports_every_source_metric_and_copy_last(synth):
     _, packed, ckpt = synth
-    report = cf.evaluate(ckpt, packed, count=3, n_future=LENGTH - 2, batch_size=2, seed=1)
-    assert set(report["sources"]) == set(cf.SOURCES) and report["protocol"]["starts"] == 3
+    report = cf.evaluate(ckpt, packed, count=2, n_future=4, batch_size=1, seed=1)
+    assert set(report["sources"]) == set(cf.SOURCES) and report["protocol"]["starts"] == 2
     for source, result in report["sources"].items():
         for name in (*cf.FRAME_METRICS, *cf.POOLED_METRICS):
-            assert len(result["model"][name]["per_step"]) == LENGTH - 2, (source, name)
+            assert len(result["model"][name]["per_step"]) == 4, (source, name)
             assert name in result["table"] and "copy_last" in result["table"][name]
         assert result["table"]["arrived_recall"]["copy_last"] in (0.0, None)
-    assert len(report["sensitivity"]["sensitivity_db"]["per_step"]) == LENGTH - 2
-    again = cf.evaluate(ckpt, packed, sources=("random",), count=3, n_future=LENGTH - 2, batch_size=3, seed=1,
+    assert len(report["sensitivity"]["sensitivity_db"]["per_step"]) == 4
+    again = cf.evaluate(ckpt, packed, sources=("random",), count=2, n_future=4, batch_size=2, seed=1,
                         sensitivity=False)
     flat = lambda table: {(k, w): v for k, cell in table.items() for w, v in cell.items()}  # noqa: E731
     assert flat(again["sources"]["random"]["table"]) == pytest.approx(flat(report["sources"]["random"]["table"]),
@@ -159,3 +159,36 @@ def test_sensitivity_alone_works_on_data_without_seeds(synth):
         cf.evaluate(ckpt, FakeReferences(size=3, length=8), sources=("push",), n_future=4)
     with pytest.raises(ValueError, match="unknown action source"):
         cf.CounterfactualConfig(sources=("teleport",))
+
+
+def test_evaluate_cli_runs_the_counterfactual_sources_into_metrics_json(synth, tmp_path, capsys):
+    from bair_world.training import evaluate as ev
+
+    _, packed, ckpt = synth
+    out = tmp_path / "eval"
+    argv = ["--checkpoint", str(ckpt), "--data-root", str(packed), "--actions", "recorded,random,push",
+            "--n-future", "4", "--short-n-future", "0", "--max-sequences", "2", "--device", "cpu", "--no-progress",
+            "--out", str(out)]
+    assert ev.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "arrived recall" in printed and "action sensitivity" in printed and "push model" in printed
+    report = json.loads((out / "metrics.json").read_text())["counterfactual"]
+    assert list(report["sources"]) == list(cf.SOURCES) and report["protocol"]["starts"] == 2
+    assert report["sources"]["push"]["table"]["arrived_recall"]["copy_last"] in (0.0, None)
+    assert "sensitivity_db" in report["sensitivity"] and (out / "psnr_per_step.png").stat().st_size > 0
+
+
+def test_evaluate_cli_refuses_sources_on_data_without_seeds_before_any_work(synth, tmp_path, capsys):
+    from bair_world.training import evaluate as ev
+
+    _, _, ckpt = synth
+    real = write_folder_dataset(tmp_path / "real", {"test": 2})
+    base = ["--checkpoint", str(ckpt), "--data-root", str(real), "--device", "cpu", "--no-progress",
+            "--n-future", "4", "--out", str(tmp_path / "e")]
+    assert ev.main([*base, "--actions", "push"]) == 2
+    assert "no pushing-world seeds" in capsys.readouterr().err and not (tmp_path / "e").exists()
+    assert ev.main([*base, "--actions", "sensitivity"]) == 0  # works on any data
+    assert "action sensitivity" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        ev.main([*base, "--actions", "teleport"])
+    assert "unknown source" in capsys.readouterr().err
