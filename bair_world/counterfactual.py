@@ -14,8 +14,9 @@ is at. Action sources (`SOURCES`):
 
 Scores per step against the TRUE world's frames, beside the copy-last-frame baseline: PSNR, SSIM,
 arm and object PSNR (regions of the true labels, `bair_world.regions.region_masks`), object PSNR
-pooled over pixels, and over the pixels objects *arrived* at / *vacated* since the last context
-frame: pooled PSNR and recall (the prediction is closer to the true frame than to the context frame).
+pooled over pixels, and over the pixels objects *arrived* at (object now, table in the last context
+frame) / *vacated* (object then, table now; `regions.moved_masks`, arm pixels left out): pooled PSNR
+and recall (the prediction is closer, L2 in RGB, to the true frame than to the last context frame).
 **Action sensitivity** needs no seeds (real BAIR too): replay PSNR against the recorded frames with
 the right actions minus with another sequence's (sequence i gets sequence i+1's conds, cyclically).
 

@@ -32,18 +32,25 @@ def region_masks(labels: torch.Tensor, n_past: int) -> dict[str, torch.Tensor]:
 
 
 def moved_masks(labels: torch.Tensor, context: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{"arrived", "vacated": (..., H, W) bool}: where objects moved since the last context frame.
+    """{"arrived", "vacated": (B, S, H, W) bool}: where objects moved since the last context frame.
 
     Args:
         labels: (B, S, H, W) labels of the true frames at the predicted steps.
         context: (B, H, W) labels of the last context frame.
 
     Returns:
-        arrived: object pixels at step t that were not object pixels in the context frame;
-        vacated: object pixels of the context frame that are not object pixels at step t.
+        arrived: object pixels at step t that showed the static scene in the context frame (an
+        object moved onto the table there); vacated: object pixels of the context frame that show the
+        static scene at step t (the table an object uncovered). Pixels the arm covers in either frame
+        are left out: there the change is the arm's (an arm moving off an object "reveals" it, and
+        any prediction that drops the dark arm is closer to the object than to it: on release 2's
+        pushes such pixels have recall 0.94 against 0.06 for the rest), which arm PSNR scores.
     """
+    from bair_world.sim.render import LABEL_STATIC
+
     now, then = labels == LABEL_OBJECTS, (context == LABEL_OBJECTS).unsqueeze(1)  # (B, S, H, W), (B, 1, H, W)
-    return {"arrived": now & ~then, "vacated": then & ~now}
+    was_static, is_static = (context == LABEL_STATIC).unsqueeze(1), labels == LABEL_STATIC
+    return {"arrived": now & was_static, "vacated": then & is_static}
 
 
 def masked_sse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,12 +78,15 @@ def test_sim_references_take_explicit_seeds(synth):
 
 def _hand_made():
     """One row, two steps of 16x16 frames: an object (label 2) moves from columns 0-1 to 4-5 of row 0;
-    the arm sits at (3, 3)."""
+    the arm sits at (3, 3); an object under the arm in the context frame at (5, 5) shows at step t
+    (revealed, not arrived), and the arm covers the object of (6, 6) at step t (covered, not vacated)."""
     ctx_labels = torch.zeros(1, 16, 16, dtype=torch.uint8)
     ctx_labels[0, 0, 0:2] = LABEL_OBJECTS
+    ctx_labels[0, 5, 5], ctx_labels[0, 6, 6] = LABEL_ARM, LABEL_OBJECTS
     labels = torch.zeros(1, 2, 16, 16, dtype=torch.uint8)
     labels[0, :, 0, 4:6] = LABEL_OBJECTS
     labels[0, :, 3, 3] = LABEL_ARM
+    labels[0, :, 5, 5], labels[0, :, 6, 6] = LABEL_OBJECTS, LABEL_ARM
     context = torch.zeros(1, 3, 16, 16)
     context[0, :, 0, 0:2] = 1.0  # a white object on black
     true = torch.zeros(1, 2, 3, 16, 16)
@@ -110,7 +113,7 @@ def test_arrived_vacated_masks_recall_and_pooled_psnr_are_exact():
     assert regions.pooled_psnr(sse.sum(), n.sum()) == pytest.approx(10 * math.log10(12 / (6 * 0.36)))
     assert math.isnan(regions.pooled_psnr(0.0, 0.0))
     masks = regions.region_masks(torch.cat([ctx_labels[:, None], labels], 1), 1)
-    assert masks["arm"].sum() == 2 and masks["objects"][0, 0].sum() == 4  # union of frames t-1 and t
+    assert masks["arm"][0, 0].sum() == 3 and masks["objects"][0, 0].sum() == 4  # union of frames t-1 and t
     frames, pooled = metrics.StepCurves(), regions.PooledCurves()
     cf.score(pred, true, labels, context, ctx_labels, frames, pooled)
     out = pooled.summary()
