@@ -192,6 +192,8 @@ def test_evaluate_cli_refuses_sources_on_data_without_seeds_before_any_work(synt
     assert "no pushing-world seeds" in capsys.readouterr().err and not (tmp_path / "e").exists()
     assert ev.main([*base, "--actions", "sensitivity"]) == 0  # works on any data
     assert "action sensitivity" in capsys.readouterr().out
+    assert ev.main([*base, "--actions", "sensitivity", "--max-sequences", "1"]) == 2  # refused before any work
+    assert "at least 2 sequences" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         ev.main([*base, "--actions", "teleport"])
     assert "unknown source" in capsys.readouterr().err

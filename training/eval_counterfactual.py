@@ -18,13 +18,15 @@ ROWS = (("PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3), ("PSNR last step", "last_
         ("vacated recall", "vacated_recall", 3))
 
 
-def counterfactual_request(actions: str, data_root: str | Path | None = None,
-                           split: str = "test") -> tuple[tuple[str, ...], bool]:
-    """(action sources, whether to measure sensitivity) of an ``--actions`` value.
+def counterfactual_request(actions: str, data_root: str | Path | None = None, split: str = "test",
+                           count: int | None = None) -> tuple[tuple[str, ...], bool]:
+    """(action sources, whether to measure sensitivity) of an ``--actions`` value; sensitivity comes
+    with any source when there are ``count`` >= 2 sequences (one lends another its actions).
 
     Raises:
-        ValueError: an unknown source (named), or, with ``data_root``, sources asked of data whose
-            sequences have no recorded seeds (real BAIR: only ``sensitivity`` works there).
+        ValueError: an unknown source (named); with ``data_root``, sources asked of data whose
+            sequences have no recorded seeds (real BAIR: only ``sensitivity`` works there); with
+            ``count``, ``sensitivity`` asked of fewer than 2 sequences.
     """
     names = [a.strip() for a in actions.split(",") if a.strip()]
     unknown = [a for a in names if a not in CHOICES]
@@ -37,17 +39,19 @@ def counterfactual_request(actions: str, data_root: str | Path | None = None,
         if recorded_seeds(data_root, split) is None:
             raise ValueError(f"actions {','.join(sources)}: {data_root} records no pushing-world seeds (not synthetic "
                              "data), so the true world cannot be started; use --actions sensitivity on such data")
-    return sources, bool(names)
+    if "sensitivity" in names and count is not None and count < 2:
+        raise ValueError(f"actions sensitivity: needs at least 2 sequences (one lends another its actions), got {count}")
+    return sources, bool(names) and (count is None or count >= 2)
 
 
 def run_counterfactual(world, data_root, cfg, count: int) -> dict[str, Any]:
     """{"counterfactual": report} for an `EvalConfig` with ``actions``, else {}."""
-    sources, wanted = counterfactual_request(cfg.actions)
-    if not wanted:
+    sources, sensitivity = counterfactual_request(cfg.actions, count=count)
+    if not sources and not sensitivity:
         return {}
     start = time.perf_counter()
     report = counterfactual.evaluate(world, data_root, split=cfg.split, sources=sources, count=count, seed=cfg.seed,
-                                     n_future=cfg.n_future, batch_size=cfg.batch_size, sensitivity=True)
+                                     n_future=cfg.n_future, batch_size=cfg.batch_size, sensitivity=sensitivity)
     report["seconds"] = time.perf_counter() - start
     return {"counterfactual": report}
 

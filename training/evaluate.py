@@ -144,7 +144,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     t_len = cfg.n_past + cfg.n_future
     dataset = open_dataset(data_root, cfg.split, seq_len=t_len)
     n_seq = len(dataset) if cfg.max_sequences is None else min(cfg.max_sequences, len(dataset))
-    counterfactual_request(cfg.actions, data_root, cfg.split)  # seeds exist, before any work
+    counterfactual_request(cfg.actions, data_root, cfg.split, n_seq)  # seeds exist, before any work
     subset = torch.utils.data.Subset(dataset, range(n_seq))
     loader = DataLoader(subset, batch_size=cfg.batch_size, shuffle=False, drop_last=False, collate_fn=collate)
     world = WorldModel(model, device, cfg.precision)
