@@ -1,5 +1,7 @@
 """`bair-world rollout`: predict one recorded sequence with a checkpoint and write the side-by-side
-video (`bair_world.video.write_rollout_video`)."""
+video (`bair_world.video.write_rollout_video`); with ``--actions recorded|random|push``, a
+counterfactual rollout: true world | model | error, both driven by the same actions from the
+sequence's start (`bair_world.counterfactual.rollout`; synthetic data with recorded seeds)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=5.0, help="frames per second (default: 5)")
     parser.add_argument("--scale", type=int, default=4, help="panel upscaling factor (default: 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--actions", default=None, choices=("recorded", "random", "push"),
+                        help="counterfactual: drive the true pushing world (started from the sequence's seed) and "
+                             "the model with these actions and show true world | model | error (default: replay "
+                             "the recorded actions against the recorded frames)")
 
 
 def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 0, samples: int = 1,
@@ -85,6 +91,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise DataError(args.data_root, "data root does not exist (expected <split>/ folders inside)")
     resolve_device(args.device)
+    if args.actions is not None:
+        from bair_world.data.seeds import recorded_seeds
+
+        if args.samples != 1:
+            raise ValueError(f"--samples must be 1 with --actions (one counterfactual rollout), got {args.samples}")
+        if args.data_root is not None and recorded_seeds(args.data_root, args.split) is None:
+            raise DataError(args.data_root, "records no pushing-world seeds (not synthetic data): --actions needs "
+                                            "the true world, which starts from a sequence's seed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,18 +113,26 @@ def run(args: argparse.Namespace) -> int:
         from bair_world.data.synthetic import default_data_root
 
         data_root = default_data_root(args.data_root, args.split)
-        recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
-                                              samples=args.samples, n_past=args.n_past, n_future=args.n_future,
-                                              seed=args.seed, device=args.device)
+        if args.actions is None:
+            recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
+                                                  samples=args.samples, n_past=args.n_past, n_future=args.n_future,
+                                                  seed=args.seed, device=args.device)
+        else:
+            from bair_world import counterfactual
+
+            recorded, pred = counterfactual.rollout(args.checkpoint, data_root, args.index, args.actions, args.split,
+                                                    args.n_future, args.seed, args.device)
+            predicted = pred[None]  # (1, T, 64, 64, 3)
         out = write_rollout_video(args.out, recorded, predicted, n_context=args.n_past, fps=args.fps,
-                                  scale=args.scale)
-    except (ValueError, IndexError) as e:  # CheckpointError and DataError are ValueErrors naming the file
+                                  scale=args.scale, reference_title="recorded" if args.actions is None else "true world")
+    except (ValueError, IndexError, RuntimeError) as e:  # CheckpointError, DataError: ValueErrors naming the file
         print(f"bair-world rollout: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"bair-world rollout: error: cannot write {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
     mean = metrics.psnr(predicted[:, args.n_past:], recorded[None, args.n_past:], channel_axis=-1).mean()
+    against = "" if args.actions is None else f" against the true world under {args.actions} actions"
     print(f"wrote {out} ({recorded.shape[0]} frames, {predicted.shape[0]} sample(s), "
-          f"mean PSNR of predicted frames {mean:.2f} dB)")
+          f"mean PSNR of predicted frames{against} {mean:.2f} dB)")
     return 0

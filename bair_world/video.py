@@ -118,7 +118,7 @@ def _error_panel(pred: np.ndarray, rec: np.ndarray, gain: float) -> np.ndarray:
 
 
 def compose_rollout_frames(recorded, predicted, *, n_context: int, psnr=None, scale: int = 4,
-                           error_gain: float = 4.0) -> np.ndarray:
+                           error_gain: float = 4.0, reference_title: str = "recorded") -> np.ndarray:
     """The video frames of a rollout: recorded | K samples | K error panels, with labels.
 
     Args:
@@ -129,6 +129,7 @@ def compose_rollout_frames(recorded, predicted, *, n_context: int, psnr=None, sc
         psnr: (K, T) or (T,) PSNR per sample and step to print; None computes it from the frames.
         scale: nearest-neighbour upscaling of each panel.
         error_gain: multiplier of the absolute error before colour mapping.
+        reference_title: the first panel's title ("true world" for a counterfactual rollout).
 
     Returns:
         (T, height, width, 3) uint8 frames.
@@ -166,7 +167,7 @@ def compose_rollout_frames(recorded, predicted, *, n_context: int, psnr=None, sc
     height = strip + ph + 2 * border + strip
     width = n_panels * cell_w
     height, width = height + height % 2, width + width % 2  # even sizes for yuv420p
-    titles = ["recorded"] + [("predicted" if k == 1 else f"sample {i + 1}") for i in range(k)] + \
+    titles = [reference_title] + [("predicted" if k == 1 else f"sample {i + 1}") for i in range(k)] + \
              [("|error|" if k == 1 else f"|error| {i + 1}") for i in range(k)]
 
     out = np.zeros((t_len, height, width, 3), dtype=np.uint8)
@@ -191,8 +192,8 @@ def compose_rollout_frames(recorded, predicted, *, n_context: int, psnr=None, sc
 
 
 def write_rollout_video(path: str | Path, recorded, predicted, *, n_context: int, psnr=None, fps: float = 5.0,
-                        scale: int = 4, error_gain: float = 4.0) -> Path:
+                        scale: int = 4, error_gain: float = 4.0, reference_title: str = "recorded") -> Path:
     """Compose (see `compose_rollout_frames`) and write a rollout video (.mp4 or .gif), atomically."""
     frames = compose_rollout_frames(recorded, predicted, n_context=n_context, psnr=psnr, scale=scale,
-                                    error_gain=error_gain)
+                                    error_gain=error_gain, reference_title=reference_title)
     return write_frames(path, frames, fps=fps)

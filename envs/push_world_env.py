@@ -9,7 +9,6 @@ checking that the frames come out equal to the reference's, byte for byte.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from bair_world.envs.goal import SUCCESS_THRESHOLD, GoalEnvBase
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
 from bair_world.envs.spaces import action_space, check_actions, check_render_mode, cond_bounds, observation_space
 from bair_world.metrics import psnr as psnr_metric
-from bair_world.sim import PushWorld, SimConfig, position_bounds, scripted_worlds
+from bair_world.sim import PushWorld, SimConfig, position_bounds, replay_world
 from bair_world.sim import action_bounds as sim_action_limits
 
 
@@ -30,29 +29,25 @@ def start_world(references: ReferenceSource, index: int, n_past: int,
                 sim_config: SimConfig = SimConfig(), replay_to_end: bool = False) -> tuple[Reference, PushWorld, PushWorld | None]:
     """Rebuild reference ``index``'s world and replay it to frame ``n_past - 1`` (and optionally to its end).
 
-    The replay re-runs the scripted sequence in float64 (`bair_world.sim.scripted_worlds`), so the
-    returned world is in exactly the reference's state, and every replayed frame is checked against
-    the reference's.
+    Any source that knows its references' seeds works (`ReferenceSource.seed`): the built-in pool,
+    and synthetic dataset splits whose seeds were recorded. The replay re-runs the scripted sequence
+    in float64 (`bair_world.sim.replay_world`), so the returned world is in exactly the reference's
+    state, and every replayed frame is checked against the reference's.
 
     Returns:
         (reference, world at frame n_past - 1, world at the reference's last frame or None).
 
     Raises:
-        TypeError: ``references`` is not a `SimReferences` (only the built-in world can be replayed).
+        TypeError: the source knows no seed for ``index`` (real BAIR data cannot be replayed).
         RuntimeError: a replayed frame differs from the reference's (another generator version or config).
     """
-    if not isinstance(references, SimReferences):
-        raise TypeError(f"the true pushing world replays only the built-in references (SimReferences), got {references!r}")
+    seed = references.seed(int(index))
+    if seed is None:
+        raise TypeError(f"the true pushing world replays only references with a known seed (the built-in world's, "
+                        f"or a synthetic dataset's), got {references!r}")
     ref = references[index]
-    stop = len(ref) if replay_to_end else n_past
-    start = world = None
-    for t, world, _ in scripted_worlds(references.seed_offset + int(index), stop, sim_config):
-        if not np.array_equal(world.frame, ref.frames[t]):
-            raise RuntimeError(f"reference {ref.rollout_id}: the pushing world's frame {t} differs from the "
-                               f"reference's (was it made with another generator version or SimConfig?)")
-        if t == n_past - 1:
-            start = copy.deepcopy(world) if replay_to_end else world
-    return ref, start, world if replay_to_end else None
+    start, end = replay_world(seed, ref.frames, n_past, sim_config, to_end=replay_to_end, name=ref.rollout_id)
+    return ref, start, end
 
 
 def sim_references(references: ReferenceSource | None, num_references: int, env_name: str) -> SimReferences:

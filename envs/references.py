@@ -11,7 +11,7 @@ import abc
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -79,6 +79,11 @@ class ReferenceSource(abc.ABC):
     def _load(self, index: int) -> Reference:
         """Build reference ``index`` (0 <= index < len); `__getitem__` checks and caches."""
 
+    def seed(self, index: int) -> int | None:
+        """The pushing world's seed of reference ``index`` (what `bair_world.sim.start_world` rebuilds
+        it from), or None when the source does not know one (real BAIR data)."""
+        return None
+
     def __getitem__(self, index: int) -> Reference:
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"a reference index must be an int, got {type(index).__name__}")
@@ -96,18 +101,23 @@ class ReferenceSource(abc.ABC):
 
 
 class SimReferences(ReferenceSource):
-    """Rollouts generated on demand by the built-in pushing world: index i is seed offset + i.
+    """Rollouts generated on demand by the built-in pushing world: index i is seed offset + i, or
+    ``seeds[i]`` when explicit seeds are given.
 
     Args:
-        size: how many distinct rollouts reset() picks from.
+        size: how many distinct rollouts reset() picks from (ignored with ``seeds``: their count).
         length: frames per rollout (30, as BAIR).
         seed_offset: seed of rollout 0.
         cache_size: rollouts kept in memory.
+        seeds: explicit sequence seeds, e.g. a dataset split's
+            (`bair_world.data.synthetic.recorded_seeds`): then reference i equals that split's sequence i.
     """
 
     def __init__(self, size: int = 10_000, length: int = 30, seed_offset: int = SIM_SEED_OFFSET,
-                 cache_size: int = 128):
+                 cache_size: int = 128, seeds: Sequence[int] | None = None):
         super().__init__(cache_size)
+        self.seeds = None if seeds is None else [int(s) for s in seeds]
+        size = len(self.seeds) if self.seeds is not None else size
         if size < 1 or length < 2:
             raise ValueError(f"SimReferences needs size >= 1 and length >= 2, got size={size}, length={length}")
         self.size, self.length, self.seed_offset = int(size), int(length), int(seed_offset)
@@ -116,12 +126,17 @@ class SimReferences(ReferenceSource):
         return self.size
 
     def __repr__(self) -> str:
+        if self.seeds is not None:
+            return f"SimReferences(seeds=<{self.size} explicit>, length={self.length})"
         return f"SimReferences(size={self.size}, length={self.length}, seed_offset={self.seed_offset})"
+
+    def seed(self, index: int) -> int:
+        return self.seeds[index] if self.seeds is not None else self.seed_offset + int(index)
 
     def _load(self, index: int) -> Reference:
         from bair_world.sim import generate_sequence
 
-        seed = self.seed_offset + index
+        seed = self.seed(index)
         frames, actions, positions = generate_sequence(seed, length=self.length)
         return Reference(np.ascontiguousarray(frames, dtype=np.uint8), np.asarray(actions, np.float32),
                          np.asarray(positions, np.float32), index, f"sim:seed={seed}")
@@ -149,9 +164,18 @@ class FolderReferences(ReferenceSource):
         self.root, self.split = Path(root), split
         self._packed = PackedSplit(self.root, split) if is_packed(self.root) else None
         self._dirs = [] if self._packed is not None else list_sequences(self.root, split)  # sorted, the dataset's item order
+        self._seeds: list[int] | None | bool = False  # read on first use
 
     def __len__(self) -> int:
         return len(self._packed) if self._packed is not None else len(self._dirs)
+
+    def seed(self, index: int) -> int | None:
+        """Sequence ``index``'s seed as the synthetic generator recorded it (None for other data)."""
+        if self._seeds is False:
+            from bair_world.data.seeds import recorded_seeds
+
+            self._seeds = recorded_seeds(self.root, self.split)
+        return None if self._seeds is None else self._seeds[int(index)]
 
     def __repr__(self) -> str:
         return f"FolderReferences(root={str(self.root)!r}, split={self.split!r})"

@@ -40,7 +40,15 @@ def format_table(report: dict[str, Any]) -> str:
         cells = "".join(f"{_fmt(report['model'][n]['per_step'][i])}/{_fmt(report['baseline'][n]['per_step'][i])}  "
                         for n in names)
         lines.append(f"  t={p['n_past'] + i:<3d}{cells}")
-    return "\n".join(lines)
+    return _with_counterfactual("\n".join(lines), report)
+
+
+def _with_counterfactual(table: str, report: dict[str, Any]) -> str:
+    if "counterfactual" not in report:
+        return table
+    from bair_world.training.eval_counterfactual import format_counterfactual
+
+    return table + "\n" + format_counterfactual(report["counterfactual"])
 
 
 def _fmt(v: float | None) -> str:
@@ -49,7 +57,8 @@ def _fmt(v: float | None) -> str:
 
 def plot_png(report: dict[str, Any]) -> bytes:
     """PNG bytes of the per-step curves: PSNR (model, best-of-N, copy-last), PSNR per region (when the
-    data has labels) and the sharpness ratio."""
+    data has labels), the counterfactual PSNR against the true world (with ``--actions``) and the
+    sharpness ratio."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -58,7 +67,8 @@ def plot_png(report: dict[str, Any]) -> bytes:
     p = report["protocol"]
     steps = np.arange(p["n_past"], p["n_past"] + p["n_future"])
     regions = [r for r in REGIONS if f"{r}_psnr" in report["model"]]
-    panels = 2 + bool(regions)
+    counterfactual = report.get("counterfactual")
+    panels = 2 + bool(regions) + bool(counterfactual)
     fig = Figure(figsize=(5 * panels, 4), dpi=100)
     axes = fig.subplots(1, panels)
     ax = axes[0]
@@ -76,6 +86,10 @@ def plot_png(report: dict[str, Any]) -> bytes:
                     label=f"{region} (copy-last)")
         ax.set_ylabel("PSNR over the region (dB)")
         ax.set_title("per region")
+    if counterfactual:
+        from bair_world.training.eval_counterfactual import plot_counterfactual
+
+        plot_counterfactual(axes[-2], counterfactual, steps)
     ax = axes[-1]
     ax.plot(steps, report["model"]["sharpness"]["per_step"], "o-", ms=3, label="model, whole frame")
     if "moving_sharpness" in report["model"]:

@@ -38,11 +38,12 @@ from bair_world.checkpoint import context_frames, default_checkpoint, load_check
 from bair_world.training.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.training.eval_report import (JSON_FILE, PLOT_FILE, REGIONS, format_table,  # noqa: F401 (re-exported)
                                              plot_png, write_report)
+from bair_world.training.eval_counterfactual import counterfactual_request, run_counterfactual
 from bair_world.data import DataError
 from bair_world.data.packed import open_dataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
-from bair_world.sim.render import LABEL_ARM, LABEL_OBJECTS
+from bair_world.regions import region_masks
 from bair_world.devices import resolve_device
 from bair_world.world_model import PRECISIONS, WorldModel
 
@@ -77,6 +78,11 @@ class EvalConfig:
     """Evaluate only the first N sequences of the split (None: all, as the protocol says)."""
     progress: bool = True
     """Show a tqdm progress bar."""
+    actions: str = ""
+    """Counterfactual evaluation (bair_world.counterfactual), comma-separated: recorded, random, push
+    drive the model and the true pushing world (rebuilt from each sequence's recorded seed: synthetic
+    data) with the same actions; any of them also measures action sensitivity, which alone
+    ("sensitivity") works on real BAIR too. On the evaluated sequences, one prior sample."""
 
     def __post_init__(self):
         for name in ("samples", "n_past", "n_future", "batch_size"):
@@ -84,15 +90,16 @@ class EvalConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.short_n_future < 0:
             raise ValueError(f"short_n_future must be >= 0, got {self.short_n_future}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.max_sequences is not None and self.max_sequences < 1:
+            raise ValueError(f"max_sequences must be >= 1 or None, got {self.max_sequences}")
+        counterfactual_request(self.actions)  # a ValueError naming the bad source
 
     @property
     def horizons(self) -> list[int]:
         """The protocols' predicted lengths, shortest first (a short one past n_future is dropped)."""
         return sorted({self.n_future} | ({self.short_n_future} if 0 < self.short_n_future < self.n_future else set()))
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
-        if self.max_sequences is not None and self.max_sequences < 1:
-            raise ValueError(f"max_sequences must be >= 1 or None, got {self.max_sequences}")
 
 
 def _scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -124,7 +131,8 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         ``psnr``, ``finn_psnr``, ``ssim``, ``sharpness`` (and with labels ``moving_sharpness``,
         ``arm_psnr``, ``objects_psnr``, ``static_psnr``) to ``{"mean", "per_step"}`` over the full
         horizon; ``protocols`` maps each horizon ("10", "28") to its summary row; plus
-        ``protocol``, ``checkpoint``, ``data``, ``per_sequence_psnr`` and timing.
+        ``protocol``, ``checkpoint``, ``data``, ``per_sequence_psnr`` and timing; with ``actions``,
+        ``counterfactual`` (`bair_world.counterfactual.evaluate`'s report).
     """
     cfg = EvalConfig(**options)
     device = resolve_device(cfg.device)
@@ -136,6 +144,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     t_len = cfg.n_past + cfg.n_future
     dataset = open_dataset(data_root, cfg.split, seq_len=t_len)
     n_seq = len(dataset) if cfg.max_sequences is None else min(cfg.max_sequences, len(dataset))
+    counterfactual_request(cfg.actions, data_root, cfg.split, n_seq)  # seeds exist, before any work
     subset = torch.utils.data.Subset(dataset, range(n_seq))
     loader = DataLoader(subset, batch_size=cfg.batch_size, shuffle=False, drop_last=False, collate_fn=collate)
     world = WorldModel(model, device, cfg.precision)
@@ -154,12 +163,13 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
             gens = latent_generators(cfg.seed, range(seen, seen + b), s)  # the env's rule too
             preds.append(world.rollout(frames, conds, cfg.n_past, cfg.n_future, gens))  # (B, S, 3, 64, 64)
         labels = [dataset.labels(i) for i in range(seen, seen + b)]
-        masks = (_region_masks(torch.from_numpy(np.stack(labels)).to(device), cfg.n_past)
+        masks = (region_masks(torch.from_numpy(np.stack(labels)).to(device), cfg.n_past)
                  if all(x is not None for x in labels) else None)
         acc.add(preds, target, metrics.copy_last_frame(frames, cfg.n_past), masks)
         seen += b
         bar.update(b)
     elapsed = time.perf_counter() - start
+    extra = run_counterfactual(world, data_root, cfg, n_seq)  # {} without --actions
     return {
         "checkpoint": {"path": str(Path(checkpoint).resolve()), "step": info.get("step"), "epoch": info.get("epoch"),
                        "model": info.get("model")},
@@ -177,18 +187,8 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         "precision": cfg.precision,
         "seconds": elapsed,
         "sequences_per_second": n_seq * cfg.samples / elapsed if elapsed > 0 else None,
+        **extra,
     }
-
-
-def _region_masks(labels: torch.Tensor, n_past: int) -> dict[str, torch.Tensor]:
-    """{region: (B, S, 64, 64) bool} for the predicted steps from labels (B, T, 64, 64) uint8.
-
-    Arm/objects at step t: the region in recorded frame t or t-1; static: static in both.
-    """
-    cur, prev = labels[:, n_past:], labels[:, n_past - 1:-1]  # (B, S, 64, 64) each
-    arm = (cur == LABEL_ARM) | (prev == LABEL_ARM)
-    objects = ((cur == LABEL_OBJECTS) | (prev == LABEL_OBJECTS)) & ~arm
-    return {"arm": arm, "objects": objects, "static": ~(arm | objects)}
 
 
 class _Accumulators:

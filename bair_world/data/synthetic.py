@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
 from bair_world.data.completion import mark_complete, mark_incomplete
+from bair_world.data.seeds import MANIFEST, recorded_seeds, sequence_seed  # noqa: F401 (re-exported)
 from bair_world.io import atomic_write_json
 from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
 
@@ -28,15 +29,8 @@ DEFAULT_COUNTS = {"train": 8192, "validate": 128, "test": 256}
 DEFAULT_SEED = 0
 SEQUENCE_LENGTH = 30
 PER_TRAJ_FOLDER = 256  # sequences per <trajectory folder>, like BAIR's traj_0_to_255
-MANIFEST = "manifest.json"
 BYTES_PER_SEQUENCE = 400_000  # packed on disk: 368,640 B of raw frames + 2-bit labels + actions/positions
 ACTION_COLUMNS = ["dx (m)", "dy (m)", "gripper closure 0..4", "height command 0 hold / 1 lower / 2 lift"]
-
-
-def sequence_seed(seed: int, split: str, index: int) -> int:
-    """Deterministic 64-bit seed of sequence `index` of `split`."""
-    state = np.random.SeedSequence([seed, SPLITS.index(split), index]).generate_state(2)
-    return int(state[0]) | (int(state[1]) << 32)
 
 
 def sequence_dir(root: Path, split: str, index: int) -> Path:
@@ -124,9 +118,12 @@ def _checked_counts(counts: dict[str, int]) -> dict[str, int]:
 
 
 def _manifest(seed: int, counts: dict[str, int], length: int) -> dict:
+    """The dataset's provenance, with every sequence's seed (``sequence_seeds``: {split: [seed of
+    sequence 0, 1, ...]}), so a held-out sequence can be started in the true world (`recorded_seeds`)."""
+    seeds = {s: [sequence_seed(seed, s, i) for i in range(n)] for s, n in counts.items() if n}
     return {"generator": "bair_world.sim", "generator_version": GENERATOR_VERSION, "seed": seed, "counts": counts,
             "sequence_length": length, "image_size": 64, "action_columns": ACTION_COLUMNS,
-            "sim_config": asdict(SimConfig())}
+            "sim_config": asdict(SimConfig()), "sequence_seeds": seeds}
 
 
 def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: int = DEFAULT_SEED,

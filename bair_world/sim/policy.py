@@ -77,3 +77,55 @@ class ScriptedPusher:
         action[GRIP_COLUMN] = self.grip
         action[Z_COLUMN] = z_cmd
         return action
+
+
+class NearestPusher:
+    """A scripted push through the nearest objects, one after another (the counterfactual `push` source).
+
+    Deterministic: go to the point just behind the nearest object not pushed yet (on the line from
+    the gripper through its centre), push ``through`` metres past its centre along that line, then
+    take the next nearest. The gripper is commanded low throughout, so whatever it meets is pushed.
+    Positions come from the world as it executes the actions (call `act` with the current state).
+
+    Args:
+        cfg: world configuration (workspace, delta limit, gripper radius).
+        through: how far past the object's centre each push goes (metres).
+        patience: decisions a phase may take before the pusher gives up on it and moves on.
+    """
+
+    def __init__(self, cfg: SimConfig, through: float = 0.12, patience: int = 10):
+        self.cfg, self.through, self.patience = cfg, through, patience
+        self.goal: np.ndarray | None = None  # (2,) current waypoint
+        self.end: np.ndarray | None = None  # (2,) end of the push, None once pushing
+        self.target, self.pushed, self.age = -1, set(), 0
+
+    def _plan(self, ee: np.ndarray, poses: np.ndarray, radii: np.ndarray) -> None:
+        cfg = self.cfg
+        if len(self.pushed) >= len(poses):
+            self.pushed.clear()
+        dist = np.linalg.norm(poses[:, :2] - ee[:2], axis=1)
+        dist[list(self.pushed)] = np.inf
+        self.target = int(np.argmin(dist))
+        centre = poses[self.target, :2]
+        to_obj = centre - ee[:2]
+        direction = to_obj / max(float(np.linalg.norm(to_obj)), 1e-6)
+        lo, hi = np.array([cfg.x_range[0], cfg.y_range[0]]), np.array([cfg.x_range[1], cfg.y_range[1]])
+        self.goal = np.clip(centre - direction * (radii[self.target] + cfg.gripper_radius + 0.01), lo, hi)
+        self.end = np.clip(centre + direction * self.through, lo, hi)
+        self.age = 0
+
+    def act(self, ee: np.ndarray, poses: np.ndarray, radii: np.ndarray) -> np.ndarray:
+        """Next action row [dx, dy, grip 0, lower] for end-effector ee (3,) and object poses (N, 3)."""
+        self.age += 1
+        if self.goal is None:
+            self._plan(ee, poses, radii)
+        elif np.linalg.norm(self.goal - ee[:2]) < 0.015 or self.age > self.patience:
+            if self.end is not None:  # behind the object: push through
+                self.goal, self.end, self.age = self.end, None, 0
+            else:  # push done: the next object
+                self.pushed.add(self.target)
+                self._plan(ee, poses, radii)
+        action = np.zeros(4)
+        action[:2] = np.clip(self.goal - ee[:2], -self.cfg.max_delta, self.cfg.max_delta)
+        action[Z_COLUMN] = LOWER
+        return action
