@@ -67,22 +67,20 @@ def test_bench_train_measures_a_preset_in_a_worker(tmp_path, capsys):
 def test_ablation_table_scores_candidates_on_both_protocols(tmp_path, capsys):
     from helpers import make_tiny_checkpoint
 
-    from bair_world.data.bair_folder import write_sequence
-    from bair_world.sim import rollout
+    from bair_world.data.synthetic import write_dataset
 
     ckpt = make_tiny_checkpoint(tmp_path / "tiny")
-    for i in range(2):
-        r = rollout(100 + i, labels=True)
-        write_sequence(tmp_path / "data" / "validate" / "traj_0" / str(i), r.frames, r.actions, r.positions,
-                       labels=r.labels)
+    write_dataset(tmp_path / "data", {"train": 1, "validate": 2, "test": 1}, seed=3, workers=1, progress=False)
     out_json = tmp_path / "rows.json"
     argv = [f"tiny={ckpt}", f"again={ckpt}", "--data-root", str(tmp_path / "data"), "--max-sequences", "2",
-            "--env-steps", "3", "--threads", "1", "--json", str(out_json)]
+            "--env-steps", "3", "--threads", "1", "--cf-starts", "2", "--json", str(out_json)]
     assert load("ablation_table").main(argv) == 0
     rows = json.loads(out_json.read_text())
     assert [r["name"] for r in rows] == ["copy-last-frame", "tiny", "again"]
     assert rows[1]["psnr_28"] == rows[2]["psnr_28"] and rows[1]["env_steps_s"] > 0  # same model, same score
     assert rows[1]["arm_last"] is not None and 0 < rows[1]["sharpness"] < 5
+    assert rows[1]["push_psnr"] == rows[2]["push_psnr"] and 0 <= rows[1]["push_arrived"] <= 1
+    assert rows[0]["push_arrived"] == 0 and rows[0]["sensitivity"] is None  # copy-last never moves an object
     assert "| tiny |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         load("ablation_table").main(["nonsense"])
