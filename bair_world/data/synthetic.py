@@ -10,6 +10,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -20,8 +21,10 @@ import numpy as np
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
-from bair_world.data.completion import mark_complete, mark_incomplete
+from bair_world.data.completion import check_resume, mark_complete, mark_incomplete
+from bair_world.data.errors import DataError
 from bair_world.io import atomic_write_json
+from bair_world.pidlock import LockBusy, PidLock
 from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
 
 DEFAULT_COUNTS = {"train": 8192, "validate": 128, "test": 256}
@@ -29,6 +32,7 @@ DEFAULT_SEED = 0
 SEQUENCE_LENGTH = 30
 PER_TRAJ_FOLDER = 256  # sequences per <trajectory folder>, like BAIR's traj_0_to_255
 MANIFEST = "manifest.json"
+LOCK = ".synth.lock"  # one writer per --out
 BYTES_PER_SEQUENCE = 400_000  # packed on disk: 368,640 B of raw frames + 2-bit labels + actions/positions
 ACTION_COLUMNS = ["dx (m)", "dy (m)", "gripper closure 0..4", "height command 0 hold / 1 lower / 2 lift"]
 
@@ -56,6 +60,7 @@ class SynthReport:
         skipped: complete sequences found on disk and kept (resume).
         seconds: wall time of the call.
         motion: motion statistics of the sequences generated in this call.
+        removed: sequences past the counts (left by an earlier run with larger counts) deleted.
     """
 
     root: Path
@@ -64,6 +69,7 @@ class SynthReport:
     skipped: int
     seconds: float
     motion: MotionStats = field(default_factory=lambda: motion_stats([]))
+    removed: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -71,7 +77,8 @@ class SynthReport:
 
     def __str__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
-        return (f"{self.root}: {counts} sequences ({self.written} written, {self.skipped} already complete)\n"
+        removed = f", {self.removed} past the counts removed" if self.removed else ""
+        return (f"{self.root}: {counts} sequences ({self.written} written, {self.skipped} already complete{removed})\n"
                 f"{self.written * SEQUENCE_LENGTH} frames in {self.seconds:.1f} s = {self.frames_per_second:.0f} frames/s\n"
                 f"motion: {self.motion}")
 
@@ -151,27 +158,72 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
         raise ValueError(f"write_dataset: seed must be a non-negative integer, got {seed!r}")
     if length < 2:
         raise ValueError(f"write_dataset: length must be >= 2, got {length}")
+    command = (f"bair-world data synth --out {root} --seed {seed} "
+               + " ".join(f"--{s} {counts[s]}" for s in SPLITS))
+    params = {"generator_version": GENERATOR_VERSION, "seed": int(seed), "counts": counts, "sequence_length": length}
+    try:
+        with PidLock(root / LOCK):
+            return _write_locked(root, counts, seed, workers, progress, length, command, params)
+    except LockBusy as busy:
+        raise ValueError(f"{root}: another `bair-world data synth` (pid {busy.pid}) is writing this folder; "
+                         f"wait for it to finish") from None
+
+
+def _write_locked(root: Path, counts: dict[str, int], seed: int, workers: int | None, progress: bool, length: int,
+                  command: str, params: dict) -> SynthReport:
+    """`write_dataset` once it holds the folder's lock."""
     manifest_path = root / MANIFEST
+    check_resume(root, command, params)  # an interrupted run continues only with the same command
     if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
+        old = _read_manifest(manifest_path)
         if (old.get("seed"), old.get("generator_version"), old.get("sequence_length")) != (seed, GENERATOR_VERSION, length):
             raise ValueError(f"{manifest_path}: folder holds a dataset with seed {old.get('seed')}, generator version "
                              f"{old.get('generator_version')}, length {old.get('sequence_length')}; refusing to mix in "
                              f"seed {seed}, version {GENERATOR_VERSION}, length {length} (choose another --out)")
-    mark_incomplete(root, f"bair-world data synth --out {root} --seed {seed} "
-                          + " ".join(f"--{s} {counts[s]}" for s in SPLITS))
-    for split in SPLITS:
-        if (root / split).is_dir():
-            remove_partial_writes(root)
-            break
+    mark_incomplete(root, command, params)
+    if any((root / split).is_dir() for split in SPLITS):
+        remove_partial_writes(root)  # every writer of this folder is dead: we hold its lock
     tasks = [(str(root), split, i, int(seed), length) for split in SPLITS for i in range(counts[split])]
     start = time.perf_counter()
     outcomes = list(_in_pool(_generate, tasks, workers, progress, "synth"))
     results = [res for res in outcomes if res is not None]
     skipped = len(outcomes) - len(results)
+    removed = _remove_beyond(root, counts)  # a rerun with smaller counts: the manifest lists all there is
     atomic_write_json(manifest_path, _manifest(int(seed), counts, length))
     mark_complete(root)
-    return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results))
+    return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results),
+                       removed)
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(path, f"unreadable dataset manifest ({type(exc).__name__}: {str(exc)[:200]}); delete "
+                              f"{path.parent} to start over") from None
+    if not isinstance(manifest, dict):
+        raise DataError(path, "dataset manifest is not a JSON object; delete its folder to start over")
+    return manifest
+
+
+def _remove_beyond(root: Path, counts: dict[str, int]) -> int:
+    """Delete the sequence folders with an index past ``counts`` (left by a run with larger counts);
+    returns how many were removed."""
+    removed = 0
+    for split in SPLITS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        for traj in [p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+            for seq in [p for p in traj.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+                if not seq.name.isdigit() or int(seq.name) >= counts[split]:
+                    shutil.rmtree(seq)
+                    removed += 1
+            if not any(traj.iterdir()):
+                traj.rmdir()
+        if not any(split_dir.iterdir()):
+            split_dir.rmdir()
+    return removed
 
 
 def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: int = DEFAULT_SEED,
@@ -290,8 +342,12 @@ def run(args: argparse.Namespace) -> int:
     counts = {s: getattr(args, s) for s in SPLITS}
     try:
         report = write_dataset(args.out, counts, seed=args.seed, workers=args.workers, progress=not args.no_progress)
-    except ValueError as err:
-        print(f"bair-world data synth: {err}")
+    except ValueError as err:  # DataError too: it names the file
+        print(f"bair-world data synth: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a write cut short (full disk, ulimit -f): the dataset stays marked incomplete
+        print(f"bair-world data synth: error: cannot write {err.filename or args.out}: {err.strerror or err}",
+              file=sys.stderr)
         return 2
     print(report)
     return 0

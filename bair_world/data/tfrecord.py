@@ -26,7 +26,8 @@ from tfrecord import example_pb2
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import (
-    ACTIONS_FILE, BAIR_SEQ_LEN, POSITIONS_FILE, natural_key, remove_partial_writes, write_sequence,
+    ACTIONS_FILE, BAIR_SEQ_LEN, POSITIONS_FILE, natural_key, remove_partial_writes, require_regular_file,
+    write_sequence,
 )
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
 from bair_world.data.completion import mark_complete, mark_incomplete
@@ -53,6 +54,7 @@ def scan_tfrecord(path: str | Path) -> list[int]:
         DataError: empty file, truncated file (a record runs past the end), or a corrupt length field.
     """
     path = Path(path)
+    require_regular_file(path, "TFRecord file")  # a FIFO would block forever
     try:
         size = path.stat().st_size
         f = open(path, "rb")
@@ -178,6 +180,10 @@ def _find_sources(root: Path) -> dict[str, list[Path]]:
             files = sorted(folder.glob("*.tfrecords"), key=lambda p: natural_key(p.name))
             if not files:
                 raise DataError(folder, "holds no *.tfrecords files")
+            for file in files:
+                if file.name.startswith("."):  # its stem names the output folder: none, or a hidden one
+                    raise DataError(file, "a TFRecord file needs a name before .tfrecords (it names the "
+                                          "output trajectory folder); rename it")
             sources[split] = files
     if not sources:
         raise DataError(root, "no train/ or test/ folder with *.tfrecords files (expected softmotion30_44k/)")
@@ -214,6 +220,8 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
     """
     if not 0.0 <= cfg.validate_fraction < 1.0:
         raise ValueError(f"validate_fraction must be in [0, 1), got {cfg.validate_fraction}")
+    if isinstance(cfg.seq_len, bool) or not isinstance(cfg.seq_len, int) or not 2 <= cfg.seq_len <= 10_000:
+        raise ValueError(f"--seq-len must be an integer in 2..10000 (BAIR records hold 30 steps), got {cfg.seq_len!r}")
     cfg = replace(cfg, tfrecords=Path(cfg.tfrecords), out=Path(cfg.out))
     out = cfg.out
     sources = _find_sources(cfg.tfrecords)
@@ -271,13 +279,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the conversion; prints a per-split summary, or the error naming the bad file (exit 1)."""
+    """Run the conversion; prints a per-split summary, or the error naming the bad file (exit 2)."""
     cfg = ConvertConfig(args.tfrecords, args.out, args.validate_fraction, args.seed, args.seq_len, not args.no_progress)
     try:
         summary = convert(cfg)
     except (DataError, ValueError) as exc:
         print(f"bair-world data convert: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
+    except OSError as exc:  # a write cut short (full disk, ulimit -f): nothing half-written is installed
+        print(f"bair-world data convert: error: cannot write {exc.filename or cfg.out}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     for split in ("train", "validate", "test"):
         print(f"{split:>8}: {summary.written[split]} written, {summary.skipped[split]} already complete")
     print(f"wrote {cfg.out}")
