@@ -4,7 +4,7 @@ Layout of a checkpoint directory::
 
     model.safetensors   weights and buffers (optionally fp16)
     config.json         {"format_version", "model": ModelConfig dict, "normalisation", "step",
-                         "epoch", "metrics", "data", "dtype"}
+                         "epoch", "metrics", "data", "dtype", "weights_sha256"}
     resume.pt           optional: optimiser / schedule / RNG state dicts (torch.save of plain
                         containers and tensors; loaded with weights_only=True)
 
@@ -12,13 +12,27 @@ A save writes a complete temporary sibling directory, then swaps it in (`bair_wo
 an atomic exchange where the OS has one, else two renames with a `.<name>.previous` backup that
 loading falls back to), so a crash at any point leaves either the old or the new checkpoint
 loadable. Loading never unpickles code.
+
+Loading checks before it builds anything: config.json (size, JSON, every numeric architecture field
+within `ARCH_BOUNDS`, the model's parameter count), then the safetensors header against the shapes
+the config needs (built on the ``meta`` device: no memory) and the file's size, then the weights'
+sha256 and dtype against config.json's ``weights_sha256`` and ``dtype``; after loading, every tensor
+must be finite and ``cond_std`` positive. Checkpoints written before the hash was recorded (no
+``weights_sha256``) still load: the hash check applies when the field is present. Weights edited on
+purpose (a hand conversion) load with ``verify=False`` or ``BAIR_WORLD_SKIP_WEIGHT_CHECK=1``, which
+skip the hash and dtype comparison only (shapes and sizes are always checked).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import math
 import os
 import shutil
+import stat
+import struct
 import uuid
 import warnings
 from pathlib import Path
@@ -31,12 +45,27 @@ except ImportError:  # safetensors < 0.5 exposes it only from the Rust module
     from safetensors.safetensors_rust import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from bair_world.io import install_directory, previous_of
+from bair_world.io import atomic_write_bytes, install_directory, previous_of
 from bair_world.models import SVG, ModelConfig
 from bair_world.stale import is_stale
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "resume.pt"
+SKIP_CHECK_ENV = "BAIR_WORLD_SKIP_WEIGHT_CHECK"  # "1": load hand-edited weights (no sha256/dtype check)
+#: Sane ranges of the numeric ModelConfig fields, checked in config.json before anything is built.
+#: Fields not listed (booleans, names, fields added later) are checked by ModelConfig itself.
+ARCH_BOUNDS: dict[str, tuple[float, float]] = {
+    "width": (1 / 64, 8.0), "g_dim": (1, 4096), "z_dim": (1, 1024), "rnn_size": (1, 4096),
+    "predictor_layers": (1, 16), "posterior_layers": (1, 16), "prior_layers": (1, 16), "n_past": (1, 100),
+    "cond_dim": (1, 64), "channels": (1, 4),
+}
+MAX_PARAMETERS = 1_000_000_000  # 4 GB in float32; the seed's VGG-64 model has ~30 million
+MAX_CONFIG_BYTES = 16 << 20
+MAX_HEADER_BYTES = 100 << 20
+_ST_DTYPES = {"F64": (torch.float64, 8), "F32": (torch.float32, 4), "F16": (torch.float16, 2),
+              "BF16": (torch.bfloat16, 2), "I64": (torch.int64, 8), "I32": (torch.int32, 4), "I16": (torch.int16, 2),
+              "I8": (torch.int8, 1), "U8": (torch.uint8, 1), "BOOL": (torch.bool, 1)}
+_ST_NAME = {dtype: name for name, (dtype, _) in _ST_DTYPES.items()}
 _KEEP_FP32 = ("cond_mean", "cond_std")  # normalisation stays exact in fp16 checkpoints
 
 
@@ -92,6 +121,9 @@ def save_checkpoint(
             tensors[name] = value.contiguous()
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
         os.chmod(tmp / WEIGHTS, 0o644)  # safetensors creates 0600; checkpoints are shared/bundled
+        header = read_header(tmp / WEIGHTS)  # the whole file is there (a write cut short fails here)
+        if set(header) != set(tensors):
+            raise OSError(errno.EIO, "the written weights file does not hold every tensor", str(path / WEIGHTS))
         config = {
             "format_version": FORMAT_VERSION,
             "model": model.cfg.to_dict(),
@@ -101,11 +133,9 @@ def save_checkpoint(
             "metrics": metrics or {},
             "data": data_info or {},
             "dtype": "float16" if half else "float32",
+            "weights_sha256": file_sha256(tmp / WEIGHTS),
         }
-        with open(tmp / CONFIG, "w") as f:
-            json.dump(config, f, indent=2, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
+        atomic_write_bytes(tmp / CONFIG, json.dumps(config, indent=2, allow_nan=True).encode())  # verified
         if resume_state is not None:
             try:
                 torch.save(resume_state, tmp / RESUME)
@@ -147,12 +177,15 @@ def _resolve(path: str | Path) -> Path:
 def read_config(path: str | Path) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint directory."""
     file = _resolve(path) / CONFIG
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise CheckpointError(file, "missing (not a bair-world checkpoint?)")
+    _require_regular(file)
+    if file.stat().st_size > MAX_CONFIG_BYTES:
+        raise CheckpointError(file, f"{file.stat().st_size:,} bytes; a config.json is a few KB (at most {MAX_CONFIG_BYTES:,})")
     try:
         config = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(file, f"not valid JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: also a 5000-digit number
+        raise CheckpointError(file, f"not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(config, dict) or "model" not in config:
         raise CheckpointError(file, 'no "model" section')
     version = config.get("format_version")
@@ -163,8 +196,85 @@ def read_config(path: str | Path) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise CheckpointError(file, f'"{key}" must be a non-negative integer, got {value!r}')
     if not isinstance(config["model"], dict):
-        raise CheckpointError(file, f'"model" must be an object of ModelConfig fields, got {config["model"]!r}')
+        raise CheckpointError(file, f'"model" must be an object of ModelConfig fields, got {str(config["model"])[:100]}')
+    _check_architecture(file, config["model"])
     return config
+
+
+def _check_architecture(file: Path, model: dict[str, Any]) -> None:
+    """CheckpointError naming ``file`` unless every numeric architecture field is within `ARCH_BOUNDS`."""
+    for name, (low, high) in ARCH_BOUNDS.items():
+        if name not in model:
+            continue
+        value = model[name]
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue  # a wrong type: ModelConfig's own check names it
+        if not math.isfinite(value) or not low <= value <= high:
+            shown = repr(value)[:40] if not isinstance(value, int) or abs(value) < 10**30 else "a huge integer"
+            raise CheckpointError(file, f'"model": {name} is {shown}; a sane value is in {low:g}..{high:g}')
+
+
+def _require_regular(file: Path) -> None:
+    mode = os.stat(file).st_mode
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(file, "not a regular file (a FIFO, device or folder)")
+
+
+def file_sha256(file: Path) -> str:
+    """Hex sha256 of ``file``'s bytes (what config.json's ``weights_sha256`` records)."""
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_header(file: str | Path) -> dict[str, dict[str, Any]]:
+    """The tensors of a safetensors file (name -> {"dtype", "shape", "data_offsets"}) from its header,
+    checked for consistency with the file's size (nothing else is read).
+
+    Raises:
+        CheckpointError: naming ``file``: not a regular file, a header that is not safetensors, an
+            entry whose byte range does not match its dtype and shape, or a file longer or shorter
+            than its tensors.
+    """
+    file = Path(file)
+    if not os.path.lexists(file):
+        raise CheckpointError(file, "missing")
+    _require_regular(file)
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise CheckpointError(file, f"unreadable safetensors file ({size} bytes: no header)")
+        (n,) = struct.unpack("<Q", raw)
+        if n > min(MAX_HEADER_BYTES, size - 8):
+            raise CheckpointError(file, f"unreadable safetensors file (header length {n:,} in a {size:,}-byte file)")
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise CheckpointError(file, f"unreadable safetensors header ({type(e).__name__})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(file, "unreadable safetensors header (not an object)")
+    header.pop("__metadata__", None)
+    data_bytes, end = size - 8 - n, 0
+    for name, entry in header.items():
+        try:
+            dtype, shape, (begin, stop) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            if dtype not in _ST_DTYPES or not all(isinstance(d, int) and d >= 0 for d in shape):
+                raise ValueError
+            nbytes = math.prod(shape) * _ST_DTYPES[dtype][1]
+        except (TypeError, ValueError, KeyError):
+            raise CheckpointError(file, f"tensor {name!r}: malformed header entry {str(entry)[:120]}") from None
+        if not (isinstance(begin, int) and isinstance(stop, int) and 0 <= begin <= stop <= data_bytes) \
+                or stop - begin != nbytes:
+            raise CheckpointError(file, f"tensor {name!r}: {dtype} {shape} needs {nbytes:,} bytes, its range is "
+                                        f"{begin}..{stop} of {data_bytes:,}")
+        end = max(end, stop)
+    if end != data_bytes:
+        raise CheckpointError(file, f"the header's tensors take {end:,} bytes, the file holds {data_bytes:,} "
+                                    f"(truncated or padded)")
+    return header
 
 
 def _model_config(root: Path, info: dict[str, Any]) -> ModelConfig:
@@ -186,34 +296,93 @@ def context_frames(path: str | Path, n_past: int | None = None) -> int:
         raise CheckpointError(root / CONFIG, str(e)) from None
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SVG, dict[str, Any]]:
-    """Rebuild the model (in float32, eval mode) and return it with the parsed config.json."""
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
+                    verify: bool | None = None) -> tuple[SVG, dict[str, Any]]:
+    """Rebuild the model (in float32, eval mode) and return it with the parsed config.json.
+
+    Everything about the files is checked before the model is built (see the module docstring).
+
+    Args:
+        verify: compare the weights' sha256 and dtype with config.json's ``weights_sha256`` and
+            ``dtype`` (when recorded: older checkpoints have no hash). None (default): yes, unless the
+            environment sets ``BAIR_WORLD_SKIP_WEIGHT_CHECK=1``; False: for weights edited on purpose.
+
+    Raises:
+        CheckpointError: one line naming the file and what is wrong.
+    """
+    if verify is None:
+        verify = os.environ.get(SKIP_CHECK_ENV, "") not in ("1", "true", "yes")
     root = _resolve(path)
     info = read_config(root)
-    model = SVG(_model_config(root, info))
+    cfg = _model_config(root, info)
     weights = root / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(weights, "missing")
+    expected = _expected_tensors(root, cfg)
+    header = read_header(weights)
+    _check_header(weights, header, expected, info.get("dtype") if verify else None)
+    recorded = info.get("weights_sha256")
+    if verify and recorded is not None:
+        actual = file_sha256(weights)
+        if actual != recorded:
+            raise CheckpointError(weights, f"sha256 {actual[:16]}... differs from {recorded[:16]}... recorded in "
+                                           f"{CONFIG}: the file is corrupt or was changed (weights edited on purpose "
+                                           f"load with verify=False or {SKIP_CHECK_ENV}=1)")
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(weights, f"unreadable safetensors file ({e})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(weights, f"does not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model = SVG(cfg)
+    state = model.state_dict()
     for name, value in tensors.items():
-        if value.shape != expected[name].shape:
-            raise CheckpointError(weights, f"{name} has shape {tuple(value.shape)}, the config needs "
-                                           f"{tuple(expected[name].shape)}")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(weights, f"tensor {name} holds NaN or inf ({int((~torch.isfinite(value)).sum())} "
+                                           f"values)")
+    if "cond_std" in tensors and not (tensors["cond_std"] > 0).all():
+        raise CheckpointError(weights, f"cond_std must be > 0 (the normalisation divides by it), got "
+                                       f"{tensors['cond_std'].tolist()}")
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
     return model.to(device).eval(), info
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> SVG:
-    """The model of a checkpoint directory, on ``device``, in eval mode."""
-    return load_checkpoint(path, device)[0]
+def _expected_tensors(root: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The state dict ``cfg`` needs, as ``meta`` tensors (shapes and dtypes, no memory)."""
+    with torch.device("meta"):
+        expected = SVG(cfg).state_dict()
+    count = sum(v.numel() for v in expected.values())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(root / CONFIG, f'"model" needs {count:,} parameters (at most {MAX_PARAMETERS:,})')
+    return expected
+
+
+def _check_header(weights: Path, header: dict[str, dict[str, Any]], expected: dict[str, torch.Tensor],
+                  dtype: str | None) -> None:
+    """The header holds exactly the tensors ``expected`` with their shapes, in float16/float32 (the
+    normalisation float32), and, with ``dtype`` ("float16"/"float32", config.json's), in that dtype."""
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(weights, f"does not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    want_float = {"float16": "F16", "float32": "F32"}.get(dtype) if dtype is not None else None
+    if dtype is not None and want_float is None:
+        raise CheckpointError(weights.parent / CONFIG, f'"dtype" must be "float16" or "float32", got {str(dtype)[:40]!r}')
+    for name, entry in header.items():
+        need = expected[name]
+        if tuple(entry["shape"]) != tuple(need.shape):
+            raise CheckpointError(weights, f"{name} has shape {tuple(entry['shape'])}, the config needs "
+                                           f"{tuple(need.shape)}")
+        if not need.is_floating_point():
+            allowed = {_ST_NAME[need.dtype]}
+        elif name in _KEEP_FP32:
+            allowed = {"F32"}
+        else:
+            allowed = {want_float} if want_float else {"F16", "F32"}
+        if entry["dtype"] not in allowed:
+            raise CheckpointError(weights, f"{name} is stored as {entry['dtype']}, expected {' or '.join(sorted(allowed))}"
+                                           + (f" ({CONFIG} says {dtype})" if want_float else ""))
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu", *, verify: bool | None = None) -> SVG:
+    """The model of a checkpoint directory, on ``device``, in eval mode (``verify``: `load_checkpoint`'s)."""
+    return load_checkpoint(path, device, verify=verify)[0]
 
 
 def load_resume_state(path: str | Path) -> dict[str, Any] | None:

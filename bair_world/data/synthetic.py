@@ -7,13 +7,13 @@ the number of worker processes or on the order in which sequences finish.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import multiprocessing
 import os
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -256,16 +256,19 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bair_world"
 
 
-@contextmanager
-def _file_lock(path: Path):
-    import fcntl  # POSIX; the cache is generated once, so other platforms simply go unlocked
+def clean_cache(base: Path) -> str | None:
+    """Remove the cache's staging folders of dead processes (a killed generation: up to 3.4 GB) and
+    unheld lock files; returns the line saying what was freed, or None."""
+    from bair_world.io import freed_line, size_of
+    from bair_world.pidlock import stale_lock_files
+    from bair_world.stale import is_stale
 
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    stale = [p for p in base.glob(".*.tmp-*") if p.is_dir() and not p.is_symlink() and is_stale(p)]
+    nbytes = size_of(stale)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    removed = stale + stale_lock_files(base)
+    return freed_line("staging folders and locks of dead processes", removed, nbytes) if removed else None
 
 
 def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: dict[str, int] | None = None,
@@ -287,8 +290,14 @@ def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: 
     final = base / name
     if is_packed(final) or not create:
         return final
+    if base.exists() and not base.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "BAIR_WORLD_CACHE (or ~/.cache/bair_world) is a file, not a folder",
+                                 str(base))
     base.mkdir(parents=True, exist_ok=True)
-    with _file_lock(base / f".{name}.lock"):
+    freed = clean_cache(base)
+    if freed:
+        print(freed, file=sys.stderr)
+    with PidLock(base / f".{name}.lock", wait=True):  # concurrent callers wait for one generation
         if not is_packed(final):  # another process may have finished while we waited
             total = sum(counts.values())
             print(f"generating the built-in pushing world's data once: {total} sequences "
