@@ -121,7 +121,10 @@ def save_checkpoint(
             tensors[name] = value.contiguous()
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
         os.chmod(tmp / WEIGHTS, 0o644)  # safetensors creates 0600; checkpoints are shared/bundled
-        header = read_header(tmp / WEIGHTS)  # the whole file is there (a write cut short fails here)
+        try:
+            header = read_header(tmp / WEIGHTS)  # the whole file is there (a write cut short fails here)
+        except CheckpointError as e:
+            raise OSError(errno.EIO, f"the written weights file is incomplete ({e.problem})", str(path / WEIGHTS)) from None
         if set(header) != set(tensors):
             raise OSError(errno.EIO, "the written weights file does not hold every tensor", str(path / WEIGHTS))
         config = {
@@ -198,6 +201,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(config["model"], dict):
         raise CheckpointError(file, f'"model" must be an object of ModelConfig fields, got {str(config["model"])[:100]}')
     _check_architecture(file, config["model"])
+    norm = config.get("normalisation", {})
+    for key, values in (norm.items() if isinstance(norm, dict) else [("normalisation", norm)]):
+        ok = isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              and math.isfinite(v) for v in values)
+        if not ok or (key == "cond_std" and not all(v > 0 for v in values)):
+            raise CheckpointError(file, f'"normalisation": {key} must be a list of finite numbers'
+                                        f'{" > 0" if key == "cond_std" else ""}, got {str(values)[:120]}')
     return config
 
 
