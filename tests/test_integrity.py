@@ -513,3 +513,45 @@ def test_stale_lock_files_leave_held_locks_alone(tmp_path):
     with PidLock(tmp_path / ".held.lock"):
         assert stale_lock_files(tmp_path) == [tmp_path / ".dead.lock"]
         assert (tmp_path / ".held.lock").exists() and not (tmp_path / ".dead.lock").exists()
+
+
+# --- env inputs (weak cases) --------------------------------------------------------------------
+
+@pytest.mark.parametrize("action", [["0.1"] * 7, np.full(7, 1 + 1j), np.ones(7, bool)])
+def test_string_complex_and_bool_actions_are_refused_not_coerced(action):
+    from bair_world.envs.spaces import check_actions
+
+    with pytest.raises(ValueError, match="action must be real numbers"):
+        check_actions(action, None, np.full(7, -1.0, np.float32), np.full(7, 1.0, np.float32))
+
+
+@pytest.mark.parametrize("num_envs", [2.5, "4", True, 0])
+def test_num_envs_must_be_a_whole_number(num_envs, tiny):
+    from bair_world.envs import BairWorldVectorEnv
+    from helpers import FakeReferences
+
+    with pytest.raises(ValueError, match=r"num_envs must be an integer >= 1, got "):
+        BairWorldVectorEnv(num_envs=num_envs, checkpoint=tiny, references=FakeReferences(length=5), device="cpu")
+
+
+def test_a_vector_reset_index_list_of_the_wrong_length_is_one_line(tiny):
+    from bair_world.envs import BairWorldVectorEnv
+    from helpers import FakeReferences
+
+    env = BairWorldVectorEnv(num_envs=3, checkpoint=tiny, references=FakeReferences(length=5), device="cpu")
+    with pytest.raises(ValueError, match=r"options\['index'\] must be one index or a list of one per reset env \(3\), "
+                                         r"got 2 values"):
+        env.reset(seed=0, options={"index": [1, 2]})
+    env.reset(seed=0, options={"index": [1, 2, 0]})
+
+
+def test_sb3_set_options_with_bad_values_apply_to_one_reset_only(tiny):
+    pytest.importorskip("stable_baselines3")
+    from bair_world.envs import BairWorldSB3VecEnv
+    from helpers import FakeReferences
+
+    env = BairWorldSB3VecEnv(num_envs=2, checkpoint=tiny, references=FakeReferences(length=5), device="cpu")
+    env.set_options({"index": 10**6})
+    with pytest.raises(IndexError, match="out of range"):
+        env.reset()
+    assert env.reset().shape == (2, 64, 64, 3)  # the bad options are not kept for every later reset
