@@ -160,6 +160,16 @@ def test_an_interrupted_synth_resumes_only_with_the_same_seed_and_counts(tmp_pat
     assert report.skipped == 2 and not (out / MARKER).exists()
 
 
+def test_a_synth_into_an_interrupted_conversion_is_refused(tmp_path):
+    from bair_world.data.completion import mark_incomplete
+
+    out = tmp_path / "X"
+    mark_incomplete(out, "bair-world data convert --tfrecords T --out X", {"writer": "convert", "seed": 0})
+    with pytest.raises(DataError, match=r"interrupted `bair-world data convert .* writer 'convert' -> 'synth'"):
+        write_dataset(out, COUNTS1, workers=1, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [MARKER]
+
+
 def test_a_rerun_with_smaller_counts_leaves_only_what_the_manifest_lists(tmp_path):
     out = tmp_path / "X"
     write_dataset(out, {"train": 3, "validate": 1, "test": 0}, workers=1, progress=False)

@@ -160,7 +160,8 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
         raise ValueError(f"write_dataset: length must be >= 2, got {length}")
     command = (f"bair-world data synth --out {root} --seed {seed} "
                + " ".join(f"--{s} {counts[s]}" for s in SPLITS))
-    params = {"generator_version": GENERATOR_VERSION, "seed": int(seed), "counts": counts, "sequence_length": length}
+    params = {"writer": "synth", "generator_version": GENERATOR_VERSION, "seed": int(seed), "counts": counts,
+              "sequence_length": length}
     try:
         with PidLock(root / LOCK):
             return _write_locked(root, counts, seed, workers, progress, length, command, params)

@@ -30,7 +30,7 @@ from bair_world.data.bair_folder import (
     write_sequence,
 )
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
-from bair_world.data.completion import mark_complete, mark_incomplete
+from bair_world.data.completion import check_resume, mark_complete, mark_incomplete
 from bair_world.data.errors import DataError
 from bair_world.io import atomic_write_json
 
@@ -195,9 +195,14 @@ def _is_complete(seq_dir: Path, seq_len: int) -> bool:
     return seq_dir.is_dir() and all((seq_dir / n).is_file() for n in names)
 
 
+def _manifest(cfg: ConvertConfig, counts: dict[str, int]) -> dict:
+    return {"validate_fraction": cfg.validate_fraction, "seed": cfg.seed, "seq_len": cfg.seq_len, "sources": counts}
+
+
 def _check_manifest(cfg: ConvertConfig, counts: dict[str, int]) -> None:
     """Refuse to resume into ``out`` converted with other settings (it would mix train and validate)."""
-    manifest = {"validate_fraction": cfg.validate_fraction, "seed": cfg.seed, "seq_len": cfg.seq_len, "sources": counts}
+    manifest = _manifest(cfg, counts)
+    check_resume(cfg.out, _command(cfg), {"writer": "convert", **manifest})  # not another writer's folder
     path = cfg.out / MANIFEST
     if path.exists():
         try:
@@ -207,8 +212,8 @@ def _check_manifest(cfg: ConvertConfig, counts: dict[str, int]) -> None:
         if previous != manifest:
             raise DataError(path, "output was converted with other settings or source files; use a fresh --out")
         return
-    mark_incomplete(cfg.out, _command(cfg))  # before the manifest: no moment looks like a finished dataset
-    atomic_write_json(path, manifest)
+    mark_incomplete(cfg.out, _command(cfg), {"writer": "convert", **manifest})  # before the manifest: no moment
+    atomic_write_json(path, manifest)                                         # looks like a finished dataset
 
 
 def convert(cfg: ConvertConfig) -> ConvertSummary:
@@ -228,7 +233,8 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
     offsets = {path: scan_tfrecord(path) for files in sources.values() for path in files}
     counts = {f"{split}/{p.name}": len(offsets[p]) for split, files in sources.items() for p in files}
     _check_manifest(cfg, counts)
-    mark_incomplete(out, _command(cfg))  # resuming: incomplete until this run ends too
+    mark_incomplete(out, _command(cfg), {"writer": "convert", **_manifest(cfg, counts)})  # resuming: incomplete
+    # until this run ends too
     remove_partial_writes(out)
 
     train_keys = [(p, i) for p in sources.get("train", []) for i in range(len(offsets[p]))]
