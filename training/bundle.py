@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bair_world.checkpoint import CONFIG, WEIGHTS, CheckpointError, default_checkpoint, load_checkpoint, save_checkpoint
-from bair_world.io import atomic_write_bytes, install_directory
+from bair_world.io import atomic_write_bytes, install_directory, remove_stale_temporaries
 
 SUMMARY_FILE = "training_metrics.json"
 PLOTS = ("loss.png", "psnr.png", "schedules.png")
@@ -173,7 +173,9 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
     fp32_mb = sum(v.numel() * 4 for v in model.state_dict().values() if v.is_floating_point()) / 2**20
     half = cfg.dtype == "float16" or (cfg.dtype == "auto" and fp32_mb > cfg.max_mb)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = dest.parent / f".{dest.name}.bundle-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    for stale in remove_stale_temporaries(dest.parent, folders=True):  # a killed bundle's staging folder
+        print(f"removed {stale}, left by a killed process", file=sys.stderr)
+    staging = dest.parent / f".{dest.name}.tmp-{os.getpid()}-bundle-{uuid.uuid4().hex[:8]}"
     try:
         save_checkpoint(staging, model, step=info.get("step", 0), epoch=info.get("epoch", 0),
                         metrics=info.get("metrics"), data_info=info.get("data"), half=half)
