@@ -531,7 +531,7 @@ def test_stale_lock_files_leave_held_locks_alone(tmp_path):
 def test_string_complex_and_bool_actions_are_refused_not_coerced(action):
     from bair_world.envs.spaces import check_actions
 
-    with pytest.raises(ValueError, match="action must be real numbers"):
+    with pytest.raises(ValueError, match=r"action must be numeric \(real numbers\), got"):
         check_actions(action, None, np.full(7, -1.0, np.float32), np.full(7, 1.0, np.float32))
 
 
