@@ -125,8 +125,7 @@ def size_of(paths: list[Path]) -> int:
 
 
 def freed_line(what: str, paths: list[Path], nbytes: int) -> str:
-    """The one line saying what a cleanup removed, e.g. "removed 2 staging folders of dead processes
-    (3.4 MB) in runs/x"."""
+    """The one line saying what a cleanup removed: "removed 2 <what> (3.4 MB): <the first 3 paths> ..."."""
     return f"removed {len(paths)} {what} ({nbytes / 1e6:.1f} MB): " + ", ".join(str(p) for p in paths[:3]) + \
         (" ..." if len(paths) > 3 else "")
 

@@ -52,11 +52,11 @@ def check_resume(root: str | Path, command: str, params: dict[str, Any]) -> None
         raise DataError(marker, f"unreadable marker of an interrupted run; delete {root} to start over")
     if "params" not in old:
         return
-    old_params = json.loads(json.dumps(old["params"]))
+    old_params = old["params"] if isinstance(old["params"], dict) else {}
     new_params = json.loads(json.dumps(params))  # compare as JSON (tuples as lists)
     if old_params != new_params:
-        diff = ", ".join(f"{k} {old_params.get(k)!r} -> {new_params.get(k)!r}" for k in sorted(set(old_params) | set(new_params))
-                         if (old_params.get(k) if isinstance(old_params, dict) else None) != new_params.get(k))
+        diff = ", ".join(f"{k} {old_params.get(k)!r} -> {new_params.get(k)!r}"
+                         for k in sorted(set(old_params) | set(new_params)) if old_params.get(k) != new_params.get(k))
         raise DataError(root, f"holds an interrupted `{old.get('command')}`; this command differs ({diff}) and would mix "
                               f"two datasets: run that command to complete it, or delete {root} to start over")
 

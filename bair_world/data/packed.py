@@ -114,8 +114,12 @@ class PackWriter:
             (self._stage / split).mkdir()
             for kind, (dtype, step_shape) in KINDS.items():
                 if kind != "labels" or split in self.labels:
-                    self._arrays[split, kind] = np.lib.format.open_memmap(
-                        self._stage / split / f"{kind}.npy", mode="w+", dtype=dtype, shape=(n, self.length, *step_shape))
+                    try:
+                        self._arrays[split, kind] = np.lib.format.open_memmap(
+                            self._stage / split / f"{kind}.npy", mode="w+", dtype=dtype,
+                            shape=(n, self.length, *step_shape))
+                    except OSError as e:  # no room for the array (full disk, ulimit -f): name the file
+                        raise OSError(e.errno, e.strerror or str(e), str(self.dest / split / f"{kind}.npy")) from e
         return self
 
     def put(self, split: str, index: int, frames, actions, positions, labels=None) -> None:
