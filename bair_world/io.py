@@ -51,19 +51,25 @@ def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
         OSError: with ``filename`` set to ``path`` (a full disk's error does not name the file itself);
             the temporary sibling is removed.
     """
-    data = bytes(data)
     try:
         with replacing(path) as tmp:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                if sync:
-                    os.fsync(f.fileno())
-            verify_file(tmp, data, name=path)
+            write_verified(tmp, data, sync=sync, name=path)
     except OSError as e:
         if e.filename is None:
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
+
+
+def write_verified(path: Path, data: bytes, *, sync: bool = False, name: Path | None = None) -> None:
+    """Write ``data`` to ``path`` in place and read it back (OSError naming ``name`` or ``path`` if it
+    does not hold exactly ``data``): for files inside a staging folder that is renamed in as a whole."""
+    data = bytes(data)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+    verify_file(path, data, name=name)
 
 
 def verify_file(path: Path, data: bytes, *, name: Path | None = None) -> None:

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.completion import require_complete
 from bair_world.data.errors import DataError
-from bair_world.io import atomic_write_bytes, install_directory
+from bair_world.io import install_directory, write_verified
 
 ACTIONS_FILE = "actions.csv"
 POSITIONS_FILE = "endeffector_positions.csv"
@@ -192,24 +192,24 @@ def write_sequence(
     tmp = Path(tempfile.mkdtemp(prefix=f".{seq_dir.name}{_PARTIAL_MARK}", dir=seq_dir.parent))
     name = ""
     try:
-        # every file is encoded in memory and written through the verifying writer: cv2.imwrite
-        # reports success even when its flush fails (a full disk, ``ulimit -f``)
+        # every file is encoded in memory, written and read back (the folder is renamed in whole):
+        # cv2.imwrite reports success even when its flush fails (a full disk, ``ulimit -f``)
         for t, frame in enumerate(frames):
             name = f"{t}.png"
             ok, png = cv2.imencode(".png", np.ascontiguousarray(frame[:, :, ::-1]))  # RGB -> BGR
             if not ok:
                 raise OSError(errno.EIO, "OpenCV could not encode the frame", str(seq_dir / f"{t}.png"))
-            atomic_write_bytes(tmp / f"{t}.png", png.tobytes(), sync=False)
+            write_verified(tmp / f"{t}.png", png.tobytes())
         name = ACTIONS_FILE
-        atomic_write_bytes(tmp / ACTIONS_FILE, _csv_bytes(actions), sync=False)
+        write_verified(tmp / ACTIONS_FILE, _csv_bytes(actions))
         name = POSITIONS_FILE
-        atomic_write_bytes(tmp / POSITIONS_FILE, _csv_bytes(positions), sync=False)
+        write_verified(tmp / POSITIONS_FILE, _csv_bytes(positions))
         if labels is not None:
             name = LABELS_FILE
             _check_labels(np.asarray(labels), len(frames), tmp / LABELS_FILE)
             buffer = io.BytesIO()
             np.savez_compressed(buffer, labels=np.asarray(labels, np.uint8))
-            atomic_write_bytes(tmp / LABELS_FILE, buffer.getvalue(), sync=False)
+            write_verified(tmp / LABELS_FILE, buffer.getvalue())
         # overwrite: exchanged atomically, or the old folder moved aside first (a directory cannot be
         # replaced in one rename)
         install_directory(tmp, seq_dir, backup=seq_dir.parent / f".{seq_dir.name}.old-{uuid.uuid4().hex[:8]}",
