@@ -566,3 +566,18 @@ def test_sb3_set_options_with_bad_values_apply_to_one_reset_only(tiny):
     with pytest.raises(IndexError, match="out of range"):
         env.reset()
     assert env.reset().shape == (2, 64, 64, 3)  # the bad options are not kept for every later reset
+
+
+def test_a_resumed_run_removes_sample_gif_temporaries_of_killed_processes(tmp_path, capsys):
+    from bair_world.training.reporting import RunReporter
+
+    samples = tmp_path / "run" / "samples"
+    samples.mkdir(parents=True)
+    dead = samples / f".epoch_0003.tmp-{DEAD_PID}-abcd1234.gif"
+    live = samples / f".epoch_0004.tmp-{os.getpid()}-abcd1234.gif"
+    dead.write_bytes(b"GIF89a")
+    live.write_bytes(b"GIF89a")
+    reporter = RunReporter(tmp_path / "run")
+    reporter.tb.close()
+    assert not dead.exists() and live.exists()
+    assert "removed 1 temporary file(s) of killed processes" in capsys.readouterr().err
