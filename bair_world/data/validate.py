@@ -8,7 +8,6 @@ A packed dataset (`bair_world.data.packed`) is checked too: its manifest, arrays
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from dataclasses import dataclass, field
