@@ -20,6 +20,7 @@ import torch
 from bair_world.checkpoint import (
     SKIP_CHECK_ENV, CheckpointError, file_sha256, load_checkpoint, read_config, save_checkpoint,
 )
+from bair_world import checkpoint_files
 from bair_world.cli import main as cli_main
 from bair_world.data import DataError
 from bair_world.data.bair_folder import list_sequences, read_labels, write_sequence
@@ -288,6 +289,7 @@ def test_absurd_architecture_fields_are_refused_before_anything_is_built(tiny, f
     config["model"][field] = value
     (tiny / "config.json").write_text(json.dumps(config))  # inf is written as Infinity
     monkeypatch.setattr(ckpt, "SVG", None)  # any module built would fail with a TypeError
+    monkeypatch.setattr(checkpoint_files, "SVG", None)  # (even on the meta device)
     with pytest.raises(CheckpointError, match=r"config.json: \"model\": " + match):
         load_checkpoint(tiny)
 
@@ -300,7 +302,13 @@ def test_shapes_are_checked_from_the_header_before_the_model_is_built(tiny, monk
     (tiny / "config.json").write_text(json.dumps(config))
     built = []
     real = ckpt.SVG
-    monkeypatch.setattr(ckpt, "SVG", lambda cfg: built.append(torch.empty(0).device) or real(cfg))
+
+    def counted(cfg):
+        built.append(torch.empty(0).device)
+        return real(cfg)
+
+    monkeypatch.setattr(ckpt, "SVG", counted)
+    monkeypatch.setattr(checkpoint_files, "SVG", counted)
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match=r"model.safetensors: .* has shape .* the config needs"):
         load_checkpoint(tiny)
