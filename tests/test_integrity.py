@@ -503,10 +503,14 @@ def test_the_next_default_generation_frees_dead_staging_folders_and_locks(tmp_pa
     live = cache / f".synth-live.tmp-{os.getpid()}-abc"
     live.mkdir()
     monkeypatch.setenv("BAIR_WORLD_CACHE", str(cache))
+    name = default_dataset_root(create=False, counts=COUNTS1).name
+    older = cache / f".{name}.partial-k3j4"  # an older version's staging folder (no pid in its name)
+    older.mkdir()
     default_dataset_root(counts=COUNTS1, workers=1, progress=False)
     lines = _err_lines(capsys)
     assert lines[0].startswith("removed 2 staging folders and locks of dead processes (1.0 MB)"), lines
-    assert not staging.exists() and not (cache / ".synth-old.lock").exists() and live.exists()
+    assert lines[1].startswith("removed 1 staging folders of interrupted generations"), lines
+    assert not staging.exists() and not (cache / ".synth-old.lock").exists() and live.exists() and not older.exists()
     assert not list(cache.glob("*.lock"))  # the generation's own lock is gone too
 
 

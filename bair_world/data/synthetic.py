@@ -23,7 +23,7 @@ from tqdm import tqdm
 from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
 from bair_world.data.completion import check_resume, mark_complete, mark_incomplete
 from bair_world.data.errors import DataError
-from bair_world.io import atomic_write_json
+from bair_world.io import atomic_write_json, freed_line, size_of
 from bair_world.pidlock import LockBusy, PidLock
 from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
 
@@ -260,7 +260,6 @@ def cache_dir() -> Path:
 def clean_cache(base: Path) -> str | None:
     """Remove the cache's staging folders of dead processes (a killed generation: up to 3.4 GB) and
     unheld lock files; returns the line saying what was freed, or None."""
-    from bair_world.io import freed_line, size_of
     from bair_world.pidlock import stale_lock_files
     from bair_world.stale import is_stale
 
@@ -300,6 +299,12 @@ def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: 
         print(freed, file=sys.stderr)
     with PidLock(base / f".{name}.lock", wait=True):  # concurrent callers wait for one generation
         if not is_packed(final):  # another process may have finished while we waited
+            old = [p for p in base.glob(f".{name}.partial-*") if p.is_dir()]  # older versions' staging (no pid):
+            if old:  # dead, since we hold the lock every writer of `name` takes
+                nbytes = size_of(old)
+                for path in old:
+                    shutil.rmtree(path, ignore_errors=True)
+                print(freed_line("staging folders of interrupted generations", old, nbytes), file=sys.stderr)
             total = sum(counts.values())
             print(f"generating the built-in pushing world's data once: {total} sequences "
                   f"({', '.join(f'{s} {n}' for s, n in counts.items() if n)}), about "
