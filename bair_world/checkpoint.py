@@ -4,7 +4,7 @@ Layout of a checkpoint directory::
 
     model.safetensors   weights and buffers (optionally fp16)
     config.json         {"format_version", "model": ModelConfig dict, "normalisation", "step",
-                         "epoch", "metrics", "data", "dtype"}
+                         "epoch", "metrics", "data", "dtype", "weights_sha256"}
     resume.pt           optional: optimiser / schedule / RNG state dicts (torch.save of plain
                         containers and tensors; loaded with weights_only=True)
 
@@ -12,10 +12,20 @@ A save writes a complete temporary sibling directory, then swaps it in (`bair_wo
 an atomic exchange where the OS has one, else two renames with a `.<name>.previous` backup that
 loading falls back to), so a crash at any point leaves either the old or the new checkpoint
 loadable. Loading never unpickles code.
+
+Loading checks before it builds anything: config.json (size, JSON, every numeric architecture field
+within `ARCH_BOUNDS`, the model's parameter count), then the safetensors header against the shapes
+the config needs (built on the ``meta`` device: no memory) and the file's size, then the weights'
+sha256 and dtype against config.json's ``weights_sha256`` and ``dtype``; after loading, every tensor
+must be finite and ``cond_std`` positive. Checkpoints written before the hash was recorded (no
+``weights_sha256``) still load: the hash check applies when the field is present. Weights edited on
+purpose (a hand conversion) load with ``verify=False`` or ``BAIR_WORLD_SKIP_WEIGHT_CHECK=1``, which
+skip the hash and dtype comparison only (shapes and sizes are always checked).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -31,22 +41,16 @@ except ImportError:  # safetensors < 0.5 exposes it only from the Rust module
     from safetensors.safetensors_rust import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from bair_world.io import install_directory, previous_of
+from bair_world.checkpoint_files import (  # noqa: F401  (re-exported: the names callers import from here)
+    ARCH_BOUNDS, KEEP_FP32, MAX_CONFIG_BYTES, SKIP_CHECK_ENV, CheckpointError, check_architecture, check_header,
+    check_normalisation, expected_tensors, file_sha256, read_header, require_regular,
+)
+from bair_world.io import atomic_write_bytes, install_directory, previous_of
 from bair_world.models import SVG, ModelConfig
 from bair_world.stale import is_stale
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "resume.pt"
-_KEEP_FP32 = ("cond_mean", "cond_std")  # normalisation stays exact in fp16 checkpoints
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, malformed or does not fit the model; the message names it."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 def save_checkpoint(
@@ -87,11 +91,17 @@ def save_checkpoint(
         tensors = {}
         for name, value in model.state_dict().items():
             value = value.detach().to("cpu")
-            if half and value.is_floating_point() and name not in _KEEP_FP32:
+            if half and value.is_floating_point() and name not in KEEP_FP32:
                 value = value.half()
             tensors[name] = value.contiguous()
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
         os.chmod(tmp / WEIGHTS, 0o644)  # safetensors creates 0600; checkpoints are shared/bundled
+        try:
+            header = read_header(tmp / WEIGHTS)  # the whole file is there (a write cut short fails here)
+        except CheckpointError as e:
+            raise OSError(errno.EIO, f"the written weights file is incomplete ({e.problem})", str(path / WEIGHTS)) from None
+        if set(header) != set(tensors):
+            raise OSError(errno.EIO, "the written weights file does not hold every tensor", str(path / WEIGHTS))
         config = {
             "format_version": FORMAT_VERSION,
             "model": model.cfg.to_dict(),
@@ -101,11 +111,9 @@ def save_checkpoint(
             "metrics": metrics or {},
             "data": data_info or {},
             "dtype": "float16" if half else "float32",
+            "weights_sha256": file_sha256(tmp / WEIGHTS),
         }
-        with open(tmp / CONFIG, "w") as f:
-            json.dump(config, f, indent=2, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
+        atomic_write_bytes(tmp / CONFIG, json.dumps(config, indent=2, allow_nan=True).encode())  # verified
         if resume_state is not None:
             try:
                 torch.save(resume_state, tmp / RESUME)
@@ -147,12 +155,15 @@ def _resolve(path: str | Path) -> Path:
 def read_config(path: str | Path) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint directory."""
     file = _resolve(path) / CONFIG
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise CheckpointError(file, "missing (not a bair-world checkpoint?)")
+    require_regular(file)
+    if file.stat().st_size > MAX_CONFIG_BYTES:
+        raise CheckpointError(file, f"{file.stat().st_size:,} bytes; a config.json is a few KB (at most {MAX_CONFIG_BYTES:,})")
     try:
         config = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(file, f"not valid JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: also a 5000-digit number
+        raise CheckpointError(file, f"not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(config, dict) or "model" not in config:
         raise CheckpointError(file, 'no "model" section')
     version = config.get("format_version")
@@ -163,7 +174,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise CheckpointError(file, f'"{key}" must be a non-negative integer, got {value!r}')
     if not isinstance(config["model"], dict):
-        raise CheckpointError(file, f'"model" must be an object of ModelConfig fields, got {config["model"]!r}')
+        raise CheckpointError(file, f'"model" must be an object of ModelConfig fields, got {str(config["model"])[:100]}')
+    check_architecture(file, config["model"])
+    check_normalisation(file, config.get("normalisation", {}))
     return config
 
 
@@ -186,34 +199,56 @@ def context_frames(path: str | Path, n_past: int | None = None) -> int:
         raise CheckpointError(root / CONFIG, str(e)) from None
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[SVG, dict[str, Any]]:
-    """Rebuild the model (in float32, eval mode) and return it with the parsed config.json."""
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
+                    verify: bool | None = None) -> tuple[SVG, dict[str, Any]]:
+    """Rebuild the model (in float32, eval mode) and return it with the parsed config.json.
+
+    Everything about the files is checked before the model is built (see the module docstring).
+
+    Args:
+        verify: compare the weights' sha256 and dtype with config.json's ``weights_sha256`` and
+            ``dtype`` (when recorded: older checkpoints have no hash). None (default): yes, unless the
+            environment sets ``BAIR_WORLD_SKIP_WEIGHT_CHECK=1``; False: for weights edited on purpose.
+
+    Raises:
+        CheckpointError: one line naming the file and what is wrong.
+    """
+    if verify is None:
+        verify = os.environ.get(SKIP_CHECK_ENV, "") not in ("1", "true", "yes")
     root = _resolve(path)
     info = read_config(root)
-    model = SVG(_model_config(root, info))
+    cfg = _model_config(root, info)
     weights = root / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(weights, "missing")
+    expected = expected_tensors(root / CONFIG, cfg)
+    header = read_header(weights)
+    check_header(weights, header, expected, info.get("dtype") if verify else None)
+    recorded = info.get("weights_sha256")
+    if verify and recorded is not None:
+        actual = file_sha256(weights)
+        if actual != recorded:
+            raise CheckpointError(weights, f"sha256 {actual[:16]}... differs from {recorded[:16]}... recorded in "
+                                           f"{CONFIG}: the file is corrupt or was changed (weights edited on purpose "
+                                           f"load with verify=False or {SKIP_CHECK_ENV}=1)")
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(weights, f"unreadable safetensors file ({e})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(weights, f"does not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model = SVG(cfg)
+    state = model.state_dict()
     for name, value in tensors.items():
-        if value.shape != expected[name].shape:
-            raise CheckpointError(weights, f"{name} has shape {tuple(value.shape)}, the config needs "
-                                           f"{tuple(expected[name].shape)}")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(weights, f"tensor {name} holds NaN or inf ({int((~torch.isfinite(value)).sum())} "
+                                           f"values)")
+    if "cond_std" in tensors and not (tensors["cond_std"] > 0).all():
+        raise CheckpointError(weights, f"cond_std must be > 0 (the normalisation divides by it), got "
+                                       f"{tensors['cond_std'].tolist()}")
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
     return model.to(device).eval(), info
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> SVG:
-    """The model of a checkpoint directory, on ``device``, in eval mode."""
-    return load_checkpoint(path, device)[0]
+def load_model(path: str | Path, device: torch.device | str = "cpu", *, verify: bool | None = None) -> SVG:
+    """The model of a checkpoint directory, on ``device``, in eval mode (``verify``: `load_checkpoint`'s)."""
+    return load_checkpoint(path, device, verify=verify)[0]
 
 
 def load_resume_state(path: str | Path) -> dict[str, Any] | None:

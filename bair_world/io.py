@@ -10,6 +10,7 @@ sibling and swapped in by `install_directory`.
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import shutil
@@ -39,31 +40,100 @@ def replacing(path: Path, *, keep_suffix: bool = False) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling (fsynced) and ``os.replace``.
+def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary sibling and ``os.replace``, verified first.
+
+    The temporary is read back and compared with ``data`` before the rename, so a write cut short
+    (a full disk, ``ulimit -f``, a writer that swallows its flush error) never installs a truncated
+    file. ``sync`` fsyncs it (skip it for files inside a staging folder that is synced as a whole).
 
     Raises:
         OSError: with ``filename`` set to ``path`` (a full disk's error does not name the file itself);
             the temporary sibling is removed.
     """
     try:
-        with replacing(path) as tmp, open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        with replacing(path) as tmp:
+            write_verified(tmp, data, sync=sync, name=path)
     except OSError as e:
         if e.filename is None:
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
 
 
-def remove_stale_temporaries(folder: Path) -> list[Path]:
+def write_verified(path: Path, data: bytes, *, sync: bool = False, name: Path | None = None) -> None:
+    """Write ``data`` to ``path`` in place and read it back (OSError naming ``name`` or ``path`` if it
+    does not hold exactly ``data``): for files inside a staging folder that is renamed in as a whole."""
+    data = bytes(data)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+    verify_file(path, data, name=name)
+
+
+def verify_file(path: Path, data: bytes, *, name: Path | None = None) -> None:
+    """Raise OSError (naming ``name`` or ``path``) unless the file ``path`` holds exactly ``data``."""
+    with open(path, "rb") as f:
+        written = f.read(len(data) + 1)
+    if written != data:
+        raise OSError(errno.EIO, f"write cut short ({len(written)} of {len(data)} bytes on disk)",
+                      str(name or path))
+
+
+def current_umask() -> int:
+    """The process's umask (from /proc where it is shown: setting and restoring it races with threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_mode(path: Path) -> None:
+    """Give the folder ``path`` the mode a plain ``mkdir`` gets under the caller's umask (staging
+    folders from `tempfile.mkdtemp` are 0700, and that mode would survive the rename)."""
+    os.chmod(path, 0o777 & ~current_umask())
+
+
+def remove_stale_temporaries(folder: Path, *, folders: bool = False) -> list[Path]:
     """Delete the ``.<name>.tmp-<pid>`` files `atomic_write_bytes` left behind when its process was
-    killed (their pid no longer runs); returns what was removed."""
-    removed = [tmp for tmp in Path(folder).glob(".*.tmp-*") if tmp.is_file() and is_stale(tmp)]
+    killed (their pid no longer runs), and with ``folders`` also staging folders so named; returns
+    what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [tmp for tmp in folder.glob(".*.tmp-*")
+               if (tmp.is_file() or (folders and tmp.is_dir() and not tmp.is_symlink())) and is_stale(tmp)]
     for tmp in removed:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
     return removed
+
+
+def size_of(paths: list[Path]) -> int:
+    """Bytes held by the files and folders ``paths`` (what removing them frees); call before removing."""
+    total = 0
+    for path in paths:
+        files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+        for file in files:
+            try:
+                total += file.lstat().st_size
+            except OSError:
+                pass
+    return total
+
+
+def freed_line(what: str, paths: list[Path], nbytes: int) -> str:
+    """The one line saying what a cleanup removed: "removed 2 <what> (3.4 MB): <the first 3 paths> ..."."""
+    return f"removed {len(paths)} {what} ({nbytes / 1e6:.1f} MB): " + ", ".join(str(p) for p in paths[:3]) + \
+        (" ..." if len(paths) > 3 else "")
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -113,6 +183,7 @@ def install_directory(tmp: str | Path, path: str | Path, *, backup: Path | None 
     fsyncs ``tmp`` before and the parent after the swap.
     """
     tmp, path = Path(tmp), Path(path)
+    normal_mode(tmp)  # a mkdtemp staging folder is 0700; installed folders get mkdir's mode
     if sync:
         fsync_directory(tmp)
     if path.exists() and _exchange(tmp, path):

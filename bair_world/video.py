@@ -11,7 +11,8 @@ a strip below holds the step ("t=3/30") and the PSNR of each sample against the 
 Error panels show the per-pixel mean absolute error over channels, times ``error_gain``, through
 the inferno colour map (black = exact). The pixels inside each panel are the input's, untouched.
 
-Files are written atomically (`bair_world.io.replacing`: a temporary sibling, then ``os.replace``):
+Files are written atomically (`bair_world.io.replacing`: a temporary sibling, probed by
+`probe_video` before ``os.replace``, so a full disk or ``ulimit -f`` never installs an unplayable file):
 ``.mp4`` as H.264 in yuv420p (plays everywhere) through imageio-ffmpeg, one encoded frame per input
 frame, ``.gif`` through imageio's Pillow plugin (which merges identical consecutive frames into one
 longer frame; playback timing is unchanged).
@@ -19,6 +20,7 @@ longer frame; playback timing is unchanged).
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import cv2
@@ -63,14 +65,58 @@ def write_frames(path: str | Path, frames, *, fps: float = 5.0) -> Path:
         raise ValueError(f"{path}: fps must be > 0, got {fps}")
     _check_suffix(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path, keep_suffix=True) as tmp:  # ffmpeg and Pillow choose the format by the suffix
-        if tmp.suffix == ".gif":
-            import imageio.v3 as iio
+    try:
+        with replacing(path, keep_suffix=True) as tmp:  # ffmpeg chooses the format by the suffix
+            if tmp.suffix == ".gif":
+                import imageio.v3 as iio
 
-            iio.imwrite(tmp, frames, plugin="pillow", extension=".gif", duration=1000.0 / fps, loop=0)
-        else:
-            _write_mp4(tmp, frames, fps)
+                data = iio.imwrite("<bytes>", frames, plugin="pillow", extension=".gif", duration=1000.0 / fps,
+                                   loop=0)  # encoded in memory: a failed write raises here, not in a destructor
+                with open(tmp, "wb") as f:
+                    f.write(data)
+            else:
+                _write_mp4(tmp, frames, fps)
+            probe_video(tmp, len(frames), name=path)  # a write cut short is never installed
+    except OSError as e:
+        if e.filename is None or Path(e.filename).name.startswith(f".{path.stem}.tmp-"):
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e  # name the file, not its temporary
+        raise
     return path
+
+
+def probe_video(path: str | Path, n_frames: int, *, name: str | Path | None = None) -> None:
+    """Check that the video file ``path`` is complete: an MP4 decodes to ``n_frames`` frames (ffmpeg),
+    a GIF's last frame decodes (Pillow merges identical frames, so its count may be smaller).
+
+    Raises:
+        OSError: naming ``name`` (default ``path``): the file is truncated or unplayable.
+    """
+    path = Path(path)
+    shown = str(name or path)
+    if path.suffix.lower() == ".gif":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                img.seek(img.n_frames - 1)
+                img.load()
+        except Exception as e:  # Pillow raises several types for a truncated file
+            raise OSError(errno.EIO, f"the written GIF does not decode ({type(e).__name__}: {e})", shown) from None
+        return
+    import subprocess
+
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
+           "-f", "null", "-"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        decoded, _ = imageio_ffmpeg.count_frames_and_secs(str(path)) if done.returncode == 0 else (None, None)
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+        raise OSError(errno.EIO, f"the written MP4 cannot be probed ({e})", shown) from None
+    if done.returncode != 0 or decoded != n_frames:
+        why = (done.stderr.strip().splitlines() or ["unknown"])[-1] if done.returncode else f"{decoded} frames"
+        raise OSError(errno.EIO, f"the written MP4 is unplayable ({why[:160]}; expected {n_frames} frames)", shown)
 
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:

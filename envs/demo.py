@@ -127,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"replaying {args.episodes} recorded rollout(s) of {source} (indices {indices[0]}..{indices[-1]}) with "
           f"their own actions: {replay.n_past} context frames, {replay.psnr.shape[1]} predicted, latent seed {args.seed}")
     print(format_table(replay.psnr, replay.baseline, replay.n_past))
-    video = write_video(args.out, replay)
+    try:
+        video = write_video(args.out, replay)
+    except OSError as exc:  # a full disk or ulimit -f: the probe refused the file, nothing installed
+        print(f"bair-world demo: error: cannot write {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"video: {video.resolve()}\n  rows = episodes; columns = recorded | predicted | |error| "
           f"(green = context, red = predicted)")
     print(f"done in {time.perf_counter() - start:.1f} s.\n"

@@ -34,8 +34,8 @@ class EpisodeBatch:
     """
 
     def __init__(self, num_envs: int, world: WorldOptions):
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         self.num_envs = int(num_envs)
         self.checkpoint = resolve_checkpoint(world.checkpoint)
         self.device = resolve_device(world.device)

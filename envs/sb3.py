@@ -49,12 +49,14 @@ class BairWorldSB3VecEnv(VecEnv):
     def reset(self) -> np.ndarray:
         seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
         options = self._options[0] if all(o == self._options[0] for o in self._options) else None
-        if options is None:
-            raise ValueError("BairWorldSB3VecEnv: set_options must give every env the same options")
-        obs, infos = self.venv.reset(seed=seeds, options=dict(options) or None)
+        try:  # seeds and options apply to this reset only, also when it refuses them
+            if options is None:
+                raise ValueError("BairWorldSB3VecEnv: set_options must give every env the same options")
+            obs, infos = self.venv.reset(seed=seeds, options=dict(options) or None)
+        finally:
+            self._reset_seeds()
+            self._reset_options()
         self.reset_infos = [self._row_info(infos, i) for i in range(self.num_envs)]
-        self._reset_seeds()
-        self._reset_options()
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:

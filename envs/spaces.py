@@ -80,9 +80,12 @@ def check_actions(actions, num_envs: int | None, low: np.ndarray, high: np.ndarr
         ValueError: wrong shape, not numeric, or NaN/inf (named by env row and column).
     """
     try:
-        arr = np.asarray(actions, dtype=np.float32)
+        raw = np.asarray(actions)
+        if raw.dtype.kind not in "iuf":  # strings, complex, bools and objects are not silently coerced
+            raise TypeError(f"dtype {raw.dtype}")
+        arr = raw.astype(np.float32)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"action must be numeric, got {type(actions).__name__}: {exc}") from None
+        raise ValueError(f"action must be numeric (real numbers), got {type(actions).__name__}: {exc}") from None
     expected = (COND_DIM,) if num_envs is None else (num_envs, COND_DIM)
     if arr.shape != expected:
         raise ValueError(f"action must have shape {expected} (4 action + 3 end-effector position), "

@@ -84,7 +84,11 @@ class BairWorldVectorEnv(VectorEnv):
         if index is None:
             indices = [None] * len(rows)
         else:
-            indices = np.broadcast_to(np.asarray(index), (len(rows),)).tolist()
+            given = np.asarray(index, dtype=object)
+            if given.ndim > 1 or (given.ndim == 1 and len(given) != len(rows)):
+                raise ValueError(f"options['index'] must be one index or a list of one per reset env ({len(rows)}), "
+                                 f"got {len(given) if given.ndim == 1 else given.shape} values")
+            indices = np.broadcast_to(given, (len(rows),)).tolist()
         if latent_seed is None:
             latents = [None] * len(rows)
         else:

@@ -64,6 +64,10 @@ def test_float16_weights_load_into_a_float32_model(run, tmp_path):
     assert dtypes["decoder.upc5.weight"] == torch.float16 and dtypes["cond_mean"] == torch.float32
     model, info = load_checkpoint(dest)
     assert info["dtype"] == "float16"
+    from bair_world.checkpoint import file_sha256  # the bundle records the exported file's hash (issue 21)
+
+    assert info["weights_sha256"] == file_sha256(dest / "model.safetensors") != \
+        load_checkpoint(run / "best")[1]["weights_sha256"]
     assert all(v.dtype == torch.float32 for v in model.state_dict().values() if v.is_floating_point())
     source = load_model(run / "best")
     for name, value in model.state_dict().items():  # fp16 rounding only: relative error <= 2**-11
@@ -218,3 +222,12 @@ def test_a_bundle_holds_no_absolute_path_of_the_training_machine(tmp_path):
 def test_the_shipped_bundle_holds_no_absolute_path():
     for name in ("config.json", "training_metrics.json"):
         assert _absolute_paths(json.loads((default_checkpoint() / name).read_text())) == [], name
+
+
+def test_a_killed_bundles_staging_folder_is_removed_by_the_next(run, tmp_path, capsys):
+    stale = tmp_path / f".default.tmp-{2**22 + 12345}-bundle-abc"  # pid above Linux's pid_max: dead
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"\0" * 1000)
+    bundle(run, tmp_path / "default", BundleConfig(dtype="float32"))
+    assert not stale.exists() and f"removed {stale}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".default")) == []

@@ -4,6 +4,7 @@ import json
 import pickle
 
 import pytest
+from pathlib import Path
 import torch
 
 import bair_world
@@ -122,7 +123,7 @@ def test_interrupted_save_keeps_previous_checkpoint(tmp_path, model, monkeypatch
     def boom(*args, **kwargs):
         raise KeyboardInterrupt("killed mid-write")
 
-    monkeypatch.setattr(ckpt.json, "dump", boom)
+    monkeypatch.setattr(ckpt, "atomic_write_bytes", boom)  # the config.json write
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path / "last", model, step=2, epoch=1)
     monkeypatch.undo()
@@ -137,8 +138,10 @@ def test_crash_between_renames_falls_back_to_previous(tmp_path, model, monkeypat
     calls = []
 
     def replace_then_die(src, dst):
-        calls.append(dst)
         real_replace(src, dst)
+        if Path(dst).parent != tmp_path:  # a file written inside the staging folder
+            return
+        calls.append(dst)
         if len(calls) == 1:  # old moved to the backup; killed before the new one is renamed in
             raise SystemExit("kill -9")
 

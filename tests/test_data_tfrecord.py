@@ -173,5 +173,5 @@ def test_cli_convert(source, tmp_path, capsys):
     assert "validate: 1 written" in capsys.readouterr().out
     assert len(list_sequences(out, "train")) == 4
     (source / "test" / "traj_0_to_255.tfrecords").write_bytes(b"\x01" * 20)
-    assert cli_main(args[:5] + [str(tmp_path / "other"), "--no-progress"]) == 1
+    assert cli_main(args[:5] + [str(tmp_path / "other"), "--no-progress"]) == 2
     assert "traj_0_to_255.tfrecords" in capsys.readouterr().err

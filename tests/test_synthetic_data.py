@@ -97,4 +97,4 @@ def test_cli_writes_and_summarises(tmp_path, capsys):
     assert "train 2, validate 0, test 1" in text and "frames/s" in text and "moved > 2 px" in text
     assert len(list_sequences(out, "train")) == 2
     rc = cli_main(["data", "synth", "--out", str(out), "--seed", "9", "--train", "1", "--no-progress"])
-    assert rc == 2 and "manifest.json" in capsys.readouterr().out
+    assert rc == 2 and "manifest.json" in capsys.readouterr().err

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bair_world.checkpoint import CONFIG, WEIGHTS, CheckpointError, default_checkpoint, load_checkpoint, save_checkpoint
-from bair_world.io import atomic_write_bytes, install_directory
+from bair_world.io import atomic_write_bytes, install_directory, remove_stale_temporaries
 
 SUMMARY_FILE = "training_metrics.json"
 PLOTS = ("loss.png", "psnr.png", "schedules.png")
@@ -173,7 +173,9 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
     fp32_mb = sum(v.numel() * 4 for v in model.state_dict().values() if v.is_floating_point()) / 2**20
     half = cfg.dtype == "float16" or (cfg.dtype == "auto" and fp32_mb > cfg.max_mb)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = dest.parent / f".{dest.name}.bundle-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    for stale in remove_stale_temporaries(dest.parent, folders=True):  # a killed bundle's staging folder
+        print(f"removed {stale}, left by a killed process", file=sys.stderr)
+    staging = dest.parent / f".{dest.name}.tmp-{os.getpid()}-bundle-{uuid.uuid4().hex[:8]}"
     try:
         save_checkpoint(staging, model, step=info.get("step", 0), epoch=info.get("epoch", 0),
                         metrics=info.get("metrics"), data_info=info.get("data"), half=half)
@@ -184,6 +186,7 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
                                                      f"PSNR by {check['psnr_change_db']:+.3f} dB (> {cfg.tolerance_db})")
         config = dict(info)  # keep every source entry (e.g. extra normalisation statistics)
         config["dtype"] = written["dtype"]
+        config["weights_sha256"] = written["weights_sha256"]  # of the exported file, not the source's
         config["bundle"] = {"source": str(ckpt), "run": None if run is None else run.name,
                             "float32_mb": round(fp32_mb, 3), "check": check, "options": asdict(cfg)}
         atomic_write_bytes(staging / CONFIG, json.dumps(portable(config), indent=2).encode())

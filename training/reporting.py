@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import math
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,10 @@ class RunReporter:
 
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.run_dir)
+        removed = [p for folder in (self.run_dir, self.run_dir / "samples")  # e.g. samples/.epoch_*.tmp-*.gif
+                   for p in remove_stale_temporaries(folder)]
+        if removed:
+            print(f"removed {len(removed)} temporary file(s) of killed processes in {self.run_dir}", file=sys.stderr)
         self.history: list[dict[str, Any]] = list(history or [])
         self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
 

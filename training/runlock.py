@@ -8,10 +8,9 @@ dead) is simply taken over. The pid inside only tells the user who holds it.
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import os
 from pathlib import Path
+
+from bair_world.pidlock import LockBusy, PidLock
 
 
 class RunFolderError(RuntimeError):
@@ -33,8 +32,8 @@ def lock_path(run_dir: Path) -> Path:
     return run_dir.parent / f".{run_dir.name}.lock"
 
 
-class RunLock:
-    """Hold the lock of ``run_dir`` while training in it (a context manager).
+class RunLock(PidLock):
+    """Hold the lock of ``run_dir`` while training in it (a context manager; `bair_world.pidlock`).
 
     Raises on entry:
         RunFolderBusy: a live process holds the lock.
@@ -43,44 +42,14 @@ class RunLock:
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
-        self.path = lock_path(self.run_dir)
-        self._fd: int | None = None
+        super().__init__(lock_path(self.run_dir))
 
     def __enter__(self) -> "RunLock":
-        parent = self.path.parent
-        if parent.exists() and not parent.is_dir():  # mkdir would only say "File exists"
-            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(parent))
-        parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise RunFolderBusy(self.run_dir, holder) from None
-            # The holder may have released and unlinked the file between our open and flock: then
-            # we locked an orphaned inode, and must retry on the path's current file.
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is None:
-            return
         try:
-            self.path.unlink(missing_ok=True)  # unlink while still holding it (see __enter__)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+            super().__enter__()
+        except LockBusy as busy:
+            raise RunFolderBusy(self.run_dir, busy.pid) from None
+        return self
 
 
 def check_run_folder(run_dir: Path, resuming: bool, config_file: str) -> None:

@@ -9,10 +9,15 @@ is valid without it. Every problem raises :class:`~bair_world.data.errors.DataEr
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import re
 import shutil
+import stat
 import tempfile
 import uuid
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -23,7 +28,7 @@ from torch.utils.data import Dataset
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.completion import require_complete
 from bair_world.data.errors import DataError
-from bair_world.io import install_directory
+from bair_world.io import install_directory, write_verified
 
 ACTIONS_FILE = "actions.csv"
 POSITIONS_FILE = "endeffector_positions.csv"
@@ -33,6 +38,8 @@ SPLITS = ("train", "validate", "test")
 BAIR_SEQ_LEN = 30
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PARTIAL_MARK = ".partial-"
+MAX_CSV_BYTES = 1 << 20  # 30 rows of 4 numbers are ~3 KB; 1 MiB leaves room for 10,000-step sequences
+MAX_LABELS_BYTES = 64 << 20  # decompressed labels.npz: 4,096 B a step, so ~16,000 steps
 
 
 def natural_key(name: str) -> tuple:
@@ -42,8 +49,10 @@ def natural_key(name: str) -> tuple:
 
 def read_table(path: Path, n_cols: int) -> np.ndarray:
     """Parse a header-less comma-separated float table with exactly ``n_cols`` columns -> float32 (rows, n_cols)."""
-    if not path.is_file():
-        raise DataError(path, "missing CSV file")
+    require_regular_file(path, "CSV file")
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise DataError(path, f"CSV file of {path.stat().st_size:,} bytes; a sequence's tables are far smaller "
+                              f"(at most {MAX_CSV_BYTES:,})")
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
@@ -70,8 +79,22 @@ def read_table(path: Path, n_cols: int) -> np.ndarray:
     return values.astype(np.float32)
 
 
+def require_regular_file(path: Path, what: str) -> None:
+    """DataError naming ``path`` unless it is a regular file (a FIFO or device would block or never end)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(path, f"missing {what}") from None
+    except OSError as exc:
+        raise DataError(path, f"unreadable {what} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
+        raise DataError(path, f"{what} is {kind}, not a regular file")
+
+
 def read_frame(path: Path) -> np.ndarray:
     """Read one 64x64 8-bit RGB PNG -> uint8 (64, 64, 3) RGB."""
+    require_regular_file(path, "frame")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
@@ -167,23 +190,43 @@ def write_sequence(
         raise FileExistsError(f"{seq_dir}: sequence folder already exists (pass overwrite=True to replace it)")
     seq_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{seq_dir.name}{_PARTIAL_MARK}", dir=seq_dir.parent))
+    name = ""
     try:
+        # every file is encoded in memory, written and read back (the folder is renamed in whole):
+        # cv2.imwrite reports success even when its flush fails (a full disk, ``ulimit -f``)
         for t, frame in enumerate(frames):
-            if not cv2.imwrite(str(tmp / f"{t}.png"), np.ascontiguousarray(frame[:, :, ::-1])):  # RGB -> BGR
-                raise OSError(f"{tmp / f'{t}.png'}: OpenCV could not write the frame")
-        np.savetxt(tmp / ACTIONS_FILE, actions.astype(np.float32), fmt="%.18e", delimiter=",")
-        np.savetxt(tmp / POSITIONS_FILE, positions.astype(np.float32), fmt="%.18e", delimiter=",")
+            name = f"{t}.png"
+            ok, png = cv2.imencode(".png", np.ascontiguousarray(frame[:, :, ::-1]))  # RGB -> BGR
+            if not ok:
+                raise OSError(errno.EIO, "OpenCV could not encode the frame", str(seq_dir / f"{t}.png"))
+            write_verified(tmp / f"{t}.png", png.tobytes())
+        name = ACTIONS_FILE
+        write_verified(tmp / ACTIONS_FILE, _csv_bytes(actions))
+        name = POSITIONS_FILE
+        write_verified(tmp / POSITIONS_FILE, _csv_bytes(positions))
         if labels is not None:
+            name = LABELS_FILE
             _check_labels(np.asarray(labels), len(frames), tmp / LABELS_FILE)
-            np.savez_compressed(tmp / LABELS_FILE, labels=np.asarray(labels, np.uint8))
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, labels=np.asarray(labels, np.uint8))
+            write_verified(tmp / LABELS_FILE, buffer.getvalue())
         # overwrite: exchanged atomically, or the old folder moved aside first (a directory cannot be
         # replaced in one rename)
         install_directory(tmp, seq_dir, backup=seq_dir.parent / f".{seq_dir.name}.old-{uuid.uuid4().hex[:8]}",
                           sync=False)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and name and e.errno is not None:  # name the file, not its staging copy
+            raise OSError(e.errno, e.strerror or str(e), str(seq_dir / name)) from e
         raise
     return seq_dir
+
+
+def _csv_bytes(values: np.ndarray) -> bytes:
+    """A (T, k) table as the real files write it: float32 values with ``%.18e``, comma-separated."""
+    buffer = io.BytesIO()
+    np.savetxt(buffer, np.asarray(values).astype(np.float32), fmt="%.18e", delimiter=",")
+    return buffer.getvalue()
 
 
 def _check_labels(labels: np.ndarray, length: int, path: Path) -> None:
@@ -202,12 +245,20 @@ def read_labels(seq_dir: str | Path, seq_len: int | None = None) -> np.ndarray |
         DataError: the file is unreadable, has the wrong shape/dtype, too few maps or a value past 2.
     """
     path = Path(seq_dir) / LABELS_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
+    require_regular_file(path, "labels file")
     try:
+        with zipfile.ZipFile(path) as archive:  # refuse a zip bomb before anything is decompressed
+            unpacked = sum(info.file_size for info in archive.infolist())
+        if unpacked > MAX_LABELS_BYTES:
+            raise DataError(path, f"decompresses to {unpacked:,} bytes; labels of {BAIR_SEQ_LEN}-step sequences "
+                                  f"take {BAIR_SEQ_LEN * IMAGE_SIZE * IMAGE_SIZE:,} (limit {MAX_LABELS_BYTES:,})")
         with np.load(path, allow_pickle=False) as npz:
             labels = npz["labels"]
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except DataError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(path, f"unreadable labels file ({type(exc).__name__}: {exc})") from None
     _check_labels(labels, seq_len or len(labels), path)
     return labels if seq_len is None else labels[:seq_len]
@@ -236,6 +287,8 @@ def list_sequences(root: str | Path, split: str) -> list[Path]:
     if not Path(root).is_dir():
         raise DataError(root, "dataset folder does not exist")
     require_complete(root)
+    if not isinstance(split, str) or split in ("", ".", "..") or Path(split).name != split:
+        raise DataError(root, f"split name {str(split)[:80]!r} must be a folder name inside the dataset root")
     split_dir = Path(root) / split
     if not split_dir.is_dir():
         raise DataError(split_dir, f"split folder {split!r} does not exist")

@@ -21,6 +21,7 @@ naming the file.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -35,13 +36,16 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import (
-    ACTIONS_FILE, BAIR_SEQ_LEN, SPLITS, BairFolderDataset, list_sequences, read_labels, read_sequence,
-    read_table,
+    ACTIONS_FILE, BAIR_SEQ_LEN, N_LABELS, SPLITS, BairFolderDataset, list_sequences, read_labels, read_sequence,
+    read_table, require_regular_file,
 )
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.errors import DataError
+from bair_world.io import atomic_write_bytes, fsync_directory, normal_mode
 
 MANIFEST = "packed.json"
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_SEQUENCES, MAX_LENGTH = 10_000_000, 10_000  # bounds on a manifest's counts (BAIR has 43,264 of 30)
 FORMAT, FORMAT_VERSION = "bair-world-packed", 1
 #: kind -> (dtype, shape of one step as stored)
 KINDS = {"frames": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE, 3)), "actions": (np.float32, (ACTION_DIM,)),
@@ -94,14 +98,28 @@ class PackWriter:
         self._arrays: dict[tuple[str, str], np.memmap] = {}
 
     def __enter__(self) -> PackWriter:
+        try:
+            return self._open_stage()
+        except BaseException:  # e.g. no room for the arrays: leave nothing behind
+            self._arrays.clear()
+            if self._stage is not None:
+                shutil.rmtree(self._stage, ignore_errors=True)
+            raise
+
+    def _open_stage(self) -> PackWriter:
         self.dest.parent.mkdir(parents=True, exist_ok=True)
-        self._stage = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.partial-", dir=self.dest.parent))
+        # named .<name>.tmp-<pid>-...: a killed writer's staging folder is found and removed later
+        self._stage = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.tmp-{os.getpid()}-", dir=self.dest.parent))
         for split, n in self.counts.items():
             (self._stage / split).mkdir()
             for kind, (dtype, step_shape) in KINDS.items():
                 if kind != "labels" or split in self.labels:
-                    self._arrays[split, kind] = np.lib.format.open_memmap(
-                        self._stage / split / f"{kind}.npy", mode="w+", dtype=dtype, shape=(n, self.length, *step_shape))
+                    try:
+                        self._arrays[split, kind] = np.lib.format.open_memmap(
+                            self._stage / split / f"{kind}.npy", mode="w+", dtype=dtype,
+                            shape=(n, self.length, *step_shape))
+                    except OSError as e:  # no room for the array (full disk, ulimit -f): name the file
+                        raise OSError(e.errno, e.strerror or str(e), str(self.dest / split / f"{kind}.npy")) from e
         return self
 
     def put(self, split: str, index: int, frames, actions, positions, labels=None) -> None:
@@ -117,30 +135,60 @@ class PackWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                for array in self._arrays.values():
+                for (split, kind), array in self._arrays.items():
                     array.flush()
+                    _check_written(self._stage / split / f"{kind}.npy", array, self.dest / split / f"{kind}.npy")
                 manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": self.source,
                             "splits": {s: {"sequences": n, "length": self.length, "labels": s in self.labels}
                                        for s, n in self.counts.items()}}
-                (self._stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+                atomic_write_bytes(self._stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+                for folder in [self._stage, *(self._stage / split for split in self.counts)]:
+                    normal_mode(folder)  # mkdtemp's 0700 would survive the rename
+                    fsync_directory(folder)
                 os.rename(self._stage, self.dest)  # the pack appears complete or not at all
         finally:
             self._arrays.clear()
             shutil.rmtree(self._stage, ignore_errors=True)  # gone already after the rename
 
 
+def _check_written(path: Path, array: np.memmap, name: Path) -> None:
+    """OSError naming ``name`` unless the .npy file ``path`` holds all of ``array``'s bytes (a write cut
+    short by a full disk or ``ulimit -f`` leaves it shorter)."""
+    expected = array.offset + array.nbytes
+    size = os.stat(path).st_size
+    if size != expected:
+        raise OSError(errno.EIO, f"write cut short ({size:,} of {expected:,} bytes on disk)", str(name))
+
+
 def _manifest(root: Path) -> dict[str, Any]:
     path = root / MANIFEST
     if not path.is_file():
         raise DataError(path, "missing: not a packed dataset (pack a folder dataset with `bair-world data pack`)")
+    require_regular_file(path, "manifest")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise DataError(path, f"manifest of {path.stat().st_size:,} bytes (at most {MAX_MANIFEST_BYTES:,})")
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"unreadable manifest ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: also a 5000-digit number
+        raise DataError(path, f"unreadable manifest ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DataError(path, f"not a {FORMAT} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(path, f"format version {manifest.get('format_version')!r}; this bair_world reads {FORMAT_VERSION}")
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        raise DataError(path, f'"splits" must be an object of split name -> entry, got {type(splits).__name__}')
+    for name, entry in splits.items():
+        if name not in SPLITS:  # also keeps every path inside the root (no "../../x")
+            raise DataError(path, f"split name {name[:80]!r} is not one of {list(SPLITS)}")
+        ok = isinstance(entry, dict) and all(
+            isinstance(entry.get(key), int) and not isinstance(entry.get(key), bool) for key in ("sequences", "length"))
+        if not ok or not isinstance(entry.get("labels"), bool):
+            raise DataError(path, f"split {name!r}: malformed entry {str(entry)[:200]} (expected sequences and "
+                                  f"length as integers, labels true/false)")
+        if not (0 <= entry["sequences"] <= MAX_SEQUENCES and 1 <= entry["length"] <= MAX_LENGTH):
+            raise DataError(path, f"split {name!r}: {entry['sequences']} sequences of {entry['length']} steps is "
+                                  f"out of range (0..{MAX_SEQUENCES:,} of 1..{MAX_LENGTH:,})")
     return manifest
 
 
@@ -157,10 +205,7 @@ class PackedSplit:
         entry = _manifest(self.root).get("splits", {}).get(split)
         if entry is None:
             raise DataError(self.root / MANIFEST, f"holds no split {split!r}")
-        try:
-            n, self.length, has_labels = int(entry["sequences"]), int(entry["length"]), bool(entry["labels"])
-        except (KeyError, TypeError, ValueError):
-            raise DataError(self.root / MANIFEST, f"split {split!r}: malformed entry {entry!r}") from None
+        n, self.length, has_labels = entry["sequences"], entry["length"], entry["labels"]  # checked by _manifest
         arrays = {kind: self._open(kind, n) for kind in KINDS if kind != "labels" or has_labels}
         self.frames, self.actions, self.positions = arrays["frames"], arrays["actions"], arrays["positions"]
         self.labels = arrays.get("labels")
@@ -169,15 +214,17 @@ class PackedSplit:
         path = self.root / self.split / f"{kind}.npy"
         dtype, step_shape = KINDS[kind]
         expected = (n, self.length, *step_shape)
+        require_regular_file(path, f"{kind} array of split {self.split!r}")  # a FIFO would block forever
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError:
-            raise DataError(path, f"missing {kind} array of split {self.split!r}") from None
         except (OSError, ValueError) as exc:  # truncated, or not an .npy file
             raise DataError(path, f"unreadable {kind} array ({exc})") from None
         if array.dtype != dtype or array.shape != expected:
             raise DataError(path, f"{kind} array is {array.dtype} {array.shape}, the manifest says "
                                   f"{np.dtype(dtype)} {expected}")
+        if not array.flags.c_contiguous:  # fortran_order: True would scramble every frame
+            raise DataError(path, f"{kind} array is not in C order (its header says fortran_order: True); "
+                                  f"repack the dataset")
         return array
 
     def __len__(self) -> int:
@@ -197,6 +244,13 @@ class PackedDataset(Dataset):
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         self.root, self.split, self.seq_len = Path(root), split, seq_len
         self.data = PackedSplit(root, split)
+        for kind in ("actions", "positions"):  # small: (N, T, 4) floats; inf would reach the env's info
+            array = getattr(self.data, kind)
+            bad = np.argwhere(~np.isfinite(array))
+            if len(bad):
+                i, t = bad[0][:2]
+                raise DataError(self.root / split / f"{kind}.npy", f"sequence {i}, step {t} holds "
+                                f"{array[i, t].tolist()} ({len(bad)} non-finite values)")
         if self.data.length < seq_len:
             raise DataError(self.root / split / "actions.npy",
                             f"sequences have {self.data.length} steps, expected at least {seq_len}")
@@ -214,7 +268,13 @@ class PackedDataset(Dataset):
 
     def labels(self, index: int) -> np.ndarray | None:
         """Region labels of sequence ``index``, uint8 (seq_len, 64, 64), or None without labels."""
-        return None if self.data.labels is None else unpack_labels(self.data.labels[index, : self.seq_len])
+        if self.data.labels is None:
+            return None
+        labels = unpack_labels(self.data.labels[index, : self.seq_len])
+        if labels.size and labels.max() >= N_LABELS:
+            raise DataError(self.root / self.split / "labels.npy",
+                            f"sequence {index} holds label value {int(labels.max())}, outside 0..{N_LABELS - 1}")
+        return labels
 
     def __repr__(self) -> str:
         return f"PackedDataset(root={str(self.root)!r}, split={self.split!r}, seq_len={self.seq_len}, n={len(self)})"
@@ -281,6 +341,10 @@ def run(args: argparse.Namespace) -> int:
         out = pack_dataset(args.src, args.out, progress=not args.no_progress)
     except (DataError, FileExistsError) as exc:
         print(f"bair-world data pack: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write cut short (full disk, ulimit -f): the staging folder is removed
+        print(f"bair-world data pack: error: cannot write {exc.filename or args.out}: {exc.strerror or exc}",
+              file=sys.stderr)
         return 2
     files = [p for p in out.rglob("*") if p.is_file()]
     splits = json.loads((out / MANIFEST).read_text())["splits"]

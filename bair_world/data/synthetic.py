@@ -7,12 +7,13 @@ the number of worker processes or on the order in which sequences finish.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,15 +21,18 @@ import numpy as np
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
-from bair_world.data.completion import mark_complete, mark_incomplete
+from bair_world.data.completion import check_resume, mark_complete, mark_incomplete
+from bair_world.data.errors import DataError
 from bair_world.data.seeds import MANIFEST, recorded_seeds, sequence_seed  # noqa: F401 (re-exported)
-from bair_world.io import atomic_write_json
+from bair_world.io import atomic_write_json, freed_line, size_of
+from bair_world.pidlock import LockBusy, PidLock
 from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
 
 DEFAULT_COUNTS = {"train": 8192, "validate": 128, "test": 256}
 DEFAULT_SEED = 0
 SEQUENCE_LENGTH = 30
 PER_TRAJ_FOLDER = 256  # sequences per <trajectory folder>, like BAIR's traj_0_to_255
+LOCK = ".synth.lock"  # one writer per --out
 BYTES_PER_SEQUENCE = 400_000  # packed on disk: 368,640 B of raw frames + 2-bit labels + actions/positions
 ACTION_COLUMNS = ["dx (m)", "dy (m)", "gripper closure 0..4", "height command 0 hold / 1 lower / 2 lift"]
 
@@ -50,6 +54,7 @@ class SynthReport:
         skipped: complete sequences found on disk and kept (resume).
         seconds: wall time of the call.
         motion: motion statistics of the sequences generated in this call.
+        removed: sequences past the counts (left by an earlier run with larger counts) deleted.
     """
 
     root: Path
@@ -58,6 +63,7 @@ class SynthReport:
     skipped: int
     seconds: float
     motion: MotionStats = field(default_factory=lambda: motion_stats([]))
+    removed: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -65,7 +71,8 @@ class SynthReport:
 
     def __str__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
-        return (f"{self.root}: {counts} sequences ({self.written} written, {self.skipped} already complete)\n"
+        removed = f", {self.removed} past the counts removed" if self.removed else ""
+        return (f"{self.root}: {counts} sequences ({self.written} written, {self.skipped} already complete{removed})\n"
                 f"{self.written * SEQUENCE_LENGTH} frames in {self.seconds:.1f} s = {self.frames_per_second:.0f} frames/s\n"
                 f"motion: {self.motion}")
 
@@ -148,27 +155,73 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
         raise ValueError(f"write_dataset: seed must be a non-negative integer, got {seed!r}")
     if length < 2:
         raise ValueError(f"write_dataset: length must be >= 2, got {length}")
+    command = (f"bair-world data synth --out {root} --seed {seed} "
+               + " ".join(f"--{s} {counts[s]}" for s in SPLITS))
+    params = {"writer": "synth", "generator_version": GENERATOR_VERSION, "seed": int(seed), "counts": counts,
+              "sequence_length": length}
+    try:
+        with PidLock(root / LOCK):
+            return _write_locked(root, counts, seed, workers, progress, length, command, params)
+    except LockBusy as busy:
+        raise ValueError(f"{root}: another `bair-world data synth` (pid {busy.pid}) is writing this folder; "
+                         f"wait for it to finish") from None
+
+
+def _write_locked(root: Path, counts: dict[str, int], seed: int, workers: int | None, progress: bool, length: int,
+                  command: str, params: dict) -> SynthReport:
+    """`write_dataset` once it holds the folder's lock."""
     manifest_path = root / MANIFEST
+    check_resume(root, command, params)  # an interrupted run continues only with the same command
     if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
+        old = _read_manifest(manifest_path)
         if (old.get("seed"), old.get("generator_version"), old.get("sequence_length")) != (seed, GENERATOR_VERSION, length):
             raise ValueError(f"{manifest_path}: folder holds a dataset with seed {old.get('seed')}, generator version "
                              f"{old.get('generator_version')}, length {old.get('sequence_length')}; refusing to mix in "
                              f"seed {seed}, version {GENERATOR_VERSION}, length {length} (choose another --out)")
-    mark_incomplete(root, f"bair-world data synth --out {root} --seed {seed} "
-                          + " ".join(f"--{s} {counts[s]}" for s in SPLITS))
-    for split in SPLITS:
-        if (root / split).is_dir():
-            remove_partial_writes(root)
-            break
+    mark_incomplete(root, command, params)
+    if any((root / split).is_dir() for split in SPLITS):
+        remove_partial_writes(root)  # every writer of this folder is dead: we hold its lock
     tasks = [(str(root), split, i, int(seed), length) for split in SPLITS for i in range(counts[split])]
     start = time.perf_counter()
     outcomes = list(_in_pool(_generate, tasks, workers, progress, "synth"))
     results = [res for res in outcomes if res is not None]
     skipped = len(outcomes) - len(results)
+    removed = _remove_beyond(root, counts)  # a rerun with smaller counts: the manifest lists all there is
     atomic_write_json(manifest_path, _manifest(int(seed), counts, length))
     mark_complete(root)
-    return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results))
+    return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results),
+                       removed)
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(path, f"unreadable dataset manifest ({type(exc).__name__}: {str(exc)[:200]}); delete "
+                              f"{path.parent} to start over") from None
+    if not isinstance(manifest, dict):
+        raise DataError(path, "dataset manifest is not a JSON object; delete its folder to start over")
+    return manifest
+
+
+def _remove_beyond(root: Path, counts: dict[str, int]) -> int:
+    """Delete the sequence folders with an index past ``counts`` (left by a run with larger counts);
+    returns how many were removed."""
+    removed = 0
+    for split in SPLITS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        for traj in [p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+            for seq in [p for p in traj.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+                if not seq.name.isdigit() or int(seq.name) >= counts[split]:
+                    shutil.rmtree(seq)
+                    removed += 1
+            if not any(traj.iterdir()):
+                traj.rmdir()
+        if not any(split_dir.iterdir()):
+            split_dir.rmdir()
+    return removed
 
 
 def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: int = DEFAULT_SEED,
@@ -201,16 +254,18 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bair_world"
 
 
-@contextmanager
-def _file_lock(path: Path):
-    import fcntl  # POSIX; the cache is generated once, so other platforms simply go unlocked
+def clean_cache(base: Path) -> str | None:
+    """Remove the cache's staging folders of dead processes (a killed generation: up to 3.4 GB) and
+    unheld lock files; returns the line saying what was freed, or None."""
+    from bair_world.pidlock import stale_lock_files
+    from bair_world.stale import is_stale
 
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    stale = [p for p in base.glob(".*.tmp-*") if p.is_dir() and not p.is_symlink() and is_stale(p)]
+    nbytes = size_of(stale)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    removed = stale + stale_lock_files(base)
+    return freed_line("staging folders and locks of dead processes", removed, nbytes) if removed else None
 
 
 def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: dict[str, int] | None = None,
@@ -232,9 +287,21 @@ def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: 
     final = base / name
     if is_packed(final) or not create:
         return final
+    if base.exists() and not base.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "BAIR_WORLD_CACHE (or ~/.cache/bair_world) is a file, not a folder",
+                                 str(base))
     base.mkdir(parents=True, exist_ok=True)
-    with _file_lock(base / f".{name}.lock"):
+    freed = clean_cache(base)
+    if freed:
+        print(freed, file=sys.stderr)
+    with PidLock(base / f".{name}.lock", wait=True):  # concurrent callers wait for one generation
         if not is_packed(final):  # another process may have finished while we waited
+            old = [p for p in base.glob(f".{name}.partial-*") if p.is_dir()]  # older versions' staging (no pid):
+            if old:  # dead, since we hold the lock every writer of `name` takes
+                nbytes = size_of(old)
+                for path in old:
+                    shutil.rmtree(path, ignore_errors=True)
+                print(freed_line("staging folders of interrupted generations", old, nbytes), file=sys.stderr)
             total = sum(counts.values())
             print(f"generating the built-in pushing world's data once: {total} sequences "
                   f"({', '.join(f'{s} {n}' for s, n in counts.items() if n)}), about "
@@ -287,8 +354,12 @@ def run(args: argparse.Namespace) -> int:
     counts = {s: getattr(args, s) for s in SPLITS}
     try:
         report = write_dataset(args.out, counts, seed=args.seed, workers=args.workers, progress=not args.no_progress)
-    except ValueError as err:
-        print(f"bair-world data synth: {err}")
+    except ValueError as err:  # DataError too: it names the file
+        print(f"bair-world data synth: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a write cut short (full disk, ulimit -f): the dataset stays marked incomplete
+        print(f"bair-world data synth: error: cannot write {err.filename or args.out}: {err.strerror or err}",
+              file=sys.stderr)
         return 2
     print(report)
     return 0

@@ -26,10 +26,11 @@ from tfrecord import example_pb2
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import (
-    ACTIONS_FILE, BAIR_SEQ_LEN, POSITIONS_FILE, natural_key, remove_partial_writes, write_sequence,
+    ACTIONS_FILE, BAIR_SEQ_LEN, POSITIONS_FILE, natural_key, remove_partial_writes, require_regular_file,
+    write_sequence,
 )
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
-from bair_world.data.completion import mark_complete, mark_incomplete
+from bair_world.data.completion import check_resume, mark_complete, mark_incomplete
 from bair_world.data.errors import DataError
 from bair_world.io import atomic_write_json
 
@@ -53,6 +54,7 @@ def scan_tfrecord(path: str | Path) -> list[int]:
         DataError: empty file, truncated file (a record runs past the end), or a corrupt length field.
     """
     path = Path(path)
+    require_regular_file(path, "TFRecord file")  # a FIFO would block forever
     try:
         size = path.stat().st_size
         f = open(path, "rb")
@@ -178,6 +180,10 @@ def _find_sources(root: Path) -> dict[str, list[Path]]:
             files = sorted(folder.glob("*.tfrecords"), key=lambda p: natural_key(p.name))
             if not files:
                 raise DataError(folder, "holds no *.tfrecords files")
+            for file in files:
+                if file.name.startswith("."):  # its stem names the output folder: none, or a hidden one
+                    raise DataError(file, "a TFRecord file needs a name before .tfrecords (it names the "
+                                          "output trajectory folder); rename it")
             sources[split] = files
     if not sources:
         raise DataError(root, "no train/ or test/ folder with *.tfrecords files (expected softmotion30_44k/)")
@@ -189,9 +195,14 @@ def _is_complete(seq_dir: Path, seq_len: int) -> bool:
     return seq_dir.is_dir() and all((seq_dir / n).is_file() for n in names)
 
 
+def _manifest(cfg: ConvertConfig, counts: dict[str, int]) -> dict:
+    return {"validate_fraction": cfg.validate_fraction, "seed": cfg.seed, "seq_len": cfg.seq_len, "sources": counts}
+
+
 def _check_manifest(cfg: ConvertConfig, counts: dict[str, int]) -> None:
     """Refuse to resume into ``out`` converted with other settings (it would mix train and validate)."""
-    manifest = {"validate_fraction": cfg.validate_fraction, "seed": cfg.seed, "seq_len": cfg.seq_len, "sources": counts}
+    manifest = _manifest(cfg, counts)
+    check_resume(cfg.out, _command(cfg), {"writer": "convert", **manifest})  # not another writer's folder
     path = cfg.out / MANIFEST
     if path.exists():
         try:
@@ -201,8 +212,8 @@ def _check_manifest(cfg: ConvertConfig, counts: dict[str, int]) -> None:
         if previous != manifest:
             raise DataError(path, "output was converted with other settings or source files; use a fresh --out")
         return
-    mark_incomplete(cfg.out, _command(cfg))  # before the manifest: no moment looks like a finished dataset
-    atomic_write_json(path, manifest)
+    mark_incomplete(cfg.out, _command(cfg), {"writer": "convert", **manifest})  # before the manifest: no moment
+    atomic_write_json(path, manifest)                                         # looks like a finished dataset
 
 
 def convert(cfg: ConvertConfig) -> ConvertSummary:
@@ -214,13 +225,16 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
     """
     if not 0.0 <= cfg.validate_fraction < 1.0:
         raise ValueError(f"validate_fraction must be in [0, 1), got {cfg.validate_fraction}")
+    if isinstance(cfg.seq_len, bool) or not isinstance(cfg.seq_len, int) or not 2 <= cfg.seq_len <= 10_000:
+        raise ValueError(f"--seq-len must be an integer in 2..10000 (BAIR records hold 30 steps), got {cfg.seq_len!r}")
     cfg = replace(cfg, tfrecords=Path(cfg.tfrecords), out=Path(cfg.out))
     out = cfg.out
     sources = _find_sources(cfg.tfrecords)
     offsets = {path: scan_tfrecord(path) for files in sources.values() for path in files}
     counts = {f"{split}/{p.name}": len(offsets[p]) for split, files in sources.items() for p in files}
     _check_manifest(cfg, counts)
-    mark_incomplete(out, _command(cfg))  # resuming: incomplete until this run ends too
+    mark_incomplete(out, _command(cfg), {"writer": "convert", **_manifest(cfg, counts)})  # resuming: incomplete
+    # until this run ends too
     remove_partial_writes(out)
 
     train_keys = [(p, i) for p in sources.get("train", []) for i in range(len(offsets[p]))]
@@ -271,13 +285,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the conversion; prints a per-split summary, or the error naming the bad file (exit 1)."""
+    """Run the conversion; prints a per-split summary, or the error naming the bad file (exit 2)."""
     cfg = ConvertConfig(args.tfrecords, args.out, args.validate_fraction, args.seed, args.seq_len, not args.no_progress)
     try:
         summary = convert(cfg)
     except (DataError, ValueError) as exc:
         print(f"bair-world data convert: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
+    except OSError as exc:  # a write cut short (full disk, ulimit -f): nothing half-written is installed
+        print(f"bair-world data convert: error: cannot write {exc.filename or cfg.out}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     for split in ("train", "validate", "test"):
         print(f"{split:>8}: {summary.written[split]} written, {summary.skipped[split]} already complete")
     print(f"wrote {cfg.out}")

@@ -8,7 +8,7 @@ A packed dataset (`bair_world.data.packed`) is checked too: its manifest, arrays
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import (
-    ACTIONS_FILE, N_LABELS, POSITIONS_FILE, SPLITS, list_sequences, read_frame, read_labels, read_table,
+    _PARTIAL_MARK, ACTIONS_FILE, N_LABELS, POSITIONS_FILE, SPLITS, list_sequences, read_frame, read_labels,
+    read_table, remove_partial_writes,
 )
 from bair_world.data.batch import ACTION_DIM, POSITION_DIM
 from bair_world.data.completion import incomplete_problem
@@ -176,13 +177,13 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, seq_len: in
     if incomplete is not None:  # its writer is not done: the sequences are not worth checking yet
         report.errors.append(incomplete)
         return report
-    from bair_world.data.packed import MANIFEST, is_packed
+    from bair_world.data.packed import _manifest, is_packed
 
     if is_packed(root):
         try:
-            manifest_splits = list(json.loads((root / MANIFEST).read_text()).get("splits", {}))
-        except (OSError, ValueError, AttributeError) as exc:
-            report.errors.append(DataError(root / MANIFEST, f"unreadable manifest ({exc})"))
+            manifest_splits = list(_manifest(root)["splits"])  # checked: names, entries, bounds
+        except DataError as exc:
+            report.errors.append(exc)
             return report
         for split in splits if splits is not None else manifest_splits:
             _check_packed_split(root, split, seq_len, report)
@@ -215,6 +216,43 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, seq_len: in
     return report
 
 
+def clean_dataset(root: str | Path) -> str | None:
+    """Remove what killed writers left in and beside ``root``: sequence staging folders
+    (``.<seq>.partial-*``), temporaries and pack staging folders of dead pids (``.<name>.tmp-<pid>...``)
+    and unheld lock files. Nothing is touched while a live ``data synth`` holds the folder's lock.
+
+    Returns:
+        One line saying what was freed, or None when nothing was left behind.
+    """
+    from bair_world.data.synthetic import LOCK
+    from bair_world.io import freed_line, size_of
+    from bair_world.pidlock import LockBusy, PidLock, stale_lock_files
+    from bair_world.stale import is_stale
+
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    had_lock = (root / LOCK).exists()
+    try:
+        with PidLock(root / LOCK):  # a live writer's staging folders are not garbage
+            partial = sorted(root.glob(f"*/*/.*{_PARTIAL_MARK}*"))
+            nbytes = size_of(partial)
+            remove_partial_writes(root)
+            stale = [p for p in sorted(root.parent.glob(f".{root.name}.tmp-*")) + sorted(root.glob(".*.tmp-*"))
+                     if is_stale(p)]
+            nbytes += size_of(stale)
+            for path in stale:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed = partial + stale + [p for p in stale_lock_files(root) if p.name != LOCK]
+    except (LockBusy, OSError):
+        return None
+    if had_lock:
+        removed.append(root / LOCK)
+    if not removed:
+        return None
+    return freed_line("staging folders, temporaries and locks of dead processes", removed, nbytes)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bair-world data check``."""
     parser.add_argument("root", type=Path, metavar="DIR", help="dataset root holding train/, validate/, test/")
@@ -232,6 +270,9 @@ def run(args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"bair-world data check: error: {problem}", file=sys.stderr)
             return 2
+    freed = clean_dataset(args.root)
+    if freed:
+        print(freed, file=sys.stderr)
     report = check_dataset(args.root, args.split, args.seq_len, progress=not args.no_progress)
     print(report.format())
     return 0 if report.ok else 1
