@@ -7,7 +7,9 @@ Rows: ``nothing`` (hold still), ``random`` (uniform actions), ``model`` (the CEM
 `bair_world.planning` on the learned model: `bair_world.planning.PUSH_CEM` unless overridden) and
 ``oracle`` (the same planner with the true world as its model). Each row's result is written to
 ``<out-dir>/<task>-<row>.json`` as soon as it is done; rows already there are read back, not rerun
-(``--force`` reruns them), so a long run can be resumed and one row (a new model) re-run alone.
+(``--force`` reruns them); the episodes of each finished group go to ``<task>-<row>.partial.jsonl``
+at once, so a stopped run resumes where it was, ``--goals 8`` summarises the first 8 goals of a
+longer run, and one row (a new model) is re-run alone with ``--rows model --force``.
 Prints success, distances (the goal object, the arm, the image) and wall time split into the
 policy (model calls or oracle simulation, and the CEM) and the true world stepping the episodes.
 """
@@ -80,9 +82,11 @@ def main(argv=None) -> int:
     for row in rows:
         path = out / f"{args.task}-{row}.json"
         if path.exists() and not args.force:
-            results[row] = json.loads(path.read_text())
-            print(f"{row}: read {path}", flush=True)
-            continue
+            done = json.loads(path.read_text())
+            if sorted(e["index"] for e in done["episodes"]) == indices:  # the same goals: read back
+                results[row] = done
+                print(f"{row}: read {path}", flush=True)
+                continue
         results[row] = run_row(row, args, envs, indices, cfg, checkpoint, out / f"{args.task}-{row}.partial.jsonl")
         path.write_text(json.dumps(results[row], indent=1, default=float))
         print(f"{row}: {len(indices)} episodes in {results[row]['wall_s']:.0f} s -> {path}", flush=True)
@@ -122,6 +126,7 @@ def run_row(row, args, envs, indices, cfg, checkpoint, partial: Path) -> dict:
             f.write(json.dumps(g, default=float) + "\n")
         print(f"{row} {group}: success {[e['success'] for e in ev.episodes]} object "
               f"{[round(e['object_distance_m'], 3) for e in ev.episodes]} in {g['wall_s']:.0f} s", flush=True)
+    groups = [g for g in groups if {e["index"] for e in g["episodes"]} <= set(indices)]  # --goals N: the first N
     episodes = [e for g in groups for e in g["episodes"]]
     total = lambda k: None if groups and groups[0][k] is None else sum(g[k] for g in groups)  # noqa: E731
     col = lambda k: float(np.mean([e[k] for e in episodes]))  # noqa: E731
