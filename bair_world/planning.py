@@ -1,23 +1,38 @@
-"""Goal-reaching by model-predictive control: the cross-entropy method over action sequences.
+"""Goal reaching and pushing by model-predictive control: the cross-entropy method over action sequences.
 
-Visual-foresight style: at every step the planner samples K candidate sequences of the 4-dim action
-``[dx, dy, grip, z command]`` for each of E envs, imagines their frames with a dynamics model, scores
-them by the image distance to the goal frame, refits a Gaussian to the elites, and executes the
-first action of the best mean. Positions are never planned: they follow from the actions through
-the pushing world's own arm kinematics (`bair_world.sim.arm_step`), so a plan means the same thing
-in the learned world and in the true one.
+Visual-foresight style (Ebert et al. 2018): at every planning step the planner samples K candidate
+sequences of the 4-dim action ``[dx, dy, grip, z command]`` for each of E envs, as a few action
+ROWS each held for ``repeat`` steps (as the data holds them) with noise correlated across rows
+(smooth pushes rather than jitter), imagines their frames with a dynamics model, scores them by an
+image cost to the goal frame, refits a Gaussian to the elites (``iterations`` times) and returns the
+best sequence; `PlannerPolicy` (`bair_world.envs.goal_eval`) executes its first ``replan_every``
+steps, then plans again. Positions are never planned: they follow from the actions through the
+pushing world's own arm kinematics (`bair_world.sim.arm_step`), so a plan means the same thing in
+the learned world and in the true one.
+
+The cost is the image distance to the goal frame (`bair_world.metrics.goal_distance`), or, when the
+goal carries a weight mask (`PlanContext.weights`, made by `goal_weights`), the distance weighted
+by where the start and the goal frames differ with the arm's pixels discounted
+(`weighted_distance`): a pushing goal is about a few object pixels, which the arm would otherwise
+dominate.
 
 Two dynamics models share one interface:
 
 * `ModelDynamics`: the learned SVG model via `WorldModel`. The observed history of every env is fed
-  as context (posterior on the real frames), the recurrent state is cloned K times, and each
-  imagined time step is ONE batched model call for all E*K candidates.
+  as context (posterior on the real frames), the recurrent state is repeated K times
+  (`WorldModel.select_rows`), and each imagined time step is ONE batched model call for all E*K
+  candidates.
 * `SimDynamics`: the true pushing world (copies of the env's `PushWorld`): an oracle upper bound.
+
+Randomness is per env: env i's candidates and latent draws come from generators seeded by
+``(planner seed, PlanContext.keys[i], its step)``, so planning E envs together gives what planning
+each alone gives (up to float rounding of batched convolutions).
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,9 +40,68 @@ import numpy as np
 import torch
 
 from bair_world.data.batch import IMAGE_SIZE, frames_to_float, frames_to_uint8
-from bair_world.sim import PushWorld, SimConfig, action_bounds, arm_step, quantise_action
 from bair_world.metrics import goal_distance
+from bair_world.sim import PushWorld, SimConfig, action_bounds, arm_step, quantise_action
 from bair_world.world_model import WorldModel
+
+#: Pooling of `weighted_distance` (2x2 area means: tolerant of one-pixel shifts and blur, fine
+#: enough for 3-5 pixel objects).
+WEIGHT_POOL = 2
+
+
+def goal_weights(start: np.ndarray, goal: np.ndarray, arm: np.ndarray | None = None, *, threshold: float = 0.08,
+                 arm_weight: float = 0.1, dilate: int = 1) -> np.ndarray:
+    """The cost mask of a goal: 1 where start and goal frames differ, ``arm_weight`` on the arm's pixels.
+
+    Args:
+        start, goal: uint8 (64, 64, 3) the start and goal frames.
+        arm: bool (64, 64) pixels of the arm in either frame (None: no discount).
+        threshold: a pixel differs when a channel changed by more than this (in [0, 1]).
+        arm_weight: weight of differing pixels that are the arm's (its motion is not the goal).
+        dilate: grow the mask by this many pixels (where the object's edge will be).
+
+    Returns:
+        float32 (64, 64), summing to 1 (uniform if the frames do not differ).
+    """
+    diff = np.abs(start.astype(np.int16) - goal.astype(np.int16)).max(-1) > threshold * 255  # (64, 64)
+    for _ in range(dilate):  # 3x3 max filter
+        grown = diff.copy()
+        grown[1:] |= diff[:-1]
+        grown[:-1] |= diff[1:]
+        grown[:, 1:] |= diff[:, :-1]
+        grown[:, :-1] |= diff[:, 1:]
+        diff = grown
+    w = diff.astype(np.float32)
+    if arm is not None:
+        w = np.where(arm, w * arm_weight, w)
+    if w.sum() <= 0:
+        w = np.ones_like(w)
+    return (w / w.sum()).astype(np.float32)
+
+
+def weighted_distance(frames: np.ndarray, goals: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted RMSE of 2x2 area-averaged frames in [0, 1].
+
+    Args:
+        frames: uint8 (..., 64, 64, 3); goals: uint8 broadcastable; weights: (..., 64, 64) broadcastable.
+
+    Returns:
+        float64 (...).
+    """
+    n = IMAGE_SIZE // WEIGHT_POOL
+
+    def pooled(x, channels=True):
+        x = np.asarray(x, np.float32)
+        tail = (3,) if channels else ()
+        lead = x.shape[:-3] if channels else x.shape[:-2]
+        # (..., 64, 64[, 3]) -> (..., 32, 2, 32, 2[, 3]) -> mean over the 2x2 blocks
+        return x.reshape(*lead, n, WEIGHT_POOL, n, WEIGHT_POOL, *tail).mean(axis=(-3, -1) if not channels else (-4, -2))
+
+    sq = ((pooled(frames) - pooled(goals)) / 255.0) ** 2  # (..., 32, 32, 3)
+    w = pooled(weights, channels=False)  # (..., 32, 32)
+    w = w / w.sum(axis=(-2, -1), keepdims=True)
+    return np.sqrt((sq.mean(-1) * w).sum(axis=(-2, -1), dtype=np.float64))
+
 
 @dataclass
 class PlanContext:
@@ -40,6 +114,8 @@ class PlanContext:
         goals: uint8 (E, 64, 64, 3) goal frames.
         steps_left: (E,) int, steps before the episode truncates (caps the horizon).
         worlds: the envs' true `PushWorld`s (only `SimDynamics` reads them; None otherwise).
+        weights: float32 (E, 64, 64) cost masks (`goal_weights`), or None for the plain `goal_distance`.
+        keys: (E,) ints naming the episodes (seed their randomness; None: the env's slot 0..E-1).
     """
 
     frames: list[np.ndarray]
@@ -48,18 +124,42 @@ class PlanContext:
     goals: np.ndarray
     steps_left: np.ndarray
     worlds: list[PushWorld] | None = None
+    weights: np.ndarray | None = None
+    keys: np.ndarray | None = None
 
     @property
     def num_envs(self) -> int:
         return len(self.frames)
 
+    def distance(self, frames: np.ndarray) -> np.ndarray:
+        """The cost of frames uint8 (E, ..., 64, 64, 3) against each env's goal -> (E, ...)."""
+        extra = frames.ndim - 4  # axes between E and the image
+        goals = self.goals.reshape(self.goals.shape[0], *([1] * extra), *self.goals.shape[1:])
+        if self.weights is None:
+            return goal_distance(frames, goals)
+        return weighted_distance(frames, goals, self.weights.reshape(self.weights.shape[0], *([1] * extra), 64, 64))
+
+
+def episode_seeds(seed: int | None, ctx: PlanContext) -> np.ndarray:
+    """(E,) uint64-range ints: env i's seed for this planning step, from (seed, its key, its step)."""
+    keys = np.arange(ctx.num_envs) if ctx.keys is None else np.asarray(ctx.keys)
+    return np.array([np.random.default_rng([0 if seed is None else seed, int(k), len(f)]).integers(2**62)
+                     for k, f in zip(keys, ctx.frames)], np.int64)
+
 
 class Dynamics(Protocol):
-    """Imagines candidate action sequences and returns their per-step goal distances."""
+    """Imagines candidate action sequences and returns their per-step costs."""
+
+    seconds: float
 
     def imagine(self, ctx: PlanContext, actions: np.ndarray, positions: np.ndarray,
-                rng: np.random.Generator) -> np.ndarray:
-        """actions (E, K, H, 4) quantised, positions (E, K, H, 3) the cond positions -> (E, K, H) distances."""
+                rng: np.random.Generator, seeds: np.ndarray | None = None, steps=None) -> np.ndarray:
+        """actions (E, K, H, 4) quantised, positions (E, K, H, 3) the cond positions -> (E, K, H) costs
+        (NaN at steps not in ``steps``, None = all); ``seeds`` (E,) per-env noise seeds (None: from rng)."""
+
+
+def _steps(steps, h: int) -> list[int]:
+    return list(range(h)) if steps is None else sorted(int(s) for s in steps)
 
 
 class ModelDynamics:
@@ -70,9 +170,12 @@ class ModelDynamics:
     that only looks good in some futures (or in a blurred average of them) is penalised.
 
     Args:
-        core: a `WorldModel` (its model is used; its state is overwritten by every `imagine`).
+        core: a `WorldModel` (its model is used; its state is overwritten by every `imagine`); make it
+            with ``precision="bfloat16"`` on a CPU with AVX512-BF16 for ~2x the speed.
         samples: latent draws per candidate (1 = the plain planner).
         spread_weight: weight of the draws' standard deviation in the distance (0 = their mean only).
+
+    ``seconds`` accumulates the wall time spent in `imagine` (the model calls and their costs).
     """
 
     def __init__(self, core: WorldModel, samples: int = 1, spread_weight: float = 0.0):
@@ -81,49 +184,72 @@ class ModelDynamics:
         self.core = core
         self.samples = samples
         self.spread_weight = spread_weight
+        self.seconds = 0.0
 
     def imagine(self, ctx: PlanContext, actions: np.ndarray, positions: np.ndarray,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, seeds: np.ndarray | None = None, steps=None) -> np.ndarray:
+        start = time.perf_counter()
         e, k, h = actions.shape[:3]
         lengths = {len(f) for f in ctx.frames}
         if len(lengths) != 1:
             raise ValueError(f"ModelDynamics.imagine needs histories of one length, got {sorted(lengths)}")
-        device = self.core.device
-        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**63 - 1)))
+        s = self.samples
+        seeds = rng.integers(2**62, size=e) if seeds is None else np.asarray(seeds)
+        # one generator per row, row (e*K + j)*S + d seeded by env e's seed: env e's draws do not
+        # depend on the other envs planned with it
+        gens = [torch.Generator(device="cpu").manual_seed(int(seeds[i]) + r) for i in range(e) for r in range(k * s)]
         hist = frames_to_float(np.stack(ctx.frames))  # E x (t+1, 64, 64, 3) uint8 -> (E, t+1, 3, 64, 64)
         conds = torch.from_numpy(np.stack(ctx.conds).astype(np.float32)).reshape(e, hist.shape[1] - 1, -1)  # (E, t, 7)
-        self.core.reset(hist, conds, gen)  # posterior on every observed frame
-        s = self.samples
+        self.core.reset(hist, conds, [gens[i * k * s] for i in range(e)])  # posterior on every observed frame
         # (E*K*S,): row (e*K + j)*S + d is latent draw d of candidate j of env e
-        clone = torch.arange(e, device=device).repeat_interleave(k * s)
-        self.core.state = self.core.state.index(clone)
-        self.core.last_frame = self.core.last_frame[clone]
+        self.core.select_rows(torch.arange(e).repeat_interleave(k * s))
         # (E, K, H, 4) + (E, K, H, 3) -> (E, K, H, 7) -> (E*K, H, 7) -> (E*K*S, H, 7)
         cand = torch.from_numpy(np.concatenate([actions, positions], -1).astype(np.float32)).reshape(e * k, h, -1)
         cand = cand.repeat_interleave(s, 0)
-        goals = ctx.goals[:, None, None]  # (E, 1, 1, 64, 64, 3) against (E, K, S, 64, 64, 3)
-        dist = np.empty((e, k, s, h))
-        for step in range(h):
-            pred = self.core.step(cand[:, step], gen)  # (E*K*S, 3, 64, 64)
-            frames = frames_to_uint8(pred).reshape(e, k, s, IMAGE_SIZE, IMAGE_SIZE, 3)  # (E*K*S, ...) -> (E, K, S, ...)
-            dist[:, :, :, step] = goal_distance(frames, goals)
+        scored = set(_steps(steps, h))
+        dist = np.full((e, k, s, h), np.nan)
+        for step in range(max(scored) + 1):
+            pred = self.core.step(cand[:, step], gens)  # (E*K*S, 3, 64, 64)
+            if step in scored:
+                frames = frames_to_uint8(pred).reshape(e, k, s, IMAGE_SIZE, IMAGE_SIZE, 3)  # (E*K*S, ...) -> (E, K, S, ...)
+                dist[:, :, :, step] = ctx.distance(frames)
+        self.seconds += time.perf_counter() - start
         return dist.mean(2) + self.spread_weight * dist.std(2)  # (E, K, S, H) -> (E, K, H)
 
 
 class SimDynamics:
-    """The true pushing world as the planner's dynamics: every candidate runs in a copy of the env's world."""
+    """The true pushing world as the planner's dynamics: every candidate runs in a copy of the env's world.
+
+    Frames are rendered only at the scored steps (physics runs every step). Each candidate starts
+    from a snapshot of the env's world (`PushWorld.snapshot`/`restore`, 100x cheaper than a deep
+    copy; the solver's warm-start cache is the one thing not restored). ``seconds`` accumulates the
+    wall time spent in `imagine`.
+    """
+
+    def __init__(self):
+        self.seconds = 0.0
 
     def imagine(self, ctx: PlanContext, actions: np.ndarray, positions: np.ndarray,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, seeds: np.ndarray | None = None, steps=None) -> np.ndarray:
         if ctx.worlds is None:
             raise ValueError("SimDynamics needs PlanContext.worlds (plan in PushWorldGoal-v0)")
+        start = time.perf_counter()
         e, k, h = actions.shape[:3]
-        dist = np.empty((e, k, h))
+        scored = _steps(steps, h)
+        frames = np.empty((e, k, len(scored), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
         for i, world in enumerate(ctx.worlds):
+            w = copy.deepcopy(world)  # a scratch copy, put back into the env's state for each candidate
+            snap = world.snapshot()
             for j in range(k):
-                w = copy.deepcopy(world)
-                frames = np.stack([w.step(actions[i, j, s], positions[i, j, s]) for s in range(h)])
-                dist[i, j] = goal_distance(frames, ctx.goals[i])
+                w.restore(snap)
+                for step in range(max(scored) + 1):
+                    render = step in scored
+                    frame = w.step(actions[i, j, step], positions[i, j, step], render=render)
+                    if render:
+                        frames[i, j, scored.index(step)] = frame
+        dist = np.full((e, k, h), np.nan)
+        dist[:, :, scored] = ctx.distance(frames)
+        self.seconds += time.perf_counter() - start
         return dist
 
 
@@ -144,27 +270,46 @@ class CEMConfig:
     min_std: float = 0.005
     """Floor of the standard deviation (relative to each column's range), against early collapse."""
     warm_start: bool = True
-    """Start the next step's mean from this plan shifted by one step."""
+    """Start the next plan's mean from the previous best sequence, shifted by the steps executed since."""
     final_weight: float = 1.0
-    """Cost = mean distance over the horizon + final_weight * distance at its last step."""
+    """Cost = mean_weight * mean cost over the horizon + final_weight * cost at its last step."""
+    mean_weight: float = 1.0
+    """See ``final_weight`` (0: only the last step is imagined in full and scored; the oracle then
+    renders one frame per candidate)."""
+    repeat: int = 1
+    """Steps each sampled action row is held for (the data holds rows for 2)."""
+    smoothing: float = 0.0
+    """Correlation of the sampling noise between consecutive rows (0 white noise .. <1 smooth)."""
+    replan_every: int = 1
+    """Steps `PlannerPolicy` executes from one plan before planning again."""
 
     def __post_init__(self):
         if self.horizon < 1 or self.iterations < 1 or not 1 <= self.elites < self.population:
             raise ValueError(f"CEMConfig needs horizon >= 1, iterations >= 1, 1 <= elites < population; got {self}")
+        if self.repeat < 1 or self.replan_every < 1 or not 0 <= self.smoothing < 1:
+            raise ValueError(f"CEMConfig needs repeat >= 1, replan_every >= 1, 0 <= smoothing < 1; got {self}")
+        if self.mean_weight < 0 or self.final_weight < 0 or self.mean_weight + self.final_weight <= 0:
+            raise ValueError(f"CEMConfig needs mean_weight, final_weight >= 0, not both 0; got {self}")
+
+
+#: The pushing benchmark's planner (the README's tables): population 200, 3 refits, 6 rows held 2
+#: steps (horizon 12), smooth sampling, replanning every 2 steps.
+PUSH_CEM = CEMConfig(horizon=12, population=200, elites=20, iterations=3, repeat=2, smoothing=0.5,
+                     replan_every=2, mean_weight=0.0, final_weight=1.0)
 
 
 @dataclass
 class CEMPlanner:
-    """Plans the next 4-dim action of E envs with the cross-entropy method.
+    """Plans the next actions of E envs with the cross-entropy method.
 
     Args:
         dynamics: `ModelDynamics` (learned world) or `SimDynamics` (true world, oracle).
         config: CEM settings.
-        seed: seeds the candidate sampling and the dynamics' latent noise.
+        seed: seeds the candidate sampling and the dynamics' latent noise (per env, see the module).
         sim_config: the world whose kinematics and action limits positions and actions obey.
 
-    After `plan`, ``best_costs`` (iterations, E) holds the best candidate cost of each iteration
-    and ``elite_costs`` (iterations, E) the elites' mean cost.
+    After `plan`, ``best_costs`` (iterations, E) holds the best candidate cost of each iteration,
+    ``elite_costs`` (iterations, E) the elites' mean cost and ``sequence`` (E, H, 4) the best sequence.
     """
 
     dynamics: Dynamics
@@ -173,57 +318,78 @@ class CEMPlanner:
     sim_config: SimConfig = SimConfig()
     best_costs: np.ndarray = field(init=False, default=None)
     elite_costs: np.ndarray = field(init=False, default=None)
+    sequence: np.ndarray = field(init=False, default=None)
 
     def __post_init__(self):
-        self.rng = np.random.default_rng(self.seed)
         self.low, self.high = (b.astype(np.float64) for b in action_bounds(self.sim_config))
-        self._mean: np.ndarray | None = None  # (E, H, 4) warm start
+        self.rng = np.random.default_rng(self.seed)
+        self._last: dict[int, tuple[int, np.ndarray]] = {}  # episode key -> (step planned at, (H, 4) best)
 
     def reset(self) -> None:
-        """Forget the warm start (call at the start of new episodes)."""
-        self._mean = None
+        """Forget the warm starts (call at the start of new episodes)."""
+        self._last = {}
 
-    def _initial_mean(self, e: int, h: int) -> np.ndarray:
-        mean = np.zeros((e, h, 4))
-        mean[..., 2] = (self.low[2] + self.high[2]) / 2
-        mean[..., 3] = 0.0  # hold height
-        if self.config.warm_start and self._mean is not None and self._mean.shape[0] == e:
-            prev = self._mean[:, 1:h + 1]
-            mean[:, :prev.shape[1]] = prev
+    def _initial_rows(self, ctx: PlanContext, keys: np.ndarray, n_rows: int) -> np.ndarray:
+        r = self.config.repeat
+        mean = np.zeros((ctx.num_envs, n_rows, 4))
+        mean[..., 2] = (self.low[2] + self.high[2]) / 2  # grip mid-range; z command 0 holds height
+        for i, key in enumerate(keys):
+            if not self.config.warm_start or int(key) not in self._last:
+                continue
+            t0, seq = self._last[int(key)]
+            prev = seq[len(ctx.frames[i]) - t0:][::r]  # the previous best from the current step, one step per row
+            mean[i, :min(len(prev), n_rows)] = prev[:n_rows]
         return mean
 
     def plan(self, ctx: PlanContext) -> np.ndarray:
         """The next action (E, 4) of every env in ``ctx`` (float32, quantised, within the action box)."""
+        return self.plan_sequence(ctx)[:, 0]
+
+    def plan_sequence(self, ctx: PlanContext) -> np.ndarray:
+        """The best action sequence (E, H, 4) of every env (float32, quantised, rows held ``repeat`` steps)."""
         cfg, e = self.config, ctx.num_envs
         h = int(max(1, min(cfg.horizon, int(np.max(ctx.steps_left)))))
-        k, n_elite = cfg.population, cfg.elites
+        r, k, n_elite = cfg.repeat, cfg.population, cfg.elites
+        n_rows = -(-h // r)
+        keys = np.arange(e) if ctx.keys is None else np.asarray(ctx.keys)
+        seeds = episode_seeds(self.seed, ctx)
+        rngs = [np.random.default_rng(int(s)) for s in seeds]
         span = self.high - self.low
-        mean = self._initial_mean(e, h)
-        std = np.broadcast_to(np.asarray(cfg.init_std, np.float64), (e, h, 4)).copy()
-        elites = None  # (E, n_elite, H, 4)
+        mean = self._initial_rows(ctx, keys, n_rows)  # (E, R, 4)
+        std = np.broadcast_to(np.asarray(cfg.init_std, np.float64), (e, n_rows, 4)).copy()
+        elites = None  # (E, n_elite, R, 4)
         best, elite_mean = np.empty((cfg.iterations, e)), np.empty((cfg.iterations, e))
         # weight of each step in the cost: beyond an env's last step nothing counts
         live = (np.arange(h)[None] < np.maximum(ctx.steps_left, 1)[:, None]).astype(np.float64)  # (E, H)
         last = np.maximum(np.minimum(ctx.steps_left, h), 1) - 1  # (E,) index of each env's last counted step
+        scored = None if cfg.mean_weight > 0 else sorted(set(last.tolist()))
+        a = cfg.smoothing
         for it in range(cfg.iterations):
-            cand = mean[:, None] + std[:, None] * self.rng.standard_normal((e, k, h, 4))  # (E, K, H, 4)
-            cand[:, 0] = mean  # the mean itself is always a candidate
+            noise = np.stack([g.standard_normal((k, n_rows, 4)) for g in rngs])  # (E, K, R, 4), per env
+            for row in range(1, n_rows):  # AR(1) across rows: correlated, unit variance
+                noise[:, :, row] = a * noise[:, :, row - 1] + np.sqrt(1 - a * a) * noise[:, :, row]
+            rows = mean[:, None] + std[:, None] * noise  # (E, K, R, 4)
+            rows[:, 0] = mean  # the mean itself is always a candidate
             if elites is not None:
-                cand[:, 1:1 + n_elite] = elites
-            cand = quantise_action(np.clip(cand, self.low, self.high), self.sim_config)
+                rows[:, 1:1 + n_elite] = elites
+            rows = quantise_action(np.clip(rows, self.low, self.high), self.sim_config)
+            cand = np.repeat(rows, r, axis=2)[:, :, :h]  # (E, K, R, 4) -> (E, K, H, 4): each row held r steps
             positions = self._positions(ctx.positions, cand)  # (E, K, H, 3)
-            dist = self.dynamics.imagine(ctx, cand, positions, self.rng)  # (E, K, H)
-            cost = (dist * live[:, None]).sum(-1) / live.sum(-1)[:, None]
-            cost = cost + cfg.final_weight * np.take_along_axis(dist, last[:, None, None], -1)[..., 0]  # (E, K)
+            dist = self.dynamics.imagine(ctx, cand, positions, self.rng, seeds=seeds + 7919 * it, steps=scored)
+            cost = cfg.final_weight * np.take_along_axis(dist, last[:, None, None], -1)[..., 0]  # (E, K)
+            if cfg.mean_weight > 0:
+                cost = cost + cfg.mean_weight * (dist * live[:, None]).sum(-1) / live.sum(-1)[:, None]
             order = np.argsort(cost, axis=1, kind="stable")[:, :n_elite]  # (E, n_elite)
-            elites = np.take_along_axis(cand, order[:, :, None, None], axis=1)  # (E, n_elite, H, 4)
+            elites = np.take_along_axis(rows, order[:, :, None, None], axis=1)  # (E, n_elite, R, 4)
             best[it] = np.take_along_axis(cost, order[:, :1], 1)[:, 0]
             elite_mean[it] = np.take_along_axis(cost, order, 1).mean(1)
             mean = elites.mean(1)
             std = np.maximum(elites.std(1), cfg.min_std * span)
         self.best_costs, self.elite_costs = best, elite_mean
-        self._mean = elites[:, 0]  # warm start from the best sequence found
-        return elites[:, 0, 0].astype(np.float32)
+        self.sequence = np.repeat(elites[:, 0], r, axis=1)[:, :h].astype(np.float32)  # (E, H, 4)
+        for i, key in enumerate(keys):
+            self._last[int(key)] = (len(ctx.frames[i]), self.sequence[i].astype(np.float64))
+        return self.sequence
 
     def _positions(self, start: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """(E, 3) start positions and (E, K, H, 4) actions -> (E, K, H, 3) the position at each step."""

@@ -187,6 +187,22 @@ class WorldModel:
         return last
 
     @torch.inference_mode()
+    def select_rows(self, rows) -> None:
+        """Keep only ``rows`` of the batch, in that order; a row may repeat (a planner's K copies of
+        one env's state: ``select_rows(torch.arange(E).repeat_interleave(K))``).
+
+        Args:
+            rows: (k,) indices into the current batch (repeats allowed); k becomes the batch size.
+        """
+        if self.state is None:
+            raise RuntimeError("WorldModel.select_rows() before reset()")
+        idx = torch.as_tensor(np.asarray(rows), device=self.device).long().reshape(-1)
+        if idx.numel() and (idx.min() < 0 or idx.max() >= self.batch_size):
+            raise ValueError(f"rows must be indices in [0, {self.batch_size}), got {idx.tolist()[:8]}...")
+        self.state = self.state.index(idx)
+        self.last_frame = self.last_frame[idx]
+
+    @torch.inference_mode()
     def step(self, cond: torch.Tensor, generator: GeneratorLike = None, rows: Rows = None) -> torch.Tensor:
         """Predict x_{t+1} from the prior for every row (or ``rows``) and feed it back.
 

@@ -21,7 +21,7 @@ from bair_world.envs.options import WorldOptions
 from bair_world.envs.references import Reference, reset_index
 from bair_world.envs.spaces import check_render_mode
 from bair_world.metrics import goal_distance
-from bair_world.planning import PlanContext
+from bair_world.planning import PlanContext, weighted_distance
 from bair_world.sim import SimConfig, action_bounds, arm_step, position_bounds, quantise_action
 
 #: Default success threshold on `bair_world.metrics.goal_distance` (RMSE of 16x16 area means in
@@ -33,6 +33,16 @@ POSITION_MARGIN = 0.05
 #: The same observation under Gymnasium-Robotics' GoalEnv keys (``robotics_keys=True``), which
 #: SB3's ``HerReplayBuffer`` needs: the goal-free state, the achieved frame and the goal frame.
 ROBOTICS_KEYS = {"position": "observation", "image": "achieved_goal", "goal": "desired_goal"}
+#: The goal tasks: "reach" (goal = a reference's last frame; success on the image) and "push"
+#: (goal = a state in which one object moved >= 5 cm, `bair_world.envs.push_goals`; success on the
+#: true world's state in ``PushWorldGoal-v0``).
+TASKS = ("reach", "push")
+#: Number of pushing goals an env with ``task="push"`` draws from (`push_goals`' first ones).
+NUM_PUSH_GOALS = 64
+#: Success threshold of ``task="push"`` in the learned world, which has no object state: the
+#: weighted image distance (`bair_world.planning.weighted_distance`) to the goal. An image proxy;
+#: the benchmark judges pushing in the true world (``PushWorldGoal-v0``).
+PUSH_IMAGE_THRESHOLD = 0.06
 
 
 def goal_observation_space(config: SimConfig = SimConfig(), robotics_keys: bool = False) -> spaces.Dict:
@@ -74,9 +84,14 @@ class GoalEnvBase(gym.Env, abc.ABC):
     n_past: int
     sim_config: SimConfig
 
-    def _setup(self, render_mode: str | None, success_threshold: float, sim_config: SimConfig,
-               robotics_keys: bool) -> None:
+    def _setup(self, render_mode: str | None, success_threshold: float | None, sim_config: SimConfig,
+               robotics_keys: bool, task: str = "reach") -> None:
         check_render_mode(render_mode, self.metadata)
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.task = task
+        if success_threshold is None:
+            success_threshold = self._default_threshold()
         if not np.isfinite(success_threshold) or success_threshold < 0:
             raise ValueError(f"success_threshold must be a finite number >= 0, got {success_threshold}")
         self.render_mode, self.success_threshold, self.sim_config = render_mode, float(success_threshold), sim_config
@@ -85,6 +100,24 @@ class GoalEnvBase(gym.Env, abc.ABC):
         self.action_space = goal_action_space(sim_config)
         self._ref: Reference | None = None
         self._done = False
+        self.push_goals = None  # task="push": the goal list (`_load_push_goals`)
+        self.goal = None  # task="push": the current `PushGoal`
+
+    def _default_threshold(self) -> float:
+        return SUCCESS_THRESHOLD if self.task == "reach" else PUSH_IMAGE_THRESHOLD
+
+    def _load_push_goals(self, references, push_goals, num_goals: int) -> None:
+        """task="push": take ``push_goals`` or find the first ``num_goals`` in ``references``."""
+        if self.task != "push":
+            return
+        from bair_world.envs.push_goals import push_goals as find_goals
+        from bair_world.envs.references import SimReferences
+
+        if not isinstance(references, SimReferences):
+            raise TypeError(f"task='push' needs the built-in references (SimReferences), got {references!r}")
+        self.push_goals = list(push_goals) if push_goals is not None else find_goals(num_goals, references, n_past=self.n_past)
+        if not self.push_goals:
+            raise ValueError("task='push' needs at least one goal")
 
     # -- hooks ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -102,6 +135,15 @@ class GoalEnvBase(gym.Env, abc.ABC):
     def _extra_info(self) -> dict[str, Any]:
         return {}
 
+    def _success(self, distance: float) -> bool:
+        """Success of the current state (reach: the image distance; push: see the subclasses)."""
+        if self.task == "reach":
+            return distance <= self.success_threshold
+        return self._weighted() <= self.success_threshold
+
+    def _weighted(self) -> float:
+        return float(weighted_distance(self._frames[-1], self._goal_frame, self.goal.weights))
+
     # -- API -----------------------------------------------------------------------------------
     @property
     def reference(self) -> Reference:
@@ -109,6 +151,12 @@ class GoalEnvBase(gym.Env, abc.ABC):
         if self._ref is None:
             raise RuntimeError("no reference before reset()")
         return self._ref
+
+    @property
+    def goal_frame(self) -> np.ndarray:
+        """The current goal image (64, 64, 3) uint8."""
+        self.reference  # noqa: B018  (raises before reset)
+        return self._goal_frame
 
     @property
     def history(self) -> tuple[np.ndarray, np.ndarray]:
@@ -119,13 +167,17 @@ class GoalEnvBase(gym.Env, abc.ABC):
     def plan_context(self) -> PlanContext:
         """This env's state as a one-env `bair_world.planning.PlanContext`."""
         frames, conds = self.history
-        return PlanContext([frames], [conds], self._position[None].copy(), self._ref.frames[-1][None],
-                           np.array([self._max_steps - self._steps]), getattr(self, "worlds", None))
+        weights = None if self.goal is None else self.goal.weights[None]
+        return PlanContext([frames], [conds], self._position[None].copy(), self._goal_frame[None],
+                           np.array([self._max_steps - self._steps]), getattr(self, "worlds", None), weights,
+                           np.array([self._ref.index]))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        index, torch_seed = reset_index(self.np_random, options, self._num_references(), type(self).__name__)
-        ref = self._begin(int(index), torch_seed)
+        count = self._num_references() if self.task == "reach" else len(self.push_goals)
+        index, torch_seed = reset_index(self.np_random, options, count, type(self).__name__)
+        self.goal = None if self.task == "reach" else self.push_goals[int(index)]
+        ref = self._begin(int(index) if self.goal is None else self.goal.index, torch_seed)
         if len(ref) <= self.n_past:
             raise ValueError(f"reference {ref.rollout_id} has {len(ref)} frames; n_past={self.n_past} leaves no steps")
         self._ref, self._done, self._steps = ref, False, 0
@@ -133,7 +185,11 @@ class GoalEnvBase(gym.Env, abc.ABC):
         self._frames = [ref.frames[t].copy() for t in range(self.n_past)]
         self._conds = [ref.conds[t].copy() for t in range(self.n_past - 1)]
         self._position = ref.positions[self.n_past - 1].astype(np.float64)
-        distance = float(goal_distance(self._frames[-1], ref.frames[-1]))
+        if self.goal is None:
+            self._goal_frame, self._goal_position = ref.frames[-1], ref.positions[-1].astype(np.float64)
+        else:
+            self._goal_frame, self._goal_position = self.goal.goal_frame, self.goal.goal_position
+        distance = float(goal_distance(self._frames[-1], self._goal_frame))
         return self._observation(), self._info(distance)
 
     def step(self, action):
@@ -147,8 +203,8 @@ class GoalEnvBase(gym.Env, abc.ABC):
         self._frames.append(frame)
         self._conds.append(cond)
         self._steps += 1
-        distance = float(goal_distance(frame, self._ref.frames[-1]))
-        terminated = distance <= self.success_threshold
+        distance = float(goal_distance(frame, self._goal_frame))
+        terminated = self._success(distance)
         truncated = not terminated and self._steps >= self._max_steps
         self._done = terminated or truncated
         return self._observation(), -distance, terminated, truncated, self._info(distance)
@@ -183,6 +239,12 @@ class GoalEnvBase(gym.Env, abc.ABC):
         return -goal_distance(_channels_last(achieved_goal), _channels_last(desired_goal))
 
     def _compute_terminated(self, achieved_goal, desired_goal, info) -> np.ndarray:
+        if self.task == "push":  # judged on the state: the infos' is_success (False without infos)
+            infos = np.atleast_1d(np.asarray(info, dtype=object)) if info is not None else None
+            shape = np.shape(achieved_goal)[:-3]
+            if infos is None or infos.size != int(np.prod(shape)):
+                return np.zeros(shape, bool)
+            return np.array([bool(i["is_success"]) for i in infos.ravel()]).reshape(shape)
         return -self._compute_reward(achieved_goal, desired_goal, info) <= self.success_threshold
 
     def _compute_truncated(self, achieved_goal, desired_goal, info) -> np.ndarray:
@@ -211,14 +273,16 @@ class GoalEnvBase(gym.Env, abc.ABC):
 
     def _observation(self) -> dict[str, np.ndarray]:
         box = self.observation_space[ROBOTICS_KEYS["position"] if self.robotics_keys else "position"]
-        obs = {"image": self._frames[-1].copy(), "goal": self._ref.frames[-1].copy(),
+        obs = {"image": self._frames[-1].copy(), "goal": self._goal_frame.copy(),
                "position": np.clip(self._position, box.low, box.high).astype(np.float32)}
         return {ROBOTICS_KEYS[k]: v for k, v in obs.items()} if self.robotics_keys else obs
 
     def _info(self, distance: float) -> dict[str, Any]:
-        info = {"goal_distance": distance, "is_success": bool(distance <= self.success_threshold),
-                "arm_distance_m": float(np.linalg.norm(self._position - self._ref.positions[-1])),
+        info = {"goal_distance": distance, "is_success": bool(self._success(distance)),
+                "arm_distance_m": float(np.linalg.norm(self._position - self._goal_position)),
                 "step": self._steps, "index": self._ref.index, "rollout_id": self._ref.rollout_id}
+        if self.goal is not None:
+            info["weighted_distance"] = self._weighted()
         info.update(self._extra_info())
         return info
 
@@ -265,18 +329,24 @@ class BairWorldGoalEnv(GoalEnvBase):
     ## Arguments
 
     The world options as ``BairWorld-v0`` (keywords, the fields of
-    `bair_world.envs.options.WorldOptions`); ``success_threshold`` (default `SUCCESS_THRESHOLD`);
-    ``render_mode`` None or "rgb_array"; ``robotics_keys`` (default False).
+    `bair_world.envs.options.WorldOptions`); ``success_threshold`` (default `SUCCESS_THRESHOLD`;
+    `PUSH_IMAGE_THRESHOLD` on the weighted distance for ``task="push"``); ``render_mode`` None or
+    "rgb_array"; ``robotics_keys`` (default False); ``task`` "reach" (default) or "push": the goal is
+    then one of ``push_goals`` (`bair_world.envs.push_goals.PushGoal`s; default: the first
+    ``num_goals`` of `bair_world.envs.push_goals.push_goals`), ``options["index"]`` picks it, and
+    ``info`` adds ``weighted_distance`` (the planner's cost, `bair_world.planning.weighted_distance`).
 
     ``info``: ``goal_distance``, ``is_success``, ``arm_distance_m`` (end-effector to the goal's
     end-effector position, metres), ``step``, ``index``, ``rollout_id``.
     """
 
-    def __init__(self, *, render_mode: str | None = None, success_threshold: float = SUCCESS_THRESHOLD,
-                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False, **world: Any):
-        self._setup(render_mode, success_threshold, sim_config, robotics_keys)
+    def __init__(self, *, render_mode: str | None = None, success_threshold: float | None = None,
+                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False, task: str = "reach",
+                 push_goals=None, num_goals: int = NUM_PUSH_GOALS, **world: Any):
+        self._setup(render_mode, success_threshold, sim_config, robotics_keys, task)
         self.episodes = EpisodeBatch(1, WorldOptions(**world))
         self.n_past = self.episodes.n_past
+        self._load_push_goals(self.episodes.references, push_goals, num_goals)
 
     def _num_references(self) -> int:
         return len(self.episodes.references)

@@ -32,26 +32,45 @@ class RandomPolicy:
         return self.rng.uniform(self.low, self.high, (len(envs), 4)).astype(np.float32)
 
 
+class DoNothingPolicy:
+    """Hold still: dx = dy = 0, gripper open, hold height (the floor every table prints)."""
+
+    def __call__(self, envs, obs) -> np.ndarray:
+        return np.zeros((len(envs), 4), np.float32)
+
+
 class PlannerPolicy:
-    """A `CEMPlanner` as a policy: plans for all given envs at once (one batched model call per imagined step)."""
+    """A `CEMPlanner` as a policy: plans for all given envs at once (one batched model call per
+    imagined step), executes the first ``config.replan_every`` steps of each plan, then plans again."""
 
     def __init__(self, planner: CEMPlanner):
         self.planner = planner
+        self._queued: dict[int, list[np.ndarray]] = {}
 
     def reset(self) -> None:
         self.planner.reset()
+        self._queued = {}
 
     def __call__(self, envs, obs) -> np.ndarray:
-        return self.planner.plan(plan_context(envs))
+        keys = [id(env.unwrapped) for env in envs]
+        need = [j for j, key in enumerate(keys) if not self._queued.get(key)]
+        if need:  # envs stepped in lock-step need plans together: one batched planning call
+            sequence = self.planner.plan_sequence(plan_context([envs[j] for j in need]))  # (E', H, 4)
+            k = self.planner.config.replan_every
+            for row, j in enumerate(need):
+                self._queued[keys[j]] = list(sequence[row, :k])
+        return np.stack([self._queued[key].pop(0) for key in keys]).astype(np.float32)
 
 
 def plan_context(envs: Sequence[gym.Env]) -> PlanContext:
     """The `PlanContext` of several goal envs (``BairWorldGoal-v0`` / ``PushWorldGoal-v0``, wrapped or not)."""
     parts = [env.unwrapped.plan_context() for env in envs]
     worlds = [w for p in parts for w in (p.worlds or [])]
+    weights = None if any(p.weights is None for p in parts) else np.concatenate([p.weights for p in parts])
     return PlanContext([p.frames[0] for p in parts], [p.conds[0] for p in parts],
                        np.concatenate([p.positions for p in parts]), np.concatenate([p.goals for p in parts]),
-                       np.concatenate([p.steps_left for p in parts]), worlds if len(worlds) == len(parts) else None)
+                       np.concatenate([p.steps_left for p in parts]), worlds if len(worlds) == len(parts) else None,
+                       weights, np.concatenate([p.keys for p in parts]))
 
 
 @dataclass
@@ -66,6 +85,10 @@ class GoalEvaluation:
 
     episodes: list[dict] = field(default_factory=list)
     videos: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
+    policy_seconds: float = 0.0
+    """Wall time in the policy (for a planner: its model calls or oracle simulation, and the CEM)."""
+    env_seconds: float = 0.0
+    """Wall time stepping and resetting the envs (the world the episodes are executed in)."""
 
     def summary(self) -> dict[str, float]:
         """Success rate and mean final distances over the episodes."""
@@ -78,7 +101,7 @@ class GoalEvaluation:
 
 
 def evaluate_goal_policy(envs: Sequence[gym.Env], policy: GoalPolicy, indices: Sequence[int], seed: int = 0,
-                         record: int = 0) -> GoalEvaluation:
+                         record: int = 0, progress: str | None = None) -> GoalEvaluation:
     """Run one episode per reference index, ``len(envs)`` at a time in lock-step.
 
     Args:
@@ -88,43 +111,59 @@ def evaluate_goal_policy(envs: Sequence[gym.Env], policy: GoalPolicy, indices: S
         indices: reference indices (the same in both worlds gives the same goals and starts).
         seed: episode of index i is reset with ``seed + i``.
         record: keep the frames of this many first episodes for videos.
+        progress: show a tqdm bar over the episodes with this description (None: no bar).
 
     Returns:
         A `GoalEvaluation`; success is ``info["is_success"]`` at the episode's end.
     """
     if not envs:
         raise ValueError("evaluate_goal_policy needs at least one env")
+    import time
+
+    from tqdm.auto import tqdm
+
     result = GoalEvaluation()
     indices = [int(i) for i in indices]
+    bar = tqdm(total=len(indices), desc=progress, disable=progress is None, leave=False)
+    clock = time.perf_counter
     for start in range(0, len(indices), len(envs)):
         group = indices[start:start + len(envs)]
         active = list(range(len(group)))
         obs = [None] * len(group)
+        t0 = clock()
         for j, idx in enumerate(group):
             obs[j], _ = envs[j].reset(seed=seed + idx, options={"index": idx})
+        result.env_seconds += clock() - t0
         if hasattr(policy, "reset"):
             policy.reset()
         finals: dict[int, dict] = {}
         while active:
             batch = {k: np.stack([obs[j][k] for j in active]) for k in obs[active[0]]}  # E x (...) -> (E, ...)
+            t0 = clock()
             actions = np.asarray(policy([envs[j] for j in active], batch), np.float32).reshape(len(active), 4)
+            t1 = clock()
+            result.policy_seconds += t1 - t0
             still = []
             for j, action in zip(active, actions):
                 obs[j], _, terminated, truncated, info = envs[j].step(action)
                 if terminated or truncated:
                     finals[j] = info
+                    bar.update(1)
                 else:
                     still.append(j)
+            result.env_seconds += clock() - t1
             active = still
         for j, idx in enumerate(group):
             info = finals[j]
             result.episodes.append({"index": idx, "success": bool(info["is_success"]), "steps": int(info["step"]),
                                     "goal_distance": float(info["goal_distance"]),
                                     "arm_distance_m": float(info["arm_distance_m"]),
-                                    "object_distance_m": float(info.get("object_distance_m", np.nan))})
+                                    "object_distance_m": float(info.get("object_distance_m", np.nan)),
+                                    "weighted_distance": float(info.get("weighted_distance", np.nan))})
             if len(result.videos) < record:
                 env = envs[j].unwrapped
-                result.videos.append((idx, env.history[0], env.reference.frames[-1].copy()))
+                result.videos.append((idx, env.history[0], env.goal_frame.copy()))
+    bar.close()
     return result
 
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.checkpoint import resolve_checkpoint
-from bair_world.envs.goal import SUCCESS_THRESHOLD, GoalEnvBase
+from bair_world.envs.goal import NUM_PUSH_GOALS, GoalEnvBase
+from bair_world.envs.push_goals import PUSH_TOLERANCE
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
 from bair_world.envs.spaces import action_space, check_actions, check_render_mode, cond_bounds, observation_space
 from bair_world.metrics import psnr as psnr_metric
@@ -155,21 +156,32 @@ class PushWorldGoalEnv(GoalEnvBase):
     and its centre in the goal state, from the simulator's poses; with ``arm_distance_m`` it gives
     the final goal distance in physical units. See `bair_world.envs.goal.BairWorldGoalEnv`.
 
+    With ``task="push"`` the goal is a `bair_world.envs.push_goals.PushGoal` (one object moved
+    >= 5 cm): success (and termination) = that object's centre within ``push_tolerance`` metres of
+    its goal centre in this world's state; ``info["object_distance_m"]`` is that object's distance
+    (``objects_mean_distance_m`` the mean over all objects), ``arm_distance_m`` the end-effector's
+    distance to its goal-state position.
+
     Args:
         n_past: context frames replayed at reset (2, as the models).
-        render_mode, success_threshold, robotics_keys: as ``BairWorldGoal-v0``.
+        render_mode, success_threshold, robotics_keys, task, push_goals, num_goals: as ``BairWorldGoal-v0``.
+        push_tolerance: task="push" success radius in metres (default `PUSH_TOLERANCE`).
         num_references / references: the built-in reference pool (`SimReferences` only).
         sim_config: the world's configuration (must be the one the references were made with).
     """
 
     def __init__(self, n_past: int = 2, render_mode: str | None = None, num_references: int = 10_000,
-                 references: ReferenceSource | None = None, success_threshold: float = SUCCESS_THRESHOLD,
-                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False):
-        self._setup(render_mode, success_threshold, sim_config, robotics_keys)
+                 references: ReferenceSource | None = None, success_threshold: float | None = None,
+                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False, task: str = "reach",
+                 push_goals=None, num_goals: int = NUM_PUSH_GOALS, push_tolerance: float = PUSH_TOLERANCE):
+        self._setup(render_mode, success_threshold, sim_config, robotics_keys, task)
         if n_past < 1:
             raise ValueError(f"n_past must be >= 1, got {n_past}")
-        self.n_past = int(n_past)
+        if not np.isfinite(push_tolerance) or push_tolerance <= 0:
+            raise ValueError(f"push_tolerance must be a finite number > 0, got {push_tolerance}")
+        self.n_past, self.push_tolerance = int(n_past), float(push_tolerance)
         self.references = sim_references(references, num_references, "PushWorldGoal-v0")
+        self._load_push_goals(self.references, push_goals, num_goals)
         self.world: PushWorld | None = None
         self.goal_poses: np.ndarray | None = None
 
@@ -183,15 +195,27 @@ class PushWorldGoalEnv(GoalEnvBase):
     def _num_references(self) -> int:
         return len(self.references)
 
-    def _begin(self, index: int, torch_seed: int) -> Reference:
-        ref, self.world, final = start_world(self.references, index, self.n_past, self.sim_config, replay_to_end=True)
-        self.goal_poses = final.object_poses
-        return ref
-
     def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frame = self.world.step(action, position)
         return frame.copy(), self.world.position
 
+    def _begin(self, index: int, torch_seed: int) -> Reference:
+        if self.goal is None:
+            ref, self.world, final = start_world(self.references, index, self.n_past, self.sim_config, replay_to_end=True)
+            self.goal_poses = final.object_poses
+        else:
+            ref, self.world, _ = start_world(self.references, index, self.n_past, self.sim_config)
+            self.goal_poses = self.goal.goal_poses
+        return ref
+
+    def _success(self, distance: float) -> bool:
+        if self.goal is None:
+            return super()._success(distance)
+        return self.goal.object_error(self.world.object_poses) <= self.push_tolerance
+
     def _extra_info(self) -> dict[str, Any]:
         gap = self.world.object_poses[:, :2] - self.goal_poses[:, :2]  # (N, 2) metres
-        return {"object_distance_m": float(np.linalg.norm(gap, axis=1).mean())}
+        mean = float(np.linalg.norm(gap, axis=1).mean())
+        if self.goal is None:
+            return {"object_distance_m": mean}
+        return {"object_distance_m": self.goal.object_error(self.world.object_poses), "objects_mean_distance_m": mean}

@@ -127,6 +127,24 @@ class TablePhysics:
         """(N, 3) current x, y, angle of every object."""
         return np.array([(b.position.x, b.position.y, b.angle) for b in self.bodies])
 
+    def state(self) -> tuple:
+        """The dynamic state (object poses and velocities, gripper, contact flag) for `set_state`."""
+        bodies = tuple((tuple(b.position), b.angle, tuple(b.velocity), b.angular_velocity) for b in self.bodies)
+        return bodies, tuple(self.gripper.position), tuple(self.gripper.velocity), self._touching
+
+    def set_state(self, state: tuple) -> None:
+        """Put the space back into a `state` (much cheaper than a deep copy; the solver's cached
+        contact impulses are not restored, so a replay may differ from the original by solver tolerance)."""
+        bodies, grip_pos, grip_vel, touching = state
+        for body, (pos, angle, vel, ang_vel) in zip(self.bodies, bodies):
+            body.position, body.angle, body.velocity, body.angular_velocity = pos, angle, vel, ang_vel
+        self.gripper.position, self.gripper.velocity = grip_pos, grip_vel
+        if touching != self._touching:
+            (self.space.add if touching else self.space.remove)(self.gripper_shape)
+            self._touching = touching
+        for body in (*self.bodies, self.gripper):
+            self.space.reindex_shapes_for_body(body)
+
     def advance(self, start: np.ndarray, end: np.ndarray) -> None:
         """Run one frame of physics while the gripper moves in a straight line from start to end.
 

@@ -82,8 +82,21 @@ class PushWorld:
         """uint8 (64, 64) region labels of the current frame (see `bair_world.sim.render.LABEL_NAMES`)."""
         return self.renderer.draw_labels(self.physics.object_poses(), self._position, self.grip)
 
-    def step(self, action, position) -> np.ndarray:
+    def snapshot(self) -> tuple:
+        """The world's dynamic state, for `restore` (a planner tries many futures from one state)."""
+        return self.physics.state(), self._position.copy(), self.grip, self.frame
+
+    def restore(self, snapshot: tuple) -> None:
+        """Return to a `snapshot` of this world (see `TablePhysics.set_state` for its one approximation)."""
+        physics, position, self.grip, self.frame = snapshot
+        self.physics.set_state(physics)
+        self._position = position.copy()
+
+    def step(self, action, position, render: bool = True) -> np.ndarray | None:
         """Apply one action from `position` (see the class docstring), advance a frame, return it.
+
+        ``render=False`` runs the physics only and returns None (``frame`` is None until the next
+        rendered step): a planner imagining many candidates renders only the frames it scores.
 
         Raises:
             ValueError: if action is not 4 numbers or position not 3, or either holds NaN/inf.
@@ -94,7 +107,7 @@ class PushWorld:
         new = arm_step(self._position, action, position, self.config)
         self.physics.advance(self._position, new)
         self._position = new
-        self.frame = self.renderer.draw(self.physics.object_poses(), new, self.grip)
+        self.frame = self.renderer.draw(self.physics.object_poses(), new, self.grip) if render else None
         return self.frame
 
 
