@@ -12,7 +12,8 @@ from bair_world.video import SUFFIXES, write_rollout_video
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of `bair-world rollout`."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint directory (default: the bundled bair_world/checkpoints/default)")
     parser.add_argument("--out", required=True, help="output file, .mp4 or .gif")
     parser.add_argument("--data-root", default=None,
                         help="BAIR-format folder root (default: the embedded synthetic dataset)")
@@ -70,9 +71,15 @@ def _check_arguments(args: argparse.Namespace) -> None:
     Raises:
         ValueError: naming the argument (CheckpointError and DataError, both ValueErrors, name the file).
     """
-    from bair_world.checkpoint import context_frames
+    from bair_world.checkpoint import context_frames, resolve_checkpoint
     from bair_world.data import DataError
     from bair_world.devices import resolve_device
+
+    if args.checkpoint is None:  # the bundled model, as demo and evaluate default to
+        try:
+            args.checkpoint = str(resolve_checkpoint(None))
+        except FileNotFoundError as e:  # says how to get one
+            raise ValueError(str(e)) from None
 
     if Path(args.out).suffix.lower() not in SUFFIXES:
         raise ValueError(f"--out {args.out}: the video must be one of {', '.join(SUFFIXES)}")

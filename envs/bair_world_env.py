@@ -20,7 +20,7 @@ class BairWorldEnv(gym.Env):
 
     ## Description
 
-    An SVG-family action-conditioned video model (trained by ``python training/train.py``) plays
+    An SVG-family action-conditioned video model (trained by ``bair-world train``) plays
     the world: each step it predicts the next 64x64 camera frame of the BAIR robot-pushing scene
     from the frames so far and the commanded action and end-effector position. Every episode
     replays against a recorded reference rollout, from the built-in physics-based pushing world by

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_OUT = "bair_world_demo.mp4"
+#: `bair_world.world_model.PRECISIONS`' names, spelled out so `--help` does not import torch (a test keeps them equal).
+PRECISION_CHOICES = ("float32", "bfloat16", "float16")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="predicted frames per episode (default: all, 28 for BAIR)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
-    from bair_world.world_model import PRECISIONS
-
-    parser.add_argument("--precision", default="float32", choices=tuple(PRECISIONS),
+    parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
                         help="model compute dtype: float32 (exact), bfloat16 (CPU/CUDA, faster on CPUs with "
                              "AVX512-BF16), float16 (CUDA) (default: float32)")
 
@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"video: {video.resolve()}\n  rows = episodes; columns = recorded | predicted | |error| "
           f"(green = context, red = predicted)")
     print(f"done in {time.perf_counter() - start:.1f} s.\n"
-          "next: python training/evaluate.py   (the full PSNR/SSIM protocol, into runs/eval-default-test/; its first "
+          "next: bair-world evaluate   (the full PSNR/SSIM protocol, into runs/eval-default-test/; its first "
           "10 steps match this replay on the same sequences)\n"
-          "      python training/train.py && python training/bundle.py runs/<name>   (train your own, make it the "
+          "      bair-world train --quick && bair-world bundle runs/<name>   (train your own, make it the "
           "default; or pass --checkpoint runs/<name>/best)")
     return 0

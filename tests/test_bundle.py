@@ -147,7 +147,7 @@ def test_missing_bundle_error_says_how_to_get_one(tmp_path, monkeypatch):
     import bair_world.checkpoint as checkpoint
 
     monkeypatch.setattr(checkpoint, "default_checkpoint", lambda: tmp_path / "checkpoints" / "default")
-    with pytest.raises(FileNotFoundError, match="bundled checkpoint not found.*training/bundle.py"):
+    with pytest.raises(FileNotFoundError, match="bundled checkpoint not found.*bair-world bundle"):
         resolve_checkpoint(None)
 
 

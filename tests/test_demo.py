@@ -27,7 +27,7 @@ def test_demo_prints_the_table_and_writes_the_video(ckpt, tmp_path, capsys):
     rows = [line.split() for line in lines[header + 1:header + 4]]
     assert [r[:2] for r in rows] == [["1", "2"], ["2", "3"], ["3", "4"]]  # step, frame index (n_past = 2)
     assert all(np.isfinite(float(v)) for r in rows for v in r[2:])
-    assert "built-in pushing world" in text and str(out.resolve()) in text and "training/train.py" in text
+    assert "built-in pushing world" in text and str(out.resolve()) in text and "bair-world train" in text and "python training" not in text
     with Image.open(out) as gif:  # rows = 2 episodes stacked; one frame per step (2 context + 3)
         assert gif.height > 2 * 64 * 3 and gif.width > 3 * 64 * 3
         assert getattr(gif, "n_frames", 1) >= 2
