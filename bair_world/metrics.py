@@ -180,6 +180,22 @@ def region_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     return torch.where(n > 0, _psnr_from_mse(mse), torch.full_like(mse, math.nan))
 
 
+def region_masks(labels, n_past: int) -> dict[str, torch.Tensor]:
+    """{"arm", "objects", "static": (..., S, H, W) bool} for the predicted steps, from the recorded
+    frames' region labels (..., T, H, W) (`bair_world.sim.render` LABEL_*; S = T - n_past).
+
+    Arm/objects at step t: the region in recorded frame t or t-1 (an arm that lags or vanishes is
+    scored where it should be), objects minus the arm; static: static in both (evaluate's rule).
+    """
+    from bair_world.sim.render import LABEL_ARM, LABEL_OBJECTS
+
+    labels = torch.as_tensor(np.asarray(labels))
+    cur, prev = labels[..., n_past:, :, :], labels[..., n_past - 1:-1, :, :]  # (..., S, H, W) each
+    arm = (cur == LABEL_ARM) | (prev == LABEL_ARM)
+    objects = ((cur == LABEL_OBJECTS) | (prev == LABEL_OBJECTS)) & ~arm
+    return {"arm": arm, "objects": objects, "static": ~(arm | objects)}
+
+
 def sharpness(frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean image-gradient magnitude of each frame: (..., C, H, W) in [0, 1] -> (...).
 

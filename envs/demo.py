@@ -67,10 +67,65 @@ def format_table(psnr: np.ndarray, baseline: np.ndarray, n_past: int) -> str:
         lines.append(f"{i + 1:>4} {n_past + i:>5} {m:>9.2f} {b:>13.2f} {m - b:>+6.2f}")
     lines.append(f"{'mean':>4} {'':>5} {psnr.mean():>9.2f} {baseline.mean():>13.2f} {psnr.mean() - baseline.mean():>+6.2f}")
     wins = int((model_c > base_c).sum())
-    lines.append(f"the model beats copy-last-frame on {wins}/{len(model_c)} steps "
+    lines.append(f"whole frame: the model beats copy-last-frame on {wins}/{len(model_c)} steps "
                  f"(mean over {psnr.shape[0]} episode(s); per episode: "
                  + ", ".join(f"{m:.1f}/{b:.1f}" for m, b in zip(psnr.mean(1), baseline.mean(1))) + " dB)")
     return "\n".join(lines)
+
+
+#: Regions scored by `format_regions`, with what a score below copy-last means there.
+REGIONS = {"arm": "the arm blurs or lags where it moves",
+           "objects": "objects blur, or pushed ones vanish or stay behind"}
+
+
+def region_scores(replay, labels: np.ndarray) -> dict[str, tuple[float, float]]:
+    """{region: (model dB, copy-last dB)}: PSNR over the region's pixels, mean over steps and episodes.
+
+    Args:
+        replay: a `bair_world.envs.replay.Replay`.
+        labels: (N, n_past + S, 64, 64) uint8 region labels of the recorded frames (`bair_world.sim.render`).
+    """
+    import torch
+
+    from bair_world.data.batch import frames_to_float
+    from bair_world.metrics import region_masks, region_psnr
+
+    n_past, steps = replay.n_past, replay.psnr.shape[1]
+    recorded = frames_to_float(replay.recorded[:, n_past:n_past + steps])  # (N, S, 64, 64, 3) -> (N, S, 3, 64, 64)
+    predicted = frames_to_float(replay.frames[:, n_past:n_past + steps])
+    last = frames_to_float(replay.recorded[:, n_past - 1:n_past]).expand_as(recorded)  # (N, 1, ...) -> (N, S, ...)
+    masks = region_masks(labels[:, :n_past + steps], n_past)  # {region: (N, S, 64, 64) bool}
+    out = {}
+    for name in REGIONS:
+        model = region_psnr(predicted, recorded, masks[name])  # (N, S), NaN where the region is empty
+        base = region_psnr(last, recorded, masks[name])
+        out[name] = (float(torch.nanmean(model)), float(torch.nanmean(base)))
+    return out
+
+
+def format_regions(scores: dict[str, tuple[float, float]]) -> str:
+    """The region lines of the summary; says plainly where the model is below copy-last."""
+    lines = ["by region (PSNR over its pixels, mean over steps and episodes; copy-last keeps still pixels exact):"]
+    for name, (model, base) in scores.items():
+        if not (np.isfinite(model) and np.isfinite(base)):
+            lines.append(f"  {name:<8} not in these frames")
+            continue
+        verdict = ("above copy-last" if model > base else
+                   f"BELOW copy-last: {REGIONS.get(name, 'the model does worse than doing nothing here')}")
+        lines.append(f"  {name:<8} model {model:6.2f} dB   copy-last {base:6.2f} dB   {model - base:+6.2f}  {verdict}")
+    return "\n".join(lines)
+
+
+def _sim_labels(references, indices: list[int], length: int) -> np.ndarray | None:
+    """(N, length, 64, 64) region labels of built-in-world references (regenerated: same seed, same
+    frames); None for a data folder (real BAIR has no labels)."""
+    from bair_world.envs.references import SimReferences
+    from bair_world.sim import rollout
+
+    if not isinstance(references, SimReferences):
+        return None
+    return np.stack([rollout(references.seed_offset + i, references.length, labels=True).labels[:length]
+                     for i in indices])
 
 
 def write_video(path: str | Path, replay, fps: float = 5.0, scale: int = 3) -> Path:
@@ -127,6 +182,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"replaying {args.episodes} recorded rollout(s) of {source} (indices {indices[0]}..{indices[-1]}) with "
           f"their own actions: {replay.n_past} context frames, {replay.psnr.shape[1]} predicted, latent seed {args.seed}")
     print(format_table(replay.psnr, replay.baseline, replay.n_past))
+    labels = _sim_labels(core.episodes.references, indices, replay.frames.shape[1])
+    if labels is not None:
+        print(format_regions(region_scores(replay, labels)))
+    else:
+        print("by region: not available (the source has no region labels; the built-in world has)")
     video = write_video(args.out, replay)
     print(f"video: {video.resolve()}\n  rows = episodes; columns = recorded | predicted | |error| "
           f"(green = context, red = predicted)")

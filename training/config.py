@@ -35,7 +35,7 @@ class TrainConfig:
     data, generated once into the cache and reused."""
     quick: bool = False
     """Without data_root: train on the small quick-trial dataset (512 train / 64 validate sequences of the
-    pushing world, ~50 MB, about a minute to generate once on 2 cores) instead of the full embedded
+    pushing world, 230 MB, a minute or two to generate once on 2 cores) instead of the full embedded
     default (8192 / 128 / 256 sequences, 3.4 GB, ~10-20 minutes to generate once). For a first run:
     bair-world train --quick --max-minutes 3."""
     n_future: int = 10
