@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bair_world.sim.config import FRAME_RATE
 from bair_world.video import SUFFIXES, write_rollout_video
 
 
@@ -24,7 +25,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="context frames (default: the checkpoint's; another value is an error)")
     parser.add_argument("--n-future", type=int, default=28, help="predicted frames (default: 28)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
-    parser.add_argument("--fps", type=float, default=5.0, help="frames per second (default: 5)")
+    parser.add_argument("--fps", type=float, default=FRAME_RATE,
+                        help=f"frames per second (default: {FRAME_RATE}, BAIR's rate and the env's render_fps)")
     parser.add_argument("--scale", type=int, default=4, help="panel upscaling factor (default: 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
 

@@ -10,9 +10,10 @@ import numpy as np
 from bair_world.envs.episodes import EpisodeBatch
 from bair_world.envs.options import WorldOptions
 from bair_world.envs.references import Reference, reset_index
+from bair_world.sim.config import FRAME_RATE
 from bair_world.envs.spaces import action_space, check_render_mode, observation_space
 
-RENDER_FPS = 10  # BAIR was recorded at roughly 10 Hz
+RENDER_FPS = FRAME_RATE  # BAIR was recorded at roughly 10 Hz; demo and rollout videos play at the same rate
 
 
 class BairWorldEnv(gym.Env):

@@ -128,8 +128,12 @@ def _sim_labels(references, indices: list[int], length: int) -> np.ndarray | Non
                      for i in indices])
 
 
-def write_video(path: str | Path, replay, fps: float = 5.0, scale: int = 3) -> Path:
-    """Rows = episodes; columns = recorded | predicted | |error|, one video frame per time step."""
+def write_video(path: str | Path, replay, fps: float | None = None, scale: int = 3) -> Path:
+    """Rows = episodes; columns = recorded | predicted | |error|, one video frame per time step, at
+    ``fps`` (default: `bair_world.sim.config.FRAME_RATE`, the env's render_fps)."""
+    from bair_world.sim.config import FRAME_RATE
+
+    fps = FRAME_RATE if fps is None else fps
     from bair_world.video import compose_rollout_frames, write_frames
 
     rows = []

@@ -7,7 +7,9 @@ against the recorded rollout), so this shows the plumbing: N rows of the native 
 batched world-model call per step through the SB3 bridge, the policy acts in [-1, 1] (the env's
 BAIR-unit action box rescaled by ``gymnasium.wrappers.vector.RescaleAction``, as SB3's Gaussian
 policies expect), and its imagined rollout is written as recorded | predicted | error. For a task
-with a reward see the goal envs (``examples/goal_ppo.py``).
+with a reward see the goal envs (``examples/goal_ppo.py``). The policy here sends the 7-dim action
+(action + end-effector position); for a single env, ``bair_world.envs.IntegratePosition`` gives it the
+4-dim action with the position integrated as the arm moves (in-distribution inputs).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from bair_world.envs import BairWorldEnv, BairWorldSB3VecEnv
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the bundled one)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (None: the bundled one)")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--timesteps", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    venv = BairWorldSB3VecEnv(gym.wrappers.vector.RescaleAction(native, -1.0, 1.0))
+    # float32 bounds, as the action box (float64 ones make Gymnasium warn of lowered precision)
+    venv = BairWorldSB3VecEnv(gym.wrappers.vector.RescaleAction(native, np.float32(-1.0), np.float32(1.0)))
     venv.seed(args.seed)
     model = PPO("CnnPolicy", VecMonitor(venv), n_steps=128, batch_size=256, n_epochs=2, seed=args.seed,
                 device="cpu" if args.device == "auto" and not torch.cuda.is_available() else "auto",
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     venv.close()
 
     env = gym.wrappers.RescaleAction(BairWorldEnv(checkpoint=args.checkpoint, device=args.device,
-                                                  render_mode="rgb_array"), -1.0, 1.0)
+                                                  render_mode="rgb_array"), np.float32(-1.0), np.float32(1.0))
     obs, info = env.reset(seed=args.seed)
     world = env.unwrapped
     frames, truncated, psnrs = [*world.reference.frames[: world.n_past]], False, []

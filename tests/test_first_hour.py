@@ -153,3 +153,137 @@ def test_a_signal_stop_is_recorded_in_the_metrics_and_the_text_log(data_root, tm
     assert len(rows) == 1 and rows[0]["partial"] and rows[0]["stopped"] == "SIGTERM"
     log = (tmp_path / "run" / "train.log").read_text()
     assert "SIGTERM after step 1" in log and "val PSNR" in log
+
+
+# -- the envs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    from helpers import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def integrated(ckpt, **kwargs):
+    import gymnasium as gym
+
+    import bair_world  # noqa: F401
+    from helpers import FakeReferences
+    from bair_world.envs import IntegratePosition
+
+    return IntegratePosition(gym.make("BairWorld-v0", checkpoint=ckpt, references=FakeReferences(), device="cpu",
+                                      **kwargs))
+
+
+def test_integrate_position_sends_the_arms_own_positions(ckpt):
+    import numpy as np
+
+    from bair_world.sim import action_bounds, arm_step, quantise_action
+
+    env = integrated(ckpt)
+    assert env.action_space.shape == (4,) and np.array_equal(env.action_space.low, action_bounds()[0])
+    obs, info = env.reset(seed=0, options={"index": 1})
+    position = info["position"].astype(np.float64)
+    np.testing.assert_allclose(info["arm_position"], position, rtol=1e-6)
+    env.action_space.seed(0)
+    for _ in range(3):
+        action = env.action_space.sample()
+        obs, reward, terminated, truncated, info = env.step(action)
+        executed = quantise_action(action)
+        np.testing.assert_allclose(info["cond"], np.concatenate([executed, position]), rtol=1e-6)
+        assert float(info["cond"][2]).is_integer() and float(info["cond"][3]).is_integer()  # whole numbers
+        position = arm_step(position, executed)
+        np.testing.assert_allclose(info["arm_position"], position, rtol=1e-6)
+        assert obs.shape == (64, 64, 3) and np.isfinite(info["psnr"])
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        env.step(np.zeros(7))
+    env.close()
+
+
+def test_integrate_position_passes_gymnasium_and_sb3_check_env(ckpt):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = integrated(ckpt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+    expected = ("symmetric and normalized", "different from the unwrapped version")
+    assert [str(w.message) for w in caught if not any(e in str(w.message) for e in expected)] == []
+    env.close()
+
+
+def test_integrate_position_trains_under_sb3(ckpt):
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    env = gym.wrappers.RescaleAction(integrated(ckpt), np.float32(-1.0), np.float32(1.0))
+    PPO("CnnPolicy", env, n_steps=8, batch_size=8, n_epochs=1, device="cpu",
+        policy_kwargs={"normalize_images": True}).learn(8)
+    env.close()
+
+
+def test_one_frame_rate_for_the_env_and_the_videos():
+    import argparse
+
+    from bair_world.envs.bair_world_env import BairWorldEnv
+    from bair_world.rollout_cli import configure_parser
+    from bair_world.sim.config import FRAME_RATE
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    assert BairWorldEnv.metadata["render_fps"] == FRAME_RATE == parser.parse_args(["--out", "x.gif"]).fps
+
+
+def test_human_rendering_goes_through_gymnasiums_window(ckpt):
+    import gymnasium as gym
+
+    import bair_world  # noqa: F401
+    from helpers import FakeReferences
+
+    env = gym.make("BairWorld-v0", checkpoint=ckpt, references=FakeReferences(), device="cpu", render_mode="human")
+    assert env.unwrapped.render_mode == "rgb_array" and "HumanRendering" in repr(env)
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        with pytest.raises(gym.error.DependencyNotInstalled, match="pygame"):
+            env.reset(seed=0)
+    env.close()
+
+
+# -- evaluation table ---------------------------------------------------------------------------
+
+
+def fake_report(sharpness: float) -> dict:
+    curve = lambda v: {"mean": v, "per_step": [v, v + 1.0]}  # noqa: E731
+    row = {"n_future": 2, "psnr": 25.0, "baseline_psnr": 22.0, "ssim": 0.9, "baseline_ssim": 0.8,
+           "best_of_n_psnr": 25.5, "last_step_psnr": 24.0, "sharpness": sharpness, "moving_sharpness": 0.7,
+           "arm_psnr": 16.0, "baseline_arm_psnr": 10.0, "arm_psnr_last_step": 15.0}
+    return {"protocol": {"n_past": 2, "samples": 2, "seed": 0, "n_future": 2},
+            "data": {"root": "d", "split": "test", "sequences": 3}, "checkpoint": {"path": "c"},
+            "protocols": {"2": row},
+            "model": {"psnr": curve(25.0), "arm_psnr": curve(16.0), "moving_sharpness": curve(0.7)},
+            "baseline": {"psnr": curve(22.0), "arm_psnr": curve(10.0), "sharpness": curve(0.5),
+                         "moving_sharpness": curve(0.6)}}
+
+
+def test_the_evaluation_table_gives_copy_last_for_sharpness_and_last_steps():
+    from bair_world.training.eval_report import format_table
+
+    lines = {line[:22].strip(): line[22:].split() for line in format_table(fake_report(0.9)).splitlines()}
+    assert lines["sharpness ratio"] == ["0.900", "1.000"]  # copy-last: the mean of its curve (0.5, 1.5)
+    assert lines["sharpness arm+objects"] == ["0.700", "1.100"]
+    assert lines["PSNR last step"] == ["24.00", "23.00"] and lines["arm PSNR last step"] == ["15.00", "11.00"]
+    assert "note: sharpness" not in format_table(fake_report(0.9))
+
+
+def test_a_sharpness_ratio_above_one_gets_a_word():
+    from bair_world.training.eval_report import format_table
+
+    text = format_table(fake_report(1.66))
+    assert "sharpness ratio 1.66 > 1" in text and "noise" in text
