@@ -30,6 +30,14 @@ in a source checkout the training commands also run as scripts: python training/
 python training/evaluate.py, python training/bundle.py.
 run `bair-world COMMAND --help` for a command's options."""
 GROUP_HELP = {"data": "write, convert, check and pack BAIR-format datasets"}
+BAIR_SOURCE = """\
+where the real data comes from: the BAIR robot pushing dataset (Ebert et al. 2017), softmotion30_44k,
+is the 30 GB archive http://rail.eecs.berkeley.edu/datasets/bair_robot_pushing_dataset_v0.tar (the
+one SVG, SAVP and tensorflow_datasets' bair_robot_pushing_small use); unpack it
+(tar -xf bair_robot_pushing_dataset_v0.tar) and pass its softmotion30_44k/ folder, which holds
+train/ and test/ traj_*_to_*.tfrecords, as --tfrecords."""
+# (group, name) -> text after a command's options in its --help.
+EPILOGS: dict[tuple[str | None, str], str] = {("data", "convert"): BAIR_SOURCE}
 
 # (group, name) -> (module, one-line help); group None means a top-level command.
 COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
@@ -83,7 +91,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             if group not in groups:
                 gp = top.add_parser(group, help=GROUP_HELP[group], description=GROUP_HELP[group])
                 groups[group] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-            sub = groups[group].add_parser(name, help=help_text, description=help_text)
+            sub = groups[group].add_parser(name, help=help_text, description=help_text, epilog=EPILOGS.get((group, name)),
+                                           formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(_module=module)
         if chosen == (group, name):
             importlib.import_module(module).configure_parser(sub)

@@ -287,3 +287,25 @@ def test_a_sharpness_ratio_above_one_gets_a_word():
 
     text = format_table(fake_report(1.66))
     assert "sharpness ratio 1.66 > 1" in text and "noise" in text
+
+
+def test_data_convert_help_says_where_the_real_tfrecords_come_from(capsys):
+    from bair_world.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(["data", "convert", "--help"])
+    text = capsys.readouterr().out
+    assert "bair_robot_pushing_dataset_v0.tar" in text and "softmotion30_44k" in text
+
+
+@pytest.mark.parametrize("name", ["cem_planner", "contact_sheet", "frame_strip", "goal_ppo", "replay_psnr", "sb3_ppo"])
+def test_examples_show_their_defaults(name, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    assert "(default: " in " ".join(capsys.readouterr().out.split())
