@@ -13,11 +13,12 @@ _LAZY = {
     "PushWorldGoalEnv": "push_world_env", "FolderReferences": "references", "Reference": "references",
     "ReferenceSource": "references", "SimReferences": "references", "Replay": "replay", "replay_psnr": "replay",
     "replay_references": "replay", "BairWorldVectorEnv": "vector", "BairWorldSB3VecEnv": "sb3",
-    "IntegratePosition": "wrappers",
+    "IntegratePosition": "wrappers", "IntegratePositionVector": "wrappers",
 }
 
 __all__ = ["BairWorldEnv", "BairWorldVectorEnv", "BairWorldGoalEnv", "PushWorldEnv", "PushWorldGoalEnv", "FolderReferences", "Reference", "ReferenceSource",
-           "SimReferences", "Replay", "replay_psnr", "replay_references", "BairWorldSB3VecEnv", "IntegratePosition"]
+           "SimReferences", "Replay", "replay_psnr", "replay_references", "BairWorldSB3VecEnv", "IntegratePosition",
+           "IntegratePositionVector"]
 
 
 def __getattr__(name):

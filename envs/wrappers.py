@@ -65,17 +65,65 @@ class IntegratePosition(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action):
         if self._position is None:
             raise RuntimeError("IntegratePosition.step() called before reset()")
-        try:
-            arr = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"action must be numeric, got {type(action).__name__}: {exc}") from None
-        if arr.shape != (4,):
-            raise ValueError(f"action must have shape (4,) = [dx, dy, grip, z command], got {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"action contains NaN or inf: {arr.tolist()}")
-        executed = quantise_action(np.clip(arr, self.action_space.low, self.action_space.high), self.sim_config)
+        executed = _executed(action, (4,), self.action_space.low, self.action_space.high, self.sim_config)
         cond = np.concatenate([executed, self._position]).astype(np.float32)  # cond_t = (action_t, position_t)
         obs, reward, terminated, truncated, info = self.env.step(cond)
         self._position = arm_step(self._position, executed, config=self.sim_config)
         return obs, reward, terminated, truncated, {**info, "cond": cond,
                                                     "arm_position": self._position.astype(np.float32)}
+
+
+def _executed(actions, shape: tuple[int, ...], low: np.ndarray, high: np.ndarray, config: SimConfig) -> np.ndarray:
+    """Checked, clipped and quantised 4-dim actions of ``shape`` (what the pushing world executes)."""
+    try:
+        arr = np.asarray(actions, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"action must be numeric, got {type(actions).__name__}: {exc}") from None
+    if arr.shape != shape:
+        raise ValueError(f"action must have shape {shape}: [dx, dy, grip, z command]"
+                         + (" per env" if len(shape) == 2 else "") + f", got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"action contains NaN or inf at {np.argwhere(~np.isfinite(arr))[0].tolist()}")
+    return quantise_action(np.clip(arr, low, high), config)
+
+
+class IntegratePositionVector(gym.vector.VectorWrapper):
+    """`IntegratePosition` for the native vector env (``gym.make_vec("BairWorld-v0", ...)``): actions
+    (num_envs, 4); each row's position starts at its reference's on every reset, next-step autoresets
+    included (the wrapped env ignores a resetting row's action, and so does the position)."""
+
+    def __init__(self, env: gym.vector.VectorEnv, sim_config: SimConfig = SimConfig()):
+        super().__init__(env)
+        if getattr(env.single_action_space, "shape", None) != (7,):
+            raise ValueError(f"IntegratePositionVector wraps a vector env with the 7-dim action, "
+                             f"got {env.single_action_space}")
+        low, high = action_bounds(sim_config)
+        self.single_action_space = spaces.Box(low, high, (4,), np.float32)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.sim_config = sim_config
+        self._position = np.zeros((self.num_envs, 3))
+        self._restarting = np.zeros(self.num_envs, dtype=bool)  # rows the next step resets (next-step autoreset)
+        self._started = False
+
+    def reset(self, *, seed=None, options: dict[str, Any] | None = None):
+        obs, infos = self.env.reset(seed=seed, options=options)
+        mask = (options or {}).get("reset_mask")
+        rows = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        self._position[rows] = np.asarray(infos["position"], dtype=np.float64)[rows]
+        self._restarting[rows] = False
+        self._started = True
+        return obs, {**infos, "arm_position": self._position.astype(np.float32)}
+
+    def step(self, actions):
+        if not self._started:
+            raise RuntimeError("IntegratePositionVector.step() called before reset()")
+        executed = _executed(actions, (self.num_envs, 4), self.single_action_space.low, self.single_action_space.high,
+                             self.sim_config)  # (N, 4)
+        conds = np.concatenate([executed, self._position], axis=1).astype(np.float32)  # (N, 4) + (N, 3) -> (N, 7)
+        obs, rewards, terminated, truncated, infos = self.env.step(conds)
+        position = arm_step(self._position, executed, config=self.sim_config)  # (N, 3)
+        restarted = self._restarting
+        position[restarted] = np.asarray(infos["position"], dtype=np.float64)[restarted]  # a new episode's start
+        self._position, self._restarting = position, np.asarray(terminated) | np.asarray(truncated)
+        return obs, rewards, terminated, truncated, {**infos, "cond": conds,
+                                                     "arm_position": self._position.astype(np.float32)}

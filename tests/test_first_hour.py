@@ -309,3 +309,30 @@ def test_examples_show_their_defaults(name, capsys):
     with pytest.raises(SystemExit):
         module.main(["--help"])
     assert "(default: " in " ".join(capsys.readouterr().out.split())
+
+
+def test_integrate_position_vector_restarts_positions_on_autoreset(ckpt):
+    import gymnasium as gym
+    import numpy as np
+
+    import bair_world  # noqa: F401
+    from helpers import FakeReferences
+    from bair_world.envs import IntegratePositionVector
+    from bair_world.sim import arm_step, quantise_action
+
+    vec = IntegratePositionVector(gym.make_vec("BairWorld-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                                               checkpoint=ckpt, references=FakeReferences(length=4), device="cpu"))
+    assert vec.action_space.shape == (2, 4) and vec.single_action_space.shape == (4,)
+    _, info = vec.reset(seed=0)
+    position = info["position"].astype(np.float64)
+    vec.action_space.seed(1)
+    for step in range(3):  # 4 frames, 2 context: steps 1-2 play, step 2 truncates, step 3 autoresets
+        actions = vec.action_space.sample()
+        _, _, _, truncated, info = vec.step(actions)
+        if step < 2:
+            np.testing.assert_allclose(info["cond"][:, 4:], position, rtol=1e-6)
+            position = arm_step(position, quantise_action(actions))
+            np.testing.assert_allclose(info["arm_position"], position, rtol=1e-6)
+    assert truncated.sum() == 0  # the autoreset step
+    np.testing.assert_allclose(info["arm_position"], info["position"], rtol=1e-6)  # the new references' start
+    vec.close()
