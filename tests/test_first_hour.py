@@ -298,7 +298,8 @@ def test_data_convert_help_says_where_the_real_tfrecords_come_from(capsys):
     assert "bair_robot_pushing_dataset_v0.tar" in text and "softmotion30_44k" in text
 
 
-@pytest.mark.parametrize("name", ["cem_planner", "contact_sheet", "frame_strip", "goal_ppo", "replay_psnr", "sb3_ppo"])
+@pytest.mark.parametrize("name", ["cem_planner", "contact_sheet", "frame_strip", "goal_ppo", "perceptual_metrics",
+                                  "replay_psnr", "sb3_ppo"])
 def test_examples_show_their_defaults(name, capsys):
     import importlib.util
 

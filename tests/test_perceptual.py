@@ -82,3 +82,27 @@ def test_fvd_is_zero_for_the_same_videos_and_positive_for_different(tmp_path, mo
     loaded = FVD.from_weights(size=32)
     assert loaded.sha256 == perceptual.sha256(tmp_path / perceptual.I3D_WEIGHTS)
     assert loaded(real, fake) == pytest.approx(fvd(real, fake), rel=1e-6)
+
+
+def test_the_example_scores_a_checkpoint_and_copy_last_with_the_users_weights(data_root, tmp_path, monkeypatch,
+                                                                               capsys):
+    from helpers import load_script, make_tiny_checkpoint
+
+    example = load_script("examples", "perceptual_metrics")
+    monkeypatch.setenv(perceptual.WEIGHTS_ENV, str(tmp_path / "weights"))
+    argv = ["--checkpoint", str(make_tiny_checkpoint(tmp_path / "tiny")), "--data-root", str(data_root),
+            "--split", "validate", "--max-sequences", "2", "--frames", "4", "--fvd-size", "32"]
+    assert example.main(argv) == 2  # no weights yet: the one-line hint
+    assert "download.pytorch.org" in capsys.readouterr().err
+    (tmp_path / "weights").mkdir()
+    torch.manual_seed(0)
+    model = LPIPS()
+    torch.save({f"features.{k}": v for k, v in model.features.state_dict().items()},
+               tmp_path / "weights" / perceptual.LPIPS_BACKBONE.replace("7be5be79", "x"))
+    torch.save({f"lin{i}.model.1.weight": lin.model[1].weight.abs() for i, lin in enumerate(model.lins)},
+               tmp_path / "weights" / perceptual.LPIPS_HEADS)
+    torch.save(I3D().state_dict(), tmp_path / "weights" / perceptual.I3D_WEIGHTS)
+    argv += ["--lpips-backbone", str(tmp_path / "weights" / perceptual.LPIPS_BACKBONE.replace("7be5be79", "x"))]
+    assert example.main(argv) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(rows) == {"model", "copy-last"} and all(float(v) >= 0 for r in rows.values() for v in r)
