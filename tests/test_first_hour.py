@@ -337,3 +337,12 @@ def test_integrate_position_vector_restarts_positions_on_autoreset(ckpt):
     assert truncated.sum() == 0  # the autoreset step
     np.testing.assert_allclose(info["arm_position"], info["position"], rtol=1e-6)  # the new references' start
     vec.close()
+
+
+def test_the_budget_stop_names_the_command_that_continues(data_root, tmp_path, capsys):
+    from bair_world.training.train import cli
+
+    argv = ["--preset", "tiny", "--data-root", str(data_root), "--log-dir", str(tmp_path), "--name", "r",
+            "--no-progress", "--max-minutes", "1e-7", "--sample-every", "0"]
+    assert cli(argv, prog="bair-world train") == 0
+    assert f"continue with: bair-world train --resume {tmp_path / 'r'}" in capsys.readouterr().out

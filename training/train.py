@@ -294,7 +294,8 @@ def cli(argv: list[str] | None = None, prog: str = "train.py") -> int:
         print(f"validation PSNR {summary['val_psnr']:.2f} dB (best {summary['best_val_psnr']:.2f} dB), "
               f"copy-last-frame baseline {summary['baseline_psnr']:.2f} dB")
         if summary.get("stopped_by_budget"):
-            print(f"stopped by the {cfg.max_minutes:g} minute budget; continue with --resume {summary['run_dir']}")
+            print(f"stopped by the {cfg.max_minutes:g} minute budget; continue with: {command} --resume "
+                  f"{summary['run_dir']}")
         if summary.get("world_size", 1) > 1:
             print(f"parameters identical on all {summary['world_size']} ranks: {summary['ranks_in_sync']}")
     return 0
