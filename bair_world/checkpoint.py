@@ -275,8 +275,8 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     found = stored_at(path)  # a missing best/ falls back to .best.previous, as load_checkpoint does
     if found is None or not (found / "config.json").is_file():
         what = "the bundled checkpoint" if checkpoint is None else "checkpoint directory"
-        how = ("Train one with `python training/train.py` and pass checkpoint='runs/<name>/best', or "
-               "bundle it as the default with `python training/bundle.py runs/<name>` "
-               "(training/reproduce_bundled.sh rebuilds the shipped one)")
+        how = ("Train one with `bair-world train` and pass checkpoint='runs/<name>/best', or "
+               "bundle it as the default with `bair-world bundle runs/<name>` "
+               "(a source checkout's training/reproduce_bundled.sh rebuilds the shipped one)")
         raise FileNotFoundError(f"{path}: {what} not found (no config.json). {how}.")
     return path

@@ -26,10 +26,18 @@ examples:
   bair-world train                              train (default: the `cpu` preset on the embedded data)
   bair-world evaluate                           PSNR/SSIM of a checkpoint (default: the bundled model)
   bair-world bundle runs/<name>                 make a trained model the environment's default
-the training commands also run as scripts: python training/train.py (also under torchrun),
+in a source checkout the training commands also run as scripts: python training/train.py (also under torchrun),
 python training/evaluate.py, python training/bundle.py.
 run `bair-world COMMAND --help` for a command's options."""
 GROUP_HELP = {"data": "write, convert, check and pack BAIR-format datasets"}
+BAIR_SOURCE = """\
+where the real data comes from: the BAIR robot pushing dataset (Ebert et al. 2017), softmotion30_44k,
+is the 30 GB archive http://rail.eecs.berkeley.edu/datasets/bair_robot_pushing_dataset_v0.tar (the
+one SVG, SAVP and tensorflow_datasets' bair_robot_pushing_small use); unpack it
+(tar -xf bair_robot_pushing_dataset_v0.tar) and pass its softmotion30_44k/ folder, which holds
+train/ and test/ traj_*_to_*.tfrecords, as --tfrecords."""
+# (group, name) -> text after a command's options in its --help.
+EPILOGS: dict[tuple[str | None, str], str] = {("data", "convert"): BAIR_SOURCE}
 
 # (group, name) -> (module, one-line help); group None means a top-level command.
 COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
@@ -47,6 +55,14 @@ PASSTHROUGH: dict[str, tuple[str, str, str]] = {
     "evaluate": ("bair_world.training.evaluate", "main", "PSNR/SSIM of a checkpoint: table, per-step curve, metrics.json"),
     "bundle": ("bair_world.training.bundle", "main", "export a run's best checkpoint as the environment's default model"),
 }
+# name -> (module, function(argv, prog)): parses a PASSTHROUGH command's arguments without importing
+# torch, so `bair-world train --help` prints at once (argparse exits after the help; a command
+# line without a help request returns and goes on to the command itself).
+HELP_FIRST: dict[str, tuple[str, str]] = {
+    "train": ("bair_world.training.options", "parse_config"),
+    "bundle": ("bair_world.training.bundle", "parse_arguments"),
+}
+HELP_FLAGS = ("-h", "--help")
 
 
 def _subcommand_in(argv: list[str]) -> tuple[str | None, str] | None:
@@ -75,7 +91,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             if group not in groups:
                 gp = top.add_parser(group, help=GROUP_HELP[group], description=GROUP_HELP[group])
                 groups[group] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-            sub = groups[group].add_parser(name, help=help_text, description=help_text)
+            sub = groups[group].add_parser(name, help=help_text, description=help_text, epilog=EPILOGS.get((group, name)),
+                                           formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(_module=module)
         if chosen == (group, name):
             importlib.import_module(module).configure_parser(sub)
@@ -86,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in PASSTHROUGH:
         module, function, _ = PASSTHROUGH[argv[0]]
+        if argv[0] in HELP_FIRST and any(a in HELP_FLAGS for a in argv[1:]):
+            help_module, help_function = HELP_FIRST[argv[0]]
+            getattr(importlib.import_module(help_module), help_function)(argv[1:], prog=f"bair-world {argv[0]}")
         return int(getattr(importlib.import_module(module), function)(argv[1:], prog=f"bair-world {argv[0]}") or 0)
     args = build_parser(argv).parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)

@@ -9,12 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from bair_world.sim.config import FRAME_RATE
 from bair_world.video import SUFFIXES, write_rollout_video
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of `bair-world rollout`."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint directory (default: the bundled bair_world/checkpoints/default)")
     parser.add_argument("--out", required=True, help="output file, .mp4 or .gif")
     parser.add_argument("--data-root", default=None,
                         help="BAIR-format folder root (default: the embedded synthetic dataset)")
@@ -25,7 +27,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="context frames (default: the checkpoint's; another value is an error)")
     parser.add_argument("--n-future", type=int, default=28, help="predicted frames (default: 28)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
-    parser.add_argument("--fps", type=float, default=5.0, help="frames per second (default: 5)")
+    parser.add_argument("--fps", type=float, default=FRAME_RATE,
+                        help=f"frames per second (default: {FRAME_RATE}, BAIR's rate and the env's render_fps)")
     parser.add_argument("--scale", type=int, default=4, help="panel upscaling factor (default: 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--actions", default=None, choices=("recorded", "random", "push"),
@@ -76,9 +79,15 @@ def _check_arguments(args: argparse.Namespace) -> None:
     Raises:
         ValueError: naming the argument (CheckpointError and DataError, both ValueErrors, name the file).
     """
-    from bair_world.checkpoint import context_frames
+    from bair_world.checkpoint import context_frames, resolve_checkpoint
     from bair_world.data import DataError
     from bair_world.devices import resolve_device
+
+    if args.checkpoint is None:  # the bundled model, as demo and evaluate default to
+        try:
+            args.checkpoint = str(resolve_checkpoint(None))
+        except FileNotFoundError as e:  # says how to get one
+            raise ValueError(str(e)) from None
 
     if Path(args.out).suffix.lower() not in SUFFIXES:
         raise ValueError(f"--out {args.out}: the video must be one of {', '.join(SUFFIXES)}")

@@ -4,21 +4,29 @@
 ``import bair_world`` registers the environments; this package is imported only when one is made.
 """
 
-from bair_world.envs.bair_world_env import BairWorldEnv
-from bair_world.envs.goal import BairWorldGoalEnv
-from bair_world.envs.push_world_env import PushWorldEnv, PushWorldGoalEnv
-from bair_world.envs.references import FolderReferences, Reference, ReferenceSource, SimReferences
-from bair_world.envs.replay import Replay, replay_psnr, replay_references
-from bair_world.envs.vector import BairWorldVectorEnv
+import importlib
+
+# Imported on first use (PEP 562), so `bair-world demo --help` (a module of this package) does not load
+# torch; `from bair_world.envs import BairWorldEnv` works as before.
+_LAZY = {
+    "BairWorldEnv": "bair_world_env", "BairWorldGoalEnv": "goal", "PushWorldEnv": "push_world_env",
+    "PushWorldGoalEnv": "push_world_env", "FolderReferences": "references", "Reference": "references",
+    "ReferenceSource": "references", "SimReferences": "references", "Replay": "replay", "replay_psnr": "replay",
+    "replay_references": "replay", "BairWorldVectorEnv": "vector", "BairWorldSB3VecEnv": "sb3",
+    "IntegratePosition": "wrappers", "IntegratePositionVector": "wrappers",
+}
 
 __all__ = ["BairWorldEnv", "BairWorldVectorEnv", "BairWorldGoalEnv", "PushWorldEnv", "PushWorldGoalEnv", "FolderReferences", "Reference", "ReferenceSource",
-           "SimReferences", "Replay", "replay_psnr", "replay_references", "BairWorldSB3VecEnv"]
+           "SimReferences", "Replay", "replay_psnr", "replay_references", "BairWorldSB3VecEnv", "IntegratePosition",
+           "IntegratePositionVector"]
 
 
 def __getattr__(name):
-    # Lazy: stable-baselines3 is imported only by those who use the bridge.
-    if name == "BairWorldSB3VecEnv":
-        from bair_world.envs.sb3 import BairWorldSB3VecEnv
-
-        return BairWorldSB3VecEnv
+    # stable-baselines3 in particular is imported only by those who use the bridge.
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"bair_world.envs.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'bair_world.envs' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -10,9 +10,10 @@ import numpy as np
 from bair_world.envs.episodes import EpisodeBatch
 from bair_world.envs.options import WorldOptions
 from bair_world.envs.references import Reference, reset_index
+from bair_world.sim.config import FRAME_RATE
 from bair_world.envs.spaces import action_space, check_render_mode, observation_space
 
-RENDER_FPS = 10  # BAIR was recorded at roughly 10 Hz
+RENDER_FPS = FRAME_RATE  # BAIR was recorded at roughly 10 Hz; demo and rollout videos play at the same rate
 
 
 class BairWorldEnv(gym.Env):
@@ -20,7 +21,7 @@ class BairWorldEnv(gym.Env):
 
     ## Description
 
-    An SVG-family action-conditioned video model (trained by ``python training/train.py``) plays
+    An SVG-family action-conditioned video model (trained by ``bair-world train``) plays
     the world: each step it predicts the next 64x64 camera frame of the BAIR robot-pushing scene
     from the frames so far and the commanded action and end-effector position. Every episode
     replays against a recorded reference rollout, from the built-in physics-based pushing world by

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_OUT = "bair_world_demo.mp4"
+#: `bair_world.world_model.PRECISIONS`' names, spelled out so `--help` does not import torch (a test keeps them equal).
+PRECISION_CHOICES = ("float32", "bfloat16", "float16")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="predicted frames per episode (default: all, 28 for BAIR)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
-    from bair_world.world_model import PRECISIONS
-
-    parser.add_argument("--precision", default="float32", choices=tuple(PRECISIONS),
+    parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
                         help="model compute dtype: float32 (exact), bfloat16 (CPU/CUDA, faster on CPUs with "
                              "AVX512-BF16), float16 (CUDA) (default: float32)")
 
@@ -67,14 +67,74 @@ def format_table(psnr: np.ndarray, baseline: np.ndarray, n_past: int) -> str:
         lines.append(f"{i + 1:>4} {n_past + i:>5} {m:>9.2f} {b:>13.2f} {m - b:>+6.2f}")
     lines.append(f"{'mean':>4} {'':>5} {psnr.mean():>9.2f} {baseline.mean():>13.2f} {psnr.mean() - baseline.mean():>+6.2f}")
     wins = int((model_c > base_c).sum())
-    lines.append(f"the model beats copy-last-frame on {wins}/{len(model_c)} steps "
+    lines.append(f"whole frame: the model beats copy-last-frame on {wins}/{len(model_c)} steps "
                  f"(mean over {psnr.shape[0]} episode(s); per episode: "
                  + ", ".join(f"{m:.1f}/{b:.1f}" for m, b in zip(psnr.mean(1), baseline.mean(1))) + " dB)")
     return "\n".join(lines)
 
 
-def write_video(path: str | Path, replay, fps: float = 5.0, scale: int = 3) -> Path:
-    """Rows = episodes; columns = recorded | predicted | |error|, one video frame per time step."""
+#: Regions scored by `format_regions`, with what a score below copy-last means there.
+REGIONS = {"arm": "the arm blurs or lags where it moves",
+           "objects": "objects blur, or pushed ones vanish or stay behind"}
+
+
+def region_scores(replay, labels: np.ndarray) -> dict[str, tuple[float, float]]:
+    """{region: (model dB, copy-last dB)}: PSNR over the region's pixels, mean over steps and episodes.
+
+    Args:
+        replay: a `bair_world.envs.replay.Replay`.
+        labels: (N, n_past + S, 64, 64) uint8 region labels of the recorded frames (`bair_world.sim.render`).
+    """
+    import torch
+
+    from bair_world.data.batch import frames_to_float
+    from bair_world.metrics import region_psnr
+    from bair_world.regions import region_masks
+
+    n_past, steps = replay.n_past, replay.psnr.shape[1]
+    recorded = frames_to_float(replay.recorded[:, n_past:n_past + steps])  # (N, S, 64, 64, 3) -> (N, S, 3, 64, 64)
+    predicted = frames_to_float(replay.frames[:, n_past:n_past + steps])
+    last = frames_to_float(replay.recorded[:, n_past - 1:n_past]).expand_as(recorded)  # (N, 1, ...) -> (N, S, ...)
+    masks = region_masks(torch.as_tensor(np.asarray(labels[:, :n_past + steps])), n_past)  # {region: (N, S, 64, 64) bool}
+    out = {}
+    for name in REGIONS:
+        model = region_psnr(predicted, recorded, masks[name])  # (N, S), NaN where the region is empty
+        base = region_psnr(last, recorded, masks[name])
+        out[name] = (float(torch.nanmean(model)), float(torch.nanmean(base)))
+    return out
+
+
+def format_regions(scores: dict[str, tuple[float, float]]) -> str:
+    """The region lines of the summary; says plainly where the model is below copy-last."""
+    lines = ["by region (PSNR over its pixels, mean over steps and episodes; copy-last keeps still pixels exact):"]
+    for name, (model, base) in scores.items():
+        if not (np.isfinite(model) and np.isfinite(base)):
+            lines.append(f"  {name:<8} not in these frames")
+            continue
+        verdict = ("above copy-last" if model > base else
+                   f"BELOW copy-last: {REGIONS.get(name, 'the model does worse than doing nothing here')}")
+        lines.append(f"  {name:<8} model {model:6.2f} dB   copy-last {base:6.2f} dB   {model - base:+6.2f}  {verdict}")
+    return "\n".join(lines)
+
+
+def _sim_labels(references, indices: list[int], length: int) -> np.ndarray | None:
+    """(N, length, 64, 64) region labels of built-in-world references (regenerated: same seed, same
+    frames); None for a data folder (real BAIR has no labels)."""
+    from bair_world.envs.references import SimReferences
+    from bair_world.sim import rollout
+
+    if not isinstance(references, SimReferences):
+        return None
+    return np.stack([rollout(references.seed_offset + i, references.length, labels=True).labels[:length]
+                     for i in indices])
+
+
+def write_video(path: str | Path, replay, fps: float | None = None, scale: int = 3) -> Path:
+    """Rows = episodes; columns = recorded | predicted | |error|, one video frame per time step, at
+    ``fps`` (default: `bair_world.sim.config.FRAME_RATE`, the env's render_fps)."""
+    from bair_world.sim.config import FRAME_RATE
+
+    fps = FRAME_RATE if fps is None else fps
     from bair_world.video import compose_rollout_frames, write_frames
 
     rows = []
@@ -127,6 +187,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"replaying {args.episodes} recorded rollout(s) of {source} (indices {indices[0]}..{indices[-1]}) with "
           f"their own actions: {replay.n_past} context frames, {replay.psnr.shape[1]} predicted, latent seed {args.seed}")
     print(format_table(replay.psnr, replay.baseline, replay.n_past))
+    labels = _sim_labels(core.episodes.references, indices, replay.frames.shape[1])
+    if labels is not None:
+        print(format_regions(region_scores(replay, labels)))
+    else:
+        print("by region: not available (the source has no region labels; the built-in world has)")
     try:
         video = write_video(args.out, replay)
     except OSError as exc:  # a full disk or ulimit -f: the probe refused the file, nothing installed
@@ -135,8 +200,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"video: {video.resolve()}\n  rows = episodes; columns = recorded | predicted | |error| "
           f"(green = context, red = predicted)")
     print(f"done in {time.perf_counter() - start:.1f} s.\n"
-          "next: python training/evaluate.py   (the full PSNR/SSIM protocol, into runs/eval-default-test/; its first "
+          "next: bair-world evaluate   (the full PSNR/SSIM protocol, into runs/eval-default-test/; its first "
           "10 steps match this replay on the same sequences)\n"
-          "      python training/train.py && python training/bundle.py runs/<name>   (train your own, make it the "
+          "      bair-world train --quick && bair-world bundle runs/<name>   (train your own, make it the "
           "default; or pass --checkpoint runs/<name>/best)")
     return 0

@@ -61,7 +61,18 @@ def observation_space() -> spaces.Box:
 
 
 def action_space(low: np.ndarray, high: np.ndarray) -> spaces.Box:
-    """Box(low, high, (7,), float32): 4 action + 3 end-effector position."""
+    """Box(low, high, (7,), float32): the model's condition, 4 action + 3 end-effector position.
+
+    Columns, in raw BAIR units: ``[dx, dy, grip, z command, x, y, z]``: dx, dy the commanded
+    end-effector move (metres, about +-0.07); grip (gripper closure, whole numbers 0..4) and the
+    height command (0 hold, 1 lower, 2 lift) are small whole numbers in the data; x, y, z the
+    end-effector position (metres: x 0.4-0.8, y -0.3-0.2, z 0.2-0.3) at the step the action is
+    taken. ``low``/``high`` are the training data's range (`cond_bounds`), so every value inside is
+    accepted, but the model only saw positions that follow from the previous position and action
+    and whole numbers in columns 2-3: ``action_space.sample()`` (a new arm position each step,
+    fractional columns) is far outside that. For the 4-dim action with the position integrated as
+    the arm moves, wrap with `bair_world.envs.IntegratePosition`.
+    """
     return spaces.Box(low.astype(np.float32), high.astype(np.float32), (COND_DIM,), np.float32)
 
 

@@ -31,8 +31,9 @@ from bair_world.world_model import WorldModel
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the bundled one)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (None: the bundled one)")
     parser.add_argument("--episodes", type=int, default=4, help="goal episodes per world (reference indices 0..n-1)")
     parser.add_argument("--num-envs", type=int, default=4, help="episodes planned together (one batched model call)")
     parser.add_argument("--horizon", type=int, default=4)

@@ -33,7 +33,8 @@ def _row(frames: np.ndarray, label: str) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="a real BAIR sequence folder")
     parser.add_argument("--rows", type=int, default=5, help="synthetic sequences (seeds 0..rows-1)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "contact_sheet.png")

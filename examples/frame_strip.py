@@ -55,11 +55,12 @@ def strip(frames: torch.Tensor, conds: torch.Tensor, checkpoints: dict[str, Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="PNG to write")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=DIR",
-                        help="a row per checkpoint (default: the bundled model)")
-    parser.add_argument("--data-root", type=Path, default=None, help="BAIR folder (default: the embedded data)")
+                        help="a row per checkpoint (None: the bundled model)")
+    parser.add_argument("--data-root", type=Path, default=None, help="BAIR folder (None: the embedded data)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--steps", default="1,5,9,13,17,21,25,29", help="comma-separated frame indices")

@@ -37,8 +37,9 @@ class SB3Policy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the bundled one)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (None: the bundled one)")
     parser.add_argument("--timesteps", type=int, default=4096, help="PPO environment steps")
     parser.add_argument("--num-envs", type=int, default=4, help="training envs (also episodes evaluated together)")
     parser.add_argument("--train-references", type=int, default=1000,

@@ -20,11 +20,12 @@ from bair_world.metrics import psnr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the bundled one)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (None: the bundled one)")
     parser.add_argument("--index", type=int, default=0, help="reference rollout to replay")
     parser.add_argument("--seed", type=int, default=0, help="reset seed (fixes the latent samples)")
-    parser.add_argument("--data-root", default=None, help="BAIR folder root (default: the built-in pushing world)")
+    parser.add_argument("--data-root", default=None, help="BAIR folder root (None: the built-in pushing world)")
     parser.add_argument("--split", default="test", help="split of --data-root")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--video", default=None, help="also write recorded | predicted | error as .mp4/.gif")

@@ -4,10 +4,11 @@
 
 BairWorld-v0's reward is 0 (it is the world, not a task; ``info["psnr"]`` scores the prediction
 against the recorded rollout), so this shows the plumbing: N rows of the native vector env share one
-batched world-model call per step through the SB3 bridge, the policy acts in [-1, 1] (the env's
-BAIR-unit action box rescaled by ``gymnasium.wrappers.vector.RescaleAction``, as SB3's Gaussian
-policies expect), and its imagined rollout is written as recorded | predicted | error. For a task
-with a reward see the goal envs (``examples/goal_ppo.py``).
+batched world-model call per step through the SB3 bridge, the policy chooses the 4-dim BAIR action
+(``IntegratePositionVector``: the end-effector position follows from it as the arm moves, so the
+model sees the inputs it was trained on) in [-1, 1] (rescaled by ``gymnasium.wrappers.vector.RescaleAction``,
+as SB3's Gaussian policies expect), and its imagined rollout is written as recorded | predicted |
+error. For a task with a reward see the goal envs (``examples/goal_ppo.py``).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 
 import bair_world  # noqa: F401  (registers the envs)
-from bair_world.envs import BairWorldEnv, BairWorldSB3VecEnv
+from bair_world.envs import BairWorldEnv, BairWorldSB3VecEnv, IntegratePosition, IntegratePositionVector
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the bundled one)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (None: the bundled one)")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--timesteps", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
@@ -42,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    venv = BairWorldSB3VecEnv(gym.wrappers.vector.RescaleAction(native, -1.0, 1.0))
+    # float32 bounds, as the action box (float64 ones make Gymnasium warn of lowered precision)
+    venv = BairWorldSB3VecEnv(gym.wrappers.vector.RescaleAction(IntegratePositionVector(native), np.float32(-1.0),
+                                                                np.float32(1.0)))
     venv.seed(args.seed)
     model = PPO("CnnPolicy", VecMonitor(venv), n_steps=128, batch_size=256, n_epochs=2, seed=args.seed,
                 device="cpu" if args.device == "auto" and not torch.cuda.is_available() else "auto",
@@ -52,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{model.num_timesteps} env steps in {time.perf_counter() - start:.1f} s")
     venv.close()
 
-    env = gym.wrappers.RescaleAction(BairWorldEnv(checkpoint=args.checkpoint, device=args.device,
-                                                  render_mode="rgb_array"), -1.0, 1.0)
+    env = gym.wrappers.RescaleAction(IntegratePosition(BairWorldEnv(checkpoint=args.checkpoint, device=args.device,
+                                                                    render_mode="rgb_array")),
+                                     np.float32(-1.0), np.float32(1.0))
     obs, info = env.reset(seed=args.seed)
     world = env.unwrapped
     frames, truncated, psnrs = [*world.reference.frames[: world.n_past]], False, []

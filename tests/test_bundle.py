@@ -144,14 +144,15 @@ def test_cli_reports_errors_by_file(run, tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
     assert main([str(run), "--dest", str(tmp_path / "d"), "--dtype", "float16"]) == 0
     out = capsys.readouterr().out
-    assert "float16" in out and "best validation PSNR 22.50" in out and "bair-world demo" in out
+    assert "float16" in out and "best validation PSNR 22.50" in out
+    assert out.strip().splitlines()[-1].endswith(f"try it: bair-world demo --checkpoint {tmp_path / 'd'}")  # names X
 
 
 def test_missing_bundle_error_says_how_to_get_one(tmp_path, monkeypatch):
     import bair_world.checkpoint as checkpoint
 
     monkeypatch.setattr(checkpoint, "default_checkpoint", lambda: tmp_path / "checkpoints" / "default")
-    with pytest.raises(FileNotFoundError, match="bundled checkpoint not found.*training/bundle.py"):
+    with pytest.raises(FileNotFoundError, match="bundled checkpoint not found.*bair-world bundle"):
         resolve_checkpoint(None)
 
 

@@ -178,7 +178,7 @@ def test_gym_make_by_module_path_in_a_fresh_process(ckpt, tmp_path):
 
 
 def test_missing_checkpoint_says_how_to_train_one(tmp_path):
-    with pytest.raises(FileNotFoundError, match="training/train.py"):
+    with pytest.raises(FileNotFoundError, match="bair-world train"):
         BairWorldEnv(checkpoint=tmp_path / "nothing", references=FakeReferences())
 
 

@@ -52,7 +52,13 @@ def test_budget_stops_inside_an_epoch_and_resumes_exactly(data_root, straight, t
     assert (run / "best" / "model.safetensors").is_file()
     partial = load_resume_state(run / "last")["partial"]
     assert partial["epoch"] == 0 and partial["batches"] == 1 and len(partial["rng"]) == 1
-    assert not (run / "metrics.jsonl").exists()  # the unfinished epoch is logged once, when finished
+    # the unfinished epoch is recorded as such (its validation at the stop, plots, the text log) ...
+    (stop,) = rows(run)
+    assert stop["partial"] and stop["stopped"] == "budget" and (stop["epoch"], stop["step"]) == (1, 1)
+    assert (stop["batches"], stop["epoch_batches"]) == (1, 2) and stop["val_psnr"] == info["metrics"]["val_psnr"]
+    assert "partial" in (run / "metrics.csv").read_text().splitlines()[0]
+    assert all((run / plot).is_file() for plot in ("loss.png", "psnr.png", "schedules.png"))
+    assert "time budget of 1e-07 min reached after step 1" in (run / "train.log").read_text()
 
     # a resumed run gets a fresh budget: it stops again after one step, now at the end of epoch 1
     summary = main(tiny(data_root, tmp_path, max_minutes=tiny_budget, resume=run))
@@ -66,6 +72,8 @@ def test_budget_stops_inside_an_epoch_and_resumes_exactly(data_root, straight, t
 
     assert_same_weights(run, straight)  # stopped twice, resumed twice == never stopped
     got, want = rows(run), rows(straight)
+    assert [(r["epoch"], r["step"]) for r in got if r.get("partial")] == [(1, 1)]  # ... and kept
+    got = [r for r in got if not r.get("partial")]  # ... beside the complete epochs of the uninterrupted run
     assert [r["epoch"] for r in got] == [1, 2] and [r["step"] for r in got] == [2, 4]
     for key in ("loss", "mse", "kl", "beta", "tf_ratio", "val_psnr"):
         assert [r[key] for r in got] == pytest.approx([r[key] for r in want]), key

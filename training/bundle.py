@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from bair_world.checkpoint import CONFIG, WEIGHTS, CheckpointError, default_checkpoint, load_checkpoint, save_checkpoint
 from bair_world.io import atomic_write_bytes, install_directory, remove_stale_temporaries
+
+# torch (and bair_world.checkpoint, which imports it) are imported inside the functions that use them,
+# so `bair-world bundle --help` answers without loading torch.
 
 SUMMARY_FILE = "training_metrics.json"
 PLOTS = ("loss.png", "psnr.png", "schedules.png")
@@ -42,13 +43,15 @@ class BundleConfig:
     """How a checkpoint is exported into the package."""
 
     dtype: str = "auto"
-    """float16, float32, or auto: float16 when float32 weights would exceed max_mb."""
+    """Weights stored as float16, float32, or auto: float16 when float32 weights would exceed max_mb
+    (loading casts float16 back to float32)."""
     max_mb: float = 10.0
-    """Size of float32 weights (MiB) above which auto stores float16."""
+    """Size of the float32 weights (MiB) above which --dtype auto stores float16."""
     tolerance_db: float = 0.1
-    """Largest PSNR change the export may cause on the check rollout (else it is refused)."""
+    """Largest PSNR change (dB) the export may cause on the check rollout: the exported copy is reloaded
+    and must predict what the source predicts within it, else nothing is installed."""
     check_seed: int = 0
-    """Seed of the check rollout (built-in world sequence and latents)."""
+    """Seed of the check rollout (which built-in-world sequence, and its latents)."""
 
     def __post_init__(self):
         if self.dtype not in ("auto", "float16", "float32"):
@@ -66,6 +69,8 @@ def find_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
     Raises:
         CheckpointError: ``source`` is neither.
     """
+    from bair_world.checkpoint import CONFIG, CheckpointError
+
     source = Path(source)
     if (source / CONFIG).is_file():
         run = source.parent if (source.parent / "train_config.json").is_file() else None
@@ -93,6 +98,8 @@ def portable(data: Any) -> Any:
 
 
 def _read_json(file: Path) -> Any:
+    from bair_world.checkpoint import CheckpointError
+
     try:
         return json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -101,6 +108,8 @@ def _read_json(file: Path) -> Any:
 
 def training_summary(run: Path | None, info: dict[str, Any]) -> dict[str, Any]:
     """The run's record: train_config, per-epoch metrics (from metrics.jsonl), best and final epoch."""
+    from bair_world.checkpoint import CheckpointError
+
     summary: dict[str, Any] = {"run": None if run is None else run.name, "checkpoint_step": info.get("step"),
                                "checkpoint_epoch": info.get("epoch"), "checkpoint_metrics": info.get("metrics", {})}
     if run is None:
@@ -125,9 +134,10 @@ def training_summary(run: Path | None, info: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-@torch.no_grad()
 def check_rollout(reference, exported, seed: int = 0, n_past: int = 2, n_future: int = 10) -> dict[str, float]:
     """PSNR of two models on one built-in-world sequence with the same latents (evaluate's rule)."""
+    import torch
+
     from bair_world.data.batch import frames_to_float
     from bair_world.metrics import psnr
     from bair_world.seeding import latent_generators
@@ -140,7 +150,8 @@ def check_rollout(reference, exported, seed: int = 0, n_past: int = 2, n_future:
     target = x[:, n_past:]
     out = {}
     for name, model in (("source", reference), ("exported", exported)):
-        pred = WorldModel(model).rollout(x, cond, n_past, n_future, latent_generators(seed, [0]))
+        with torch.no_grad():
+            pred = WorldModel(model).rollout(x, cond, n_past, n_future, latent_generators(seed, [0]))
         out[f"{name}_psnr"] = float(psnr(pred, target).mean())
         out[f"{name}_pred"] = pred
     out["max_abs_pixel_diff"] = float((out.pop("source_pred") - out.pop("exported_pred")).abs().max())
@@ -163,6 +174,9 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
             exists and is not a checkpoint; the export changes predictions beyond tolerance or is
             larger than 20 MB. Nothing is changed at ``dest`` then.
     """
+    from bair_world.checkpoint import CONFIG, WEIGHTS, CheckpointError, default_checkpoint, load_checkpoint, \
+        save_checkpoint
+
     ckpt, run = find_checkpoint(source)
     dest = Path(dest) if dest is not None else default_checkpoint()
     if dest.resolve() == ckpt.resolve():
@@ -207,14 +221,32 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
             "best": summary.get("best"), "epoch": info.get("epoch"), "step": info.get("step")}
 
 
+def build_parser(prog: str = "bundle.py") -> argparse.ArgumentParser:
+    """The ``bair-world bundle`` command line (options from `BundleConfig`, their docstrings the help)."""
+    from bair_world.training.configcli import field_docs
+
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("source", type=Path, help="run folder (runs/<name>: its best checkpoint) or checkpoint directory")
+    parser.add_argument("--dest", type=Path, default=None,
+                        help="target folder (none: the package's bair_world/checkpoints/default)")
+    docs = field_docs(BundleConfig)
+    for name, field in BundleConfig.__dataclass_fields__.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
+                            help=" ".join(docs.get(name, "").split()))
+    return parser
+
+
+def parse_arguments(argv: list[str] | None = None, prog: str = "bundle.py") -> argparse.Namespace:
+    """The parsed command line (``--help`` prints and exits here, before torch is imported)."""
+    return build_parser(prog).parse_args(argv)
+
+
 def main(argv: list[str] | None = None, prog: str = "bundle.py") -> int:
     """Entry point of ``bair-world bundle`` (``python training/bundle.py``); returns the exit status."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="run folder (runs/<name>: its best checkpoint) or checkpoint directory")
-    parser.add_argument("--dest", type=Path, default=None, help="target folder (default: bair_world/checkpoints/default)")
-    for name, field in BundleConfig.__dataclass_fields__.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default)
-    ns = parser.parse_args(argv)
+    ns = parse_arguments(argv, prog)
+    from bair_world.checkpoint import CheckpointError, default_checkpoint
+
     try:
         cfg = BundleConfig(**{k: getattr(ns, k) for k in BundleConfig.__dataclass_fields__})
         result = bundle(ns.source, ns.dest, cfg)
@@ -228,7 +260,10 @@ def main(argv: list[str] | None = None, prog: str = "bundle.py") -> int:
     if result["best"]:
         print(f"  best validation PSNR {result['best']['val_psnr']:.2f} dB at epoch {result['best']['epoch']} "
               f"(copy-last {result['best']['baseline_psnr']:.2f} dB)")
-    print("  try it: bair-world demo")
+    if Path(result["dest"]).resolve() == default_checkpoint().resolve():
+        print("  try it: bair-world demo")
+    else:
+        print(f"  try it: bair-world demo --checkpoint {result['dest']}")
     return 0
 
 

@@ -21,13 +21,21 @@ from bair_world.training.distributed import DistInfo
 STATS_MAX_SEQUENCES = 2000  # condition statistics from at most this many training sequences (CSV only)
 
 
+#: Sequences per split of the quick-trial dataset (``--quick``): the first sequences of the full
+#: default's splits (sequence seeds depend on (seed, split, index) only), no test split.
+QUICK_COUNTS = {"train": 512, "validate": 64, "test": 0}
+
+
 def resolve_data_root(cfg: TrainConfig) -> Path:
-    """The dataset folder: ``cfg.data_root``, or the embedded synthetic data (generated on first use)."""
+    """The dataset folder: ``cfg.data_root``, or the embedded synthetic data (generated on first use):
+    the quick-trial set (`QUICK_COUNTS`) with ``cfg.quick``, else the full default."""
     if cfg.data_root is not None and not Path(cfg.data_root).is_dir():
         raise DataError(cfg.data_root, "data root does not exist (expected train/ and validate/ inside)")
-    from bair_world.data.synthetic import default_data_root
+    from bair_world.data.synthetic import default_data_root, default_dataset_root
 
-    return Path(default_data_root(cfg.data_root))
+    if cfg.data_root is None and cfg.quick:
+        return Path(default_dataset_root(counts=dict(QUICK_COUNTS), progress=cfg.progress))
+    return Path(default_data_root(cfg.data_root, progress=cfg.progress))
 
 
 def condition_stats(dataset: BairFolderDataset | PackedDataset,

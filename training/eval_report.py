@@ -31,9 +31,14 @@ def format_table(report: dict[str, Any]) -> str:
     for label, key, base_key, digits in rows:
         if key not in next(iter(protocols.values())):
             continue
-        cells = "".join(f"{row[key]:>16.{digits}f}" + (f"{row[base_key]:>11.{digits}f}" if base_key else f"{'':>11}")
-                        for row in protocols.values())
+        cells = ""
+        for row in protocols.values():
+            base = row[base_key] if base_key else _baseline_head(report, key, row["n_future"])
+            cells += f"{row[key]:>16.{digits}f}" + (f"{base:>11.{digits}f}" if base is not None else f"{'':>11}")
         lines.append(f"{label:<22}{cells}")
+    note = sharpness_note(protocols)
+    if note:
+        lines.append(note)
     names = [n for n in ("psnr", "arm_psnr", "objects_psnr", "moving_sharpness") if n in report["model"]]
     lines.append("per predicted step (model / copy-last): " + ", ".join(names))
     for i in range(p["n_future"]):
@@ -49,6 +54,32 @@ def _with_counterfactual(table: str, report: dict[str, Any]) -> str:
     from bair_world.training.eval_counterfactual import format_counterfactual
 
     return table + "\n" + format_counterfactual(report["counterfactual"])
+
+
+#: Rows whose copy-last value is read off the baseline's per-step curve: key -> (curve, "mean" | "last").
+_BASELINE_CURVES = {"sharpness": ("sharpness", "mean"), "moving_sharpness": ("moving_sharpness", "mean"),
+                    "last_step_psnr": ("psnr", "last"), "arm_psnr_last_step": ("arm_psnr", "last")}
+
+
+def _baseline_head(report: dict[str, Any], key: str, horizon: int) -> float | None:
+    """Copy-last's value of row ``key`` over the first ``horizon`` steps (None: no such baseline)."""
+    if key not in _BASELINE_CURVES or _BASELINE_CURVES[key][0] not in report.get("baseline", {}):
+        return None
+    name, how = _BASELINE_CURVES[key]
+    curve = np.array([np.nan if v is None else v for v in report["baseline"][name]["per_step"][:horizon]], float)
+    return float(curve[-1]) if how == "last" else float(np.nanmean(curve))
+
+
+def sharpness_note(protocols: dict[str, dict[str, Any]]) -> str | None:
+    """A line for a sharpness ratio above 1 (the prediction has more edges than the truth), else None."""
+    high = [(h, key, row[key]) for h, row in protocols.items() for key in ("sharpness", "moving_sharpness")
+            if isinstance(row.get(key), (int, float)) and row[key] > 1.0]
+    if not high:
+        return None
+    h, key, value = max(high, key=lambda x: x[2])
+    return (f"note: sharpness ratio {value:.2f} > 1 ({key.replace('_', ' ')}, 2->{h}): the predictions have more "
+            "edges than the recorded frames; that is noise or artefacts (typical of an undertrained model), "
+            "not a sharper picture")
 
 
 def _fmt(v: float | None) -> str:

@@ -13,6 +13,11 @@ from bair_world.training.configcli import Alias, add_dataclass_arguments, apply_
 from bair_world.training import presets
 from bair_world.training.config import TrainConfig
 
+DESCRIPTION = (f"Train an SVG world model: bair-world train [--preset {'|'.join(presets.PRESETS)}] [--quick] "
+               "[options]. With no options: the `cpu` preset on the embedded synthetic pushing-world data "
+               "(generated once into the cache); --quick trains on a small quick-trial dataset instead.")
+"""The command's description; lists the real presets."""
+
 SEED_ALIASES = [
     Alias("--niter", "epochs"),
     Alias("--kl_anneal_cyclical", "kl_anneal", const="cyclical"),
@@ -26,7 +31,7 @@ def build_parser(preset_name: str = presets.DEFAULT_PRESET, prog: str = "train.p
 
     The help shows the values of preset ``preset_name``: those a run without the option uses.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description or DESCRIPTION)
     parser.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
                         help=f"base recipe; explicit options override it (default: {presets.DEFAULT_PRESET}, "
                              "or the resumed run's own config)")

@@ -1,4 +1,11 @@
-"""What a run writes besides checkpoints: metrics (CSV, JSONL, TensorBoard), plots and sample GIFs.
+"""What a run writes besides checkpoints: metrics (CSV, JSONL, TensorBoard), plots, sample GIFs and
+the text log ``train.log`` (every ``[train]`` line the run prints).
+
+A run stopped inside an epoch (budget, SIGINT/SIGTERM) logs that epoch's row too, with
+``partial`` true, ``stopped`` (why), ``batches`` of ``epoch_batches`` trained and the validation
+at the stop; the resumed run logs the complete epoch again when it ends, so the rows without
+``partial`` are those of an uninterrupted run. Plots place a partial row at its fraction of the
+epoch.
 
 Only rank 0 of a distributed run constructs a `RunReporter`. Every file is rewritten atomically
 (temporary sibling, then ``os.replace``) from the in-memory history, so a run killed at any moment
@@ -22,7 +29,9 @@ from bair_world.io import atomic_write_bytes, remove_stale_temporaries
 
 # The per-epoch columns, in the order of metrics.csv.
 COLUMNS = ("epoch", "step", "loss", "mse", "kl", "beta", "tf_ratio", "val_psnr", "baseline_psnr",
-           "seq_per_s", "epoch_s", "lr")
+           "seq_per_s", "epoch_s", "lr", "partial", "stopped", "batches", "epoch_batches")
+LOG_FILE = "train.log"
+"""The run's text log (appended to by every invocation on the run folder)."""
 
 
 class RunReporter:
@@ -46,6 +55,18 @@ class RunReporter:
         self.history: list[dict[str, Any]] = list(history or [])
         self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
 
+    def log_text(self, line: str) -> None:
+        """Append ``line`` to the run's ``train.log``, with the wall-clock time."""
+        import time
+
+        with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def say(self, line: str) -> None:
+        """Print ``line`` (stdout, flushed) and append it to ``train.log``."""
+        print(line, flush=True)
+        self.log_text(line)
+
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """Per-optimiser-step scalars (TensorBoard only), under ``train_step/``."""
         for key, value in values.items():
@@ -55,7 +76,8 @@ class RunReporter:
         """Append one epoch's metrics and rewrite the CSV, JSONL and plots."""
         self.history.append(dict(row))
         for key, value in row.items():
-            if key not in ("epoch", "step") and isinstance(value, (int, float)) and value is not None:
+            if key not in ("epoch", "step", "partial", "batches", "epoch_batches") and \
+                    isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.tb.add_scalar(f"epoch/{key}", value, row["step"])
         self.tb.flush()
         self._write_tables()
@@ -90,9 +112,11 @@ def plot_history(history: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     if not history:
         return []
-    epochs = [r["epoch"] for r in history]
+    epochs = [epoch_position(r) for r in history]
     col = lambda k: [math.nan if r.get(k) is None else r[k] for r in history]  # noqa: E731
     paths = []
 
@@ -108,6 +132,7 @@ def plot_history(history: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(lines, ["loss", "MSE", "KL"], loc="upper right")
     ax.set_title("training loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, however few
     _save_figure(fig, out_dir / "loss.png")
     plt.close(fig)
     paths.append(out_dir / "loss.png")
@@ -121,6 +146,7 @@ def plot_history(history: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     ax.set_ylabel("validation PSNR (dB)")
     ax.legend()
     ax.set_title("validation PSNR")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, however few
     _save_figure(fig, out_dir / "psnr.png")
     plt.close(fig)
     paths.append(out_dir / "psnr.png")
@@ -136,10 +162,19 @@ def plot_history(history: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     ax.legend(ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0],
               ["beta", "teacher forcing"], loc="center right")
     ax.set_title("schedules")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, however few
     _save_figure(fig, out_dir / "schedules.png")
     plt.close(fig)
     paths.append(out_dir / "schedules.png")
     return paths
+
+
+def epoch_position(row: dict[str, Any]) -> float:
+    """Where a row sits on the epoch axis: its epoch number, or for a partial row (stopped inside the
+    epoch) the epoch before plus the fraction of its batches trained."""
+    if row.get("partial") and row.get("epoch_batches"):
+        return row["epoch"] - 1 + row["batches"] / row["epoch_batches"]
+    return row["epoch"]
 
 
 def write_sample_gif(path: Path, truth: torch.Tensor, pred: torch.Tensor, n_past: int, fps: int = 4) -> Path:

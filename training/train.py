@@ -1,4 +1,4 @@
-"""Train an SVG world model: ``bair-world train [--preset tiny|cpu|seed] [options]``.
+"""Train an SVG world model: ``bair-world train [--preset tiny|cpu|seed|bundled_base|bundled] [--quick] [options]``.
 
 With no arguments it trains the `cpu` preset on the embedded synthetic pushing-world data. Every
 `TrainConfig` / `ModelConfig` field is an option (``--help``); the seed's names (``--niter``,
@@ -48,8 +48,11 @@ from bair_world.training.validation import baseline_psnr, validate
 GIF_SEQUENCES = 4
 
 
-def main(cfg: TrainConfig | None = None) -> dict:
+def main(cfg: TrainConfig | None = None, started: float | None = None) -> dict:
     """Train with ``cfg`` (default: the `cpu` preset) and return the run summary.
+
+    ``started`` (a `time.perf_counter` value, default: now) is when the invocation began: the
+    ``max_minutes`` budget counts from it, data generation and setup included.
 
     Returns:
         ``{"run_dir", "epoch", "step", "best_val_psnr", "val_psnr", "baseline_psnr", "seq_per_s",
@@ -61,6 +64,7 @@ def main(cfg: TrainConfig | None = None) -> dict:
         DataError: the data is missing or malformed.
         CheckpointError: resuming from a corrupt or incomplete ``last`` checkpoint (names the file).
     """
+    started = time.perf_counter() if started is None else started
     cfg = presets.preset(presets.DEFAULT_PRESET) if cfg is None else cfg
     info, device = D.init_distributed(cfg.device)
     try:
@@ -71,15 +75,18 @@ def main(cfg: TrainConfig | None = None) -> dict:
         # Rank 0 alone writes the folder, so it alone holds the lock; it is taken before any work.
         with RunLock(run_dir) if info.is_main else contextlib.nullcontext():
             check_run_folder(run_dir, resuming=cfg.resume is not None, config_file=CONFIG_FILE)
-            summary = train(cfg, info, device, run_dir)
+            summary = train(cfg, info, device, run_dir, started)
             D.barrier(info)  # no rank tears the group down while another still talks to it (gloo aborts)
         return summary
     finally:
         D.cleanup(info)
 
 
-def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Path) -> dict:
-    """The run in ``run_dir`` on this process (rank ``info.rank``); see `main`."""
+def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Path,
+          started: float | None = None) -> dict:
+    """The run in ``run_dir`` on this process (rank ``info.rank``); see `main` (``started``: the
+    budget's start, default now)."""
+    started = time.perf_counter() if started is None else started
     # -- setup: data, model, optimiser, schedules, run folder -------------------------------------
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -94,9 +101,10 @@ def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Pat
     state = RunState(history=[])
     if cfg.resume is not None and has_checkpoint(run_dir / "last"):
         state = resume_run(run_dir, model, optimizer, scaler, cfg)
+    resuming = (f"[train] resuming {run_dir} from step {state.step} (epoch {state.epoch + 1}"
+                + (f", batch {state.partial['batches']}" if state.partial else "") + ")")
     if cfg.resume is not None and info.is_main:
-        print(f"[train] resuming {run_dir} from step {state.step} (epoch {state.epoch + 1}"
-              + (f", batch {state.partial['batches']}" if state.partial else "") + ")", flush=True)
+        print(resuming, flush=True)
     to_device(model, optimizer, cfg, device)
     module = D.wrap(SequenceLoss(model, cfg.model.n_past, cfg.detach_feedback, cfg.l1_weight, cfg.gdl_weight,
                                   cfg.change_weight),
@@ -113,12 +121,15 @@ def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Pat
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir)
         reporter = RunReporter(run_dir, state.history, resume_step=state.step if state.step else None)
-        print(f"[train] {run_dir}: {model.parameter_count():,} parameters, {len(train_set)} train / "
-              f"{len(val_frames)} val sequences from {root}, device {device}, {info.world_size} process(es), "
-              f"{kl_schedule!r}, {tf_schedule!r}, copy-last-frame PSNR {baseline:.2f} dB", flush=True)
+        if cfg.resume is not None:
+            reporter.log_text(resuming)
+        reporter.say(f"[train] {run_dir}: {model.parameter_count():,} parameters, {len(train_set)} train / "
+                     f"{len(val_frames)} val sequences from {root}, device {device}, {info.world_size} process(es), "
+                     f"{kl_schedule!r}, {tf_schedule!r}, copy-last-frame PSNR {baseline:.2f} dB"
+                     + (f", budget {cfg.max_minutes:g} min ({(time.perf_counter() - started) / 60:.1f} spent "
+                        "on setup)" if cfg.max_minutes is not None else ""))
 
     row: dict = {}
-    started = time.perf_counter()
     stopped: str | None = None  # "budget", or the name of the signal that stopped the run
     stop = StopRequests().install()
     try:
@@ -176,6 +187,8 @@ def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Pat
                    "beta": beta, "tf_ratio": ratio, "baseline_psnr": baseline, "epoch_s": elapsed,
                    "seq_per_s": new * cfg.batch_size * info.world_size / max(elapsed, 1e-9),
                    "lr": optimizer.param_groups[0]["lr"]}
+            if state.partial is not None:  # a stop inside the epoch: recorded as such (see reporting.COLUMNS)
+                row.update(partial=True, stopped=stopped, batches=done + new, epoch_batches=n_total)
 
             # -- validate and save (rank 0) ---------------------------------------------------------
             D.barrier(info)
@@ -187,9 +200,8 @@ def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Pat
                 improved = psnr > state.best_psnr
                 if improved:
                     state.best_psnr = psnr
-                complete = state.partial is None  # a stop inside the epoch: the resumed run logs the epoch
                 save_checkpoints(run_dir, model, optimizer, scaler, state, row,
-                                 history=reporter.history + ([dict(row)] if complete else []), improved=improved,
+                                 history=reporter.history + [dict(row)], improved=improved,
                                  data_info={"root": str(root), "seed": cfg.seed, "n_past": cfg.model.n_past,
                                             "n_future": cfg.n_future})
                 _report_epoch(cfg, run_dir, reporter, state, row, improved, val_frames, preds)
@@ -199,8 +211,8 @@ def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Pat
             if stopped:
                 if info.is_main:
                     why = f"time budget of {cfg.max_minutes:g} min reached" if stopped == "budget" else stopped
-                    print(f"[train] {why} after step {state.step} (epoch {epoch + 1}, batch {done + new}/{n_total}); "
-                          f"--resume {run_dir} continues", flush=True)
+                    reporter.say(f"[train] {why} after step {state.step} (epoch {epoch + 1}, batch "
+                                 f"{done + new}/{n_total}); --resume {run_dir} continues")
                 break
     finally:
         stop.restore()
@@ -219,26 +231,26 @@ def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Pat
 
 def _report_epoch(cfg: TrainConfig, run_dir: Path, reporter: RunReporter, state: RunState, row: dict,
                   improved: bool, val_frames: torch.Tensor, preds: torch.Tensor) -> None:
-    """Rank 0, after the checkpoints: metrics row, sample GIF and the epoch's line. Inside an epoch (a
-    stop, ``state.partial`` set) the row is not logged: the resumed run logs the whole epoch."""
+    """Rank 0, after the checkpoints: metrics row, sample GIF and the epoch's line. A stop inside an
+    epoch (``state.partial`` set) logs its row too, marked ``partial`` (its validation is recorded and
+    the plots are drawn); the resumed run logs the whole epoch again when it ends."""
     complete = state.partial is None
-    if complete:
-        reporter.log_epoch(row)
+    reporter.log_epoch(row)
     if complete and cfg.sample_every and (state.epoch % cfg.sample_every == 0 or state.epoch == cfg.epochs):
         k = min(GIF_SEQUENCES, len(val_frames))
         write_sample_gif(run_dir / "samples" / f"epoch_{state.epoch:04d}.gif", val_frames[:k], preds[:k],
                          cfg.model.n_past)
     where = f"epoch {state.epoch}/{cfg.epochs}" if complete else \
         f"epoch {row['epoch']}/{cfg.epochs} (stopped after batch {state.partial['batches']})"
-    print(f"[train] {where} step {state.step}: loss {row['loss']:.5f} "
-          f"mse {row['mse']:.5f} kl {row['kl']:.3f} beta {row['beta']:.2g} tf {row['tf_ratio']:.2f} | "
-          f"val PSNR {row['val_psnr']:.2f} dB (copy-last {row['baseline_psnr']:.2f}) | {row['seq_per_s']:.1f} seq/s"
-          + (" | best" if improved else ""), flush=True)
+    reporter.say(f"[train] {where} step {state.step}: loss {row['loss']:.5f} "
+                 f"mse {row['mse']:.5f} kl {row['kl']:.3f} beta {row['beta']:.2g} tf {row['tf_ratio']:.2f} | "
+                 f"val PSNR {row['val_psnr']:.2f} dB (copy-last {row['baseline_psnr']:.2f}) | "
+                 f"{row['seq_per_s']:.1f} seq/s" + (" | best" if improved else ""))
 
 
 def parse_config(argv: list[str] | None = None, prog: str = "train.py") -> TrainConfig:
     """Command line -> `TrainConfig` (see `bair_world.training.options.parse_config`)."""
-    return options.parse_config(argv, prog=prog, description=__doc__.splitlines()[0])
+    return options.parse_config(argv, prog=prog)
 
 
 def cli(argv: list[str] | None = None, prog: str = "train.py") -> int:
@@ -248,10 +260,11 @@ def cli(argv: list[str] | None = None, prog: str = "train.py") -> int:
     1 diverged, 2 a bad argument, file or folder (nothing trained), 128 + the signal's number when
     SIGINT/SIGTERM stopped the run (its resumable checkpoint is saved; the line says how to resume).
     """
+    started = time.perf_counter()  # --max-minutes counts the whole invocation
     command = "python training/train.py" if prog == "train.py" else prog
     try:
         cfg = parse_config(argv, prog)
-        summary = main(cfg)
+        summary = main(cfg, started)
     except TrainingDiverged as e:
         print(f"{prog}: stopped: {e}", file=sys.stderr)
         return 1
@@ -282,7 +295,8 @@ def cli(argv: list[str] | None = None, prog: str = "train.py") -> int:
         print(f"validation PSNR {summary['val_psnr']:.2f} dB (best {summary['best_val_psnr']:.2f} dB), "
               f"copy-last-frame baseline {summary['baseline_psnr']:.2f} dB")
         if summary.get("stopped_by_budget"):
-            print(f"stopped by the {cfg.max_minutes:g} minute budget; continue with --resume {summary['run_dir']}")
+            print(f"stopped by the {cfg.max_minutes:g} minute budget; continue with: {command} --resume "
+                  f"{summary['run_dir']}")
         if summary.get("world_size", 1) > 1:
             print(f"parameters identical on all {summary['world_size']} ranks: {summary['ranks_in_sync']}")
     return 0

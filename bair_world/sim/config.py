@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Bump when the generator's output changes for a given seed (names the cached default dataset).
+FRAME_RATE = 10
+"""Frames per second of BAIR (recorded at about 10 Hz) and so of the built-in world: the envs' render_fps
+and the default speed of every video (demo, rollout, RecordVideo)."""
 GENERATOR_VERSION = 3  # v3 adds labels.npz; frames, actions and positions are those of v2
 
 # Meaning of the whole-number action columns (documented in bair_world.sim.world.PushWorld.step).
