@@ -593,3 +593,22 @@ def test_a_resumed_run_removes_sample_gif_temporaries_of_killed_processes(tmp_pa
     reporter.tb.close()
     assert not dead.exists() and live.exists()
     assert "removed 1 temporary file(s) of killed processes" in capsys.readouterr().err
+
+
+def test_evaluate_with_the_cache_pointing_at_a_file_is_one_line(tmp_path, monkeypatch, capsys):
+    from bair_world.training.evaluate import main as evaluate_main
+
+    cache = tmp_path / "cache-file"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("BAIR_WORLD_CACHE", str(cache))
+    assert evaluate_main(["--max-sequences", "2"], prog="bair-world evaluate") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file, not a folder" in err[0] and str(cache) in err[0]
+
+
+def test_evaluate_max_sequences_0_is_refused_before_any_work(capsys):
+    from bair_world.training.evaluate import main as evaluate_main
+
+    with pytest.raises(SystemExit) as exc:
+        evaluate_main(["--max-sequences", "0"], prog="bair-world evaluate")
+    assert exc.value.code == 2 and "max_sequences must be >= 1" in capsys.readouterr().err

@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None, prog: str = "evaluate.py") -> int:
     except (DataError, ValueError, RuntimeError, ImportError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. BAIR_WORLD_CACHE naming a file, an unreadable data root
+        print(f"{prog}: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        return 2
     out = ns.out or default_out(ns.checkpoint, cfg.split)
     write_report(report, out)
     print(format_table(report))
