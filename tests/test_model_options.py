@@ -102,6 +102,8 @@ def test_fine_tuning_adds_the_options_and_starts_where_the_checkpoint_was(tmp_pa
     save_checkpoint(tmp_path / "base", base, step=3, epoch=1)
     grown = SVG(base.cfg.replace(spatial_cond=True, context_mask=True))
     init_from(grown, tmp_path / "base")
+    bias = grown.motion_head_output().bias
+    assert torch.equal(bias[:3], base.motion_head_output().bias) and bias[3] == -6.0  # a new context logit
     grown.eval()
     frames, conds = torch.rand(2, 6, 3, 64, 64), torch.randn(2, 6, 7)
     # the only difference is the context mask's e^-6 share of the output

@@ -61,7 +61,7 @@ def load_grown(model: SVG, weights: dict[str, torch.Tensor], path: Path) -> list
     changed = sorted(set(own) - set(weights))
     if any(not k.startswith("motion_head.") for k in changed):
         raise ValueError(f"--init-from {path}: weights do not fit (missing {changed[:3]})")
-    bias_name = [k for k in own if k.startswith("motion_head.") and k.endswith("bias")]
+    head_bias = model.motion_head_output().bias if model.motion_head is not None else None
     with torch.no_grad():
         for name, value in weights.items():
             target = own[name]
@@ -71,7 +71,7 @@ def load_grown(model: SVG, weights: dict[str, torch.Tensor], path: Path) -> list
             if value.dim() != target.dim() or any(a > b for a, b in zip(value.shape, target.shape)):
                 raise ValueError(f"--init-from {path}: {name} {tuple(value.shape)} does not fit {tuple(target.shape)}")
             fresh = torch.zeros_like(target)
-            if bias_name and name == bias_name[-1]:  # the motion head's output bias: new masks start at ~0
+            if head_bias is not None and target.data_ptr() == head_bias.data_ptr():  # the motion head's output bias: new masks start at ~0
                 fresh.copy_(torch.tensor(MOTION_HEAD_BIAS[:target.numel()]))
             fresh[tuple(slice(0, n) for n in value.shape)] = value
             target.copy_(fresh)
