@@ -4,7 +4,7 @@
 ``import bair_world`` registers the environments; this package is imported only when one is made.
 """
 
-import importlib
+from bair_world.lazy import lazy_exports
 
 # Imported on first use (PEP 562), so `bair-world demo --help` (a module of this package) does not load
 # torch; `from bair_world.envs import BairWorldEnv` works as before.
@@ -21,12 +21,4 @@ __all__ = ["BairWorldEnv", "BairWorldVectorEnv", "BairWorldGoalEnv", "PushWorldE
            "IntegratePositionVector"]
 
 
-def __getattr__(name):
-    # stable-baselines3 in particular is imported only by those who use the bridge.
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"bair_world.envs.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'bair_world.envs' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports("bair_world.envs", _LAZY)

@@ -4,8 +4,7 @@ The torch modules are imported on first use (PEP 562 ``__getattr__``), so import
 (`bair_world.models.config`, e.g. for a command's ``--help``) does not load torch.
 """
 
-import importlib
-
+from bair_world.lazy import lazy_exports
 from bair_world.models.config import PRESETS, ModelConfig, preset
 
 _LAZY = {
@@ -18,11 +17,4 @@ _LAZY = {
 __all__ = ["PRESETS", "ModelConfig", "preset", *_LAZY]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"bair_world.models.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'bair_world.models' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports("bair_world.models", _LAZY)
