@@ -84,3 +84,35 @@ def test_frame_strip_shows_the_recorded_frames_and_each_checkpoints_rollout(tmp_
     a, b = image[16 + 128:16 + 256, 80:], image[16 + 256:, 80:]
     np.testing.assert_array_equal(a, b)  # same checkpoint, same seeded latents: the same rollout
     assert "3 rows x 3 frames" in capsys.readouterr().out
+
+
+def test_frame_strip_under_pushes_shows_the_true_world_the_model_and_its_error(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from bair_world import counterfactual
+    from bair_world.checkpoint import default_checkpoint
+    from bair_world.data.synthetic import write_dataset
+
+    root = write_dataset(tmp_path / "data", {"test": 1}, workers=1, progress=False, length=10).root
+    out = tmp_path / "push.png"
+    argv = ["--out", str(out), "--data-root", str(root), "--steps", "1,5,9", "--actions", "push"]
+    assert load("frame_strip").main(argv) == 0
+    image = cv2.imread(str(out))[:, :, ::-1]  # BGR -> RGB
+    assert image.shape == (16 + 3 * 128, 80 + 3 * 128, 3)  # header + true world, bundled, error; 3 frames at 2x
+    true, pred = counterfactual.rollout(default_checkpoint(), root, index=0, source="push", split="test",
+                                        n_future=8)
+    tile = lambda row, col: image[16 + row * 128:16 + (row + 1) * 128:2, 80 + col * 128:80 + (col + 1) * 128:2]
+    np.testing.assert_array_equal(tile(0, 2), true[9])  # the true world pushed by the script, step 9
+    np.testing.assert_array_equal(tile(1, 2), pred[9])  # the model under the same actions
+    np.testing.assert_array_equal(tile(2, 2), np.abs(pred[9].astype(int) - true[9]).astype(np.uint8))
+    assert not np.array_equal(true[9], true[1])  # the arm moved in the true world
+    assert "3 rows x 3 frames" in capsys.readouterr().out
+
+
+def test_frame_strip_rejects_steps_outside_the_sequence(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        load("frame_strip").main(["--out", str(tmp_path / "x.png"), "--steps", "1,30"])
+    assert not (tmp_path / "x.png").exists()
