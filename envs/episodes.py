@@ -2,7 +2,9 @@
 
 The single env is an `EpisodeBatch` of one row and the vector env one of N rows; neither holds any
 stepping logic of its own. Per row it keeps the reference rollout, the frame index ``t`` and a torch
-generator, so row i of a batch draws exactly the latents a single env with the same seed draws.
+generator, so row i of a batch draws exactly the latents a single env with the same seed draws. A
+step's results are a `StepResult`; `episode_info` builds the ``info`` of every world env (the
+single and the vector env here, the true world's ``PushWorld-v0``).
 
 Time indexing (docs/architecture.md): the transition x_t -> x_{t+1} is conditioned on
 cond_t = concat(action_t, position_t). After a reset the env shows frame ``t = n_past - 1`` and
