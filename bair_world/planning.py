@@ -20,7 +20,7 @@ Two dynamics models share one interface:
 
 * `ModelDynamics`: the learned SVG model via `WorldModel`. The observed history of every env is fed
   as context (posterior on the real frames), the recurrent state is repeated K times
-  (`WorldModel.select_rows`), and each imagined time step is ONE batched model call for all E*K
+  (`WorldModel.repeat_rows`), and each imagined time step is ONE batched model call for all E*K
   candidates.
 * `SimDynamics`: the true pushing world (copies of the env's `PushWorld`): an oracle upper bound.
 
@@ -201,8 +201,7 @@ class ModelDynamics:
         hist = frames_to_float(np.stack(ctx.frames))  # E x (t+1, 64, 64, 3) uint8 -> (E, t+1, 3, 64, 64)
         conds = torch.from_numpy(np.stack(ctx.conds).astype(np.float32)).reshape(e, hist.shape[1] - 1, -1)  # (E, t, 7)
         self.core.reset(hist, conds, [gens[i * k * s] for i in range(e)])  # posterior on every observed frame
-        # (E*K*S,): row (e*K + j)*S + d is latent draw d of candidate j of env e
-        self.core.select_rows(torch.arange(e).repeat_interleave(k * s))
+        self.core.repeat_rows(k * s)  # (E,) -> (E*K*S,): row (e*K + j)*S + d is draw d of candidate j of env e
         # (E, K, H, 4) + (E, K, H, 3) -> (E, K, H, 7) -> (E*K, H, 7) -> (E*K*S, H, 7)
         cand = torch.from_numpy(np.concatenate([actions, positions], -1).astype(np.float32)).reshape(e * k, h, -1)
         cand = cand.repeat_interleave(s, 0)

@@ -202,6 +202,13 @@ class WorldModel:
         self.state = self.state.index(idx)
         self.last_frame = self.last_frame[idx]
 
+    def repeat_rows(self, times: int) -> None:
+        """Repeat every row ``times`` times in place: row i becomes rows i*times .. (i+1)*times - 1
+        (a planner's K copies of each of E envs' states, `select_rows` of each index repeated)."""
+        if isinstance(times, bool) or not isinstance(times, (int, np.integer)) or times < 1:
+            raise ValueError(f"WorldModel.repeat_rows: times must be an int >= 1, got {times!r}")
+        self.select_rows(torch.arange(self.batch_size).repeat_interleave(int(times)))
+
     @torch.inference_mode()
     def step(self, cond: torch.Tensor, generator: GeneratorLike = None, rows: Rows = None) -> torch.Tensor:
         """Predict x_{t+1} from the prior for every row (or ``rows``) and feed it back.

@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from bair_world.envs.episodes import EpisodeBatch
+from bair_world.envs.episodes import SINGLE_ROW, EpisodeBatch
 from bair_world.envs.options import WorldOptions
 from bair_world.envs.references import Reference, reset_index
 from bair_world.sim.config import FRAME_RATE
@@ -93,9 +93,10 @@ class BairWorldEnv(gym.Env):
     @property
     def reference(self) -> Reference:
         """The current reference rollout (raises before the first reset)."""
-        if self.episodes.refs[0] is None:
+        ref = self.episodes.episode_references[0]
+        if ref is None:
             raise RuntimeError("no reference before reset()")
-        return self.episodes.refs[0]
+        return ref
 
     @property
     def n_past(self) -> int:
@@ -104,9 +105,9 @@ class BairWorldEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        index, torch_seed = reset_index(self.np_random, options, len(self.episodes.references), "BairWorld-v0",
+        index, torch_seed = reset_index(self.np_random, options, len(self.episodes.reference_pool), "BairWorld-v0",
                                         latent_seed_option=True)
-        obs = self.episodes.reset_rows(np.zeros(1, np.int64), np.array([index]), np.array([torch_seed]))[0]
+        obs = self.episodes.reset_rows(SINGLE_ROW, np.array([index]), np.array([torch_seed]))[0]
         self._obs, self._truncated = obs, False
         return obs.copy(), self.episodes.row_info(0)
 
@@ -115,12 +116,10 @@ class BairWorldEnv(gym.Env):
             raise RuntimeError("BairWorldEnv.step() called before reset()")
         if self._truncated:
             raise RuntimeError("BairWorldEnv.step() after the episode was truncated; call reset()")
-        cond = self.episodes.check_actions(action, single=True)  # (1, 7), clipped
-        frames, psnr, truncated = self.episodes.step_rows(np.zeros(1, np.int64), cond)
-        self._obs, self._truncated = frames[0], bool(truncated[0])
-        info = self.episodes.row_info(0)
-        info["psnr"] = float(psnr[0])
-        return self._obs.copy(), 0.0, False, self._truncated, info
+        cond = self.episodes.clip_checked_actions(action, single=True)  # (1, 7), clipped
+        result = self.episodes.step_rows(SINGLE_ROW, cond)
+        self._obs, self._truncated = result.frames[0], bool(result.truncated[0])
+        return self._obs.copy(), 0.0, False, self._truncated, self.episodes.row_info(0, result.row_metrics(0))
 
     def render(self) -> np.ndarray | None:
         """The current frame (64, 64, 3) uint8 for ``render_mode="rgb_array"``; None otherwise."""

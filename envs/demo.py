@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bair-world demo: error: {exc}", file=sys.stderr)
         return 2
     core = vec.unwrapped
-    n_refs = len(core.episodes.references)
+    n_refs = len(core.episodes.reference_pool)
     indices = [args.first + i for i in range(args.episodes)]
     if indices[-1] >= n_refs:
         print(f"bair-world demo: error: references {indices[0]}..{indices[-1]} asked, the source holds {n_refs}",
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"replaying {args.episodes} recorded rollout(s) of {source} (indices {indices[0]}..{indices[-1]}) with "
           f"their own actions: {replay.n_past} context frames, {replay.psnr.shape[1]} predicted, latent seed {args.seed}")
     print(format_table(replay.psnr, replay.baseline, replay.n_past))
-    labels = _sim_labels(core.episodes.references, indices, replay.frames.shape[1])
+    labels = _sim_labels(core.episodes.reference_pool, indices, replay.frames.shape[1])
     if labels is not None:
         print(format_regions(region_scores(replay, labels)))
     else:

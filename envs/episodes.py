@@ -2,7 +2,9 @@
 
 The single env is an `EpisodeBatch` of one row and the vector env one of N rows; neither holds any
 stepping logic of its own. Per row it keeps the reference rollout, the frame index ``t`` and a torch
-generator, so row i of a batch draws exactly the latents a single env with the same seed draws.
+generator, so row i of a batch draws exactly the latents a single env with the same seed draws. A
+step's results are a `StepResult`; `episode_info` builds the ``info`` of every world env (the
+single and the vector env here, the true world's ``PushWorld-v0``).
 
 Time indexing (docs/architecture.md): the transition x_t -> x_{t+1} is conditioned on
 cond_t = concat(action_t, position_t). After a reset the env shows frame ``t = n_past - 1`` and
@@ -11,6 +13,9 @@ cond_t = concat(action_t, position_t). After a reset the env shows frame ``t = n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,9 +25,47 @@ from bair_world.metrics import psnr as psnr_metric
 from bair_world.data.batch import frames_to_float, frames_to_uint8
 from bair_world.world_model import WorldModel, check_precision
 from bair_world.envs.options import WorldOptions
-from bair_world.envs.references import Reference, make_references
+from bair_world.envs.references import Reference
 from bair_world.devices import resolve_device
-from bair_world.envs.spaces import check_actions, cond_bounds
+from bair_world.envs.spaces import clip_checked_actions, cond_bounds
+
+
+#: The per-row measures every step reports (`StepResult.metrics`: ``info`` keys after a step).
+STEP_METRICS = ("psnr",)
+#: The rows of a single env: row 0 of a one-row `EpisodeBatch`.
+SINGLE_ROW = np.zeros(1, np.int64)
+SINGLE_ROW.setflags(write=False)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one batched step of k rows gives (`EpisodeBatch.step_rows`).
+
+    Attributes:
+        frames: (k, 64, 64, 3) uint8 predicted frames (a fresh array).
+        truncated: (k,) bool: the reference has no further frame.
+        metrics: per-row measures of the step (`STEP_METRICS`), each (k,) float64, keyed by their
+            ``info`` name: ``psnr`` (dB) of the predicted frame against the reference's.
+    """
+
+    frames: np.ndarray
+    truncated: np.ndarray
+    metrics: dict[str, np.ndarray]
+
+    def row_metrics(self, i: int) -> dict[str, float]:
+        """The measures of the step's ``i``-th row, as ``info`` holds them."""
+        return {name: float(values[i]) for name, values in self.metrics.items()}
+
+
+def episode_info(ref: Reference, t: int, n_past: int, metrics: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The ``info`` of an episode showing frame ``t`` of ``ref``, the one builder of every world env
+    (single, vector, true world): the reference's next cond (``action`` (4,), ``position`` (3,)),
+    ``step`` (steps taken), ``frame_index`` (t), ``index`` and ``rollout_id`` of the reference, and
+    after a step its ``metrics`` (``psnr``)."""
+    info = {"action": ref.actions[t].copy(), "position": ref.positions[t].copy(), "step": t - (n_past - 1),
+            "frame_index": t, "index": ref.index, "rollout_id": ref.rollout_id}
+    info.update(metrics or {})
+    return info
 
 
 class EpisodeBatch:
@@ -45,16 +88,16 @@ class EpisodeBatch:
         self.core = WorldModel(model, self.device, world.precision, compile=world.compile)
         self.low, self.high = cond_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),
                                           model.cond_std.cpu().numpy())
-        self.references = (world.references if world.references is not None
-                           else make_references(world.data_root, world.split, world.num_references))
-        self.refs: list[Reference | None] = [None] * self.num_envs
+        self.reference_pool = world.reference_pool()
+        # the reference each row's current episode replays (None before its first reset)
+        self.episode_references: list[Reference | None] = [None] * self.num_envs
         self.t = np.zeros(self.num_envs, dtype=np.int64)
         self.generators = [torch.Generator(device="cpu") for _ in range(self.num_envs)]
         self.started = False
 
     # -- reset ---------------------------------------------------------------------------------
     def reset_rows(self, rows: np.ndarray, indices: np.ndarray, torch_seeds: np.ndarray) -> np.ndarray:
-        """Start new episodes in ``rows`` from references ``indices``.
+        """Start new episodes in ``rows`` from references ``indices`` of the pool.
 
         Args:
             rows: (k,) distinct row numbers; the first call must reset every row.
@@ -65,14 +108,14 @@ class EpisodeBatch:
             (k, 64, 64, 3) uint8: the last context frame of each row (a fresh array).
         """
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        refs = [self.references[int(i)] for i in np.asarray(indices).reshape(-1)]
+        refs = [self.reference_pool[int(i)] for i in np.asarray(indices).reshape(-1)]
         for ref in refs:
             if len(ref) <= self.n_past:
                 raise ValueError(f"reference {ref.rollout_id} has {len(ref)} frames; n_past={self.n_past} "
                                  f"leaves nothing to predict")
         gens = []
         for row, ref, seed in zip(rows, refs, np.asarray(torch_seeds).reshape(-1)):
-            self.refs[row] = ref
+            self.episode_references[row] = ref
             self.t[row] = self.n_past - 1
             self.generators[row].manual_seed(int(seed))
             gens.append(self.generators[row])
@@ -86,17 +129,13 @@ class EpisodeBatch:
         return np.stack([r.frames[self.n_past - 1] for r in refs]).copy()
 
     # -- step ----------------------------------------------------------------------------------
-    def check_actions(self, actions, single: bool) -> np.ndarray:
-        """Validate and clip: (7,) when ``single`` else (num_envs, 7) -> float32 (k, 7)."""
-        return check_actions(actions, None if single else self.num_envs, self.low, self.high)
+    def clip_checked_actions(self, actions, single: bool) -> np.ndarray:
+        """Check and clip: (7,) when ``single`` else (num_envs, 7) -> float32 (k, 7) (`spaces.clip_checked_actions`)."""
+        return clip_checked_actions(actions, None if single else self.num_envs, self.low, self.high)
 
-    def step_rows(self, rows: np.ndarray, conds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One batched model call for ``rows`` with already-checked conds (k, 7).
-
-        Returns:
-            frames (k, 64, 64, 3) uint8 (fresh), psnr (k,) float64 against the reference frame,
-            truncated (k,) bool (the reference has no further frame).
-        """
+    def step_rows(self, rows: np.ndarray, conds: np.ndarray) -> StepResult:
+        """One batched model call for ``rows`` with already-checked conds (k, 7); PSNR against the
+        reference frame at the new ``t``."""
         if not self.started:
             raise RuntimeError("step() before reset()")
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -105,21 +144,14 @@ class EpisodeBatch:
         pred = self.core.step(torch.from_numpy(np.ascontiguousarray(conds, np.float32)), gens,
                               rows=None if every else rows)  # (k, 3, 64, 64) in [0, 1]
         self.t[rows] += 1
+        refs = [self.episode_references[r] for r in rows]
         # k x (64, 64, 3) uint8 -> (k, 3, 64, 64) uint8 (the metric divides by 255)
-        target = torch.from_numpy(np.stack([self.refs[r].frames[self.t[r]] for r in rows])).permute(0, 3, 1, 2)
+        target = torch.from_numpy(np.stack([ref.frames[self.t[r]] for r, ref in zip(rows, refs)])).permute(0, 3, 1, 2)
         psnr = psnr_metric(pred, target).double().cpu().numpy().reshape(-1)  # (k,) dB, pred clipped to [0, 1]
-        truncated = np.array([self.t[r] >= len(self.refs[r]) - 1 for r in rows], dtype=bool)
-        return frames_to_uint8(pred), psnr, truncated
+        truncated = np.array([self.t[r] >= len(ref) - 1 for r, ref in zip(rows, refs)], dtype=bool)
+        return StepResult(frames_to_uint8(pred), truncated, {"psnr": psnr})
 
     # -- info ----------------------------------------------------------------------------------
-    def row_info(self, row: int) -> dict:
-        """The reference's next cond (action/position), step index, reference index and id of a row."""
-        ref, t = self.refs[row], int(self.t[row])
-        return {
-            "action": ref.actions[t].copy(),
-            "position": ref.positions[t].copy(),
-            "step": t - (self.n_past - 1),
-            "frame_index": t,
-            "index": ref.index,
-            "rollout_id": ref.rollout_id,
-        }
+    def row_info(self, row: int, metrics: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """Row ``row``'s `episode_info` (with a step's ``metrics``, `StepResult.row_metrics`)."""
+        return episode_info(self.episode_references[row], int(self.t[row]), self.n_past, metrics)

@@ -63,14 +63,18 @@ class PlannerPolicy:
 
 
 def plan_context(envs: Sequence[gym.Env]) -> PlanContext:
-    """The `PlanContext` of several goal envs (``BairWorldGoal-v0`` / ``PushWorldGoal-v0``, wrapped or not)."""
-    parts = [env.unwrapped.plan_context() for env in envs]
-    worlds = [w for p in parts for w in (p.worlds or [])]
-    weights = None if any(p.weights is None for p in parts) else np.concatenate([p.weights for p in parts])
-    return PlanContext([p.frames[0] for p in parts], [p.conds[0] for p in parts],
-                       np.concatenate([p.positions for p in parts]), np.concatenate([p.goals for p in parts]),
-                       np.concatenate([p.steps_left for p in parts]), worlds if len(worlds) == len(parts) else None,
-                       weights, np.concatenate([p.keys for p in parts]))
+    """The `PlanContext` of several goal envs (``BairWorldGoal-v0`` / ``PushWorldGoal-v0``, wrapped or
+    not), from their public state: history, arm position, goal frame and cost mask, steps left, the
+    true worlds (``PushWorldGoal-v0`` only) and the reference index (the episode's key)."""
+    goal_envs = [env.unwrapped for env in envs]
+    histories = [g.history for g in goal_envs]
+    worlds = [w for g in goal_envs for w in (getattr(g, "worlds", None) or [])]
+    weights = [g.cost_weights for g in goal_envs]
+    return PlanContext([frames for frames, _ in histories], [conds for _, conds in histories],
+                       np.stack([g.arm_position for g in goal_envs]), np.stack([g.goal_frame for g in goal_envs]),
+                       np.array([g.steps_left for g in goal_envs]), worlds if len(worlds) == len(goal_envs) else None,
+                       None if any(w is None for w in weights) else np.stack(weights),
+                       np.array([g.reference.index for g in goal_envs]))
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""`WorldOptions`: what every learned-model env (`BairWorld-v0`, its vector env, `BairWorldGoal-v0`)
-is made of, documented once.
+"""`WorldOptions`: what every world env (`BairWorld-v0`, its vector env, `BairWorldGoal-v0`, and the
+true world's `PushWorld-v0` / `PushWorldGoal-v0`, which use its references, checkpoint and
+``n_past``) is made of, documented once.
 
 The envs take these as keyword arguments, so ``gym.make("BairWorld-v0", checkpoint=..., device=...)``
 passes them straight through; an unknown keyword is a ``TypeError`` naming it. The env builds one
@@ -42,12 +43,20 @@ class WorldOptions:
     precision: str = "float32"
     """"float32" (default: exact, reproducible), "bfloat16" (CPU or CUDA) or "float16" (CUDA only):
     the model runs under ``torch.autocast`` in that dtype (`bair_world.world_model.WorldModel`);
-    observations and PSNR stay uint8/float32. It trades tiny numeric differences (at most 2/255
-    per pixel from float32 over 28 steps with the bundled model, same PSNR to 0.01 dB) for speed:
-    on a CPU with AVX512-BF16 about 2x the steps/s of a 64-env vector env and ~1.2x for a single
-    env. Same seed, same frames within a precision."""
+    observations and PSNR stay uint8/float32. It trades tiny numeric differences from float32 for
+    speed, most in a large vector env (measurements: docs/benchmarks.md, "Environment throughput").
+    Same seed, same frames within a precision."""
     compile: bool = False
     """Run the model's step through ``torch.compile`` (inductor; needs a C++ compiler on CPU). The
-    first step compiles (~5 s); after that a single env makes ~1.8x the eager steps/s in float32
-    and in bfloat16 (docs/benchmarks.md); frames equal the eager ones to float rounding, latents
-    identical."""
+    first step compiles; after that it pays off most for a single env or a small vector env
+    (measurements: docs/benchmarks.md, "Environment throughput"). Frames equal the eager ones to
+    float rounding, latents identical."""
+
+    def reference_pool(self) -> ReferenceSource:
+        """The references these options name: ``references``, else ``data_root``'s ``split``, else the
+        built-in world's first ``num_references`` rollouts."""
+        from bair_world.envs.references import make_references
+
+        if self.references is not None:
+            return self.references
+        return make_references(self.data_root, self.split, self.num_references)

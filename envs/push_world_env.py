@@ -9,21 +9,24 @@ checking that the frames come out equal to the reference's, byte for byte.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from bair_world.envs.bair_world_env import RENDER_FPS
-from bair_world.checkpoint import resolve_checkpoint
-from bair_world.envs.goal import NUM_PUSH_GOALS, GoalEnvBase
+from bair_world.checkpoint import context_frames, resolve_checkpoint
+from bair_world.envs.goal_task import NUM_PUSH_GOALS, GoalEnvBase
 from bair_world.envs.push_goals import PUSH_TOLERANCE
+from bair_world.envs.episodes import episode_info
+from bair_world.envs.options import WorldOptions
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
-from bair_world.envs.spaces import action_space, check_actions, check_render_mode, cond_bounds, observation_space
+from bair_world.envs.spaces import action_space, check_render_mode, clip_checked_actions, cond_bounds, observation_space
 from bair_world.metrics import psnr as psnr_metric
-from bair_world.sim import PushWorld, SimConfig, position_bounds, replay_world
-from bair_world.sim import action_bounds as sim_action_limits
+from bair_world.sim import PushWorld, SimConfig, action_bounds, position_bounds, replay_world
+
+#: Context frames the true world replays at reset without a checkpoint (every model preset's).
+DEFAULT_N_PAST = 2
 
 
 def start_world(references: ReferenceSource, index: int, n_past: int,
@@ -51,18 +54,32 @@ def start_world(references: ReferenceSource, index: int, n_past: int,
     return ref, start, end
 
 
-def sim_references(references: ReferenceSource | None, num_references: int, env_name: str) -> SimReferences:
-    """``references``, or a built-in pool of ``num_references``; TypeError for any other source
-    (only the built-in world's rollouts can be replayed in the true world)."""
-    references = SimReferences(size=num_references) if references is None else references
-    if not isinstance(references, SimReferences):
-        raise TypeError(f"{env_name} replays only built-in references (SimReferences), got {references!r}")
-    return references
+def true_world(world: WorldOptions, env_name: str) -> tuple[int, SimReferences]:
+    """(n_past, reference pool) of a true-world env from the learned world's options.
+
+    ``n_past``: the checkpoint's when one is given (another value is an error, as in the learned
+    world), else ``world.n_past`` (None: `DEFAULT_N_PAST`). The pool is `WorldOptions.reference_pool`,
+    which must be the built-in world's (`SimReferences`): only those rollouts can be replayed here.
+
+    Raises:
+        TypeError: another reference source; ValueError: ``n_past < 1``.
+    """
+    if world.checkpoint is not None:
+        n_past = context_frames(resolve_checkpoint(world.checkpoint), world.n_past)
+    else:
+        n_past = DEFAULT_N_PAST if world.n_past is None else world.n_past
+    if n_past < 1:
+        raise ValueError(f"n_past must be >= 1, got {n_past}")
+    pool = world.reference_pool()
+    if not isinstance(pool, SimReferences):
+        raise TypeError(f"{env_name} replays only built-in references (SimReferences), got {pool!r}")
+    return int(n_past), pool
 
 
-def sim_action_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """(7,) float32 low/high of [dx, dy, grip, z command, x, y, z] that the pushing world executes."""
-    (a_low, a_high), (p_low, p_high) = sim_action_limits(config), position_bounds(config)
+def sim_cond_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """(7,) float32 low/high of the cond [dx, dy, grip, z command, x, y, z] the pushing world executes:
+    its 4-dim action box (`bair_world.sim.action_bounds`) and its workspace."""
+    (a_low, a_high), (p_low, p_high) = action_bounds(config), position_bounds(config)
     return (np.concatenate([a_low, p_low]).astype(np.float32), np.concatenate([a_high, p_high]).astype(np.float32))
 
 
@@ -76,31 +93,30 @@ class PushWorldEnv(gym.Env):
     (``psnr`` of the true frame against the reference's: 100 dB when the reference is replayed).
 
     Args:
-        n_past: context frames replayed at reset (2, as the models).
         render_mode: None or "rgb_array".
-        num_references / references: the built-in reference pool (`SimReferences` only).
-        checkpoint: take the action bounds from this checkpoint (None: the world's own limits).
         sim_config: the world's configuration (must be the one the references were made with).
+        **world: the learned world's options (`bair_world.envs.options.WorldOptions`, see `true_world`),
+            so the same keywords make both worlds: ``n_past`` (None: the checkpoint's, or 2),
+            ``references`` / ``num_references`` (the built-in pool only), ``checkpoint`` (take the
+            action bounds from it; None: the world's own limits); ``device``, ``precision`` and
+            ``compile`` are accepted and unused (no model runs).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
 
-    def __init__(self, n_past: int = 2, render_mode: str | None = None, num_references: int = 10_000,
-                 references: ReferenceSource | None = None, checkpoint: str | Path | None = None,
-                 sim_config: SimConfig = SimConfig()):
+    def __init__(self, *, render_mode: str | None = None, sim_config: SimConfig = SimConfig(), **world: Any):
         check_render_mode(render_mode, self.metadata)
-        if n_past < 1:
-            raise ValueError(f"n_past must be >= 1, got {n_past}")
-        self.render_mode, self.n_past, self.sim_config = render_mode, int(n_past), sim_config
-        self.references = sim_references(references, num_references, "PushWorld-v0")
-        if checkpoint is not None:
+        options = WorldOptions(**world)
+        self.render_mode, self.sim_config = render_mode, sim_config
+        self.n_past, self.reference_pool = true_world(options, "PushWorld-v0")
+        if options.checkpoint is not None:
             from bair_world.checkpoint import load_checkpoint
 
-            model, config = load_checkpoint(resolve_checkpoint(checkpoint), "cpu")
+            model, config = load_checkpoint(resolve_checkpoint(options.checkpoint), "cpu")
             self.low, self.high = cond_bounds(config.get("normalisation"), model.cond_mean.numpy(),
                                               model.cond_std.numpy())
         else:
-            self.low, self.high = sim_action_bounds(sim_config)
+            self.low, self.high = sim_cond_bounds(sim_config)
         self.observation_space = observation_space()
         self.action_space = action_space(self.low, self.high)
         self.world: PushWorld | None = None
@@ -114,8 +130,8 @@ class PushWorldEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        index, _ = reset_index(self.np_random, options, len(self.references), "PushWorld-v0")
-        self._ref, self.world, _ = start_world(self.references, int(index), self.n_past, self.sim_config)
+        index, _ = reset_index(self.np_random, options, len(self.reference_pool), "PushWorld-v0")
+        self._ref, self.world, _ = start_world(self.reference_pool, index, self.n_past, self.sim_config)
         if len(self._ref) <= self.n_past:
             raise ValueError(f"reference {self._ref.rollout_id} has {len(self._ref)} frames; nothing to step")
         self.t, self._truncated = self.n_past - 1, False
@@ -126,19 +142,18 @@ class PushWorldEnv(gym.Env):
             raise RuntimeError("PushWorldEnv.step() called before reset()")
         if self._truncated:
             raise RuntimeError("PushWorldEnv.step() after the episode was truncated; call reset()")
-        cond = check_actions(action, None, self.low, self.high)[0]  # (7,), clipped
+        cond = clip_checked_actions(action, None, self.low, self.high)[0]  # (7,), clipped
         frame = self.world.step(cond[:4], cond[4:])
         self.t += 1
         self._truncated = self.t >= len(self._ref) - 1
-        info = self._info()
-        info["psnr"] = float(psnr_metric(frame, self._ref.frames[self.t], channel_axis=-1))
-        return frame.copy(), 0.0, False, self._truncated, info
+        psnr = float(psnr_metric(frame, self._ref.frames[self.t], channel_axis=-1))
+        return frame.copy(), 0.0, False, self._truncated, self._info({"psnr": psnr})
 
-    def _info(self) -> dict[str, Any]:
-        ref, t = self._ref, self.t
-        return {"action": ref.actions[t].copy(), "position": ref.positions[t].copy(),
-                "step": t - (self.n_past - 1), "frame_index": t, "index": ref.index,
-                "rollout_id": ref.rollout_id, "true_position": self.world.position.astype(np.float32)}
+    def _info(self, metrics: dict[str, float] | None = None) -> dict[str, Any]:
+        """`episode_info` and this world's extra: ``true_position`` (3,), the arm's."""
+        info = episode_info(self._ref, self.t, self.n_past, metrics)
+        info["true_position"] = self.world.position.astype(np.float32)
+        return info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
@@ -163,25 +178,23 @@ class PushWorldGoalEnv(GoalEnvBase):
     distance to its goal-state position.
 
     Args:
-        n_past: context frames replayed at reset (2, as the models).
         render_mode, success_threshold, robotics_keys, task, push_goals, num_goals: as ``BairWorldGoal-v0``.
         push_tolerance: task="push" success radius in metres (default `PUSH_TOLERANCE`).
-        num_references / references: the built-in reference pool (`SimReferences` only).
         sim_config: the world's configuration (must be the one the references were made with).
+        **world: the learned world's options, as ``PushWorld-v0`` (the action box is the pushing
+            world's whatever the checkpoint).
     """
 
-    def __init__(self, n_past: int = 2, render_mode: str | None = None, num_references: int = 10_000,
-                 references: ReferenceSource | None = None, success_threshold: float | None = None,
+    def __init__(self, *, render_mode: str | None = None, success_threshold: float | None = None,
                  sim_config: SimConfig = SimConfig(), robotics_keys: bool = False, task: str = "reach",
-                 push_goals=None, num_goals: int = NUM_PUSH_GOALS, push_tolerance: float = PUSH_TOLERANCE):
+                 push_goals=None, num_goals: int = NUM_PUSH_GOALS, push_tolerance: float = PUSH_TOLERANCE,
+                 **world: Any):
         self._setup(render_mode, success_threshold, sim_config, robotics_keys, task)
-        if n_past < 1:
-            raise ValueError(f"n_past must be >= 1, got {n_past}")
         if not np.isfinite(push_tolerance) or push_tolerance <= 0:
             raise ValueError(f"push_tolerance must be a finite number > 0, got {push_tolerance}")
-        self.n_past, self.push_tolerance = int(n_past), float(push_tolerance)
-        self.references = sim_references(references, num_references, "PushWorldGoal-v0")
-        self._load_push_goals(self.references, push_goals, num_goals)
+        self.push_tolerance = float(push_tolerance)
+        self.n_past, self.reference_pool = true_world(WorldOptions(**world), "PushWorldGoal-v0")
+        self._load_push_goals(self.reference_pool, push_goals, num_goals)
         self.world: PushWorld | None = None
         self.goal_poses: np.ndarray | None = None
 
@@ -193,7 +206,7 @@ class PushWorldGoalEnv(GoalEnvBase):
         return [self.world]
 
     def _num_references(self) -> int:
-        return len(self.references)
+        return len(self.reference_pool)
 
     def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frame = self.world.step(action, position)
@@ -201,10 +214,10 @@ class PushWorldGoalEnv(GoalEnvBase):
 
     def _begin(self, index: int, torch_seed: int) -> Reference:
         if self.goal is None:
-            ref, self.world, final = start_world(self.references, index, self.n_past, self.sim_config, replay_to_end=True)
+            ref, self.world, final = start_world(self.reference_pool, index, self.n_past, self.sim_config, replay_to_end=True)
             self.goal_poses = final.object_poses
         else:
-            ref, self.world, _ = start_world(self.references, index, self.n_past, self.sim_config)
+            ref, self.world, _ = start_world(self.reference_pool, index, self.n_past, self.sim_config)
             self.goal_poses = self.goal.goal_poses
         return ref
 

@@ -214,30 +214,44 @@ def check_index(index: Any, count: int) -> int:
     return int(index)
 
 
-def reset_index(np_random, options: dict | None, count: int, env_name: str,
-                latent_seed_option: bool = False) -> tuple[Any, int]:
-    """(reference index as given, or drawn; latent torch seed) for an env's reset.
+def check_reset_options(options: dict | None, accepted: Sequence[str], env_name: str) -> dict:
+    """``options`` (None: {}) if it holds only ``accepted`` names; else ValueError naming the others."""
+    options = options or {}
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown reset options {unknown}; {env_name} accepts "
+                         + ", ".join(repr(name) for name in accepted))
+    return options
 
-    ``options`` may hold ``"index"`` (and ``"latent_seed"`` where ``latent_seed_option``); without an
-    index it is drawn from ``np_random``. The torch seed is drawn in every world (the true world
-    ignores it) and whatever the options, so the same seed picks the same reference everywhere and
-    later resets do not depend on the options; ``"latent_seed"`` then replaces it.
+
+def pick_reference(np_random: np.random.Generator, count: int, index: Any = None,
+                   latent_seed: Any = None) -> tuple[int, int]:
+    """The one rule every env resets by: (reference index, latent torch seed).
+
+    ``index`` None is drawn from ``np_random``, else checked (`check_index`). The torch seed is drawn
+    in every world (the true world ignores it) and whatever the options, so the same seed picks the
+    same reference everywhere and later resets do not depend on the options; ``latent_seed`` (an
+    int) then replaces it.
+
+    Raises:
+        ValueError / IndexError: a bad ``index`` or ``latent_seed``.
+    """
+    index = int(np_random.integers(count)) if index is None else check_index(index, count)
+    torch_seed = int(np_random.integers(2**63 - 1))
+    if latent_seed is not None:
+        torch_seed = check_latent_seed(latent_seed)
+    return index, torch_seed
+
+
+def reset_index(np_random: np.random.Generator, options: dict | None, count: int, env_name: str,
+                latent_seed_option: bool = False) -> tuple[int, int]:
+    """(reference index, latent torch seed) for a single env's reset: `pick_reference` by its options.
+
+    ``options`` may hold ``"index"`` (and ``"latent_seed"`` where ``latent_seed_option``).
 
     Raises:
         ValueError: an option the env does not accept, a bad ``index`` or ``latent_seed``.
     """
-    options = options or {}
     accepted = ("index", "latent_seed") if latent_seed_option else ("index",)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"unknown reset options {unknown}; {env_name} accepts "
-                         "{" + ", ".join(f"{name!r}: int" for name in accepted) + "}")
-    index = options.get("index")
-    if index is None:
-        index = int(np_random.integers(count))
-    else:
-        index = check_index(index, count)
-    torch_seed = int(np_random.integers(2**63 - 1))
-    if options.get("latent_seed") is not None:
-        torch_seed = check_latent_seed(options["latent_seed"])
-    return index, torch_seed
+    options = check_reset_options(options, accepted, env_name)
+    return pick_reference(np_random, count, options.get("index"), options.get("latent_seed"))

@@ -123,7 +123,7 @@ def replay_references(vec_env: gym.vector.VectorEnv, indices=None, seed: int | N
         options["latent_seed"] = [latent_seed(seed, i) for i in indices]
     _, infos = vec_env.reset(seed=seed, options=options)
     core = vec_env.unwrapped
-    refs, n_past = list(core.references), core.episodes.n_past
+    refs, n_past = core.episode_references, core.episodes.n_past
     steps = min(len(ref) for ref in refs) - n_past  # no row truncates (and autoresets) before the end
     steps = steps if max_steps is None else min(steps, int(max_steps))
     frames = [np.stack([ref.frames[:n_past] for ref in refs])]  # (N, n_past, 64, 64, 3)

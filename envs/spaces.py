@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from gymnasium import spaces
 
-from bair_world.data.batch import COND_DIM, IMAGE_SIZE
+from bair_world.data.batch import ACTION_DIM, COND_DIM, IMAGE_SIZE
 
 #: Half-width of the action box in standard deviations when the checkpoint stores no min/max.
 STD_BOUND = 4.0
@@ -76,32 +76,42 @@ def action_space(low: np.ndarray, high: np.ndarray) -> spaces.Box:
     return spaces.Box(low.astype(np.float32), high.astype(np.float32), (COND_DIM,), np.float32)
 
 
-def check_actions(actions, num_envs: int | None, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Validate and clip actions to the box.
+#: What an action of each width holds, for the error messages of `clip_checked_actions`.
+_ACTION_COLUMNS = {COND_DIM: "(4 action + 3 end-effector position)", ACTION_DIM: "[dx, dy, grip, z command]"}
+
+
+def clip_checked_actions(actions, num_envs: int | None, low: np.ndarray, high: np.ndarray,
+                         dtype: type = np.float32) -> np.ndarray:
+    """Check actions (shape, real numbers, finite) and clip them into [low, high].
+
+    One check for every env: the model-world and true-world envs' 7-dim cond (action + position)
+    and the goal envs' 4-dim action (``D = len(low)``).
 
     Args:
-        actions: (7,) for a single env (``num_envs=None``) or (num_envs, 7).
+        actions: (D,) for a single env (``num_envs=None``) or (num_envs, D).
         num_envs: batch size expected, or None for a single action.
-        low, high: (7,) bounds.
+        low, high: (D,) bounds.
+        dtype: of the result (the goal envs keep float64, what the pushing world computes in).
 
     Returns:
-        float32 (num_envs or 1, 7), clipped into [low, high].
+        ``dtype`` (num_envs or 1, D), clipped into [low, high].
 
     Raises:
-        ValueError: wrong shape, not numeric, or NaN/inf (named by env row and column).
+        ValueError: wrong shape, not numeric (strings, complex, bools, objects), or NaN/inf (named
+            by env row and column).
     """
+    dim = len(low)
     try:
         raw = np.asarray(actions)
         if raw.dtype.kind not in "iuf":  # strings, complex, bools and objects are not silently coerced
             raise TypeError(f"dtype {raw.dtype}")
-        arr = raw.astype(np.float32)
+        arr = raw.astype(dtype)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"action must be numeric (real numbers), got {type(actions).__name__}: {exc}") from None
-    expected = (COND_DIM,) if num_envs is None else (num_envs, COND_DIM)
+    expected = (dim,) if num_envs is None else (num_envs, dim)
     if arr.shape != expected:
-        raise ValueError(f"action must have shape {expected} (4 action + 3 end-effector position), "
-                         f"got {arr.shape}")
-    arr = arr.reshape(-1, COND_DIM)  # (7,) or (N, 7) -> (N, 7)
+        raise ValueError(f"action must have shape {expected} {_ACTION_COLUMNS.get(dim, '')}, got {arr.shape}")
+    arr = arr.reshape(-1, dim)  # (D,) or (N, D) -> (N, D)
     bad = ~np.isfinite(arr)
     if bad.any():
         row, col = np.argwhere(bad)[0]

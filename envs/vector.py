@@ -15,12 +15,24 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from bair_world.envs.bair_world_env import RENDER_FPS
-from bair_world.envs.episodes import EpisodeBatch
+from bair_world.envs.episodes import STEP_METRICS, EpisodeBatch
 from bair_world.envs.options import WorldOptions
-from bair_world.envs.references import check_index
-from bair_world.envs.spaces import action_space, check_latent_seed, check_render_mode, observation_space
+from bair_world.envs.references import check_reset_options, pick_reference
+from bair_world.envs.spaces import action_space, check_render_mode, observation_space
 
-_ROW_KEYS = ("action", "position", "step", "frame_index", "index", "rollout_id")
+#: The vector env's reset options: the single env's, and which rows to reset.
+_RESET_OPTIONS = ("index", "latent_seed", "reset_mask")
+
+
+def _per_row(name: str, value: Any, count: int) -> list:
+    """Reset option ``name`` for ``count`` rows: None for all, one value for all, or one per row."""
+    if value is None:
+        return [None] * count
+    given = np.asarray(value, dtype=object)
+    if given.ndim > 1 or (given.ndim == 1 and len(given) != count):
+        raise ValueError(f"options[{name!r}] must be one {name} or a list of one per reset env ({count}), "
+                         f"got {len(given) if given.ndim == 1 else given.shape} values")
+    return np.broadcast_to(given, (count,)).tolist()
 
 
 class BairWorldVectorEnv(VectorEnv):
@@ -80,91 +92,68 @@ class BairWorldVectorEnv(VectorEnv):
                 self._row_rngs[row], _ = seeding.np_random(s)
 
     def _reset_rows(self, rows: np.ndarray, index: Any = None, latent_seed: Any = None) -> None:
-        n_refs = len(self.episodes.references)
-        if index is None:
-            indices = [None] * len(rows)
-        else:
-            given = np.asarray(index, dtype=object)
-            if given.ndim > 1 or (given.ndim == 1 and len(given) != len(rows)):
-                raise ValueError(f"options['index'] must be one index or a list of one per reset env ({len(rows)}), "
-                                 f"got {len(given) if given.ndim == 1 else given.shape} values")
-            indices = np.broadcast_to(given, (len(rows),)).tolist()
-        if latent_seed is None:
-            latents = [None] * len(rows)
-        else:
-            latents = np.broadcast_to(np.asarray(latent_seed, dtype=object), (len(rows),)).tolist()
-        picks, torch_seeds = [], []
-        for row, idx, lat in zip(rows, indices, latents):  # same draws, same order as BairWorldEnv.reset
-            rng = self._row_rngs[row]
-            picks.append(int(rng.integers(n_refs)) if idx is None else check_index(idx, n_refs))
-            torch_seeds.append(int(rng.integers(2**63 - 1)))
-            if lat is not None:
-                torch_seeds[-1] = check_latent_seed(lat)
-        self._obs[rows] = self.episodes.reset_rows(rows, np.array(picks), np.array(torch_seeds, dtype=np.int64))
+        """Reset ``rows``, each by `pick_reference` with its own generator and its share of the
+        options (the single env's rule, the same draws in the same order)."""
+        indices, latents = _per_row("index", index, len(rows)), _per_row("latent_seed", latent_seed, len(rows))
+        pool = len(self.episodes.reference_pool)
+        picks = [pick_reference(self._row_rngs[row], pool, idx, lat) for row, idx, lat in zip(rows, indices, latents)]
+        self._obs[rows] = self.episodes.reset_rows(rows, np.array([p[0] for p in picks]),
+                                                   np.array([p[1] for p in picks], dtype=np.int64))
         self._autoreset[rows] = False
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed if seed is None or isinstance(seed, (int, np.integer)) else None)
-        options = options or {}
-        unknown = sorted(set(options) - {"index", "latent_seed", "reset_mask"})
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; accepted: 'index', 'latent_seed', 'reset_mask'")
-        mask = options.get("reset_mask")
-        if mask is None:
-            rows = np.arange(self.num_envs)
-        else:
-            mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
-                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},), "
-                                 f"got {mask.dtype} {mask.shape}")
-            if not self.episodes.started and not mask.all():
-                raise RuntimeError("the first reset must reset every env (no reset_mask, or all True)")
-            rows = np.flatnonzero(mask)
+        options = check_reset_options(options, _RESET_OPTIONS, "BairWorld-v0's vector env")
+        rows = self._mask_rows(options.get("reset_mask"))
         self._seed_rows(rows, seed)
         if len(rows):
             self._reset_rows(rows, options.get("index"), options.get("latent_seed"))
         return self._obs.copy(), self._infos(rows)
 
+    def _mask_rows(self, mask: Any) -> np.ndarray:
+        """The rows a ``reset_mask`` (None: every row) selects."""
+        if mask is None:
+            return np.arange(self.num_envs)
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
+            raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},), "
+                             f"got {mask.dtype} {mask.shape}")
+        if not self.episodes.started and not mask.all():
+            raise RuntimeError("the first reset must reset every env (no reset_mask, or all True)")
+        return np.flatnonzero(mask)
+
     # -- step ----------------------------------------------------------------------------------
     def step(self, actions):
         if not self.episodes.started:
             raise RuntimeError("BairWorldVectorEnv.step() called before reset()")
-        conds = self.episodes.check_actions(actions, single=False)  # (N, 7), clipped
+        conds = self.episodes.clip_checked_actions(actions, single=False)  # (N, 7), clipped
         restart = np.flatnonzero(self._autoreset)
         live = np.flatnonzero(~self._autoreset)
-        rewards = np.zeros(self.num_envs, dtype=np.float64)
-        terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
-        psnr = np.zeros(self.num_envs, dtype=np.float64)
+        metrics: dict[int, dict[str, float]] = {}
         if len(restart):
             self._reset_rows(restart)
         if len(live):
-            frames, psnr[live], truncated[live] = self.episodes.step_rows(live, conds[live])
-            self._obs[live] = frames
+            result = self.episodes.step_rows(live, conds[live])
+            self._obs[live], truncated[live] = result.frames, result.truncated
+            metrics = {int(row): result.row_metrics(i) for i, row in enumerate(live)}
             if self.max_episode_steps is not None:
                 steps = self.episodes.t[live] - (self.episodes.n_past - 1)
                 truncated[live] |= steps >= self.max_episode_steps
         self._autoreset = truncated.copy()
-        infos = self._infos(np.arange(self.num_envs))
-        stepped = np.zeros(self.num_envs, dtype=bool)
-        stepped[live] = True
-        infos["psnr"], infos["_psnr"] = psnr, stepped
+        infos = self._infos(np.arange(self.num_envs), metrics)
+        for name in STEP_METRICS:  # also when every row restarted: the key is there, all masked
+            infos.setdefault(name, np.zeros(self.num_envs, np.float64))
+            infos.setdefault(f"_{name}", np.zeros(self.num_envs, bool))
+        rewards, terminated = np.zeros(self.num_envs, dtype=np.float64), np.zeros(self.num_envs, dtype=bool)
         return self._obs.copy(), rewards, terminated, truncated, infos
 
-    def _infos(self, rows: np.ndarray) -> dict[str, Any]:
-        """Vector infos (arrays over all rows plus ``_key`` masks) for ``rows``."""
-        mask = np.zeros(self.num_envs, dtype=bool)
-        mask[rows] = True
-        infos: dict[str, Any] = {
-            "action": np.zeros((self.num_envs, 4), np.float32), "position": np.zeros((self.num_envs, 3), np.float32),
-            "step": np.zeros(self.num_envs, np.int64), "frame_index": np.zeros(self.num_envs, np.int64),
-            "index": np.zeros(self.num_envs, np.int64), "rollout_id": np.full(self.num_envs, None, dtype=object),
-        }
+    def _infos(self, rows: np.ndarray, metrics: dict[int, dict[str, float]] | None = None) -> dict[str, Any]:
+        """Vector infos of ``rows``: every key their `EpisodeBatch.row_info` carries (with the step's
+        ``metrics`` of the rows that stepped), an array over all rows plus its ``_key`` mask."""
+        infos: dict[str, Any] = {}
         for row in rows:
-            for key, value in self.episodes.row_info(int(row)).items():
-                infos[key][row] = value
-        for key in _ROW_KEYS:
-            infos[f"_{key}"] = mask.copy()
+            self._add_info(infos, self.episodes.row_info(int(row), (metrics or {}).get(int(row))), int(row))
         return infos
 
     # -- misc ----------------------------------------------------------------------------------
@@ -175,6 +164,6 @@ class BairWorldVectorEnv(VectorEnv):
         return tuple(self._obs.copy())
 
     @property
-    def references(self):
-        """The rows' current reference rollouts (None for a row never reset)."""
-        return list(self.episodes.refs)
+    def episode_references(self) -> list:
+        """The reference each row's current episode replays (None for a row never reset)."""
+        return list(self.episodes.episode_references)

@@ -11,7 +11,8 @@ import pytest
 
 import bair_world  # noqa: F401  (registers the envs)
 from helpers import FakeReferences, make_tiny_checkpoint
-from bair_world.envs.goal import SUCCESS_THRESHOLD, BairWorldGoalEnv
+from bair_world.envs.goal import BairWorldGoalEnv
+from bair_world.envs.goal_task import SUCCESS_THRESHOLD
 from bair_world.envs.goal_eval import RandomPolicy, evaluate_goal_policy, format_table
 from bair_world.envs.push_world_env import PushWorldEnv, PushWorldGoalEnv, start_world
 from bair_world.envs.references import SimReferences
@@ -188,3 +189,42 @@ def test_evaluation_summarises_both_worlds(ckpt, sim_refs):
     assert idx == 0 and frames.shape[1:] == (64, 64, 3) and len(frames) == 2 + ev_true.episodes[0]["steps"]
     table = format_table([("random", "true", ev_true), ("random", "learned", ev_learned)])
     assert "random" in table and "n/a" in table
+
+
+#: The info keys of every world env (`bair_world.envs.episodes.episode_info`), after a step with ``psnr``.
+WORLD_INFO = {"action", "position", "step", "frame_index", "index", "rollout_id"}
+#: The info keys of every goal env (`bair_world.envs.goal_task.GoalEnvBase`).
+GOAL_INFO = {"goal_distance", "is_success", "arm_distance_m", "step", "index", "rollout_id"}
+
+
+def test_every_env_exposes_the_same_info_keys(ckpt, sim_refs):
+    learned = dict(checkpoint=ckpt, references=sim_refs, device="cpu")
+    worlds = {"BairWorld-v0": (gym.make("BairWorld-v0", **learned), set()),
+              "PushWorld-v0": (gym.make("PushWorld-v0", references=sim_refs), {"true_position"}),
+              "BairWorldGoal-v0": (gym.make("BairWorldGoal-v0", **learned), set()),
+              "PushWorldGoal-v0": (gym.make("PushWorldGoal-v0", references=sim_refs), {"object_distance_m"})}
+    for name, (env, extras) in worlds.items():
+        base = GOAL_INFO if "Goal" in name else WORLD_INFO
+        _, info = env.reset(seed=0)
+        assert set(info) == base | extras, name
+        _, *_, info = env.step(env.action_space.sample())
+        assert set(info) == base | extras | ({"psnr"} if "Goal" not in name else set()), name
+    venv = gym.make_vec("BairWorld-v0", num_envs=2, **learned)
+    _, infos = venv.reset(seed=0)
+    assert set(infos) == WORLD_INFO | {f"_{k}" for k in WORLD_INFO}
+    _, *_, infos = venv.step(venv.action_space.sample())
+    assert set(infos) == (WORLD_INFO | {"psnr"}) | {f"_{k}" for k in WORLD_INFO | {"psnr"}}
+
+
+def test_true_world_envs_take_the_learned_worlds_options(ckpt, sim_refs):
+    # the same keywords make both worlds; device, precision and compile are unused there
+    options = dict(checkpoint=ckpt, references=sim_refs, device="cpu", precision="bfloat16", compile=False)
+    true, learned = PushWorldEnv(**options), gym.make("BairWorld-v0", **options)
+    assert true.n_past == learned.unwrapped.n_past == 2 and true.action_space == learned.action_space
+    assert PushWorldGoalEnv(**options).n_past == 2
+    with pytest.raises(TypeError, match="'chekpoint'"):
+        PushWorldEnv(chekpoint=ckpt)
+    with pytest.raises(TypeError, match="SimReferences"):
+        PushWorldEnv(references=FakeReferences())
+    with pytest.raises(ValueError, match="n_past=3 differs"):
+        PushWorldEnv(references=sim_refs, checkpoint=ckpt, n_past=3)

@@ -8,7 +8,7 @@ import pytest
 
 import bair_world  # noqa: F401  (registers the envs)
 from helpers import FakeReferences, make_tiny_checkpoint
-from bair_world.envs.goal import ROBOTICS_KEYS
+from bair_world.envs.goal_spaces import ROBOTICS_KEYS
 from bair_world.envs.references import SimReferences
 from bair_world.metrics import goal_distance
 
@@ -82,7 +82,7 @@ def test_sac_with_her_trains_a_few_hundred_steps_on_the_learned_goal_env(ckpt):
     np.testing.assert_allclose(rewards, env.compute_reward(achieved, desired, None), rtol=1e-6)
     np.testing.assert_array_equal(env.compute_reward(achieved, desired, None),
                                   env.compute_reward(achieved.transpose(0, 2, 3, 1), desired.transpose(0, 2, 3, 1), None))
-    goals = {ref.frames[-1].tobytes() for ref in (env.episodes.references[i] for i in range(len(env.episodes.references)))}
+    goals = {ref.frames[-1].tobytes() for ref in (env.episodes.reference_pool[i] for i in range(len(env.episodes.reference_pool)))}
     relabelled = [d.transpose(1, 2, 0).tobytes() not in goals for d in desired]
     assert any(relabelled) and not all(relabelled)  # 'future' goals beside the episodes' own ones
     venv.close()

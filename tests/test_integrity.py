@@ -542,10 +542,10 @@ def test_stale_lock_files_leave_held_locks_alone(tmp_path):
 
 @pytest.mark.parametrize("action", [["0.1"] * 7, np.full(7, 1 + 1j), np.ones(7, bool)])
 def test_string_complex_and_bool_actions_are_refused_not_coerced(action):
-    from bair_world.envs.spaces import check_actions
+    from bair_world.envs.spaces import clip_checked_actions
 
     with pytest.raises(ValueError, match=r"action must be numeric \(real numbers\), got"):
-        check_actions(action, None, np.full(7, -1.0, np.float32), np.full(7, 1.0, np.float32))
+        clip_checked_actions(action, None, np.full(7, -1.0, np.float32), np.full(7, 1.0, np.float32))
 
 
 @pytest.mark.parametrize("num_envs", [2.5, "4", True, 0])

@@ -38,7 +38,7 @@ def test_vecenv_contract_with_same_step_reset(ckpt):
     for row, info in enumerate(infos):
         assert info["TimeLimit.truncated"] is True
         assert info["terminal_observation"].shape == (64, 64, 3)
-        np.testing.assert_array_equal(obs[row], env.venv.references[row].frames[1])  # already the next episode
+        np.testing.assert_array_equal(obs[row], env.venv.episode_references[row].frames[1])  # already the next episode
         assert env.reset_infos[row]["step"] == 0
     obs, _, dones, infos = env.step(np.zeros((2, 7), np.float32))
     assert not dones.any() and infos[0]["step"] == 1  # a real step, not a second reset

@@ -67,7 +67,7 @@ def test_next_step_autoreset(venv):
     obs, rewards, terminated, truncated, infos = venv.step(replay_actions(infos))
     assert not truncated.any() and not infos["_psnr"].any()  # a reset, not a step
     assert (infos["step"] == 0).all()
-    for row, ref in enumerate(venv.unwrapped.references):
+    for row, ref in enumerate(venv.unwrapped.episode_references):
         np.testing.assert_array_equal(obs[row], ref.frames[1])
     obs, _, _, truncated, infos = venv.step(replay_actions(infos))
     assert (infos["step"] == 1).all() and infos["_psnr"].all()
@@ -81,7 +81,7 @@ def test_reset_mask_resets_only_the_masked_rows(venv):
     new_obs, new_infos = venv.reset(options={"reset_mask": mask, "index": 4})
     np.testing.assert_array_equal(new_infos["_step"], mask)
     np.testing.assert_array_equal(new_obs[1], obs[1])  # untouched row keeps its frame
-    refs = venv.unwrapped.references
+    refs = venv.unwrapped.episode_references
     assert refs[0].index == 4 and refs[2].index == 4
     np.testing.assert_array_equal(new_obs[0], refs[0].frames[1])
     _, _, _, _, infos = venv.step(replay_actions(infos))

@@ -85,6 +85,23 @@ def test_step_only_some_rows(model, data):
     assert torch.equal(wm.last_frame[0], last0) and torch.equal(wm.last_frame[1:], out)
 
 
+def test_repeat_rows_copies_each_row_in_place(model, data):
+    frames, conds = data
+    wm = WorldModel(model)
+    wm.reset(frames[:, :2], conds[:, :1], gens([1, 2, 3]))
+    wm.step(conds[:, 1], gens([4, 5, 6]))
+    ref = WorldModel(model)
+    ref.reset(frames[:, :2], conds[:, :1], gens([1, 2, 3]))
+    ref.step(conds[:, 1], gens([4, 5, 6]))
+    wm.repeat_rows(2)  # rows 0, 0, 1, 1, 2, 2
+    ref.select_rows(torch.arange(N).repeat_interleave(2))
+    assert wm.batch_size == 2 * N and torch.equal(wm.state.t, ref.state.t)
+    cond = conds[:, 2].repeat_interleave(2, 0)  # (N, 7) -> (2N, 7)
+    torch.testing.assert_close(wm.step(cond, gens(range(2 * N))), ref.step(cond, gens(range(2 * N))), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="times must be an int >= 1"):
+        wm.repeat_rows(0)
+
+
 def test_errors(model, data):
     frames, conds = data
     wm = WorldModel(model)
