@@ -29,7 +29,6 @@ import errno
 import json
 import os
 import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,9 +44,10 @@ from bair_world.checkpoint_files import (  # noqa: F401  (re-exported: the names
     ARCH_BOUNDS, KEEP_FP32, MAX_CONFIG_BYTES, SKIP_CHECK_ENV, CheckpointError, check_architecture, check_header,
     check_normalisation, expected_tensors, file_sha256, read_header, require_regular,
 )
+from bair_world.configtypes import is_int
 from bair_world.io import atomic_write_bytes, install_directory, previous_of
 from bair_world.models import SVG, ModelConfig
-from bair_world.stale import is_stale
+from bair_world.stale import is_stale, temp_sibling
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "resume.pt"
@@ -85,7 +85,7 @@ def save_checkpoint(
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed save
         if is_stale(stale, own_too=True):  # another live process's save keeps its folder
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(path)
     tmp.mkdir()
     try:
         tensors = {}
@@ -171,7 +171,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(file, f"format_version {version!r}, this bair-world reads {FORMAT_VERSION}")
     for key in ("step", "epoch"):
         value = config.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_int(value) or value < 0:
             raise CheckpointError(file, f'"{key}" must be a non-negative integer, got {value!r}')
     if not isinstance(config["model"], dict):
         raise CheckpointError(file, f'"model" must be an object of ModelConfig fields, got {str(config["model"])[:100]}')

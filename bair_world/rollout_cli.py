@@ -50,7 +50,7 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
 
     from bair_world.checkpoint import context_frames, load_checkpoint
     from bair_world.data.packed import open_dataset
-    from bair_world.data.batch import frames_to_uint8
+    from bair_world.data.batch import cond_of, frames_to_uint8
     from bair_world.devices import resolve_device
     from bair_world.world_model import WorldModel
 
@@ -65,7 +65,7 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
         raise IndexError(f"{Path(data_root) / split}: index {index} out of range for {len(dataset)} sequences")
     item = dataset[index]
     frames = item["frames"][:t_len].unsqueeze(0).repeat(samples, 1, 1, 1, 1)  # (K, T, 3, 64, 64)
-    conds = torch.cat([item["actions"], item["positions"]], -1)[:t_len].unsqueeze(0).repeat(samples, 1, 1)  # (K, T, 7)
+    conds = cond_of(item["actions"], item["positions"])[:t_len].unsqueeze(0).repeat(samples, 1, 1)  # (K, T, 7)
     generator = torch.Generator(device=dev).manual_seed(seed)
     preds = WorldModel(model, dev).rollout(frames, conds, n_past, n_future, generator)  # (K, n_future, 3, 64, 64)
     full = torch.cat([frames[:, :n_past].to(preds.device), preds], dim=1)  # (K, T, 3, 64, 64)

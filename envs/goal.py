@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from bair_world.data.batch import IMAGE_SIZE
+from bair_world.data.batch import IMAGE_SIZE, cond_of
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import EpisodeBatch
 from bair_world.envs.options import WorldOptions
@@ -178,8 +178,7 @@ class GoalEnvBase(gym.Env, abc.ABC):
         index, torch_seed = reset_index(self.np_random, options, count, type(self).__name__)
         self.goal = None if self.task == "reach" else self.push_goals[int(index)]
         ref = self._begin(int(index) if self.goal is None else self.goal.index, torch_seed)
-        if len(ref) <= self.n_past:
-            raise ValueError(f"reference {ref.rollout_id} has {len(ref)} frames; n_past={self.n_past} leaves no steps")
+        ref.check_steps(self.n_past)
         self._ref, self._done, self._steps = ref, False, 0
         self._max_steps = len(ref) - self.n_past
         self._frames = [ref.frames[t].copy() for t in range(self.n_past)]
@@ -198,7 +197,7 @@ class GoalEnvBase(gym.Env, abc.ABC):
         if self._done:
             raise RuntimeError(f"{type(self).__name__}.step() after the episode ended; call reset()")
         action = self._checked(action)
-        cond = np.concatenate([action, self._position]).astype(np.float32)  # cond_t = (action_t, position_t)
+        cond = cond_of(action, self._position)  # (7,)
         frame, self._position = self._advance(action, self._position.copy())
         self._frames.append(frame)
         self._conds.append(cond)
@@ -356,6 +355,6 @@ class BairWorldGoalEnv(GoalEnvBase):
         return self.episodes.refs[0]
 
     def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cond = np.concatenate([action, position]).astype(np.float32)[None]  # (1, 7)
+        cond = cond_of(action, position)[None]  # (1, 7)
         frames, _, _ = self.episodes.step_rows(np.zeros(1, np.int64), cond)
         return frames[0], arm_step(position, action, config=self.sim_config)

@@ -116,8 +116,7 @@ class PushWorldEnv(gym.Env):
         super().reset(seed=seed)
         index, _ = reset_index(self.np_random, options, len(self.references), "PushWorld-v0")
         self._ref, self.world, _ = start_world(self.references, int(index), self.n_past, self.sim_config)
-        if len(self._ref) <= self.n_past:
-            raise ValueError(f"reference {self._ref.rollout_id} has {len(self._ref)} frames; nothing to step")
+        self._ref.check_steps(self.n_past)
         self.t, self._truncated = self.n_past - 1, False
         return self.world.frame.copy(), self._info()
 

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bair_world.checkpoint import context_frames, load_checkpoint, resolve_checkpoint
+    from bair_world.data.batch import cond_of
     from bair_world.data.packed import open_dataset
     from bair_world.data.synthetic import default_data_root
     from bair_world.seeding import latent_generators
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for start in range(0, n, args.batch_size):
         items = [dataset[i] for i in range(start, min(n, start + args.batch_size))]
         frames = torch.stack([it["frames"][:args.frames] for it in items])  # (B, T, 3, 64, 64)
-        conds = torch.stack([torch.cat([it["actions"], it["positions"]], -1)[:args.frames] for it in items])  # (B, T, 7)
+        conds = torch.stack([cond_of(it["actions"], it["positions"])[:args.frames] for it in items])  # (B, T, 7)
         with torch.no_grad():
             preds = world.rollout(frames, conds, n_past, args.frames - n_past,
                                   latent_generators(args.seed, range(start, start + len(items))))
