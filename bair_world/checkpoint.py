@@ -188,15 +188,24 @@ def _model_config(root: Path, info: dict[str, Any]) -> ModelConfig:
         raise CheckpointError(root / CONFIG, f"bad model config: {e}") from None
 
 
-def context_frames(path: str | Path, n_past: int | None = None) -> int:
-    """The checkpoint's ``n_past``, read without the weights; an explicit ``n_past`` that differs is
-    a CheckpointError naming config.json and both values."""
+def context_frames(path: str | Path) -> int:
+    """The checkpoint's ``n_past`` (the context length of every rollout of it), read without the weights."""
     root = _resolve(path)
-    cfg = _model_config(root, read_config(root))
-    try:
-        return cfg.context_frames(n_past)
-    except ValueError as e:
-        raise CheckpointError(root / CONFIG, str(e)) from None
+    return _model_config(root, read_config(root)).n_past
+
+
+def check_n_past_option(path: str | Path, n_past: int | None) -> int:
+    """The checkpoint's ``n_past``, for a CLI that accepts the seed's ``--n_past`` flag (None: not given).
+
+    Raises:
+        CheckpointError: naming config.json, if the flag differs (the skips and the training
+            protocol are built for the checkpoint's value).
+    """
+    own = context_frames(path)
+    if n_past is not None and n_past != own:
+        raise CheckpointError(_resolve(path) / CONFIG, f"n_past={n_past} differs from the checkpoint's n_past={own} "
+                                                       "(leave --n-past out to use the checkpoint's)")
+    return own
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,

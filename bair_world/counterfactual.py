@@ -206,8 +206,8 @@ def action_sensitivity(wm, starts: Starts, n_past: int, cfg: CounterfactualConfi
     for rows in _batches(len(starts), cfg.batch_size):
         gens = [latent_generators(cfg.seed, [int(starts.indices[r]) for r in rows], 0) for _ in range(2)]
         target = frames[rows, n_past:]
-        right = wm.rollout(frames[rows], conds[rows], n_past, cfg.n_future, gens[0]).float().cpu()
-        wrong = wm.rollout(frames[rows], other[rows], n_past, cfg.n_future, gens[1]).float().cpu()
+        right = wm.rollout(frames[rows], conds[rows], cfg.n_future, gens[0]).float().cpu()
+        wrong = wm.rollout(frames[rows], other[rows], cfg.n_future, gens[1]).float().cpu()
         curves.update("psnr_right", metrics.psnr(right, target))
         curves.update("psnr_other", metrics.psnr(wrong, target))
         curves.update("sensitivity_db", sensitivity_scores(right, wrong, target))

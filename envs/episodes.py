@@ -41,7 +41,7 @@ class EpisodeBatch:
         self.checkpoint = resolve_checkpoint(world.checkpoint)
         self.device = resolve_device(world.device)
         check_precision(world.precision, self.device)  # before loading: a bad value fails fast
-        self.n_past = context_frames(self.checkpoint, world.n_past)  # the checkpoint's; another is an error
+        self.n_past = context_frames(self.checkpoint)  # context frames fed at reset: the checkpoint's
         model, self.config = load_checkpoint(self.checkpoint, self.device)
         self.core = WorldModel(model, self.device, world.precision, compile=world.compile)
         self.low, self.high = cond_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         lpips = perceptual.LPIPS.from_weights(args.lpips_backbone, args.lpips_heads).to(args.device)
         fvd = perceptual.FVD.from_weights(args.i3d, device=args.device, size=args.fvd_size)
         checkpoint = resolve_checkpoint(args.checkpoint)
-        n_past = context_frames(checkpoint, None)
+        n_past = context_frames(checkpoint)
     except (perceptual.WeightsMissing, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = torch.stack([it["frames"][:args.frames] for it in items])  # (B, T, 3, 64, 64)
         conds = torch.stack([cond_of(it["actions"], it["positions"])[:args.frames] for it in items])  # (B, T, 7)
         with torch.no_grad():
-            preds = world.rollout(frames, conds, n_past, args.frames - n_past,
+            preds = world.rollout(frames, conds, args.frames - n_past,
                                   latent_generators(args.seed, range(start, start + len(items))))
         recorded.append(frames)
         predicted.append(torch.cat([frames[:, :n_past], preds.cpu().float()], 1))  # context + predicted

@@ -167,11 +167,11 @@ def test_rollout_cli_writes_video_with_k_samples(tiny_checkpoint_and_data, tmp_p
     back = iio.imread(out, index=None)
     assert back.shape[0] == T and back.shape[2] == 5 * (64 + 4)  # recorded + 2 samples + 2 error panels
 
-    recorded, predicted = rollout_cli.predict_rollout(ckpt, data, index=1, samples=2, n_past=2, n_future=T - 2,
+    recorded, predicted = rollout_cli.predict_rollout(ckpt, data, index=1, samples=2, n_future=T - 2,
                                                 device="cpu")
     assert np.array_equal(recorded, make_sequence(1, length=T)[0])
     assert np.array_equal(predicted[:, :2], np.broadcast_to(recorded[:2], (2, 2, 64, 64, 3)))  # context shown as is
-    again = rollout_cli.predict_rollout(ckpt, data, index=1, samples=2, n_past=2, n_future=T - 2, device="cpu")[1]
+    again = rollout_cli.predict_rollout(ckpt, data, index=1, samples=2, n_future=T - 2, device="cpu")[1]
     assert np.array_equal(predicted, again)  # seeded
 
 
@@ -182,9 +182,7 @@ def test_rollout_rejects_bad_index_and_too_long_request(tiny_checkpoint_and_data
     with pytest.raises(IndexError, match="out of range"):
         rollout_cli.predict_rollout(ckpt, data, index=5, n_future=2, device="cpu")
     with pytest.raises(DataError, match="actions.csv"):
-        rollout_cli.predict_rollout(ckpt, data, n_past=2, n_future=T, device="cpu")
-    with pytest.raises(ValueError, match="n_past=3 differs from the checkpoint's n_past=2"):
-        rollout_cli.predict_rollout(ckpt, data, n_past=3, n_future=2, device="cpu")
+        rollout_cli.predict_rollout(ckpt, data, n_future=T, device="cpu")
 
 
 def test_rollout_cli_refuses_another_n_past_than_the_checkpoints(tiny_checkpoint_and_data, tmp_path, capsys):

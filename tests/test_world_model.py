@@ -48,11 +48,11 @@ def test_batched_equals_single_envs_with_same_seeds(model, data):
 def test_seed_fixes_the_rollout_and_different_seeds_differ(model, data):
     frames, conds = data
     wm = WorldModel(model)
-    a = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    b = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    c = wm.rollout(frames, conds, 2, 3, gens([4, 5, 6]))
+    a = wm.rollout(frames, conds, 3, gens([1, 2, 3]))
+    b = wm.rollout(frames, conds, 3, gens([1, 2, 3]))
+    c = wm.rollout(frames, conds, 3, gens([4, 5, 6]))
     assert a.shape == (N, 3, 3, 64, 64) and torch.equal(a, b) and not torch.equal(a, c)
-    shared = wm.rollout(frames, conds, 2, 3, torch.Generator().manual_seed(1))  # one generator for all rows
+    shared = wm.rollout(frames, conds, 3, torch.Generator().manual_seed(1))  # one generator for all rows
     assert shared.shape == a.shape and not a.requires_grad
 
 
@@ -102,7 +102,7 @@ def test_errors(model, data):
     with pytest.raises(ValueError, match="per-row generators"):
         wm.step(conds[:, 0], gens([1]))
     with pytest.raises(ValueError, match="conds"):
-        wm.rollout(frames, conds, 2, 10)
+        wm.rollout(frames, conds, 10)
 
 
 def test_frames_to_uint8():
@@ -132,9 +132,9 @@ def lively():
 
 def test_bfloat16_on_cpu_is_close_to_float32_and_keeps_float32_state(lively, data):
     frames, conds = data
-    exact = WorldModel(lively).rollout(frames, conds, 2, 4, gens([1, 2, 3]))
+    exact = WorldModel(lively).rollout(frames, conds, 4, gens([1, 2, 3]))
     wm = WorldModel(lively, precision="bfloat16")
-    fast = wm.rollout(frames, conds, 2, 4, gens([1, 2, 3]))
+    fast = wm.rollout(frames, conds, 4, gens([1, 2, 3]))
     assert fast.dtype == torch.float32 and fast.shape == exact.shape
     assert 0 <= fast.min() and fast.max() <= 1 and exact.std() > 0.02  # frames with content
     assert _psnr(fast, exact) > 45, "bf16 frames must stay within a tight tolerance of float32 (measured 61 dB)"
@@ -147,9 +147,9 @@ def test_bfloat16_on_cpu_is_close_to_float32_and_keeps_float32_state(lively, dat
 def test_bfloat16_same_seed_same_frames_and_rows_step_alone(model, data):
     frames, conds = data
     wm = WorldModel(model, precision="bfloat16")
-    a = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    b = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    c = wm.rollout(frames, conds, 2, 3, gens([4, 5, 6]))
+    a = wm.rollout(frames, conds, 3, gens([1, 2, 3]))
+    b = wm.rollout(frames, conds, 3, gens([1, 2, 3]))
+    c = wm.rollout(frames, conds, 3, gens([4, 5, 6]))
     assert torch.equal(a, b) and not torch.equal(a, c)
     last0 = wm.last_frame[0].clone()
     out = wm.step(conds[[1, 2], 4], gens([5, 6]), rows=[1, 2])  # merges a float32 sub-state
@@ -159,9 +159,9 @@ def test_bfloat16_same_seed_same_frames_and_rows_step_alone(model, data):
 
 def test_float32_is_unchanged_after_a_bfloat16_world_shared_the_model(model, data):
     frames, conds = data
-    before = WorldModel(model).rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    WorldModel(model, precision="bfloat16").rollout(frames, conds, 2, 3, gens([1, 2, 3]))  # NHWC in place
-    after = WorldModel(model).rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    before = WorldModel(model).rollout(frames, conds, 3, gens([1, 2, 3]))
+    WorldModel(model, precision="bfloat16").rollout(frames, conds, 3, gens([1, 2, 3]))  # NHWC in place
+    after = WorldModel(model).rollout(frames, conds, 3, gens([1, 2, 3]))
     assert torch.equal(before, after)
 
 
@@ -179,12 +179,12 @@ def test_bad_precision_names_the_allowed_values(model, precision, device, match)
 def test_compiled_step_matches_eager_with_the_same_latents(model, data):
     """compile=True (torch.compile of the prior step): same frames to float rounding, same seeds, any row subset."""
     frames, conds = data
-    eager = WorldModel(model).rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    eager = WorldModel(model).rollout(frames, conds, 3, gens([1, 2, 3]))
     compiled = WorldModel(model, compile=True)
     assert compiled.compiled
-    out = compiled.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    out = compiled.rollout(frames, conds, 3, gens([1, 2, 3]))
     torch.testing.assert_close(out, eager, atol=1e-5, rtol=0)
-    assert not torch.equal(out, compiled.rollout(frames, conds, 2, 3, gens([4, 5, 6])))
+    assert not torch.equal(out, compiled.rollout(frames, conds, 3, gens([4, 5, 6])))
     g = gens([7, 8, 9])
     compiled.reset(frames[:, :2], conds[:, :1], g)
     part = compiled.step(conds[1:2, 2], [g[1]], rows=[1])  # batch of 1: compiled again for that size
@@ -207,11 +207,3 @@ def test_compile_without_a_working_compiler_says_what_to_do(data, tmp_path):
         with pytest.raises(RuntimeError, match="compile=False"):
             wm.step(conds[:1, 2])
 
-
-def test_n_past_comes_from_the_model_and_another_value_is_an_error(model, data):
-    frames, conds = data
-    wm = WorldModel(model)
-    torch.testing.assert_close(wm.rollout(frames, conds, None, 3, gens([1, 2, 3])),
-                               wm.rollout(frames, conds, 2, 3, gens([1, 2, 3])), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="n_past=3 differs from the checkpoint's n_past=2"):
-        wm.rollout(frames, conds, 3, 3)

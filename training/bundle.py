@@ -149,7 +149,7 @@ def check_rollout(reference, exported, seed: int = 0, n_past: int = 2, n_future:
     out = {}
     for name, model in (("source", reference), ("exported", exported)):
         with torch.no_grad():
-            pred = WorldModel(model).rollout(x, cond, n_past, n_future, latent_generators(seed, [0]))
+            pred = WorldModel(model).rollout(x, cond, n_future, latent_generators(seed, [0]))
         out[f"{name}_psnr"] = float(psnr(pred, target).mean())
         out[f"{name}_pred"] = pred
     out["max_abs_pixel_diff"] = float((out.pop("source_pred") - out.pop("exported_pred")).abs().max())
