@@ -255,9 +255,11 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
     return model.to(device).eval(), info
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu", *, verify: bool | None = None) -> SVG:
-    """The model of a checkpoint directory, on ``device``, in eval mode (``verify``: `load_checkpoint`'s)."""
-    return load_checkpoint(path, device, verify=verify)[0]
+def load_model(path: str | Path | None = None, device: torch.device | str = "cpu", *,
+               verify: bool | None = None) -> SVG:
+    """The model of a checkpoint directory (None: the bundled default, as the envs' ``checkpoint=None``),
+    on ``device``, in eval mode (``verify``: `load_checkpoint`'s)."""
+    return load_checkpoint(resolve_checkpoint(path), device, verify=verify)[0]
 
 
 def load_resume_state(path: str | Path) -> dict[str, Any] | None:

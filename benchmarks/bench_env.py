@@ -154,10 +154,10 @@ def rows(checkpoint: str | Path | None, preset_name: str, *, steps: int, repeats
     tmp = None
     if checkpoint is None:
         from bair_world.checkpoint import save_checkpoint
-        from bair_world.models import SVG, preset
+        from bair_world.models import SVG, model_preset
 
         tmp = tempfile.TemporaryDirectory()
-        checkpoint = save_checkpoint(Path(tmp.name) / preset_name, SVG(preset(preset_name)), step=0, epoch=0)
+        checkpoint = save_checkpoint(Path(tmp.name) / preset_name, SVG(model_preset(preset_name)), step=0, epoch=0)
     pool = _Pool(SimReferences(), max(sizes) + 8)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     skipped: list[dict] = []

@@ -13,7 +13,7 @@ from helpers import make_sequence
 from bair_world.checkpoint import save_checkpoint
 from bair_world.data import DataError
 from bair_world.data.bair_folder import write_sequence
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 from bair_world.seeding import latent_generators
 from bair_world.training import evaluate as ev
 from bair_world.world_model import WorldModel
@@ -26,7 +26,7 @@ FAST = dict(n_future=N_FUTURE, device="cpu", progress=False)
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     torch.manual_seed(0)
-    ckpt = save_checkpoint(root / "ckpt", SVG(preset("tiny")), step=7, epoch=1)
+    ckpt = save_checkpoint(root / "ckpt", SVG(model_preset("tiny")), step=7, epoch=1)
     sequences = [make_sequence(i, length=N_PAST + N_FUTURE + 1) for i in range(N_SEQ)]
     for i, seq in enumerate(sequences):  # natural sort: traj_0/{0,1}, traj_1/{2,3}, traj_2/{4}
         write_sequence(root / "data" / "test" / f"traj_{i // 2}" / str(i), *seq)

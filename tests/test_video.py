@@ -13,7 +13,7 @@ from helpers import make_sequence
 from bair_world import cli, rollout_cli, video
 from bair_world.checkpoint import save_checkpoint
 from bair_world.data.bair_folder import write_sequence
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 
 T, K, SCALE = 6, 2, 2
 
@@ -150,7 +150,7 @@ def test_failed_write_keeps_the_old_file_and_no_temp(rollout, tmp_path, monkeypa
 @pytest.fixture
 def tiny_checkpoint_and_data(tmp_path):
     torch.manual_seed(0)
-    model = SVG(preset("tiny"))
+    model = SVG(model_preset("tiny"))
     ckpt = save_checkpoint(tmp_path / "ckpt", model, step=0, epoch=0)
     for i in range(2):
         write_sequence(tmp_path / "data" / "test" / "traj_0" / str(i), *make_sequence(i, length=T))
@@ -199,7 +199,7 @@ def test_rollout_cli_on_the_real_bair_sequence_reads_back(real_bair_root, tmp_pa
     from bair_world.data.bair_folder import read_sequence
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "ckpt", SVG(preset("tiny")), step=0, epoch=0)
+    ckpt = save_checkpoint(tmp_path / "ckpt", SVG(model_preset("tiny")), step=0, epoch=0)
     out = tmp_path / f"real{suffix}"
     argv = ["rollout", "--checkpoint", str(ckpt), "--out", str(out), "--data-root", str(real_bair_root),
             "--scale", "2", "--device", "cpu"]  # defaults: split test, index 0, 2 context -> 28 predicted

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 from bair_world.data.batch import frames_to_uint8
 from bair_world.world_model import WorldModel
 
@@ -14,7 +14,7 @@ N, T = 3, 6
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = SVG(preset("tiny", prior="learned", skip="last_context"))
+    m = SVG(model_preset("tiny", prior="learned", skip="last_context"))
     m.set_normalisation(torch.tensor([0, 0, 1, 1, 0.6, 0, 0.25]), torch.tensor([0.05, 0.05, 1, 1, 0.1, 0.1, 0.03]))
     return m
 
@@ -122,7 +122,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def lively():
     """PyTorch's default init (not SVG's N(0, 0.02)): frames that vary, so a tolerance means something."""
     torch.manual_seed(0)
-    m = SVG(preset("tiny", prior="learned", skip="last_context"))
+    m = SVG(model_preset("tiny", prior="learned", skip="last_context"))
     for module in m.modules():
         if module is not m and hasattr(module, "reset_parameters"):
             module.reset_parameters()
@@ -200,7 +200,7 @@ def test_compile_without_a_working_compiler_says_what_to_do(data, tmp_path):
 
     torch.manual_seed(5)
     frames, conds = data
-    wm = WorldModel(SVG(preset("tiny", g_dim=24)), compile=True)  # a graph no earlier test compiled
+    wm = WorldModel(SVG(model_preset("tiny", g_dim=24)), compile=True)  # a graph no earlier test compiled
     wm.reset(frames[:1, :2], conds[:1, :1])
     # (torch's config objects must be patched with their own context manager, not monkeypatch)
     with inductor_config.patch({"fx_graph_cache": False, "cpp.cxx": (None, str(tmp_path / "no-such-compiler"))}):

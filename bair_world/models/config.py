@@ -113,7 +113,7 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-def preset(name: str, **overrides: Any) -> ModelConfig:
+def model_preset(name: str, **overrides: Any) -> ModelConfig:
     """The named preset ("tiny", "cpu", "seed"), with optional field overrides."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
