@@ -11,8 +11,9 @@ from bair_world._registration import register_envs
 register_envs()
 
 
-def load_model(path, device="cpu"):
-    """Rebuild an SVG model from a checkpoint directory (safetensors + JSON, nothing unpickled)."""
+def load_model(path=None, device="cpu"):
+    """Rebuild an SVG model from a checkpoint directory (safetensors + JSON, nothing unpickled);
+    None: the bundled default, as the envs' ``checkpoint=None``."""
     from bair_world.checkpoint import load_model as _load
 
     return _load(path, device=device)

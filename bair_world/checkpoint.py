@@ -29,7 +29,6 @@ import errno
 import json
 import os
 import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,9 +44,10 @@ from bair_world.checkpoint_files import (  # noqa: F401  (re-exported: the names
     ARCH_BOUNDS, KEEP_FP32, MAX_CONFIG_BYTES, SKIP_CHECK_ENV, CheckpointError, check_architecture, check_header,
     check_normalisation, expected_tensors, file_sha256, read_header, require_regular,
 )
+from bair_world.configtypes import is_int
 from bair_world.io import atomic_write_bytes, install_directory, previous_of
 from bair_world.models import SVG, ModelConfig
-from bair_world.stale import is_stale
+from bair_world.stale import is_stale, temp_sibling
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "resume.pt"
@@ -85,7 +85,7 @@ def save_checkpoint(
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed save
         if is_stale(stale, own_too=True):  # another live process's save keeps its folder
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(path)
     tmp.mkdir()
     try:
         tensors = {}
@@ -171,7 +171,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(file, f"format_version {version!r}, this bair-world reads {FORMAT_VERSION}")
     for key in ("step", "epoch"):
         value = config.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_int(value) or value < 0:
             raise CheckpointError(file, f'"{key}" must be a non-negative integer, got {value!r}')
     if not isinstance(config["model"], dict):
         raise CheckpointError(file, f'"model" must be an object of ModelConfig fields, got {str(config["model"])[:100]}')
@@ -188,15 +188,24 @@ def _model_config(root: Path, info: dict[str, Any]) -> ModelConfig:
         raise CheckpointError(root / CONFIG, f"bad model config: {e}") from None
 
 
-def context_frames(path: str | Path, n_past: int | None = None) -> int:
-    """The checkpoint's ``n_past``, read without the weights; an explicit ``n_past`` that differs is
-    a CheckpointError naming config.json and both values."""
+def context_frames(path: str | Path) -> int:
+    """The checkpoint's ``n_past`` (the context length of every rollout of it), read without the weights."""
     root = _resolve(path)
-    cfg = _model_config(root, read_config(root))
-    try:
-        return cfg.context_frames(n_past)
-    except ValueError as e:
-        raise CheckpointError(root / CONFIG, str(e)) from None
+    return _model_config(root, read_config(root)).n_past
+
+
+def check_n_past_option(path: str | Path, n_past: int | None) -> int:
+    """The checkpoint's ``n_past``, for a CLI that accepts the seed's ``--n_past`` flag (None: not given).
+
+    Raises:
+        CheckpointError: naming config.json, if the flag differs (the skips and the training
+            protocol are built for the checkpoint's value).
+    """
+    own = context_frames(path)
+    if n_past is not None and n_past != own:
+        raise CheckpointError(_resolve(path) / CONFIG, f"n_past={n_past} differs from the checkpoint's n_past={own} "
+                                                       "(leave --n-past out to use the checkpoint's)")
+    return own
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
@@ -246,9 +255,11 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
     return model.to(device).eval(), info
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu", *, verify: bool | None = None) -> SVG:
-    """The model of a checkpoint directory, on ``device``, in eval mode (``verify``: `load_checkpoint`'s)."""
-    return load_checkpoint(path, device, verify=verify)[0]
+def load_model(path: str | Path | None = None, device: torch.device | str = "cpu", *,
+               verify: bool | None = None) -> SVG:
+    """The model of a checkpoint directory (None: the bundled default, as the envs' ``checkpoint=None``),
+    on ``device``, in eval mode (``verify``: `load_checkpoint`'s)."""
+    return load_checkpoint(resolve_checkpoint(path), device, verify=verify)[0]
 
 
 def load_resume_state(path: str | Path) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from bair_world.configtypes import is_number
 from bair_world.models import SVG, ModelConfig
 
 SKIP_CHECK_ENV = "BAIR_WORLD_SKIP_WEIGHT_CHECK"  # "1": load hand-edited weights (no sha256/dtype check)
@@ -50,7 +51,7 @@ def check_architecture(file: Path, model: dict[str, Any]) -> None:
         if name not in model:
             continue
         value = model[name]
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if not is_number(value):
             continue  # a wrong type: ModelConfig's own check names it
         if not math.isfinite(value) or not low <= value <= high:
             shown = repr(value)[:40] if not isinstance(value, int) or abs(value) < 10**30 else "a huge integer"
@@ -125,8 +126,7 @@ def check_normalisation(file: Path, norm: Any) -> None:
     """CheckpointError naming ``file`` unless every normalisation entry is a list of finite numbers
     (``cond_std`` positive): the env's action box and the model's inputs are computed from them."""
     for key, values in (norm.items() if isinstance(norm, dict) else [("normalisation", norm)]):
-        ok = isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                              and math.isfinite(v) for v in values)
+        ok = isinstance(values, list) and all(is_number(v) and math.isfinite(v) for v in values)
         if not ok or (key == "cond_std" and not all(v > 0 for v in values)):
             raise CheckpointError(file, f'"normalisation": {key} must be a list of finite numbers'
                                         f'{" > 0" if key == "cond_std" else ""}, got {str(values)[:120]}')

@@ -51,7 +51,7 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
 
 # name -> (module, function(argv, prog) -> exit status, one-line help): commands that parse their own arguments.
 PASSTHROUGH: dict[str, tuple[str, str, str]] = {
-    "train": ("bair_world.training.train", "cli", "train a world model (presets, resume, time budget, DDP)"),
+    "train": ("bair_world.training.train", "main", "train a world model (presets, resume, time budget, DDP)"),
     "evaluate": ("bair_world.training.evaluate", "main", "PSNR/SSIM of a checkpoint: table, per-step curve, metrics.json"),
     "bundle": ("bair_world.training.bundle", "main", "export a run's best checkpoint as the environment's default model"),
 }

@@ -18,6 +18,16 @@ from pathlib import Path
 from typing import Any
 
 
+def is_int(value: Any) -> bool:
+    """An integer (Python or numpy), not a bool (``True`` is an ``int`` to Python, not to a config)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An integer or a float (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
@@ -37,9 +47,9 @@ def _accepts(tp: Any, value: Any) -> tuple[bool, str]:
     if tp is bool:
         return isinstance(value, bool), "true or false"
     if tp is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+        return is_int(value), "an integer"
     if tp is float:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
+        return is_number(value), "a number"
     if tp is str:
         return isinstance(value, str), "a string"
     if tp is Path:

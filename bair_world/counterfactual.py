@@ -34,7 +34,7 @@ import torch
 
 from bair_world import metrics, regions
 from bair_world.counterfactual_data import Starts, load_starts, world_model
-from bair_world.data.batch import frames_to_float, frames_to_uint8
+from bair_world.data.batch import cond_of, frames_to_float, frames_to_uint8
 from bair_world.seeding import latent_generators
 from bair_world.sim import SimConfig, action_bounds, start_world
 from bair_world.sim.config import GRIP_COLUMN, Z_COLUMN
@@ -130,7 +130,7 @@ def drive(wm, starts: Starts, rows, source: str, n_past: int, n_future: int, see
         t = n_past - 1 + s
         act = actions(t, worlds)  # (B, 4) float32
         pos = np.stack([w.position for w in worlds])  # (B, 3) float64: where the true world is
-        cond = np.concatenate([act, pos.astype(np.float32)], axis=1)  # (B, 7)
+        cond = cond_of(act, pos)  # (B, 7)
         out["pred"].append(wm.step(torch.from_numpy(cond), gens).float().cpu())
         for i, w in enumerate(worlds):
             out["true"][i, s] = w.step(act[i].astype(np.float64), pos[i])
@@ -206,8 +206,8 @@ def action_sensitivity(wm, starts: Starts, n_past: int, cfg: CounterfactualConfi
     for rows in _batches(len(starts), cfg.batch_size):
         gens = [latent_generators(cfg.seed, [int(starts.indices[r]) for r in rows], 0) for _ in range(2)]
         target = frames[rows, n_past:]
-        right = wm.rollout(frames[rows], conds[rows], n_past, cfg.n_future, gens[0]).float().cpu()
-        wrong = wm.rollout(frames[rows], other[rows], n_past, cfg.n_future, gens[1]).float().cpu()
+        right = wm.rollout(frames[rows], conds[rows], cfg.n_future, gens[0]).float().cpu()
+        wrong = wm.rollout(frames[rows], other[rows], cfg.n_future, gens[1]).float().cpu()
         curves.update("psnr_right", metrics.psnr(right, target))
         curves.update("psnr_other", metrics.psnr(wrong, target))
         curves.update("sensitivity_db", sensitivity_scores(right, wrong, target))

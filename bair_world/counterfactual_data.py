@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bair_world.data.batch import cond_of
 from bair_world.data.errors import DataError
 
 
@@ -37,7 +38,7 @@ class Starts:
     @property
     def conds(self) -> np.ndarray:
         """float32 (N, T, 7) cond_t = concat(action_t, position_t)."""
-        return np.concatenate([self.actions, self.positions], axis=-1).astype(np.float32)
+        return cond_of(self.actions, self.positions)
 
     def seed(self, row: int) -> int:
         if self.seeds is None:

@@ -1,9 +1,9 @@
 """Atomic writes: a file or folder appears whole or not at all.
 
-Files go through a temporary sibling, then ``os.replace``. Temporaries are named
-``.<name>.tmp-<pid>`` (``.<stem>.tmp-<pid>-<hex><suffix>`` where the writer picks the format by
-suffix); a writer killed mid-write leaves one behind, which `remove_stale_temporaries` deletes once
-its pid no longer runs (`bair_world.stale`). Whole folders are written complete into a temporary
+Files go through a temporary sibling, then ``os.replace``. Temporaries are named by
+`bair_world.stale.temp_sibling` (``.<name>.tmp-<pid>-<hex>``; ``.<stem>.tmp-<pid>-<hex><suffix>``
+where the writer picks the format by suffix); a writer killed mid-write leaves one behind, which
+`remove_stale_temporaries` deletes once its pid no longer runs. Whole folders are written complete into a temporary
 sibling and swapped in by `install_directory`.
 """
 
@@ -14,24 +14,20 @@ import errno
 import json
 import os
 import shutil
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from bair_world.stale import is_stale
+from bair_world.stale import is_stale, temp_sibling
 
 
 @contextmanager
 def replacing(path: Path, *, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write; it replaces ``path`` when the block ends and
     is removed if the block raises. ``keep_suffix`` names it ``.<stem>.tmp-<pid>-<hex><suffix>``
-    (for writers that choose the format by suffix), else ``.<name>.tmp-<pid>``."""
+    (for writers that choose the format by suffix), else ``.<name>.tmp-<pid>-<hex>``."""
     path = Path(path)
-    if keep_suffix:
-        tmp = path.parent / f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix.lower()}"
-    else:
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_sibling(path.with_name(path.stem), path.suffix.lower()) if keep_suffix else temp_sibling(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -101,7 +97,7 @@ def normal_mode(path: Path) -> None:
 
 
 def remove_stale_temporaries(folder: Path, *, folders: bool = False) -> list[Path]:
-    """Delete the ``.<name>.tmp-<pid>`` files `atomic_write_bytes` left behind when its process was
+    """Delete the ``.<name>.tmp-<pid>-*`` files `atomic_write_bytes` left behind when its process was
     killed (their pid no longer runs), and with ``folders`` also staging folders so named; returns
     what was removed."""
     folder = Path(folder)

@@ -77,8 +77,12 @@ def _out(x: torch.Tensor, to_numpy: bool):
     return x.cpu().numpy() if to_numpy else x
 
 
-def _psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(_MSE_FLOOR))
+def psnr_from_mse(mse):
+    """PSNR (dB) of mean squared errors on data range 1: 10 log10(1 / mse), capped at PSNR_CAP_DB
+    (the one formula every PSNR here uses); torch or numpy."""
+    if isinstance(mse, torch.Tensor):
+        return 10.0 * torch.log10(1.0 / mse.clamp_min(_MSE_FLOOR))
+    return 10.0 * np.log10(1.0 / np.maximum(mse, _MSE_FLOOR))
 
 
 def mse(pred, target, *, channel_axis: int = -3):
@@ -99,7 +103,7 @@ def psnr(pred, target, *, channel_axis: int = -3):
         (...) one PSNR per frame; a tensor for torch input, a float64 array for numpy input.
     """
     p, g, to_numpy = _prepare(pred, target, channel_axis)
-    return _out(_psnr_from_mse((p - g).pow(2).mean(dim=(-3, -2, -1))), to_numpy)
+    return _out(psnr_from_mse((p - g).pow(2).mean(dim=(-3, -2, -1))), to_numpy)
 
 
 def finn_psnr(pred, target, *, channel_axis: int = -3):
@@ -109,7 +113,7 @@ def finn_psnr(pred, target, *, channel_axis: int = -3):
     what the seed's lab report (and SVG's original code) call PSNR, so it is reported for comparison.
     """
     p, g, to_numpy = _prepare(pred, target, channel_axis)
-    per_channel = _psnr_from_mse((p - g).pow(2).mean(dim=(-2, -1)))  # (..., C)
+    per_channel = psnr_from_mse((p - g).pow(2).mean(dim=(-2, -1)))  # (..., C)
     return _out(per_channel.mean(dim=-1), to_numpy)
 
 
@@ -177,7 +181,7 @@ def region_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     sq = ((pred - target) ** 2 * m).sum((-3, -2, -1))
     n = m.sum((-2, -1)).squeeze(-1) * pred.shape[-3]  # pixels x channels
     mse = sq / n.clamp(min=1)
-    return torch.where(n > 0, _psnr_from_mse(mse), torch.full_like(mse, math.nan))
+    return torch.where(n > 0, psnr_from_mse(mse), torch.full_like(mse, math.nan))
 
 
 def sharpness(frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

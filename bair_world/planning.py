@@ -39,7 +39,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from bair_world.data.batch import IMAGE_SIZE, frames_to_float, frames_to_uint8
+from bair_world.data.batch import IMAGE_SIZE, cond_of, frames_to_float, frames_to_uint8
 from bair_world.metrics import goal_distance
 from bair_world.sim import PushWorld, SimConfig, action_bounds, arm_step, quantise_action
 from bair_world.world_model import WorldModel
@@ -203,7 +203,7 @@ class ModelDynamics:
         self.core.reset(hist, conds, [gens[i * k * s] for i in range(e)])  # posterior on every observed frame
         self.core.repeat_rows(k * s)  # (E,) -> (E*K*S,): row (e*K + j)*S + d is draw d of candidate j of env e
         # (E, K, H, 4) + (E, K, H, 3) -> (E, K, H, 7) -> (E*K, H, 7) -> (E*K*S, H, 7)
-        cand = torch.from_numpy(np.concatenate([actions, positions], -1).astype(np.float32)).reshape(e * k, h, -1)
+        cand = torch.from_numpy(cond_of(actions, positions)).reshape(e * k, h, -1)
         cand = cand.repeat_interleave(s, 0)
         scored = set(_steps(steps, h))
         dist = np.full((e, k, s, h), np.nan)

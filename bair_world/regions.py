@@ -13,10 +13,8 @@ import math
 import numpy as np
 import torch
 
-from bair_world.metrics import PSNR_CAP_DB
+from bair_world.metrics import psnr_from_mse
 from bair_world.sim.render import LABEL_ARM, LABEL_OBJECTS
-
-_MSE_FLOOR = 10.0 ** (-PSNR_CAP_DB / 10.0)
 
 
 def region_masks(labels: torch.Tensor, n_past: int) -> dict[str, torch.Tensor]:
@@ -78,8 +76,7 @@ def pooled_psnr(sse, count):
     """PSNR (dB, capped at PSNR_CAP_DB) of pooled squared errors: 10 log10(count / sse); NaN where count is 0."""
     sse, count = np.asarray(sse, float), np.asarray(count, float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mse = np.maximum(sse / count, _MSE_FLOOR)
-        return np.where(count > 0, 10.0 * np.log10(1.0 / mse), math.nan)
+        return np.where(count > 0, psnr_from_mse(sse / count), math.nan)
 
 
 class PooledCurves:

@@ -23,8 +23,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split to read the sequence from (default: test)")
     parser.add_argument("--index", type=int, default=0, help="sequence index in the sorted split (default: 0)")
     parser.add_argument("--samples", type=int, default=1, help="latent samples to show side by side (default: 1)")
-    parser.add_argument("--n-past", type=int, default=None,
-                        help="context frames (default: the checkpoint's; another value is an error)")
+    parser.add_argument("--n-past", "--n_past", type=int, default=None,
+                        help="context frames: accepted for the seed's compatibility; must equal the checkpoint's n_past")
     parser.add_argument("--n-future", type=int, default=28, help="predicted frames (default: 28)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default: 0)")
     parser.add_argument("--fps", type=float, default=FRAME_RATE,
@@ -38,36 +38,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 0, samples: int = 1,
-                    n_past: int | None = None, n_future: int = 28, seed: int = 0, device: str = "auto"):
-    """K sampled rollouts of one recorded sequence.
+                    n_future: int = 28, seed: int = 0, device: str = "auto"):
+    """K sampled rollouts of one recorded sequence after the checkpoint's ``n_past`` context frames.
 
     Returns:
         (recorded (T, 64, 64, 3) uint8, predicted (K, T, 64, 64, 3) uint8) with T = n_past + n_future;
-        the first n_past predicted frames are the recorded context. ``n_past`` None is the
-        checkpoint's; a different value is a CheckpointError naming both.
+        the first n_past predicted frames are the recorded context.
     """
     import torch
 
-    from bair_world.checkpoint import context_frames, load_checkpoint
+    from bair_world.checkpoint import load_checkpoint
     from bair_world.data.packed import open_dataset
-    from bair_world.data.batch import frames_to_uint8
+    from bair_world.data.batch import cond_of, frames_to_uint8
     from bair_world.devices import resolve_device
     from bair_world.world_model import WorldModel
 
     if samples < 1 or n_future < 1:
         raise ValueError(f"need samples and n_future >= 1, got {samples} and {n_future}")
-    n_past = context_frames(checkpoint, n_past)
     dev = resolve_device(device)
     model, _ = load_checkpoint(checkpoint, dev)
+    n_past = model.cfg.n_past
     t_len = n_past + n_future
     dataset = open_dataset(data_root, split, seq_len=t_len)  # DataError if a sequence is shorter
     if not 0 <= index < len(dataset):
         raise IndexError(f"{Path(data_root) / split}: index {index} out of range for {len(dataset)} sequences")
     item = dataset[index]
     frames = item["frames"][:t_len].unsqueeze(0).repeat(samples, 1, 1, 1, 1)  # (K, T, 3, 64, 64)
-    conds = torch.cat([item["actions"], item["positions"]], -1)[:t_len].unsqueeze(0).repeat(samples, 1, 1)  # (K, T, 7)
+    conds = cond_of(item["actions"], item["positions"])[:t_len].unsqueeze(0).repeat(samples, 1, 1)  # (K, T, 7)
     generator = torch.Generator(device=dev).manual_seed(seed)
-    preds = WorldModel(model, dev).rollout(frames, conds, n_past, n_future, generator)  # (K, n_future, 3, 64, 64)
+    preds = WorldModel(model, dev).rollout(frames, conds, n_future, generator)  # (K, n_future, 3, 64, 64)
     full = torch.cat([frames[:, :n_past].to(preds.device), preds], dim=1)  # (K, T, 3, 64, 64)
     return frames_to_uint8(frames[0]), frames_to_uint8(full)
 
@@ -79,7 +78,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     Raises:
         ValueError: naming the argument (CheckpointError and DataError, both ValueErrors, name the file).
     """
-    from bair_world.checkpoint import context_frames, resolve_checkpoint
+    from bair_world.checkpoint import check_n_past_option, resolve_checkpoint
     from bair_world.data import DataError
     from bair_world.devices import resolve_device
 
@@ -96,7 +95,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.fps > 0 or args.index < 0:
         raise ValueError(f"--fps must be > 0 and --index >= 0, got {args.fps} and {args.index}")
-    args.n_past = context_frames(args.checkpoint, args.n_past)  # the checkpoint is readable; its n_past
+    args.n_past = check_n_past_option(args.checkpoint, args.n_past)  # the checkpoint is readable; its n_past
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise DataError(args.data_root, "data root does not exist (expected <split>/ folders inside)")
     resolve_device(args.device)
@@ -124,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         data_root = default_data_root(args.data_root, args.split)
         if args.actions is None:
             recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
-                                                  samples=args.samples, n_past=args.n_past, n_future=args.n_future,
+                                                  samples=args.samples, n_future=args.n_future,
                                                   seed=args.seed, device=args.device)
         else:
             from bair_world import counterfactual

@@ -284,21 +284,20 @@ class WorldModel:
         return stack
 
     @torch.inference_mode()
-    def rollout(self, frames: torch.Tensor, conds: torch.Tensor, n_past: int | None, n_future: int,
+    def rollout(self, frames: torch.Tensor, conds: torch.Tensor, n_future: int,
                 generator: GeneratorLike = None) -> torch.Tensor:
-        """Predict ``n_future`` frames after the model's ``n_past`` context frames (one prior sample).
+        """Predict ``n_future`` frames after the model's ``cfg.n_past`` context frames (one prior sample).
 
         Args:
             frames: (B, >= n_past, C, 64, 64) ground truth; only the first n_past are read.
             conds: (B, >= n_past + n_future - 1, 7) raw conds.
-            n_past: None for the model's ``cfg.n_past``; a different value is a ValueError naming both.
             n_future: frames to predict.
             generator: noise source (see `reset`).
 
         Returns:
             (B, n_future, C, 64, 64) predictions of frames n_past .. n_past + n_future - 1.
         """
-        n_past = self.model.cfg.context_frames(n_past)
+        n_past = self.model.cfg.n_past
         if n_future < 0:
             raise ValueError(f"need n_future >= 0, got {n_future}")
         if frames.shape[1] < n_past or conds.shape[1] < n_past + n_future - 1:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bair_world.data.batch import cond_of
 from bair_world.envs import BairWorldEnv, BairWorldVectorEnv
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences
 from bair_world.world_model import PRECISIONS, check_precision
@@ -82,12 +83,12 @@ class _Row:
 
     def _call(self) -> None:
         if self.n is None:
-            _, _, _, truncated, self.info = self.env.step(np.concatenate([self.info["action"], self.info["position"]]))
+            _, _, _, truncated, self.info = self.env.step(cond_of(self.info["action"], self.info["position"]))
             if truncated:  # the reset (a context feed every 28 steps) is part of the cost
                 _, self.info = self.env.reset()
         else:
             _, _, _, _, self.info = self.env.step(
-                np.concatenate([self.info["action"], self.info["position"]], axis=1))
+                cond_of(self.info["action"], self.info["position"]))
         _sync(self.env.episodes.device)
 
     def chunk(self) -> None:
@@ -153,10 +154,10 @@ def rows(checkpoint: str | Path | None, preset_name: str, *, steps: int, repeats
     tmp = None
     if checkpoint is None:
         from bair_world.checkpoint import save_checkpoint
-        from bair_world.models import SVG, preset
+        from bair_world.models import SVG, model_preset
 
         tmp = tempfile.TemporaryDirectory()
-        checkpoint = save_checkpoint(Path(tmp.name) / preset_name, SVG(preset(preset_name)), step=0, epoch=0)
+        checkpoint = save_checkpoint(Path(tmp.name) / preset_name, SVG(model_preset(preset_name)), step=0, epoch=0)
     pool = _Pool(SimReferences(), max(sizes) + 8)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     skipped: list[dict] = []

@@ -94,7 +94,7 @@ def _measure(name: str, device: str, iters: int, warmup: int, threads: int, batc
 
     torch.set_num_threads(threads)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
-    cfg = presets.preset(name)
+    cfg = presets.training_preset(name)
     if batch_size is not None:
         cfg = cfg.replace(batch_size=batch_size)
     dev = torch.device(device)

@@ -32,12 +32,12 @@ import math
 import time
 from pathlib import Path
 
-from bair_world.models.config import preset as model_preset
+from bair_world.models.config import model_preset
 from bair_world.training import presets
 from bair_world.training.config import TrainConfig
 from bair_world.training.evaluate import evaluate, write_report
 from bair_world.io import atomic_write_bytes
-from bair_world.training.train import main as train_main
+from bair_world.training.train import train as train_run
 
 RUNS = Path("runs")
 
@@ -47,7 +47,7 @@ def _base(minutes: float, threads: int) -> TrainConfig:
     # to the budget: ~1.1 s per step for the CPU model at 1 thread on a 2-core machine.
     steps = max(20, int(minutes * 60 / 1.1))
     epochs = 10
-    return presets.preset("bundled_base").replace(
+    return presets.training_preset("bundled_base").replace(
         epochs=epochs, epoch_size=max(2, steps // epochs), tfr_start_decay_epoch=2, tfr_decay_step=0.1,
         max_minutes=minutes, threads=threads, progress=False, sample_every=0)
 
@@ -79,7 +79,7 @@ def train(name: str, cfg: TrainConfig) -> dict:
     if (run / "last").is_dir():
         cfg = cfg.replace(resume=run)
     start = time.perf_counter()
-    summary = train_main(cfg)
+    summary = train_run(cfg)
     keep = {k: summary[k] for k in ("epoch", "step", "best_val_psnr", "seq_per_s")}
     keep["wall_s"] = time.perf_counter() - start
     history = summary.get("history") or []

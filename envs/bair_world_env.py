@@ -65,11 +65,11 @@ class BairWorldEnv(gym.Env):
     ## Arguments
 
     ```python
-    gym.make("BairWorld-v0", checkpoint=None, data_root=None, split="test", n_past=None,
+    gym.make("BairWorld-v0", checkpoint=None, data_root=None, split="test",
              device="auto", render_mode=None, num_references=10_000, precision="float32", compile=False)
     ```
 
-    * ``checkpoint``, ``data_root``/``split``, ``n_past``, ``device``, ``num_references``,
+    * ``checkpoint``, ``data_root``/``split``, ``device``, ``num_references``,
       ``references``, ``precision``, ``compile``: the world options, each keyword a field of
       `bair_world.envs.options.WorldOptions` (documented there; the vector and goal envs take the same).
     * ``render_mode``: None or "rgb_array" (``render()`` returns the current frame).

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bair_world.configtypes import is_int
 from bair_world.checkpoint import context_frames, load_checkpoint, resolve_checkpoint
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.data.batch import frames_to_float, frames_to_uint8
@@ -77,13 +78,13 @@ class EpisodeBatch:
     """
 
     def __init__(self, num_envs: int, world: WorldOptions):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        if not is_int(num_envs) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         self.num_envs = int(num_envs)
         self.checkpoint = resolve_checkpoint(world.checkpoint)
         self.device = resolve_device(world.device)
         check_precision(world.precision, self.device)  # before loading: a bad value fails fast
-        self.n_past = context_frames(self.checkpoint, world.n_past)  # the checkpoint's; another is an error
+        self.n_past = context_frames(self.checkpoint)  # context frames fed at reset: the checkpoint's
         model, self.config = load_checkpoint(self.checkpoint, self.device)
         self.core = WorldModel(model, self.device, world.precision, compile=world.compile)
         self.low, self.high = cond_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),
@@ -110,9 +111,7 @@ class EpisodeBatch:
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         refs = [self.reference_pool[int(i)] for i in np.asarray(indices).reshape(-1)]
         for ref in refs:
-            if len(ref) <= self.n_past:
-                raise ValueError(f"reference {ref.rollout_id} has {len(ref)} frames; n_past={self.n_past} "
-                                 f"leaves nothing to predict")
+            ref.check_steps(self.n_past)
         gens = []
         for row, ref, seed in zip(rows, refs, np.asarray(torch_seeds).reshape(-1)):
             self.episode_references[row] = ref

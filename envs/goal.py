@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from bair_world.data.batch import cond_of
 from bair_world.envs.episodes import SINGLE_ROW, EpisodeBatch
 from bair_world.envs.goal_task import NUM_PUSH_GOALS, GoalEnvBase
 from bair_world.envs.options import WorldOptions
@@ -89,6 +90,6 @@ class BairWorldGoalEnv(GoalEnvBase):
         return self.episodes.episode_references[0]
 
     def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cond = np.concatenate([action, position]).astype(np.float32)[None]  # (1, 7)
+        cond = cond_of(action, position)[None]  # (1, 7)
         result = self.episodes.step_rows(SINGLE_ROW, cond)
         return result.frames[0], arm_step(position, action, config=self.sim_config)

@@ -12,6 +12,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from bair_world.data.batch import cond_of
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.goal_robotics import RoboticsGoalAPI
 from bair_world.envs.goal_spaces import ROBOTICS_KEYS, goal_action_space, goal_observation_space
@@ -152,8 +153,7 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
         index, torch_seed = reset_index(self.np_random, options, count, type(self).__name__)
         self.goal = None if self.task == "reach" else self.push_goals[int(index)]
         ref = self._begin(int(index) if self.goal is None else self.goal.index, torch_seed)
-        if len(ref) <= self.n_past:
-            raise ValueError(f"reference {ref.rollout_id} has {len(ref)} frames; n_past={self.n_past} leaves no steps")
+        ref.check_steps(self.n_past)
         self._ref, self._done, self._steps = ref, False, 0
         self._max_steps = len(ref) - self.n_past
         self._frames = [ref.frames[t].copy() for t in range(self.n_past)]
@@ -172,7 +172,7 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
         if self._done:
             raise RuntimeError(f"{type(self).__name__}.step() after the episode ended; call reset()")
         action = self._checked(action)
-        cond = np.concatenate([action, self._position]).astype(np.float32)  # cond_t = (action_t, position_t)
+        cond = cond_of(action, self._position)  # (7,) cond_t = (action_t, position_t)
         frame, self._position = self._advance(action, self._position.copy())
         self._frames.append(frame)
         self._conds.append(cond)

@@ -31,9 +31,6 @@ class WorldOptions:
     pushing world."""
     split: str = "test"
     """Split of ``data_root`` to replay."""
-    n_past: int | None = None
-    """Context frames fed at reset: None for the checkpoint's (2 for every preset); another value is
-    an error naming both."""
     device: str | torch.device = "auto"
     """"auto" (CUDA when available), "cpu", "cuda", "cuda:N"."""
     num_references: int = 10_000

@@ -131,9 +131,8 @@ class PushWorldEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         index, _ = reset_index(self.np_random, options, len(self.reference_pool), "PushWorld-v0")
-        self._ref, self.world, _ = start_world(self.reference_pool, index, self.n_past, self.sim_config)
-        if len(self._ref) <= self.n_past:
-            raise ValueError(f"reference {self._ref.rollout_id} has {len(self._ref)} frames; nothing to step")
+        self._ref, self.world, _ = start_world(self.reference_pool, int(index), self.n_past, self.sim_config)
+        self._ref.check_steps(self.n_past)
         self.t, self._truncated = self.n_past - 1, False
         return self.world.frame.copy(), self._info()
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM
+from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, cond_of
 from bair_world.envs.spaces import check_latent_seed
 
 #: Seeds of the built-in references start here, far from the small seeds a synthetic training set
@@ -61,7 +61,13 @@ class Reference:
     @property
     def conds(self) -> np.ndarray:
         """(T, 7) float32 cond_t = concat(action_t, position_t)."""
-        return np.concatenate([self.actions, self.positions], axis=1)
+        return cond_of(self.actions, self.positions)
+
+    def check_steps(self, n_past: int) -> None:
+        """ValueError unless the reference has a frame to step to after its ``n_past`` context frames."""
+        if len(self) <= n_past:
+            raise ValueError(f"reference {self.rollout_id} has {len(self)} frames; n_past={n_past} "
+                             f"leaves nothing to predict")
 
 
 class ReferenceSource(abc.ABC):

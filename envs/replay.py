@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from bair_world.data.batch import cond_of
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.seeding import latent_seed
 
@@ -60,7 +61,7 @@ def replay_psnr(env_or_checkpoint: gym.Env | str | Path | None, index: int = 0, 
         _, info = env.reset(seed=seed, options=options)
         curve, truncated, terminated = [], False, False
         while not (truncated or terminated) and (max_steps is None or len(curve) < max_steps):
-            action = np.concatenate([info["action"], info["position"]])  # the reference's cond_t
+            action = cond_of(info["action"], info["position"])  # the reference's cond_t
             _, _, terminated, truncated, info = env.step(action)
             curve.append(info["psnr"])
         return np.asarray(curve, dtype=np.float64)
@@ -129,7 +130,7 @@ def replay_references(vec_env: gym.vector.VectorEnv, indices=None, seed: int | N
     frames = [np.stack([ref.frames[:n_past] for ref in refs])]  # (N, n_past, 64, 64, 3)
     curve = []
     for _ in range(steps):
-        actions = np.concatenate([infos["action"], infos["position"]], axis=1)  # (N, 7) the references' cond_t
+        actions = cond_of(infos["action"], infos["position"])  # (N, 7) the references' cond_t
         obs, _, _, _, infos = vec_env.step(actions)
         frames.append(obs[:, None])  # (N, 64, 64, 3) -> (N, 1, 64, 64, 3)
         curve.append(np.asarray(infos["psnr"], dtype=np.float64))

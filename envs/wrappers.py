@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from bair_world.data.batch import cond_of
 from bair_world.sim import SimConfig, action_bounds, arm_step, quantise_action
 
 
@@ -66,7 +67,7 @@ class IntegratePosition(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self._position is None:
             raise RuntimeError("IntegratePosition.step() called before reset()")
         executed = _executed(action, (4,), self.action_space.low, self.action_space.high, self.sim_config)
-        cond = np.concatenate([executed, self._position]).astype(np.float32)  # cond_t = (action_t, position_t)
+        cond = cond_of(executed, self._position)  # (7,)
         obs, reward, terminated, truncated, info = self.env.step(cond)
         self._position = arm_step(self._position, executed, config=self.sim_config)
         return obs, reward, terminated, truncated, {**info, "cond": cond,
@@ -119,7 +120,7 @@ class IntegratePositionVector(gym.vector.VectorWrapper):
             raise RuntimeError("IntegratePositionVector.step() called before reset()")
         executed = _executed(actions, (self.num_envs, 4), self.single_action_space.low, self.single_action_space.high,
                              self.sim_config)  # (N, 4)
-        conds = np.concatenate([executed, self._position], axis=1).astype(np.float32)  # (N, 4) + (N, 3) -> (N, 7)
+        conds = cond_of(executed, self._position)  # (N, 4) + (N, 3) -> (N, 7)
         obs, rewards, terminated, truncated, infos = self.env.step(conds)
         position = arm_step(self._position, executed, config=self.sim_config)  # (N, 3)
         restarted = self._restarting

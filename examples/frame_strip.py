@@ -43,7 +43,7 @@ def strip(frames: torch.Tensor, conds: torch.Tensor, checkpoints: dict[str, Path
     for name, ckpt in checkpoints.items():
         model, _ = load_checkpoint(ckpt)
         n_future = frames.shape[1] - N_PAST
-        pred = WorldModel(model).rollout(frames, conds, N_PAST, n_future, latent_generators(seed, [index], 0))
+        pred = WorldModel(model).rollout(frames, conds, n_future, latent_generators(seed, [index], 0))
         rows[name] = to_uint8(torch.cat([frames[0, :N_PAST], pred[0].clamp(0, 1)]))  # (T, 64, 64, 3)
     return layout(rows, steps, scale)
 

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bair_world.checkpoint import context_frames, load_checkpoint, resolve_checkpoint
+    from bair_world.data.batch import cond_of
     from bair_world.data.packed import open_dataset
     from bair_world.data.synthetic import default_data_root
     from bair_world.seeding import latent_generators
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         lpips = perceptual.LPIPS.from_weights(args.lpips_backbone, args.lpips_heads).to(args.device)
         fvd = perceptual.FVD.from_weights(args.i3d, device=args.device, size=args.fvd_size)
         checkpoint = resolve_checkpoint(args.checkpoint)
-        n_past = context_frames(checkpoint, None)
+        n_past = context_frames(checkpoint)
     except (perceptual.WeightsMissing, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -66,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     for start in range(0, n, args.batch_size):
         items = [dataset[i] for i in range(start, min(n, start + args.batch_size))]
         frames = torch.stack([it["frames"][:args.frames] for it in items])  # (B, T, 3, 64, 64)
-        conds = torch.stack([torch.cat([it["actions"], it["positions"]], -1)[:args.frames] for it in items])  # (B, T, 7)
+        conds = torch.stack([cond_of(it["actions"], it["positions"])[:args.frames] for it in items])  # (B, T, 7)
         with torch.no_grad():
-            preds = world.rollout(frames, conds, n_past, args.frames - n_past,
+            preds = world.rollout(frames, conds, args.frames - n_past,
                                   latent_generators(args.seed, range(start, start + len(items))))
         recorded.append(frames)
         predicted.append(torch.cat([frames[:, :n_past], preds.cpu().float()], 1))  # context + predicted

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import torch
 
+from bair_world.data.batch import cond_of
 from bair_world.envs import BairWorldEnv
 from bair_world.metrics import psnr
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ref, n_past = env.reference, env.n_past
     frames, curve, truncated = [*ref.frames[:n_past]], [], False
     while not truncated:
-        obs, _, _, truncated, info = env.step(np.concatenate([info["action"], info["position"]]))
+        obs, _, _, truncated, info = env.step(cond_of(info["action"], info["position"]))
         frames.append(obs)
         curve.append(info["psnr"])
     copy_last = psnr(np.broadcast_to(ref.frames[n_past - 1], ref.frames[n_past:].shape), ref.frames[n_past:],

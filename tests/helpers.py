@@ -13,7 +13,7 @@ import torch
 
 from bair_world.checkpoint import save_checkpoint
 from bair_world.envs.references import Reference, ReferenceSource
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 
 REPO = Path(__file__).resolve().parent.parent
 # BAIR-like condition statistics: [dx, dy, c2, c3, x, y, z]
@@ -67,7 +67,7 @@ def write_folder_dataset(root: Path, counts: dict[str, int]) -> Path:
 def make_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """A `tiny`-preset checkpoint with random weights and BAIR-like normalisation."""
     torch.manual_seed(seed)
-    model = SVG(preset("tiny"))
+    model = SVG(model_preset("tiny"))
     for module in model.modules():  # PyTorch's default init: livelier outputs than SVG's N(0, 0.02),
         if module is not model and hasattr(module, "reset_parameters"):  # so latents change frames
             module.reset_parameters()

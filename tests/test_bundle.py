@@ -206,9 +206,9 @@ def _absolute_paths(data) -> list[str]:
 def test_a_bundle_holds_no_absolute_path_of_the_training_machine(tmp_path):
     run = tmp_path / "machine" / "runs" / "r"
     torch.manual_seed(0)
-    from bair_world.models import SVG, preset
+    from bair_world.models import SVG, model_preset
 
-    save_checkpoint(run / "best", SVG(preset("tiny")), step=3, epoch=1,
+    save_checkpoint(run / "best", SVG(model_preset("tiny")), step=3, epoch=1,
                     data_info={"root": str(tmp_path / "cache" / "synth-v2-seed0"), "seed": 0})
     (run / "train_config.json").write_text(json.dumps({"data_root": str(tmp_path / "data"), "log_dir": "runs"}))
     dest = tmp_path / "default"

@@ -11,13 +11,13 @@ import bair_world
 import bair_world.checkpoint as ckpt
 import bair_world.io
 from bair_world.checkpoint import CheckpointError, load_checkpoint, load_resume_state, save_checkpoint
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 
 
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    m = SVG(preset("tiny", prior="learned"))
+    m = SVG(model_preset("tiny", prior="learned"))
     m.set_normalisation(torch.arange(7.0), torch.linspace(0.1, 1.0, 7))
     return m
 
@@ -49,6 +49,14 @@ def test_round_trip(tmp_path, model):
     opt2.load_state_dict(back["optimizer"])
     assert opt2.state_dict()["state"][0]["step"] == 1
     assert isinstance(bair_world.load_model(out), SVG)
+
+
+def test_load_model_none_is_the_bundled_default():
+    from bair_world.checkpoint import default_checkpoint
+
+    model = bair_world.load_model(None)  # as every env's checkpoint=None
+    assert model.cfg == load_checkpoint(default_checkpoint())[0].cfg and not model.training
+    assert bair_world.load_model().cfg == model.cfg
 
 
 def test_fp16_option(tmp_path, model):

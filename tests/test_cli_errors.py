@@ -19,7 +19,7 @@ from bair_world.cli import main as cli_main
 from bair_world.data import synthetic
 from bair_world.training.evaluate import main as evaluate_main
 from bair_world.training.reporting import RunReporter
-from bair_world.training.train import cli as train_cli
+from bair_world.training.train import main as train_cli
 
 
 def one_line(capsys) -> str:

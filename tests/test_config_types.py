@@ -12,7 +12,7 @@ from bair_world.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from bair_world.models import SVG, ModelConfig
 from bair_world.training import presets
 from bair_world.training.config import TrainConfig
-from bair_world.training.train import cli
+from bair_world.training.train import main
 
 
 def edit_json(path, **changes):
@@ -58,7 +58,7 @@ def test_config_dataclasses_check_types_of_python_values_too():
 def run_dir(tmp_path):
     """A run folder as train.py leaves it after one epoch (config and last checkpoint)."""
     root = write_folder_dataset(tmp_path / "bair", {"train": 2, "validate": 1})
-    cfg = presets.preset("tiny").replace(data_root=root, log_dir=tmp_path, name="r", progress=False, batch_size=2,
+    cfg = presets.training_preset("tiny").replace(data_root=root, log_dir=tmp_path, name="r", progress=False, batch_size=2,
                                          val_sequences=1, sample_every=0)
     run = tmp_path / "r"
     run.mkdir()
@@ -69,7 +69,7 @@ def run_dir(tmp_path):
 def test_a_run_config_of_the_wrong_type_is_one_line(run_dir, capsys):
     run, _ = run_dir
     edit_json(run / "train_config.json", epochs="3")
-    assert cli(["--resume", str(run)]) == 2
+    assert main(["--resume", str(run)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(run / "train_config.json") in lines[0]
     assert "epochs must be an integer, got '3'" in lines[0]
@@ -81,7 +81,7 @@ def test_a_resume_state_of_the_wrong_type_is_one_line(run_dir, capsys):
     partial = {"epoch": 0, "batches": "1", "sums": [0.0, 0.0, 0.0], "rng": []}
     save_checkpoint(run / "last", model, step=1, epoch=0, resume_state={"partial": partial})
     before = (run / "last" / "resume.pt").read_bytes()
-    assert cli(["--resume", str(run)]) == 2
+    assert main(["--resume", str(run)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"train.py: cannot resume: {run / 'last' / 'resume.pt'}: partial")
     assert (run / "last" / "resume.pt").read_bytes() == before

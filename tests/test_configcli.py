@@ -118,7 +118,7 @@ def test_train_cli_defaults_to_cpu_preset():
     from bair_world.training.train import parse_config
 
     cfg = parse_config([])
-    assert cfg.replace(name=None) == presets.preset("cpu")
+    assert cfg.replace(name=None) == presets.training_preset("cpu")
     assert cfg.name.startswith("cpu-")
 
 
@@ -143,7 +143,7 @@ def test_train_cli_explicit_options_override_the_preset():
     from bair_world.training.train import parse_config
 
     cfg = parse_config(["--preset", "seed", "--batch-size", "2", "--backbone", "dcgan", "--name", "x"])
-    seed = presets.preset("seed")
+    seed = presets.training_preset("seed")
     assert cfg.batch_size == 2 and cfg.model.backbone == "dcgan" and cfg.name == "x"
     assert cfg.model.z_dim == seed.model.z_dim == 64 and cfg.epochs == seed.epochs and cfg.kl_anneal == "cyclical"
 
@@ -176,7 +176,7 @@ def test_train_help_shows_the_values_a_run_uses(preset_name, capsys):
     with pytest.raises(SystemExit):
         parse_config(argv)
     out = " ".join(capsys.readouterr().out.split())
-    cfg = presets.preset(preset_name)
+    cfg = presets.training_preset(preset_name)
     for option, value in [("Training epochs (the seed's --niter).", cfg.epochs), ("Adam learning rate.", cfg.lr),
                           ("Floor of the teacher-forcing ratio.", cfg.tfr_lower_bound)]:
         assert f"{option} (default: {value!r})" in out

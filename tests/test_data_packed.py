@@ -131,14 +131,14 @@ def test_cli_pack_then_check(folder, tmp_path, capsys):
 def test_training_reads_a_packed_root_like_the_folder(folder, packed, tmp_path):
     from bair_world.training import presets
     from bair_world.training.data import condition_stats
-    from bair_world.training.train import main
+    from bair_world.training.train import train
 
     for split in ("train", "validate"):
         a, b = condition_stats(BairFolderDataset(folder, split)), condition_stats(open_dataset(packed, split))
         assert all(torch.equal(x, y) for x, y in zip(a, b))
-    cfg = presets.preset("tiny").replace(data_root=packed, log_dir=tmp_path / "runs", name="p", epochs=1,
+    cfg = presets.training_preset("tiny").replace(data_root=packed, log_dir=tmp_path / "runs", name="p", epochs=1,
                                          progress=False, sample_every=0, val_sequences=2)
     folder_cfg = cfg.replace(data_root=folder, name="f")
-    packed_run, folder_run = main(cfg), main(folder_cfg)
+    packed_run, folder_run = train(cfg), train(folder_cfg)
     assert packed_run["step"] == folder_run["step"] > 0
     assert packed_run["val_psnr"] == folder_run["val_psnr"]  # same data, same seed: the same run

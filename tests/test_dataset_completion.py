@@ -13,7 +13,7 @@ from bair_world.data.completion import MARKER
 from bair_world.data.synthetic import write_dataset
 from bair_world.data.tfrecord import ConvertConfig, convert
 from bair_world.training.evaluate import main as evaluate_main
-from bair_world.training.train import cli as train_cli
+from bair_world.training.train import main as train_cli
 
 
 class Killed(BaseException):

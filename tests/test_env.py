@@ -182,12 +182,6 @@ def test_missing_checkpoint_says_how_to_train_one(tmp_path):
         BairWorldEnv(checkpoint=tmp_path / "nothing", references=FakeReferences())
 
 
-def test_another_n_past_than_the_checkpoints_is_an_error(ckpt):
-    with pytest.raises(ValueError, match="n_past=3 differs from the checkpoint's n_past=2"):
-        BairWorldEnv(checkpoint=ckpt, n_past=3, references=FakeReferences())
-    assert BairWorldEnv(checkpoint=ckpt, n_past=2, references=FakeReferences()).n_past == 2
-
-
 def test_world_options_are_keywords_and_an_unknown_one_is_named():
     with pytest.raises(TypeError, match="'chekpoint'"):
         gym.make("BairWorld-v0", chekpoint="x")

@@ -13,20 +13,20 @@ from helpers import make_sequence
 from bair_world.checkpoint import save_checkpoint
 from bair_world.data import DataError
 from bair_world.data.bair_folder import write_sequence
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 from bair_world.seeding import latent_generators
 from bair_world.training import evaluate as ev
 from bair_world.world_model import WorldModel
 
 N_SEQ, N_PAST, N_FUTURE = 5, 2, 3
-FAST = dict(n_past=N_PAST, n_future=N_FUTURE, device="cpu", progress=False)
+FAST = dict(n_future=N_FUTURE, device="cpu", progress=False)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     torch.manual_seed(0)
-    ckpt = save_checkpoint(root / "ckpt", SVG(preset("tiny")), step=7, epoch=1)
+    ckpt = save_checkpoint(root / "ckpt", SVG(model_preset("tiny")), step=7, epoch=1)
     sequences = [make_sequence(i, length=N_PAST + N_FUTURE + 1) for i in range(N_SEQ)]
     for i, seq in enumerate(sequences):  # natural sort: traj_0/{0,1}, traj_1/{2,3}, traj_2/{4}
         write_sequence(root / "data" / "test" / f"traj_{i // 2}" / str(i), *seq)
@@ -59,7 +59,7 @@ def test_model_psnr_equals_a_direct_rollout(setup):
     frames = torch.from_numpy(np.stack([s[0] for s in sequences])).permute(0, 1, 4, 2, 3).float() / 255  # (N,T,3,64,64)
     conds = torch.from_numpy(np.concatenate([np.stack([s[1] for s in sequences]),
                                              np.stack([s[2] for s in sequences])], -1))  # (N, T, 7)
-    pred = WorldModel(model).rollout(frames, conds, N_PAST, N_FUTURE, latent_generators(3, range(N_SEQ), 0))
+    pred = WorldModel(model).rollout(frames, conds, N_FUTURE, latent_generators(3, range(N_SEQ), 0))
     pred = pred.clamp(0, 1).numpy()
     target = frames[:, N_PAST:N_PAST + N_FUTURE].numpy()
     ref = [[skm.peak_signal_noise_ratio(target[i, t], pred[i, t], data_range=1.0) for t in range(N_FUTURE)]
@@ -96,7 +96,7 @@ def test_cli_writes_json_plot_and_table(setup, tmp_path, capsys):
 def test_bad_requests_name_the_problem(setup, tmp_path, capsys):
     ckpt, data, _ = setup
     with pytest.raises(DataError, match="actions.csv"):  # sequences have 6 frames, 2 + 10 asked
-        ev.evaluate(ckpt, data, n_past=2, n_future=10, device="cpu", progress=False)
+        ev.evaluate(ckpt, data, n_future=10, device="cpu", progress=False)
     with pytest.raises(ValueError, match="samples"):
         ev.evaluate(ckpt, data, samples=0)
     with pytest.raises(DataError, match="validate"):
@@ -168,7 +168,7 @@ def test_region_psnr_and_sharpness_on_labelled_pushing_world_data(setup, tmp_pat
     for i in range(2):
         r = rollout(i, labels=True)
         write_sequence(root / "test" / "traj_0" / str(i), r.frames, r.actions, r.positions, labels=r.labels)
-    report = ev.evaluate(ckpt, root, n_past=2, n_future=28, device="cpu", progress=False)
+    report = ev.evaluate(ckpt, root, n_future=28, device="cpu", progress=False)
     for name in ("arm_psnr", "objects_psnr", "static_psnr", "sharpness", "moving_sharpness"):
         assert len(report["model"][name]["per_step"]) == 28 and len(report["baseline"][name]["per_step"]) == 28
     seq = root / "test" / "traj_0" / "0"

@@ -15,11 +15,11 @@ from bair_world.training import data as train_data
 from bair_world.training import presets
 from bair_world.training import train as train_module
 from bair_world.training.reporting import epoch_position, plot_history
-from bair_world.training.train import main
+from bair_world.training.train import train
 
 
 def tiny(data_root: Path, log_dir: Path, name: str = "run", **changes):
-    cfg = presets.preset("tiny").replace(data_root=data_root, log_dir=log_dir, name=name, progress=False,
+    cfg = presets.training_preset("tiny").replace(data_root=data_root, log_dir=log_dir, name=name, progress=False,
                                          batch_size=2, val_sequences=2, sample_every=0)
     return cfg.replace(**changes)
 
@@ -32,7 +32,7 @@ def test_the_budget_counts_data_preparation(data_root, tmp_path, monkeypatch):
         return real(cfg)
 
     monkeypatch.setattr(train_data, "resolve_data_root", slow_generation)
-    summary = main(tiny(data_root, tmp_path, max_minutes=0.004))  # 0.24 s < the data preparation
+    summary = train(tiny(data_root, tmp_path, max_minutes=0.004))  # 0.24 s < the data preparation
     assert summary["stopped_by_budget"] and summary["step"] == 1  # at least one step, then stop
     assert "spent on setup" in (tmp_path / "run" / "train.log").read_text()
 
@@ -40,7 +40,7 @@ def test_the_budget_counts_data_preparation(data_root, tmp_path, monkeypatch):
 def test_quick_trains_on_the_small_cached_dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("BAIR_WORLD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(train_data, "QUICK_COUNTS", {"train": 3, "validate": 2, "test": 0})
-    cfg = presets.preset("tiny").replace(quick=True, progress=False)
+    cfg = presets.training_preset("tiny").replace(quick=True, progress=False)
     root = train_data.resolve_data_root(cfg)
     assert root.parent == tmp_path / "cache" and "train3-validate2-test0" in root.name
     from bair_world.data.packed import open_dataset
@@ -147,7 +147,7 @@ def test_a_signal_stop_is_recorded_in_the_metrics_and_the_text_log(data_root, tm
         return real(*a)
 
     monkeypatch.setattr(train_module, "teacher_mask", mask_then_interrupt)
-    summary = main(tiny(data_root, tmp_path))
+    summary = train(tiny(data_root, tmp_path))
     assert summary["stopped_by_signal"] == "SIGTERM"
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["partial"] and rows[0]["stopped"] == "SIGTERM"
@@ -340,9 +340,9 @@ def test_integrate_position_vector_restarts_positions_on_autoreset(ckpt):
 
 
 def test_the_budget_stop_names_the_command_that_continues(data_root, tmp_path, capsys):
-    from bair_world.training.train import cli
+    from bair_world.training.train import main
 
     argv = ["--preset", "tiny", "--data-root", str(data_root), "--log-dir", str(tmp_path), "--name", "r",
             "--no-progress", "--max-minutes", "1e-7", "--sample-every", "0"]
-    assert cli(argv, prog="bair-world train") == 0
+    assert main(argv, prog="bair-world train") == 0
     assert f"continue with: bair-world train --resume {tmp_path / 'r'}" in capsys.readouterr().out

@@ -28,7 +28,7 @@ from bair_world.data.completion import MARKER
 from bair_world.data.packed import PackedDataset, PackedSplit, open_dataset
 from bair_world.data.synthetic import LOCK, default_dataset_root, write_dataset, write_packed
 from bair_world.data.validate import check_dataset, clean_dataset
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 from bair_world.pidlock import PidLock, stale_lock_files
 from helpers import REPO, make_sequence, make_tiny_checkpoint, write_bair_tfrecord, write_folder_dataset
 
@@ -118,7 +118,7 @@ def test_pack_under_ulimit_exits_2_and_leaves_no_staging_folder(tmp_path):
 def test_a_checkpoint_save_verifies_its_weights_file(tmp_path, monkeypatch):
     import bair_world.checkpoint as ckpt
 
-    model = SVG(preset("tiny"))
+    model = SVG(model_preset("tiny"))
     real = ckpt.save_file
 
     def short(tensors, path, metadata=None):  # a writer that "succeeds" but leaves a short file
@@ -261,7 +261,7 @@ def test_an_old_checkpoint_without_a_hash_still_loads(tiny):
 
 
 def test_f16_relabelled_bf16_is_refused(tmp_path):
-    model = SVG(preset("tiny"))
+    model = SVG(model_preset("tiny"))
     ckpt = save_checkpoint(tmp_path / "c", model, step=0, epoch=0, half=True)
 
     def relabel(header):  # one tensor relabelled (same byte size); the metadata dropped to make room
@@ -320,7 +320,7 @@ def test_shapes_are_checked_from_the_header_before_the_model_is_built(tiny, monk
     ("cond_std", 0.0, r"model.safetensors: cond_std must be > 0"),
 ])
 def test_nan_weights_and_zero_cond_std_name_the_file(tmp_path, name, value, match):
-    model = SVG(preset("tiny"))
+    model = SVG(model_preset("tiny"))
     with torch.no_grad():
         if name == "cond_std":
             model.cond_std.zero_()
@@ -482,7 +482,7 @@ def test_installed_folders_get_mkdirs_mode_under_the_umask(tmp_path, monkeypatch
         pack = write_packed(tmp_path / "p", COUNTS1, workers=1, progress=False, length=2).root
         monkeypatch.setenv("BAIR_WORLD_CACHE", str(tmp_path / "cache"))
         cached = default_dataset_root(counts=COUNTS1, workers=1, progress=False)
-        ckpt = save_checkpoint(tmp_path / "c", SVG(preset("tiny")), step=0, epoch=0)
+        ckpt = save_checkpoint(tmp_path / "c", SVG(model_preset("tiny")), step=0, epoch=0)
         for folder in (seq, pack, pack / "train", cached, cached / "train", ckpt):
             assert _mode(folder) == 0o755, folder
         assert _mode(seq / "0.png") == 0o644

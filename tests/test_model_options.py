@@ -11,10 +11,10 @@ from bair_world.checkpoint import load_checkpoint, save_checkpoint
 from bair_world.models import SVG
 from bair_world.models.backbone import spatial_maps
 from bair_world.models.config import ModelConfig
-from bair_world.models.config import preset as model_preset
+from bair_world.models.config import model_preset
 from bair_world.training.loss import SequenceLoss, changed_pixels, weighted_mse
 from bair_world.training.model_init import init_from
-from bair_world.training.train import main
+from bair_world.training.train import train
 
 from test_train import tiny
 
@@ -41,7 +41,7 @@ def _rollout(model: SVG, frames: torch.Tensor, conds: torch.Tensor, seed: int = 
 def test_each_option_trains_a_step_and_round_trips_a_checkpoint(name, data_root, tmp_path):
     cfg = tiny(data_root, tmp_path)
     cfg = cfg.replace(model=cfg.model.replace(**OPTIONS[name]), epochs=1, epoch_size=1, change_weight=4.0)
-    summary = main(cfg)
+    summary = train(cfg)
     assert np.isfinite(summary["val_psnr"])
     model, info = load_checkpoint(tmp_path / "run" / "last")
     for key, value in OPTIONS[name].items():

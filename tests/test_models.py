@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from bair_world.models import SVG, GaussianLSTM, ModelConfig, preset, standard_normal
+from bair_world.models import SVG, GaussianLSTM, ModelConfig, model_preset, standard_normal
 from bair_world.models.svg import kl_gaussian
 
 B = 2
@@ -12,7 +12,7 @@ B = 2
 
 def make(**overrides) -> SVG:
     torch.manual_seed(0)
-    return SVG(preset("tiny", **overrides))
+    return SVG(model_preset("tiny", **overrides))
 
 
 def frames(n=B, seed=1):
@@ -183,12 +183,12 @@ def test_bad_input_and_config_errors():
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
         ModelConfig.from_dict({"backbone": "vgg", "colour": 1})
     with pytest.raises(ValueError, match="unknown model preset"):
-        preset("huge")
-    assert ModelConfig.from_dict(preset("seed").to_dict()) == preset("seed")
+        model_preset("huge")
+    assert ModelConfig.from_dict(model_preset("seed").to_dict()) == model_preset("seed")
 
 
 def test_weight_init_follows_svg():
-    model = SVG(preset("tiny", width=1.0))
+    model = SVG(model_preset("tiny", width=1.0))
     conv = model.encoder.c2[0].weight
     bn = model.encoder.c2[1].weight
     assert abs(conv.std().item() - 0.02) < 0.002 and abs(conv.mean().item()) < 0.002
@@ -230,9 +230,9 @@ def test_channels_last_and_autocast():
 
 
 def test_presets_sizes():
-    counts = {name: SVG(preset(name)).parameter_count() for name in ("tiny", "cpu")}
+    counts = {name: SVG(model_preset(name)).parameter_count() for name in ("tiny", "cpu")}
     assert counts["tiny"] < counts["cpu"] < 5_000_000
-    seed = preset("seed")
+    seed = model_preset("seed")
     assert (seed.backbone, seed.g_dim, seed.z_dim, seed.rnn_size, seed.prior, seed.skip) == (
         "vgg", 128, 64, 256, "fixed", "previous")
 
@@ -273,7 +273,7 @@ def test_pixel_motion_model_starts_as_the_plain_model_and_learns_its_head(backbo
     """motion=True adds a flow + mask head whose initial output keeps the plain model's frames
     (mask ~0), so a plain checkpoint can be fine-tuned into it; its head receives gradients."""
     torch.manual_seed(0)
-    cfg = preset("tiny").replace(backbone=backbone, residual=True)
+    cfg = model_preset("tiny").replace(backbone=backbone, residual=True)
     plain, moving = SVG(cfg).eval(), SVG(cfg.replace(motion=True)).eval()
     missing, unexpected = moving.load_state_dict(plain.state_dict(), strict=False)
     assert unexpected == [] and missing and all(k.startswith("motion_head.") for k in missing)

@@ -37,7 +37,7 @@ def setup(tmp_path_factory):
     for i in range(N_SEQ):
         ref = fake_reference(i)  # 30 frames, as BAIR (the env reads 30)
         write_sequence(root / "data" / "test" / "traj_0" / str(i), ref.frames, ref.actions, ref.positions)
-    report = evaluate(ckpt, root / "data", split="test", n_past=N_PAST, n_future=N_FUTURE, seed=SEED,
+    report = evaluate(ckpt, root / "data", split="test", n_future=N_FUTURE, seed=SEED,
                       batch_size=2, device="cpu", progress=False)
     return ckpt, root / "data", report
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bair_world.checkpoint import load_checkpoint, load_resume_state, save_checkpoint
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 from bair_world.training import presets
 from bair_world.training import train as train_module
 from bair_world.training.runlock import RunFolderBusy, RunLock, lock_path
-from bair_world.training.train import cli, main
+from bair_world.training.train import main, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,11 +55,11 @@ def holder(tmp_path):
 
 def test_a_second_run_on_a_locked_folder_refuses_with_the_holders_pid(holder, data_root, tmp_path, capsys):
     log_dir = tmp_path / "runs"
-    assert cli(args(data_root, log_dir, "--seed", "2")) == 2
+    assert main(args(data_root, log_dir, "--seed", "2")) == 2
     line = one_line(capsys)
     assert str(log_dir / "r") in line and f"pid {holder.pid}" in line and "in use" in line
     assert not (log_dir / "r").exists()  # nothing written
-    assert cli(["--resume", str(log_dir / "r")]) == 2  # resuming it is refused too (here: not a run yet)
+    assert main(["--resume", str(log_dir / "r")]) == 2  # resuming it is refused too (here: not a run yet)
     capsys.readouterr()
 
 
@@ -77,17 +77,17 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
 def test_a_fresh_run_never_overwrites_an_existing_run(data_root, tmp_path, capsys):
     log_dir = tmp_path / "runs"
-    assert cli(args(data_root, log_dir, "--epochs", "1")) == 0
+    assert main(args(data_root, log_dir, "--epochs", "1")) == 0
     before = snapshot(log_dir / "r")
     capsys.readouterr()
-    assert cli(args(data_root, log_dir, "--seed", "2")) == 2
+    assert main(args(data_root, log_dir, "--seed", "2")) == 2
     line = one_line(capsys)
     assert "already holds a run" in line and f"--resume {log_dir / 'r'}" in line
     assert snapshot(log_dir / "r") == before
 
 
 def test_a_save_leaves_another_live_process_temporary_alone(tmp_path):
-    model = SVG(preset("tiny"))
+    model = SVG(model_preset("tiny"))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     live, stale = tmp_path / f".last.tmp-{os.getppid()}-abcd1234", tmp_path / f".last.tmp-{dead.pid}-abcd1234"
@@ -98,7 +98,7 @@ def test_a_save_leaves_another_live_process_temporary_alone(tmp_path):
 
 def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path, capsys):
     before = snapshot(tmp_path)
-    assert cli(["--resume", str(tmp_path)]) == 2  # raised while parsing: still one line
+    assert main(["--resume", str(tmp_path)]) == 2  # raised while parsing: still one line
     line = one_line(capsys)
     assert str(tmp_path / "train_config.json") in line and "nothing to resume" in line
     assert snapshot(tmp_path) == before
@@ -106,7 +106,7 @@ def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path, capsys):
 
 def test_a_log_dir_that_is_a_file_is_one_line(data_root, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    assert cli(args(data_root, tmp_path / "file")) == 2
+    assert main(args(data_root, tmp_path / "file")) == 2
     line = one_line(capsys)
     assert line == f"train.py: cannot write: {tmp_path / 'file'}: is a file, not a folder"
     assert (tmp_path / "file").read_text() == "x"
@@ -117,7 +117,7 @@ def test_a_read_only_log_dir_is_one_line_before_any_work(data_root, tmp_path, ca
         raise OSError(errno.EROFS, "Read-only file system", str(self))
 
     monkeypatch.setattr(Path, "mkdir", read_only)
-    assert cli(args(data_root, tmp_path / "ro")) == 2
+    assert main(args(data_root, tmp_path / "ro")) == 2
     assert one_line(capsys) == f"train.py: cannot write: {tmp_path / 'ro'}: Read-only file system"
 
 
@@ -128,7 +128,7 @@ def test_a_full_disk_is_one_line_naming_the_checkpoint(data_root, tmp_path, caps
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint, "save_file", full)
-    assert cli(args(data_root, tmp_path, "--epochs", "1")) == 2
+    assert main(args(data_root, tmp_path, "--epochs", "1")) == 2
     line = one_line(capsys)
     assert line == f"train.py: cannot write: {tmp_path / 'r' / 'best'}: No space left on device"
     assert not list((tmp_path / "r").glob(".*.tmp-*"))  # no half-written checkpoint left
@@ -148,15 +148,15 @@ def test_sigint_stops_mid_epoch_with_a_resumable_checkpoint(data_root, tmp_path,
         return real(*a)
 
     monkeypatch.setattr(train_module, "teacher_mask", mask_then_interrupt)
-    cfg = presets.preset("tiny").replace(data_root=data_root, log_dir=tmp_path, name="r", progress=False,
+    cfg = presets.training_preset("tiny").replace(data_root=data_root, log_dir=tmp_path, name="r", progress=False,
                                          batch_size=2, val_sequences=2, sample_every=0)
-    summary = main(cfg)
+    summary = train(cfg)
     assert summary["stopped_by_signal"] == "SIGINT" and summary["step"] == 3
     assert load_resume_state(tmp_path / "r" / "last")["partial"]["batches"] == 1
     assert signal.getsignal(signal.SIGINT) is inherited  # the inherited handler restored, whatever it was
     monkeypatch.undo()
     capsys.readouterr()
-    assert cli(["--resume", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert main(["--resume", str(tmp_path / "r"), "--no-progress"]) == 0
     assert f"[train] resuming {tmp_path / 'r'} from step 3 (epoch 2, batch 1)" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "r" / "last")[1]["step"] == 4
 

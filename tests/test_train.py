@@ -20,14 +20,14 @@ from safetensors.torch import load_file
 from bair_world.checkpoint import load_checkpoint, load_resume_state
 from bair_world.data import DataError
 from bair_world.models import SVG
-from bair_world.models.config import preset as model_preset
+from bair_world.models.config import model_preset
 from bair_world.training import presets
 from bair_world.training import train as train_module
 from bair_world.training.data import EpochSampler
 from bair_world.training.loss import SequenceLoss, gradient_difference, teacher_mask
 from bair_world.training.step import TrainingDiverged
 from bair_world.training.runlock import RunFolderError
-from bair_world.training.train import main
+from bair_world.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ DATA_COUNTS = {"train": 6, "validate": 3}  # sequences per split of the `data_ro
 
 
 def tiny(data_root: Path, log_dir: Path, name: str = "run", **changes):
-    cfg = presets.preset("tiny").replace(data_root=data_root, log_dir=log_dir, name=name, progress=False,
+    cfg = presets.training_preset("tiny").replace(data_root=data_root, log_dir=log_dir, name=name, progress=False,
                                          batch_size=2, val_sequences=3)
     return cfg.replace(**changes)
 
@@ -52,7 +52,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 
 def test_smoke_run_writes_checkpoints_metrics_plots_and_samples(data_root, tmp_path):
-    summary = main(tiny(data_root, tmp_path))
+    summary = train(tiny(data_root, tmp_path))
     run = tmp_path / "run"
     assert summary["run_dir"] == str(run) and summary["epoch"] == 2 and summary["step"] == 4
     assert np.isfinite(summary["val_psnr"]) and np.isfinite(summary["baseline_psnr"])
@@ -91,17 +91,17 @@ class NaNAfter(SequenceLoss):
 
 def test_nan_stops_with_step_keeps_last_good_checkpoint_and_resume_matches_uninterrupted(
         data_root, tmp_path, monkeypatch):
-    main(tiny(data_root, tmp_path, "straight"))
+    train(tiny(data_root, tmp_path, "straight"))
     cfg = tiny(data_root, tmp_path, "broken")
     monkeypatch.setattr(train_module, "SequenceLoss", NaNAfter)
     NaNAfter.calls = 0
     with pytest.raises(TrainingDiverged, match="step 3 .*epoch 2.*last good checkpoint"):
-        main(cfg)
+        train(cfg)
     run = tmp_path / "broken"
     _, info = load_checkpoint(run / "last")
     assert info["epoch"] == 1 and info["step"] == 2
     monkeypatch.setattr(train_module, "SequenceLoss", SequenceLoss)
-    summary = main(cfg.replace(resume=run))
+    summary = train(cfg.replace(resume=run))
     assert summary["epoch"] == 2 and summary["step"] == 4
     assert_same_weights(weights(run), weights(tmp_path / "straight"))
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -112,19 +112,19 @@ def test_nan_stops_with_step_keeps_last_good_checkpoint_and_resume_matches_unint
 
 
 def test_resume_of_a_finished_run_with_more_epochs_continues_from_its_step(data_root, tmp_path):
-    main(tiny(data_root, tmp_path, epochs=1))
-    summary = main(tiny(data_root, tmp_path, epochs=2, resume=tmp_path / "run"))
+    train(tiny(data_root, tmp_path, epochs=1))
+    summary = train(tiny(data_root, tmp_path, epochs=2, resume=tmp_path / "run"))
     assert summary["epoch"] == 2 and summary["step"] == 4
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3
 
 
 def test_bad_inputs_fail_clearly(data_root, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        main(tiny(tmp_path / "nowhere", tmp_path))
+        train(tiny(tmp_path / "nowhere", tmp_path))
     with pytest.raises(RunFolderError, match="not a train.py run folder"):
-        main(tiny(data_root, tmp_path, resume=tmp_path / "empty"))
+        train(tiny(data_root, tmp_path, resume=tmp_path / "empty"))
     with pytest.raises((DataError, ValueError), match="42"):  # validation sequences are only 30 long
-        main(tiny(data_root, tmp_path, val_n_future=40))
+        train(tiny(data_root, tmp_path, val_n_future=40))
 
 
 @pytest.mark.slow

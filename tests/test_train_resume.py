@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from bair_world.checkpoint import CheckpointError, load_checkpoint, load_resume_state
 from bair_world.training import presets
-from bair_world.training.train import cli, main, parse_config
+from bair_world.training.train import main, parse_config, train
 
 
 DATA_COUNTS = {"train": 4, "validate": 2}  # sequences per split of the `data_root` fixture (conftest.py)
@@ -21,12 +21,12 @@ DATA_COUNTS = {"train": 4, "validate": 2}  # sequences per split of the `data_ro
 def straight(data_root, tmp_path_factory) -> Path:
     """An uninterrupted tiny run (2 epochs x 2 steps) to compare stopped-and-resumed runs with."""
     log_dir = tmp_path_factory.mktemp("straight")
-    main(tiny(data_root, log_dir, "straight"))
+    train(tiny(data_root, log_dir, "straight"))
     return log_dir / "straight"
 
 
 def tiny(data_root: Path, log_dir: Path, name: str = "run", **changes):
-    cfg = presets.preset("tiny").replace(data_root=data_root, log_dir=log_dir, name=name, progress=False,
+    cfg = presets.training_preset("tiny").replace(data_root=data_root, log_dir=log_dir, name=name, progress=False,
                                          batch_size=2, val_sequences=2, sample_every=0)
     return cfg.replace(**changes)
 
@@ -44,7 +44,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 def test_budget_stops_inside_an_epoch_and_resumes_exactly(data_root, straight, tmp_path):
     tiny_budget = 1e-7  # minutes: exceeded by the first optimiser step
-    summary = main(tiny(data_root, tmp_path, max_minutes=tiny_budget))
+    summary = train(tiny(data_root, tmp_path, max_minutes=tiny_budget))
     run = tmp_path / "run"
     assert summary["stopped_by_budget"] and summary["step"] == 1 and summary["epoch"] == 0
     _, info = load_checkpoint(run / "last")
@@ -61,13 +61,13 @@ def test_budget_stops_inside_an_epoch_and_resumes_exactly(data_root, straight, t
     assert "time budget of 1e-07 min reached after step 1" in (run / "train.log").read_text()
 
     # a resumed run gets a fresh budget: it stops again after one step, now at the end of epoch 1
-    summary = main(tiny(data_root, tmp_path, max_minutes=tiny_budget, resume=run))
+    summary = train(tiny(data_root, tmp_path, max_minutes=tiny_budget, resume=run))
     assert summary["stopped_by_budget"] and (summary["step"], summary["epoch"]) == (2, 1)
     assert "partial" not in load_resume_state(run / "last")
     # the budget is lifted on the command line of the resume; the run finishes
     cfg = parse_config(["--resume", str(run), "--max-minutes", "none", "--no-progress"])
     assert cfg.max_minutes is None and cfg.resume == run
-    summary = main(cfg)
+    summary = train(cfg)
     assert not summary["stopped_by_budget"] and (summary["step"], summary["epoch"]) == (4, 2)
 
     assert_same_weights(run, straight)  # stopped twice, resumed twice == never stopped
@@ -80,36 +80,36 @@ def test_budget_stops_inside_an_epoch_and_resumes_exactly(data_root, straight, t
 
 
 def test_generous_budget_changes_nothing(data_root, straight, tmp_path):
-    summary = main(tiny(data_root, tmp_path, max_minutes=60.0))
+    summary = train(tiny(data_root, tmp_path, max_minutes=60.0))
     assert not summary["stopped_by_budget"] and summary["step"] == 4
     assert_same_weights(tmp_path / "run", straight)
 
 
 def test_budget_must_be_positive():
     with pytest.raises(ValueError, match="max_minutes"):
-        presets.preset("tiny").replace(max_minutes=0.0)
+        presets.training_preset("tiny").replace(max_minutes=0.0)
     with pytest.raises(SystemExit):
         parse_config(["--max-minutes", "-1"])
 
 
 def test_corrupt_last_checkpoint_names_the_file_on_resume(data_root, tmp_path, capsys):
-    main(tiny(data_root, tmp_path, epochs=1))
+    train(tiny(data_root, tmp_path, epochs=1))
     weights = tmp_path / "run" / "last" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # truncated by a full disk, say
     with pytest.raises(CheckpointError, match="model.safetensors"):
-        main(tiny(data_root, tmp_path, resume=tmp_path / "run"))
-    assert cli(["--resume", str(tmp_path / "run"), "--no-progress"]) == 2
+        train(tiny(data_root, tmp_path, resume=tmp_path / "run"))
+    assert main(["--resume", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "cannot resume" in err and str(weights) in err
 
 
 def test_resume_falls_back_to_the_backup_of_an_interrupted_checkpoint_swap(data_root, straight, tmp_path):
-    main(tiny(data_root, tmp_path, max_minutes=1e-7))  # stops after step 1
+    train(tiny(data_root, tmp_path, max_minutes=1e-7))  # stops after step 1
     run = tmp_path / "run"
     # A save killed between its two renames (systems without an atomic exchange) leaves only the
     # backup; the checkpoint module promises loading falls back to it, so resume must use it.
     (run / "last").rename(run / ".last.previous")
     with pytest.warns(UserWarning, match="previous checkpoint"):
-        summary = main(tiny(data_root, tmp_path, resume=run, max_minutes=None))
+        summary = train(tiny(data_root, tmp_path, resume=run, max_minutes=None))
     assert (summary["epoch"], summary["step"]) == (2, 4)
     assert_same_weights(run, straight)

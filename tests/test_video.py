@@ -13,7 +13,7 @@ from helpers import make_sequence
 from bair_world import cli, rollout_cli, video
 from bair_world.checkpoint import save_checkpoint
 from bair_world.data.bair_folder import write_sequence
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 
 T, K, SCALE = 6, 2, 2
 
@@ -150,7 +150,7 @@ def test_failed_write_keeps_the_old_file_and_no_temp(rollout, tmp_path, monkeypa
 @pytest.fixture
 def tiny_checkpoint_and_data(tmp_path):
     torch.manual_seed(0)
-    model = SVG(preset("tiny"))
+    model = SVG(model_preset("tiny"))
     ckpt = save_checkpoint(tmp_path / "ckpt", model, step=0, epoch=0)
     for i in range(2):
         write_sequence(tmp_path / "data" / "test" / "traj_0" / str(i), *make_sequence(i, length=T))
@@ -167,11 +167,11 @@ def test_rollout_cli_writes_video_with_k_samples(tiny_checkpoint_and_data, tmp_p
     back = iio.imread(out, index=None)
     assert back.shape[0] == T and back.shape[2] == 5 * (64 + 4)  # recorded + 2 samples + 2 error panels
 
-    recorded, predicted = rollout_cli.predict_rollout(ckpt, data, index=1, samples=2, n_past=2, n_future=T - 2,
+    recorded, predicted = rollout_cli.predict_rollout(ckpt, data, index=1, samples=2, n_future=T - 2,
                                                 device="cpu")
     assert np.array_equal(recorded, make_sequence(1, length=T)[0])
     assert np.array_equal(predicted[:, :2], np.broadcast_to(recorded[:2], (2, 2, 64, 64, 3)))  # context shown as is
-    again = rollout_cli.predict_rollout(ckpt, data, index=1, samples=2, n_past=2, n_future=T - 2, device="cpu")[1]
+    again = rollout_cli.predict_rollout(ckpt, data, index=1, samples=2, n_future=T - 2, device="cpu")[1]
     assert np.array_equal(predicted, again)  # seeded
 
 
@@ -182,9 +182,7 @@ def test_rollout_rejects_bad_index_and_too_long_request(tiny_checkpoint_and_data
     with pytest.raises(IndexError, match="out of range"):
         rollout_cli.predict_rollout(ckpt, data, index=5, n_future=2, device="cpu")
     with pytest.raises(DataError, match="actions.csv"):
-        rollout_cli.predict_rollout(ckpt, data, n_past=2, n_future=T, device="cpu")
-    with pytest.raises(ValueError, match="n_past=3 differs from the checkpoint's n_past=2"):
-        rollout_cli.predict_rollout(ckpt, data, n_past=3, n_future=2, device="cpu")
+        rollout_cli.predict_rollout(ckpt, data, n_future=T, device="cpu")
 
 
 def test_rollout_cli_refuses_another_n_past_than_the_checkpoints(tiny_checkpoint_and_data, tmp_path, capsys):
@@ -201,7 +199,7 @@ def test_rollout_cli_on_the_real_bair_sequence_reads_back(real_bair_root, tmp_pa
     from bair_world.data.bair_folder import read_sequence
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "ckpt", SVG(preset("tiny")), step=0, epoch=0)
+    ckpt = save_checkpoint(tmp_path / "ckpt", SVG(model_preset("tiny")), step=0, epoch=0)
     out = tmp_path / f"real{suffix}"
     argv = ["rollout", "--checkpoint", str(ckpt), "--out", str(out), "--data-root", str(real_bair_root),
             "--scale", "2", "--device", "cpu"]  # defaults: split test, index 0, 2 context -> 28 predicted

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bair_world.models import SVG, preset
+from bair_world.models import SVG, model_preset
 from bair_world.data.batch import frames_to_uint8
 from bair_world.world_model import WorldModel
 
@@ -14,7 +14,7 @@ N, T = 3, 6
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = SVG(preset("tiny", prior="learned", skip="last_context"))
+    m = SVG(model_preset("tiny", prior="learned", skip="last_context"))
     m.set_normalisation(torch.tensor([0, 0, 1, 1, 0.6, 0, 0.25]), torch.tensor([0.05, 0.05, 1, 1, 0.1, 0.1, 0.03]))
     return m
 
@@ -48,11 +48,11 @@ def test_batched_equals_single_envs_with_same_seeds(model, data):
 def test_seed_fixes_the_rollout_and_different_seeds_differ(model, data):
     frames, conds = data
     wm = WorldModel(model)
-    a = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    b = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    c = wm.rollout(frames, conds, 2, 3, gens([4, 5, 6]))
+    a = wm.rollout(frames, conds, 3, gens([1, 2, 3]))
+    b = wm.rollout(frames, conds, 3, gens([1, 2, 3]))
+    c = wm.rollout(frames, conds, 3, gens([4, 5, 6]))
     assert a.shape == (N, 3, 3, 64, 64) and torch.equal(a, b) and not torch.equal(a, c)
-    shared = wm.rollout(frames, conds, 2, 3, torch.Generator().manual_seed(1))  # one generator for all rows
+    shared = wm.rollout(frames, conds, 3, torch.Generator().manual_seed(1))  # one generator for all rows
     assert shared.shape == a.shape and not a.requires_grad
 
 
@@ -119,7 +119,7 @@ def test_errors(model, data):
     with pytest.raises(ValueError, match="per-row generators"):
         wm.step(conds[:, 0], gens([1]))
     with pytest.raises(ValueError, match="conds"):
-        wm.rollout(frames, conds, 2, 10)
+        wm.rollout(frames, conds, 10)
 
 
 def test_frames_to_uint8():
@@ -139,7 +139,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def lively():
     """PyTorch's default init (not SVG's N(0, 0.02)): frames that vary, so a tolerance means something."""
     torch.manual_seed(0)
-    m = SVG(preset("tiny", prior="learned", skip="last_context"))
+    m = SVG(model_preset("tiny", prior="learned", skip="last_context"))
     for module in m.modules():
         if module is not m and hasattr(module, "reset_parameters"):
             module.reset_parameters()
@@ -149,9 +149,9 @@ def lively():
 
 def test_bfloat16_on_cpu_is_close_to_float32_and_keeps_float32_state(lively, data):
     frames, conds = data
-    exact = WorldModel(lively).rollout(frames, conds, 2, 4, gens([1, 2, 3]))
+    exact = WorldModel(lively).rollout(frames, conds, 4, gens([1, 2, 3]))
     wm = WorldModel(lively, precision="bfloat16")
-    fast = wm.rollout(frames, conds, 2, 4, gens([1, 2, 3]))
+    fast = wm.rollout(frames, conds, 4, gens([1, 2, 3]))
     assert fast.dtype == torch.float32 and fast.shape == exact.shape
     assert 0 <= fast.min() and fast.max() <= 1 and exact.std() > 0.02  # frames with content
     assert _psnr(fast, exact) > 45, "bf16 frames must stay within a tight tolerance of float32 (measured 61 dB)"
@@ -164,9 +164,9 @@ def test_bfloat16_on_cpu_is_close_to_float32_and_keeps_float32_state(lively, dat
 def test_bfloat16_same_seed_same_frames_and_rows_step_alone(model, data):
     frames, conds = data
     wm = WorldModel(model, precision="bfloat16")
-    a = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    b = wm.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    c = wm.rollout(frames, conds, 2, 3, gens([4, 5, 6]))
+    a = wm.rollout(frames, conds, 3, gens([1, 2, 3]))
+    b = wm.rollout(frames, conds, 3, gens([1, 2, 3]))
+    c = wm.rollout(frames, conds, 3, gens([4, 5, 6]))
     assert torch.equal(a, b) and not torch.equal(a, c)
     last0 = wm.last_frame[0].clone()
     out = wm.step(conds[[1, 2], 4], gens([5, 6]), rows=[1, 2])  # merges a float32 sub-state
@@ -176,9 +176,9 @@ def test_bfloat16_same_seed_same_frames_and_rows_step_alone(model, data):
 
 def test_float32_is_unchanged_after_a_bfloat16_world_shared_the_model(model, data):
     frames, conds = data
-    before = WorldModel(model).rollout(frames, conds, 2, 3, gens([1, 2, 3]))
-    WorldModel(model, precision="bfloat16").rollout(frames, conds, 2, 3, gens([1, 2, 3]))  # NHWC in place
-    after = WorldModel(model).rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    before = WorldModel(model).rollout(frames, conds, 3, gens([1, 2, 3]))
+    WorldModel(model, precision="bfloat16").rollout(frames, conds, 3, gens([1, 2, 3]))  # NHWC in place
+    after = WorldModel(model).rollout(frames, conds, 3, gens([1, 2, 3]))
     assert torch.equal(before, after)
 
 
@@ -196,12 +196,12 @@ def test_bad_precision_names_the_allowed_values(model, precision, device, match)
 def test_compiled_step_matches_eager_with_the_same_latents(model, data):
     """compile=True (torch.compile of the prior step): same frames to float rounding, same seeds, any row subset."""
     frames, conds = data
-    eager = WorldModel(model).rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    eager = WorldModel(model).rollout(frames, conds, 3, gens([1, 2, 3]))
     compiled = WorldModel(model, compile=True)
     assert compiled.compiled
-    out = compiled.rollout(frames, conds, 2, 3, gens([1, 2, 3]))
+    out = compiled.rollout(frames, conds, 3, gens([1, 2, 3]))
     torch.testing.assert_close(out, eager, atol=1e-5, rtol=0)
-    assert not torch.equal(out, compiled.rollout(frames, conds, 2, 3, gens([4, 5, 6])))
+    assert not torch.equal(out, compiled.rollout(frames, conds, 3, gens([4, 5, 6])))
     g = gens([7, 8, 9])
     compiled.reset(frames[:, :2], conds[:, :1], g)
     part = compiled.step(conds[1:2, 2], [g[1]], rows=[1])  # batch of 1: compiled again for that size
@@ -217,18 +217,10 @@ def test_compile_without_a_working_compiler_says_what_to_do(data, tmp_path):
 
     torch.manual_seed(5)
     frames, conds = data
-    wm = WorldModel(SVG(preset("tiny", g_dim=24)), compile=True)  # a graph no earlier test compiled
+    wm = WorldModel(SVG(model_preset("tiny", g_dim=24)), compile=True)  # a graph no earlier test compiled
     wm.reset(frames[:1, :2], conds[:1, :1])
     # (torch's config objects must be patched with their own context manager, not monkeypatch)
     with inductor_config.patch({"fx_graph_cache": False, "cpp.cxx": (None, str(tmp_path / "no-such-compiler"))}):
         with pytest.raises(RuntimeError, match="compile=False"):
             wm.step(conds[:1, 2])
 
-
-def test_n_past_comes_from_the_model_and_another_value_is_an_error(model, data):
-    frames, conds = data
-    wm = WorldModel(model)
-    torch.testing.assert_close(wm.rollout(frames, conds, None, 3, gens([1, 2, 3])),
-                               wm.rollout(frames, conds, 2, 3, gens([1, 2, 3])), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="n_past=3 differs from the checkpoint's n_past=2"):
-        wm.rollout(frames, conds, 3, 3)

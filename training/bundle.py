@@ -21,14 +21,12 @@ import json
 import os
 import shutil
 import sys
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bair_world.io import atomic_write_bytes, install_directory, remove_stale_temporaries
+from bair_world.stale import temp_sibling
 
 # torch (and bair_world.checkpoint, which imports it) are imported inside the functions that use them,
 # so `bair-world bundle --help` answers without loading torch.
@@ -138,7 +136,7 @@ def check_rollout(reference, exported, seed: int = 0, n_past: int = 2, n_future:
     """PSNR of two models on one built-in-world sequence with the same latents (evaluate's rule)."""
     import torch
 
-    from bair_world.data.batch import frames_to_float
+    from bair_world.data.batch import cond_of, frames_to_float
     from bair_world.metrics import psnr
     from bair_world.seeding import latent_generators
     from bair_world.sim import generate_sequence
@@ -146,12 +144,12 @@ def check_rollout(reference, exported, seed: int = 0, n_past: int = 2, n_future:
 
     frames, actions, positions = generate_sequence(1_000_000_000 + seed, length=n_past + n_future)
     x = frames_to_float(frames)[None]  # (T, 64, 64, 3) uint8 -> (1, T, 3, 64, 64)
-    cond = torch.from_numpy(np.concatenate([actions, positions], 1).astype(np.float32))[None]  # (1, T, 7)
+    cond = torch.from_numpy(cond_of(actions, positions))[None]  # (1, T, 7)
     target = x[:, n_past:]
     out = {}
     for name, model in (("source", reference), ("exported", exported)):
         with torch.no_grad():
-            pred = WorldModel(model).rollout(x, cond, n_past, n_future, latent_generators(seed, [0]))
+            pred = WorldModel(model).rollout(x, cond, n_future, latent_generators(seed, [0]))
         out[f"{name}_psnr"] = float(psnr(pred, target).mean())
         out[f"{name}_pred"] = pred
     out["max_abs_pixel_diff"] = float((out.pop("source_pred") - out.pop("exported_pred")).abs().max())
@@ -189,7 +187,7 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
     dest.parent.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_temporaries(dest.parent, folders=True):  # a killed bundle's staging folder
         print(f"removed {stale}, left by a killed process", file=sys.stderr)
-    staging = dest.parent / f".{dest.name}.tmp-{os.getpid()}-bundle-{uuid.uuid4().hex[:8]}"
+    staging = temp_sibling(dest)
     try:
         save_checkpoint(staging, model, step=info.get("step", 0), epoch=info.get("epoch", 0),
                         metrics=info.get("metrics"), data_info=info.get("data"), half=half)

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from bair_world.data import Batch, DataError, collate
 from bair_world.data.bair_folder import ACTIONS_FILE, POSITIONS_FILE, BairFolderDataset, read_table
-from bair_world.data.batch import ACTION_DIM, POSITION_DIM
+from bair_world.data.batch import ACTION_DIM, POSITION_DIM, cond_of
 from bair_world.data.packed import PackedDataset, open_dataset
 from bair_world.training.config import TrainConfig
 from bair_world.training.distributed import DistInfo
@@ -50,7 +50,7 @@ def condition_stats(dataset: BairFolderDataset | PackedDataset,
         picked = np.linspace(0, len(picked) - 1, max_sequences).round().astype(int)
     if isinstance(dataset, PackedDataset):
         data = dataset.data
-        conds = np.concatenate([data.actions[picked], data.positions[picked]], -1).reshape(-1, 7)  # (N*T, 7)
+        conds = cond_of(data.actions[picked], data.positions[picked], np.float64).reshape(-1, 7)  # (N, T, 7) -> (N*T, 7)
         if not np.isfinite(conds).all():
             raise DataError(dataset.root / dataset.split, "packed actions/positions contain NaN or inf")
     else:  # read_table names the file (and row) of a bad or non-finite value
@@ -64,7 +64,7 @@ def _csv_conds(seq: Path) -> np.ndarray:
     actions = read_table(seq / ACTIONS_FILE, ACTION_DIM).astype(np.float64)
     positions = read_table(seq / POSITIONS_FILE, POSITION_DIM).astype(np.float64)
     n = min(len(actions), len(positions))
-    return np.concatenate([actions[:n], positions[:n]], axis=1)  # (T, 4) + (T, 3) -> (T, 7)
+    return cond_of(actions[:n], positions[:n], np.float64)  # (T, 4) + (T, 3) -> (T, 7)
 
 
 class EpochSampler(Sampler[int]):

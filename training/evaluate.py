@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bair_world import metrics
-from bair_world.checkpoint import context_frames, default_checkpoint, load_checkpoint
+from bair_world.checkpoint import check_n_past_option, default_checkpoint, load_checkpoint
 from bair_world.training.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.training.eval_report import (JSON_FILE, PLOT_FILE, REGIONS, format_table,  # noqa: F401 (re-exported)
                                              plot_png, write_report)
@@ -58,9 +58,6 @@ class EvalConfig:
     """Split folder of the data root to evaluate on."""
     samples: int = 1
     """Latent draws per sequence; the first is the one-sample protocol, all N give best-of-N."""
-    n_past: Optional[int] = None
-    """Context frames fed to the model (ground truth, posterior latents); None: the checkpoint's
-    (another value is an error naming both)."""
     n_future: int = 28
     """Frames predicted after the context: the full protocol (28 = an env episode; n_past + n_future
     <= the sequences' length, 30 in BAIR)."""
@@ -85,8 +82,8 @@ class EvalConfig:
     ("sensitivity") works on real BAIR too. On the evaluated sequences, one prior sample."""
 
     def __post_init__(self):
-        for name in ("samples", "n_past", "n_future", "batch_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
+        for name in ("samples", "n_future", "batch_size"):
+            if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.short_n_future < 0:
             raise ValueError(f"short_n_future must be >= 0, got {self.short_n_future}")
@@ -123,8 +120,8 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     Args:
         checkpoint: checkpoint directory.
         data_root: BAIR folder root; None uses the embedded synthetic dataset.
-        **options: `EvalConfig` fields (split, samples, n_past, n_future, batch_size, device, seed,
-            max_sequences, progress).
+        **options: `EvalConfig` fields (split, samples, n_future, batch_size, device, seed,
+            max_sequences, progress). The context is the checkpoint's ``n_past`` frames.
 
     Returns:
         The report written to metrics.json: ``model`` / ``best_of_n`` / ``baseline`` each map
@@ -136,12 +133,12 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     """
     cfg = EvalConfig(**options)
     device = resolve_device(cfg.device)
-    cfg = replace(cfg, n_past=context_frames(checkpoint, cfg.n_past))  # the checkpoint's; another is an error
     model, info = load_checkpoint(checkpoint, device)  # before any data is read or generated
+    n_past = model.cfg.n_past
     from bair_world.data.synthetic import default_data_root
 
     data_root = default_data_root(data_root, cfg.split)
-    t_len = cfg.n_past + cfg.n_future
+    t_len = n_past + cfg.n_future
     dataset = open_dataset(data_root, cfg.split, seq_len=t_len)
     n_seq = len(dataset) if cfg.max_sequences is None else min(cfg.max_sequences, len(dataset))
     counterfactual_request(cfg.actions, data_root, cfg.split, n_seq)  # seeds exist, before any work
@@ -157,15 +154,15 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         b = len(batch)
         frames = batch.frames.to(device)  # (B, T, 3, 64, 64)
         conds = batch.cond.to(device)  # (B, T, 7)
-        target = frames[:, cfg.n_past:]  # (B, S, 3, 64, 64)
+        target = frames[:, n_past:]  # (B, S, 3, 64, 64)
         preds = []
         for s in range(cfg.samples):
             gens = latent_generators(cfg.seed, range(seen, seen + b), s)  # the env's rule too
-            preds.append(world.rollout(frames, conds, cfg.n_past, cfg.n_future, gens))  # (B, S, 3, 64, 64)
+            preds.append(world.rollout(frames, conds, cfg.n_future, gens))  # (B, S, 3, 64, 64)
         labels = [dataset.labels(i) for i in range(seen, seen + b)]
-        masks = (region_masks(torch.from_numpy(np.stack(labels)).to(device), cfg.n_past)
+        masks = (region_masks(torch.from_numpy(np.stack(labels)).to(device), n_past)
                  if all(x is not None for x in labels) else None)
-        acc.add(preds, target, metrics.copy_last_frame(frames, cfg.n_past), masks)
+        acc.add(preds, target, metrics.copy_last_frame(frames, n_past), masks)
         seen += b
         bar.update(b)
     elapsed = time.perf_counter() - start
@@ -175,7 +172,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
                        "model": info.get("model")},
         "data": {"root": str(Path(data_root).resolve()), "split": cfg.split, "sequences": n_seq,
                  "sequences_in_split": len(dataset)},
-        "protocol": {"n_past": cfg.n_past, "n_future": cfg.n_future, "samples": cfg.samples, "seed": cfg.seed,
+        "protocol": {"n_past": n_past, "n_future": cfg.n_future, "samples": cfg.samples, "seed": cfg.seed,
                      "latent": "prior", "conditioning": "actions + end-effector positions",
                      "psnr": f"per frame on [0, 1], data range 1, predictions clipped, capped at {metrics.PSNR_CAP_DB} dB",
                      "best_of_n": "per sequence, the draw with the best mean PSNR over the protocol's frames",
@@ -261,6 +258,8 @@ def build_parser(prog: str = "evaluate.py") -> argparse.ArgumentParser:
                         help="folder for metrics.json and the plot (default: runs/eval-<name>-<split> in the "
                              "working directory; <name> is the checkpoint's, prefixed by its run's)")
     add_dataclass_arguments(parser, EvalConfig, title="protocol options")
+    parser.add_argument("--n-past", "--n_past", type=int, default=None,
+                        help="context frames: accepted for the seed's compatibility; must equal the checkpoint's n_past")
     return parser
 
 
@@ -284,6 +283,7 @@ def main(argv: list[str] | None = None, prog: str = "evaluate.py") -> int:
     except ValueError as e:
         parser.error(str(e))
     try:
+        check_n_past_option(ns.checkpoint, ns.n_past)
         report = evaluate(ns.checkpoint, ns.data_root, **asdict(cfg))
     except (DataError, ValueError, RuntimeError, ImportError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -35,7 +35,7 @@ def build_parser(preset_name: str = presets.DEFAULT_PRESET, prog: str = "train.p
     parser.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
                         help=f"base recipe; explicit options override it (default: {presets.DEFAULT_PRESET}, "
                              "or the resumed run's own config)")
-    add_dataclass_arguments(parser, TrainConfig, aliases=SEED_ALIASES, shown_defaults=presets.preset(preset_name),
+    add_dataclass_arguments(parser, TrainConfig, aliases=SEED_ALIASES, shown_defaults=presets.training_preset(preset_name),
                             title=f"training and model options (defaults: the {preset_name!r} preset's values; "
                                   "`--preset NAME --help` shows another's)")
     return parser
@@ -65,7 +65,7 @@ def parse_config(argv: list[str] | None = None, prog: str = "train.py",
         base = TrainConfig.load(explicit["resume"])
         name = None
     else:
-        base = presets.preset(ns.preset or presets.DEFAULT_PRESET)
+        base = presets.training_preset(ns.preset or presets.DEFAULT_PRESET)
         name = f"{ns.preset or presets.DEFAULT_PRESET}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         cfg = apply_overrides(base, explicit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from bair_world.models.config import preset as model_preset
+from bair_world.models.config import model_preset
 from bair_world.training.config import TrainConfig
 
 DEFAULT_PRESET = "cpu"
@@ -86,7 +86,7 @@ PRESETS = {"tiny": _tiny, "cpu": _cpu, "seed": _seed, "bundled_base": _bundled_b
            "bundled_push": _bundled_push}
 
 
-def preset(name: str) -> TrainConfig:
+def training_preset(name: str) -> TrainConfig:
     """The named training preset.
 
     Raises:

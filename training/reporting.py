@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bair_world.configtypes import is_number
 from bair_world.io import atomic_write_bytes, remove_stale_temporaries
 
 # The per-epoch columns, in the order of metrics.csv.
@@ -76,8 +77,7 @@ class RunReporter:
         """Append one epoch's metrics and rewrite the CSV, JSONL and plots."""
         self.history.append(dict(row))
         for key, value in row.items():
-            if key not in ("epoch", "step", "partial", "batches", "epoch_batches") and \
-                    isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key not in ("epoch", "step", "partial", "batches", "epoch_batches") and is_number(value):
                 self.tb.add_scalar(f"epoch/{key}", value, row["step"])
         self.tb.flush()
         self._write_tables()

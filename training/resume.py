@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from bair_world.configtypes import is_int, is_number
 from bair_world.checkpoint import CheckpointError, load_checkpoint, load_resume_state, save_checkpoint
 from bair_world.models import SVG
 from bair_world.training import distributed as D
@@ -89,7 +90,7 @@ def _check_resume_state(state: dict, file: Path) -> None:
     if not isinstance(state, dict):
         raise CheckpointError(file, f"resume state must be a dict, got {type(state).__name__}")
     best = state.get("best_psnr", -math.inf)
-    if isinstance(best, bool) or not isinstance(best, (int, float)):
+    if not is_number(best):
         raise CheckpointError(file, f"best_psnr must be a number, got {best!r}")
     if not isinstance(state.get("history", []), list):
         raise CheckpointError(file, "history must be a list of per-epoch rows")
@@ -97,8 +98,7 @@ def _check_resume_state(state: dict, file: Path) -> None:
     if partial is None:
         return
     ok = isinstance(partial, dict) and all(
-        isinstance(partial.get(k), int) and not isinstance(partial.get(k), bool) and partial[k] >= 0
-        for k in ("epoch", "batches")) and isinstance(partial.get("sums"), list) and isinstance(partial.get("rng"), list)
+        is_int(partial.get(k)) and partial[k] >= 0 for k in ("epoch", "batches")) and isinstance(partial.get("sums"), list) and isinstance(partial.get("rng"), list)
     if not ok:
         raise CheckpointError(file, "partial (progress inside an epoch) needs integer epoch and batches, "
                                     "and lists sums and rng")

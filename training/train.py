@@ -48,7 +48,7 @@ from bair_world.training.validation import baseline_psnr, validate
 GIF_SEQUENCES = 4
 
 
-def main(cfg: TrainConfig | None = None, started: float | None = None) -> dict:
+def train(cfg: TrainConfig | None = None, started: float | None = None) -> dict:
     """Train with ``cfg`` (default: the `cpu` preset) and return the run summary.
 
     ``started`` (a `time.perf_counter` value, default: now) is when the invocation began: the
@@ -65,7 +65,7 @@ def main(cfg: TrainConfig | None = None, started: float | None = None) -> dict:
         CheckpointError: resuming from a corrupt or incomplete ``last`` checkpoint (names the file).
     """
     started = time.perf_counter() if started is None else started
-    cfg = presets.preset(presets.DEFAULT_PRESET) if cfg is None else cfg
+    cfg = presets.training_preset(presets.DEFAULT_PRESET) if cfg is None else cfg
     info, device = D.init_distributed(cfg.device)
     try:
         if cfg.resume is not None:
@@ -75,16 +75,16 @@ def main(cfg: TrainConfig | None = None, started: float | None = None) -> dict:
         # Rank 0 alone writes the folder, so it alone holds the lock; it is taken before any work.
         with RunLock(run_dir) if info.is_main else contextlib.nullcontext():
             check_run_folder(run_dir, resuming=cfg.resume is not None, config_file=CONFIG_FILE)
-            summary = train(cfg, info, device, run_dir, started)
+            summary = _train_rank(cfg, info, device, run_dir, started)
             D.barrier(info)  # no rank tears the group down while another still talks to it (gloo aborts)
         return summary
     finally:
         D.cleanup(info)
 
 
-def train(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Path,
-          started: float | None = None) -> dict:
-    """The run in ``run_dir`` on this process (rank ``info.rank``); see `main` (``started``: the
+def _train_rank(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: Path,
+                started: float | None = None) -> dict:
+    """The run in ``run_dir`` on this process (rank ``info.rank``); see `train` (``started``: the
     budget's start, default now)."""
     started = time.perf_counter() if started is None else started
     # -- setup: data, model, optimiser, schedules, run folder -------------------------------------
@@ -253,7 +253,7 @@ def parse_config(argv: list[str] | None = None, prog: str = "train.py") -> Train
     return options.parse_config(argv, prog=prog)
 
 
-def cli(argv: list[str] | None = None, prog: str = "train.py") -> int:
+def main(argv: list[str] | None = None, prog: str = "train.py") -> int:
     """Entry point: parse, train, print the summary.
 
     Every failure is one line on stderr naming the argument, file or folder. Exit status: 0 done,
@@ -264,7 +264,7 @@ def cli(argv: list[str] | None = None, prog: str = "train.py") -> int:
     command = "python training/train.py" if prog == "train.py" else prog
     try:
         cfg = parse_config(argv, prog)
-        summary = main(cfg, started)
+        summary = train(cfg, started)
     except TrainingDiverged as e:
         print(f"{prog}: stopped: {e}", file=sys.stderr)
         return 1
@@ -303,4 +303,4 @@ def cli(argv: list[str] | None = None, prog: str = "train.py") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

@@ -37,6 +37,6 @@ def validate(model: SVG, frames: torch.Tensor, conds: torch.Tensor, n_past: int,
     for start in range(0, frames.shape[0], batch_size):
         f = frames[start:start + batch_size].to(device)
         c = conds[start:start + batch_size].to(device)
-        preds.append(world.rollout(f, c, n_past, n_future, generator).float().cpu())
+        preds.append(world.rollout(f, c, n_future, generator).float().cpu())
     pred = torch.cat(preds)  # (N, n_future, 3, 64, 64)
     return float(metrics.psnr(pred, frames[:, n_past:]).mean()), pred

@@ -1,9 +1,9 @@
 """BAIR data: the processed folder layout, the original TFRecords, the synthetic pushing world's writer."""
 
-from bair_world.data.batch import ACTION_DIM, COND_DIM, IMAGE_SIZE, POSITION_DIM, Batch, collate
+from bair_world.data.batch import ACTION_DIM, COND_DIM, IMAGE_SIZE, POSITION_DIM, Batch, collate, cond_of
 from bair_world.data.errors import DataError
 
-__all__ = ["ACTION_DIM", "COND_DIM", "IMAGE_SIZE", "POSITION_DIM", "Batch", "collate", "DataError"]
+__all__ = ["ACTION_DIM", "COND_DIM", "IMAGE_SIZE", "POSITION_DIM", "Batch", "collate", "cond_of", "DataError"]
 
 
 def __getattr__(name):

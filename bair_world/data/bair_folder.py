@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -29,6 +28,7 @@ from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_t
 from bair_world.data.completion import require_complete
 from bair_world.data.errors import DataError
 from bair_world.io import install_directory, write_verified
+from bair_world.stale import is_stale, temp_sibling
 
 ACTIONS_FILE = "actions.csv"
 POSITIONS_FILE = "endeffector_positions.csv"
@@ -37,7 +37,7 @@ N_LABELS = 3  # 0 static scene, 1 arm/gripper, 2 objects
 SPLITS = ("train", "validate", "test")
 BAIR_SEQ_LEN = 30
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PARTIAL_MARK = ".partial-"
+_PARTIAL_MARK = ".partial-"  # older versions' sequence staging folders (``.<seq>.partial-*``, no pid)
 MAX_CSV_BYTES = 1 << 20  # 30 rows of 4 numbers are ~3 KB; 1 MiB leaves room for 10,000-step sequences
 MAX_LABELS_BYTES = 64 << 20  # decompressed labels.npz: 4,096 B a step, so ~16,000 steps
 
@@ -189,7 +189,8 @@ def write_sequence(
     if seq_dir.exists() and not overwrite:
         raise FileExistsError(f"{seq_dir}: sequence folder already exists (pass overwrite=True to replace it)")
     seq_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{seq_dir.name}{_PARTIAL_MARK}", dir=seq_dir.parent))
+    tmp = temp_sibling(seq_dir)
+    tmp.mkdir()
     name = ""
     try:
         # every file is encoded in memory, written and read back (the folder is renamed in whole):
@@ -264,13 +265,20 @@ def read_labels(seq_dir: str | Path, seq_len: int | None = None) -> np.ndarray |
     return labels if seq_len is None else labels[:seq_len]
 
 
+def partial_writes(root: str | Path) -> list[Path]:
+    """The staging folders interrupted :func:`write_sequence` calls left under ``root``: those of dead
+    pids (``.<seq>.tmp-<pid>-*``) and older versions' ``.<seq>.partial-*``."""
+    root = Path(root)
+    ours = [p for p in root.glob("*/*/.*.tmp-*") if p.is_dir() and not p.is_symlink() and is_stale(p)]
+    return sorted(ours + list(root.glob(f"*/*/.*{_PARTIAL_MARK}*")))
+
+
 def remove_partial_writes(root: str | Path) -> int:
-    """Delete temporary folders left by interrupted :func:`write_sequence` calls under ``root``; returns the count."""
-    removed = 0
-    for tmp in Path(root).glob(f"*/*/.*{_PARTIAL_MARK}*"):
+    """Delete the `partial_writes` under ``root``; returns the count."""
+    removed = partial_writes(root)
+    for tmp in removed:
         shutil.rmtree(tmp, ignore_errors=True)
-        removed += 1
-    return removed
+    return len(removed)
 
 
 def _visible_dirs(folder: Path) -> list[Path]:

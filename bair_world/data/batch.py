@@ -37,13 +37,24 @@ class Batch:
     @property
     def cond(self) -> torch.Tensor:
         """(B, T, 7) condition: concat(action_t, position_t), raw BAIR units."""
-        return torch.cat([self.actions, self.positions], dim=-1)
+        return cond_of(self.actions, self.positions)
 
     def __len__(self) -> int:
         return self.frames.shape[0]
 
     def pin_memory(self) -> "Batch":
         return Batch(self.frames.pin_memory(), self.actions.pin_memory(), self.positions.pin_memory())
+
+
+def cond_of(actions, positions, dtype=np.float32):
+    """The model's condition cond_t = concat(action_t, position_t): (..., 4) + (..., 3) -> (..., 7).
+
+    Torch in, torch out (the positions cast to the actions' dtype); numpy (or lists) in, a numpy
+    array of ``dtype`` out.
+    """
+    if isinstance(actions, torch.Tensor):
+        return torch.cat([actions, positions.to(actions.dtype)], dim=-1)
+    return np.concatenate([np.asarray(actions, dtype), np.asarray(positions, dtype)], axis=-1)
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> Batch:

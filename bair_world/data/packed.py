@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +34,15 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from bair_world.configtypes import is_int
 from bair_world.data.bair_folder import (
     ACTIONS_FILE, BAIR_SEQ_LEN, N_LABELS, SPLITS, BairFolderDataset, list_sequences, read_labels, read_sequence,
     read_table, require_regular_file,
 )
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.errors import DataError
-from bair_world.io import atomic_write_bytes, fsync_directory, normal_mode
+from bair_world.io import atomic_write_bytes, fsync_directory
+from bair_world.stale import temp_sibling
 
 MANIFEST = "packed.json"
 MAX_MANIFEST_BYTES = 1 << 20
@@ -108,8 +109,8 @@ class PackWriter:
 
     def _open_stage(self) -> PackWriter:
         self.dest.parent.mkdir(parents=True, exist_ok=True)
-        # named .<name>.tmp-<pid>-...: a killed writer's staging folder is found and removed later
-        self._stage = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.tmp-{os.getpid()}-", dir=self.dest.parent))
+        self._stage = temp_sibling(self.dest)  # named after this pid: a killed writer's is found and removed later
+        self._stage.mkdir()
         for split, n in self.counts.items():
             (self._stage / split).mkdir()
             for kind, (dtype, step_shape) in KINDS.items():
@@ -143,7 +144,6 @@ class PackWriter:
                                        for s, n in self.counts.items()}}
                 atomic_write_bytes(self._stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
                 for folder in [self._stage, *(self._stage / split for split in self.counts)]:
-                    normal_mode(folder)  # mkdtemp's 0700 would survive the rename
                     fsync_directory(folder)
                 os.rename(self._stage, self.dest)  # the pack appears complete or not at all
         finally:
@@ -181,8 +181,7 @@ def _manifest(root: Path) -> dict[str, Any]:
     for name, entry in splits.items():
         if name not in SPLITS:  # also keeps every path inside the root (no "../../x")
             raise DataError(path, f"split name {name[:80]!r} is not one of {list(SPLITS)}")
-        ok = isinstance(entry, dict) and all(
-            isinstance(entry.get(key), int) and not isinstance(entry.get(key), bool) for key in ("sequences", "length"))
+        ok = isinstance(entry, dict) and all(is_int(entry.get(key)) for key in ("sequences", "length"))
         if not ok or not isinstance(entry.get("labels"), bool):
             raise DataError(path, f"split {name!r}: malformed entry {str(entry)[:200]} (expected sequences and "
                                   f"length as integers, labels true/false)")

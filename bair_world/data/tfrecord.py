@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 from tfrecord import example_pb2
 from tqdm import tqdm
 
+from bair_world.configtypes import is_int
 from bair_world.data.bair_folder import (
     ACTIONS_FILE, BAIR_SEQ_LEN, POSITIONS_FILE, natural_key, remove_partial_writes, require_regular_file,
     write_sequence,
@@ -225,7 +226,7 @@ def convert(cfg: ConvertConfig) -> ConvertSummary:
     """
     if not 0.0 <= cfg.validate_fraction < 1.0:
         raise ValueError(f"validate_fraction must be in [0, 1), got {cfg.validate_fraction}")
-    if isinstance(cfg.seq_len, bool) or not isinstance(cfg.seq_len, int) or not 2 <= cfg.seq_len <= 10_000:
+    if not is_int(cfg.seq_len) or not 2 <= cfg.seq_len <= 10_000:
         raise ValueError(f"--seq-len must be an integer in 2..10000 (BAIR records hold 30 steps), got {cfg.seq_len!r}")
     cfg = replace(cfg, tfrecords=Path(cfg.tfrecords), out=Path(cfg.out))
     out = cfg.out

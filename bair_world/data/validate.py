@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bair_world.data.bair_folder import (
-    _PARTIAL_MARK, ACTIONS_FILE, N_LABELS, POSITIONS_FILE, SPLITS, list_sequences, read_frame, read_labels,
+    ACTIONS_FILE, N_LABELS, POSITIONS_FILE, SPLITS, list_sequences, partial_writes, read_frame, read_labels,
     read_table, remove_partial_writes,
 )
 from bair_world.data.batch import ACTION_DIM, POSITION_DIM
@@ -235,7 +235,7 @@ def clean_dataset(root: str | Path) -> str | None:
     had_lock = (root / LOCK).exists()
     try:
         with PidLock(root / LOCK):  # a live writer's staging folders are not garbage
-            partial = sorted(root.glob(f"*/*/.*{_PARTIAL_MARK}*"))
+            partial = partial_writes(root)
             nbytes = size_of(partial)
             remove_partial_writes(root)
             stale = [p for p in sorted(root.parent.glob(f".{root.name}.tmp-*")) + sorted(root.glob(".*.tmp-*"))

@@ -5,7 +5,7 @@ The torch modules are imported on first use (PEP 562 ``__getattr__``), so import
 """
 
 from bair_world.lazy import lazy_exports
-from bair_world.models.config import PRESETS, ModelConfig, preset
+from bair_world.models.config import PRESETS, ModelConfig, model_preset
 
 _LAZY = {
     "DCGANDecoder": "dcgan64", "DCGANEncoder": "dcgan64",
@@ -14,7 +14,7 @@ _LAZY = {
     "VGGDecoder": "vgg64", "VGGEncoder": "vgg64",
 }
 
-__all__ = ["PRESETS", "ModelConfig", "preset", *_LAZY]
+__all__ = ["PRESETS", "ModelConfig", "model_preset", *_LAZY]
 
 
 __getattr__, __dir__ = lazy_exports("bair_world.models", _LAZY)

@@ -83,21 +83,6 @@ class ModelConfig:
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
 
-    def context_frames(self, n_past: int | None = None) -> int:
-        """The context frames every caller of this model uses: ``n_past`` of this config.
-
-        Args:
-            n_past: a caller's explicit value, or None (the usual case) for this config's.
-
-        Raises:
-            ValueError: ``n_past`` is given and differs; the skips and the training protocol are
-                built for the config's value, so another would silently give other numbers.
-        """
-        if n_past is not None and n_past != self.n_past:
-            raise ValueError(f"n_past={n_past} differs from the checkpoint's n_past={self.n_past} "
-                             "(leave n_past unset to use the checkpoint's)")
-        return self.n_past
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (for checkpoints)."""
         return dataclasses.asdict(self)
@@ -128,7 +113,7 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-def preset(name: str, **overrides: Any) -> ModelConfig:
+def model_preset(name: str, **overrides: Any) -> ModelConfig:
     """The named preset ("tiny", "cpu", "seed"), with optional field overrides."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
