@@ -57,19 +57,14 @@ def start_world(references: ReferenceSource, index: int, n_past: int,
 def true_world(world: WorldOptions, env_name: str) -> tuple[int, SimReferences]:
     """(n_past, reference pool) of a true-world env from the learned world's options.
 
-    ``n_past``: the checkpoint's when one is given (another value is an error, as in the learned
-    world), else ``world.n_past`` (None: `DEFAULT_N_PAST`). The pool is `WorldOptions.reference_pool`,
+    ``n_past``: the checkpoint's when one is given (as in the learned world), else `DEFAULT_N_PAST`
+    (the models' context length). The pool is `WorldOptions.reference_pool`,
     which must be the built-in world's (`SimReferences`): only those rollouts can be replayed here.
 
     Raises:
-        TypeError: another reference source; ValueError: ``n_past < 1``.
+        TypeError: another reference source.
     """
-    if world.checkpoint is not None:
-        n_past = context_frames(resolve_checkpoint(world.checkpoint), world.n_past)
-    else:
-        n_past = DEFAULT_N_PAST if world.n_past is None else world.n_past
-    if n_past < 1:
-        raise ValueError(f"n_past must be >= 1, got {n_past}")
+    n_past = DEFAULT_N_PAST if world.checkpoint is None else context_frames(resolve_checkpoint(world.checkpoint))
     pool = world.reference_pool()
     if not isinstance(pool, SimReferences):
         raise TypeError(f"{env_name} replays only built-in references (SimReferences), got {pool!r}")
