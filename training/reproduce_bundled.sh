@@ -12,7 +12,12 @@
 # (5) export it into the package (float16 if needed to stay small; checked against the source).
 # Environment overrides: DATA (dataset root), THREADS (torch threads).
 #
-# The shipped model (release 2, 2026-12-01) was made on a 2-core AMD EPYC CPU shared with other jobs:
+# Step (3b), stage 3 (release 3, the shipped model since 2026-12-02): the `bundled_push` preset on top of
+# stage 2 (spatial cond, context mask, change weight 2), made as
+#     python training/train.py --preset bundled_push --init-from <release 2> --threads 1 --amp bf16 \
+#         --max-minutes 85 --val-sequences 32 --change-weight 2 --name r3-cw2      (best: step 1080)
+#     python training/bundle.py runs/r3-cw2
+# Release 2 (stage 2, 2026-12-01) was made on a 2-core AMD EPYC CPU shared with other jobs:
 # stage 1 is release 1's model (2026-11-25: `--preset bundled_base`, 86 min, best checkpoint step
 # 2400); stage 2 started from it (as stored in the package, float16 weights) with
 #     python training/train.py --preset bundled --init-from bair_world/checkpoints/default \
@@ -39,6 +44,7 @@ stage() {  # stage NAME PRESET [options...]: train, or continue an interrupted r
 }
 stage bundled-base bundled_base
 stage bundled bundled --init-from runs/bundled-base/best
-python training/evaluate.py --checkpoint runs/bundled/best --data-root "$DATA" --split test --seed 0
-python training/bundle.py runs/bundled
+stage bundled-push bundled_push --init-from runs/bundled/best --amp bf16 --val-sequences 32 --max-minutes 85
+python training/evaluate.py --checkpoint runs/bundled-push/best --data-root "$DATA" --split test --seed 0
+python training/bundle.py runs/bundled-push
 bair-world demo
