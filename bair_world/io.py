@@ -3,7 +3,8 @@
 Files go through a temporary sibling, then ``os.replace``. Temporaries are named
 ``.<name>.tmp-<pid>`` (``.<stem>.tmp-<pid>-<hex><suffix>`` where the writer picks the format by
 suffix); a writer killed mid-write leaves one behind, which `remove_stale_temporaries` deletes once
-its pid no longer runs (`bair_world.stale`). Whole folders are written complete into a temporary
+its pid no longer runs (`is_stale`: a temporary whose process still runs belongs to a write in
+progress, possibly another process's, and is left alone). Whole folders are written complete into a temporary
 sibling and swapped in by `install_directory`.
 """
 
@@ -18,9 +19,6 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
-
-from bair_world.stale import is_stale
-
 
 @contextmanager
 def replacing(path: Path, *, keep_suffix: bool = False) -> Iterator[Path]:
@@ -98,6 +96,35 @@ def normal_mode(path: Path) -> None:
     """Give the folder ``path`` the mode a plain ``mkdir`` gets under the caller's umask (staging
     folders from `tempfile.mkdtemp` are 0700, and that mode would survive the rename)."""
     os.chmod(path, 0o777 & ~current_umask())
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (this process counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def writer_pid(tmp: Path) -> int | None:
+    """The pid in a ``.<name>.tmp-<pid>[-<suffix>]`` name, None if the name has none."""
+    _, sep, rest = tmp.name.rpartition(".tmp-")
+    pid = rest.split("-")[0]
+    return int(pid) if sep and pid.isdigit() else None
+
+
+def is_stale(tmp: Path, own_too: bool = False) -> bool:
+    """A temporary whose writer is dead (or, with ``own_too``, this very process: a save that
+    starts again in the same process replaces its own leftovers)."""
+    pid = writer_pid(tmp)
+    if pid is None:
+        return False
+    return (own_too and pid == os.getpid()) or not pid_alive(pid)
 
 
 def remove_stale_temporaries(folder: Path, *, folders: bool = False) -> list[Path]:

@@ -13,7 +13,7 @@ import pytest
 
 from bair_world.training import data as train_data
 from bair_world.training import presets
-from bair_world.training import train as train_module
+from bair_world.training import epoch as epoch_module
 from bair_world.training.reporting import epoch_position, plot_history
 from bair_world.training.train import main
 
@@ -138,7 +138,7 @@ def test_a_signal_stop_is_recorded_in_the_metrics_and_the_text_log(data_root, tm
     import signal
 
     calls = []
-    real = train_module.teacher_mask
+    real = epoch_module.teacher_mask
 
     def mask_then_interrupt(*a):
         calls.append(1)
@@ -146,7 +146,7 @@ def test_a_signal_stop_is_recorded_in_the_metrics_and_the_text_log(data_root, tm
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*a)
 
-    monkeypatch.setattr(train_module, "teacher_mask", mask_then_interrupt)
+    monkeypatch.setattr(epoch_module, "teacher_mask", mask_then_interrupt)
     summary = main(tiny(data_root, tmp_path))
     assert summary["stopped_by_signal"] == "SIGTERM"
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

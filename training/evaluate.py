@@ -175,13 +175,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
                        "model": info.get("model")},
         "data": {"root": str(Path(data_root).resolve()), "split": cfg.split, "sequences": n_seq,
                  "sequences_in_split": len(dataset)},
-        "protocol": {"n_past": cfg.n_past, "n_future": cfg.n_future, "samples": cfg.samples, "seed": cfg.seed,
-                     "latent": "prior", "conditioning": "actions + end-effector positions",
-                     "psnr": f"per frame on [0, 1], data range 1, predictions clipped, capped at {metrics.PSNR_CAP_DB} dB",
-                     "best_of_n": "per sequence, the draw with the best mean PSNR over the protocol's frames",
-                     "baseline": "copy the last context frame",
-                     "regions": "union of the region's pixels in recorded frames t-1 and t (labels.npz)",
-                     "sharpness": "mean gradient magnitude, prediction / recorded, per step"},
+        "protocol": _protocol(cfg),
         **acc.report(cfg.n_future),
         "device": str(device),
         "precision": cfg.precision,
@@ -189,6 +183,17 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         "sequences_per_second": n_seq * cfg.samples / elapsed if elapsed > 0 else None,
         **extra,
     }
+
+
+def _protocol(cfg: EvalConfig) -> dict[str, Any]:
+    """The report's ``protocol``: the settings and what each score means, for someone reading metrics.json."""
+    return {"n_past": cfg.n_past, "n_future": cfg.n_future, "samples": cfg.samples, "seed": cfg.seed,
+            "latent": "prior", "conditioning": "actions + end-effector positions",
+            "psnr": f"per frame on [0, 1], data range 1, predictions clipped, capped at {metrics.PSNR_CAP_DB} dB",
+            "best_of_n": "per sequence, the draw with the best mean PSNR over the protocol's frames",
+            "baseline": "copy the last context frame",
+            "regions": "union of the region's pixels in recorded frames t-1 and t (labels.npz)",
+            "sharpness": "mean gradient magnitude, prediction / recorded, per step"}
 
 
 class _Accumulators:

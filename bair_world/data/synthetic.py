@@ -258,7 +258,7 @@ def clean_cache(base: Path) -> str | None:
     """Remove the cache's staging folders of dead processes (a killed generation: up to 3.4 GB) and
     unheld lock files; returns the line saying what was freed, or None."""
     from bair_world.pidlock import stale_lock_files
-    from bair_world.stale import is_stale
+    from bair_world.io import is_stale
 
     stale = [p for p in base.glob(".*.tmp-*") if p.is_dir() and not p.is_symlink() and is_stale(p)]
     nbytes = size_of(stale)
