@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bair_world.checkpoint import context_frames, load_checkpoint, resolve_checkpoint
-    from bair_world.data.packed import open_dataset
-    from bair_world.data.synthetic import default_data_root
+    from bair_world.data.open import open_dataset
+    from bair_world.data.default_data import default_data_root
     from bair_world.seeding import latent_generators
     from bair_world.world_model import WorldModel
 

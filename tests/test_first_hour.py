@@ -43,7 +43,7 @@ def test_quick_trains_on_the_small_cached_dataset(tmp_path, monkeypatch):
     cfg = presets.preset("tiny").replace(quick=True, progress=False)
     root = train_data.resolve_data_root(cfg)
     assert root.parent == tmp_path / "cache" and "train3-validate2-test0" in root.name
-    from bair_world.data.packed import open_dataset
+    from bair_world.data.open import open_dataset
 
     assert len(open_dataset(root, "train")) == 3 and len(open_dataset(root, "validate")) == 2
     assert train_data.resolve_data_root(cfg) == root  # generated once, then reused

@@ -40,7 +40,7 @@ from bair_world.training.eval_report import (JSON_FILE, PLOT_FILE, REGIONS, form
                                              plot_png, write_report)
 from bair_world.training.eval_counterfactual import counterfactual_request, run_counterfactual
 from bair_world.data import DataError
-from bair_world.data.packed import open_dataset
+from bair_world.data.open import open_dataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
 from bair_world.regions import region_masks
@@ -138,7 +138,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     device = resolve_device(cfg.device)
     cfg = replace(cfg, n_past=context_frames(checkpoint, cfg.n_past))  # the checkpoint's; another is an error
     model, info = load_checkpoint(checkpoint, device)  # before any data is read or generated
-    from bair_world.data.synthetic import default_data_root
+    from bair_world.data.default_data import default_data_root
 
     data_root = default_data_root(data_root, cfg.split)
     t_len = cfg.n_past + cfg.n_future

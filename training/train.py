@@ -28,7 +28,7 @@ import torch
 from bair_world.checkpoint import CheckpointError
 from bair_world.data import DataError
 from bair_world.data.bair_folder import BAIR_SEQ_LEN
-from bair_world.data.packed import open_dataset
+from bair_world.data.open import open_dataset
 from bair_world.training import data as train_data
 from bair_world.training import distributed as D
 from bair_world.training import options, presets
