@@ -45,9 +45,8 @@ from bair_world.checkpoint_files import (  # noqa: F401  (re-exported: the names
     check_normalisation, expected_tensors, file_sha256, read_header, require_regular,
 )
 from bair_world.configtypes import is_int
-from bair_world.io import atomic_write_bytes, install_directory, previous_of
+from bair_world.io import atomic_write_bytes, install_directory, is_stale, previous_of, temp_sibling
 from bair_world.models import SVG, ModelConfig
-from bair_world.stale import is_stale, temp_sibling
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "resume.pt"
@@ -88,20 +87,7 @@ def save_checkpoint(
     tmp = temp_sibling(path)
     tmp.mkdir()
     try:
-        tensors = {}
-        for name, value in model.state_dict().items():
-            value = value.detach().to("cpu")
-            if half and value.is_floating_point() and name not in KEEP_FP32:
-                value = value.half()
-            tensors[name] = value.contiguous()
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
-        os.chmod(tmp / WEIGHTS, 0o644)  # safetensors creates 0600; checkpoints are shared/bundled
-        try:
-            header = read_header(tmp / WEIGHTS)  # the whole file is there (a write cut short fails here)
-        except CheckpointError as e:
-            raise OSError(errno.EIO, f"the written weights file is incomplete ({e.problem})", str(path / WEIGHTS)) from None
-        if set(header) != set(tensors):
-            raise OSError(errno.EIO, "the written weights file does not hold every tensor", str(path / WEIGHTS))
+        _write_weights(tmp, path, model, half)
         config = {
             "format_version": FORMAT_VERSION,
             "model": model.cfg.to_dict(),
@@ -115,11 +101,7 @@ def save_checkpoint(
         }
         atomic_write_bytes(tmp / CONFIG, json.dumps(config, indent=2, allow_nan=True).encode())  # verified
         if resume_state is not None:
-            try:
-                torch.save(resume_state, tmp / RESUME)
-            except RuntimeError as e:  # torch's zip writer reports a full disk as a RuntimeError
-                raise OSError(None, f"cannot write {RESUME} ({e})") from e
-            torch.load(tmp / RESUME, map_location="cpu", weights_only=True)  # refuse what cannot be reloaded
+            _write_resume(tmp, resume_state)
         with open(tmp / WEIGHTS, "rb+") as f:
             os.fsync(f.fileno())
         install_directory(tmp, path)
@@ -131,6 +113,35 @@ def save_checkpoint(
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     return path
+
+
+def _write_weights(tmp: Path, path: Path, model: SVG, half: bool) -> None:
+    """``model``'s state dict as ``tmp/model.safetensors`` (floating tensors as fp16 with ``half``, except
+    `KEEP_FP32`), read back: a file cut short or missing a tensor is an OSError naming ``path``'s file."""
+    tensors = {}
+    for name, value in model.state_dict().items():
+        value = value.detach().to("cpu")
+        if half and value.is_floating_point() and name not in KEEP_FP32:
+            value = value.half()
+        tensors[name] = value.contiguous()
+    save_file(tensors, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
+    os.chmod(tmp / WEIGHTS, 0o644)  # safetensors creates 0600; checkpoints are shared/bundled
+    try:
+        header = read_header(tmp / WEIGHTS)  # the whole file is there (a write cut short fails here)
+    except CheckpointError as e:
+        raise OSError(errno.EIO, f"the written weights file is incomplete ({e.problem})", str(path / WEIGHTS)) from None
+    if set(header) != set(tensors):
+        raise OSError(errno.EIO, "the written weights file does not hold every tensor", str(path / WEIGHTS))
+
+
+def _write_resume(tmp: Path, resume_state: dict[str, Any]) -> None:
+    """``resume_state`` as ``tmp/resume.pt``, loaded back with ``weights_only=True`` (what cannot be
+    reloaded is refused at save time)."""
+    try:
+        torch.save(resume_state, tmp / RESUME)
+    except RuntimeError as e:  # torch's zip writer reports a full disk as a RuntimeError
+        raise OSError(None, f"cannot write {RESUME} ({e})") from e
+    torch.load(tmp / RESUME, map_location="cpu", weights_only=True)
 
 
 def stored_at(path: str | Path) -> Path | None:

@@ -1,9 +1,10 @@
 """Atomic writes: a file or folder appears whole or not at all.
 
 Files go through a temporary sibling, then ``os.replace``. Temporaries are named by
-`bair_world.stale.temp_sibling` (``.<name>.tmp-<pid>-<hex>``; ``.<stem>.tmp-<pid>-<hex><suffix>``
+`temp_sibling` (``.<name>.tmp-<pid>-<hex>``; ``.<stem>.tmp-<pid>-<hex><suffix>``
 where the writer picks the format by suffix); a writer killed mid-write leaves one behind, which
-`remove_stale_temporaries` deletes once its pid no longer runs. Whole folders are written complete into a temporary
+`remove_stale_temporaries` deletes once its pid no longer runs (`is_stale`: a temporary whose process still runs belongs to a write in
+progress, possibly another process's, and is left alone). Whole folders are written complete into a temporary
 sibling and swapped in by `install_directory`.
 """
 
@@ -14,11 +15,10 @@ import errno
 import json
 import os
 import shutil
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
-
-from bair_world.stale import is_stale, temp_sibling
 
 
 @contextmanager
@@ -94,6 +94,42 @@ def normal_mode(path: Path) -> None:
     """Give the folder ``path`` the mode a plain ``mkdir`` gets under the caller's umask (staging
     folders from `tempfile.mkdtemp` are 0700, and that mode would survive the rename)."""
     os.chmod(path, 0o777 & ~current_umask())
+
+
+def temp_sibling(path: Path, suffix: str = "") -> Path:
+    """The temporary a writer of ``path`` fills before renaming it into place:
+    ``.<name>.tmp-<pid>-<8 hex><suffix>`` beside ``path`` (nothing is created)."""
+    path = Path(path)
+    return path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (this process counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def writer_pid(tmp: Path) -> int | None:
+    """The pid in a ``.<name>.tmp-<pid>[-<suffix>]`` name, None if the name has none."""
+    _, sep, rest = tmp.name.rpartition(".tmp-")
+    pid = rest.split("-")[0]
+    return int(pid) if sep and pid.isdigit() else None
+
+
+def is_stale(tmp: Path, own_too: bool = False) -> bool:
+    """A temporary whose writer is dead (or, with ``own_too``, this very process: a save that
+    starts again in the same process replaces its own leftovers)."""
+    pid = writer_pid(tmp)
+    if pid is None:
+        return False
+    return (own_too and pid == os.getpid()) or not pid_alive(pid)
 
 
 def remove_stale_temporaries(folder: Path, *, folders: bool = False) -> list[Path]:

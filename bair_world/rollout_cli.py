@@ -48,7 +48,7 @@ def predict_rollout(checkpoint, data_root, *, split: str = "test", index: int = 
     import torch
 
     from bair_world.checkpoint import load_checkpoint
-    from bair_world.data.packed import open_dataset
+    from bair_world.data.open import open_dataset
     from bair_world.data.batch import cond_of, frames_to_uint8
     from bair_world.devices import resolve_device
     from bair_world.world_model import WorldModel
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         _check_arguments(args)
-        from bair_world.data.synthetic import default_data_root
+        from bair_world.data.default_data import default_data_root
 
         data_root = default_data_root(args.data_root, args.split)
         if args.actions is None:

@@ -180,29 +180,8 @@ def compose_rollout_frames(recorded, predicted, *, n_context: int, psnr=None, sc
     Returns:
         (T, height, width, 3) uint8 frames.
     """
-    from bair_world import metrics
-
-    rec = _to_uint8(recorded, "recorded")
-    pred = _to_uint8(predicted, "predicted")
-    if pred.ndim == 4:
-        pred = pred[None]  # (T, H, W, 3) -> (1, T, H, W, 3)
-    if rec.ndim != 4 or rec.shape[-1] != 3 or rec.shape[0] == 0:
-        raise ValueError(f"recorded: expected (T, H, W, 3) frames, got shape {rec.shape}")
-    if pred.ndim != 5 or pred.shape[1:] != rec.shape or pred.shape[0] == 0:
-        raise ValueError(f"predicted: expected (K, {', '.join(map(str, rec.shape))}), got shape {pred.shape}")
+    rec, pred, psnr = _checked_rollout(recorded, predicted, n_context, psnr, scale)
     k, t_len, h, w, _ = pred.shape
-    if not 0 <= n_context <= t_len:
-        raise ValueError(f"n_context must be in [0, {t_len}], got {n_context}")
-    if not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
-    if psnr is None:
-        psnr = metrics.psnr(pred, np.broadcast_to(rec, pred.shape), channel_axis=-1)  # (K, T)
-    psnr = np.asarray(psnr, dtype=np.float64)
-    if psnr.shape == (t_len,) and k == 1:
-        psnr = psnr[None]  # (T,) -> (1, T)
-    if psnr.shape != (k, t_len):
-        raise ValueError(f"psnr: expected shape ({k}, {t_len}) (or ({t_len},) for one sample), got {psnr.shape}")
-
     ph, pw = h * scale, w * scale
     border = max(2, scale)
     cell_w = pw + 2 * border
@@ -235,6 +214,34 @@ def compose_rollout_frames(recorded, predicted, *, n_context: int, psnr=None, sc
             elif j <= k and not context and np.isfinite(psnr[j - 1, t]):
                 _text(canvas, f"{psnr[j - 1, t]:.1f} dB", x0 + border, y_foot, font)
     return out
+
+
+def _checked_rollout(recorded, predicted, n_context: int, psnr, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`compose_rollout_frames`'s arguments checked (a ValueError names the argument): recorded (T, H, W, 3)
+    and predicted (K, T, H, W, 3) as uint8, and the PSNR (K, T) (computed from the frames when None)."""
+    from bair_world import metrics
+
+    rec = _to_uint8(recorded, "recorded")
+    pred = _to_uint8(predicted, "predicted")
+    if pred.ndim == 4:
+        pred = pred[None]  # (T, H, W, 3) -> (1, T, H, W, 3)
+    if rec.ndim != 4 or rec.shape[-1] != 3 or rec.shape[0] == 0:
+        raise ValueError(f"recorded: expected (T, H, W, 3) frames, got shape {rec.shape}")
+    if pred.ndim != 5 or pred.shape[1:] != rec.shape or pred.shape[0] == 0:
+        raise ValueError(f"predicted: expected (K, {', '.join(map(str, rec.shape))}), got shape {pred.shape}")
+    k, t_len = pred.shape[:2]
+    if not 0 <= n_context <= t_len:
+        raise ValueError(f"n_context must be in [0, {t_len}], got {n_context}")
+    if not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+    if psnr is None:
+        psnr = metrics.psnr(pred, np.broadcast_to(rec, pred.shape), channel_axis=-1)  # (K, T)
+    psnr = np.asarray(psnr, dtype=np.float64)
+    if psnr.shape == (t_len,) and k == 1:
+        psnr = psnr[None]  # (T,) -> (1, T)
+    if psnr.shape != (k, t_len):
+        raise ValueError(f"psnr: expected shape ({k}, {t_len}) (or ({t_len},) for one sample), got {psnr.shape}")
+    return rec, pred, psnr
 
 
 def write_rollout_video(path: str | Path, recorded, predicted, *, n_context: int, psnr=None, fps: float = 5.0,

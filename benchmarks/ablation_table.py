@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from bair_world import counterfactual
-from bair_world.data.synthetic import default_data_root
+from bair_world.data.default_data import default_data_root
 from bair_world.training.evaluate import evaluate
 
 CF_COLUMNS = {  # column name: (source, metric)

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bair_world.data import collate
-from bair_world.data.packed import open_dataset
+from bair_world.data.open import open_dataset
 from bair_world.data.synthetic import write_dataset, write_packed
 from bair_world.training.data import EpochSampler
 

@@ -26,8 +26,8 @@ import torch
 
 from bair_world.checkpoint import default_checkpoint, load_checkpoint
 from bair_world.data.batch import collate
-from bair_world.data.packed import open_dataset
-from bair_world.data.synthetic import default_data_root
+from bair_world.data.open import open_dataset
+from bair_world.data.default_data import default_data_root
 from bair_world.io import atomic_write_bytes
 from bair_world.seeding import latent_generators
 from bair_world.world_model import WorldModel

@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from bair_world.checkpoint import context_frames, load_checkpoint, resolve_checkpoint
     from bair_world.data.batch import cond_of
-    from bair_world.data.packed import open_dataset
-    from bair_world.data.synthetic import default_data_root
+    from bair_world.data.open import open_dataset
+    from bair_world.data.default_data import default_data_root
     from bair_world.seeding import latent_generators
     from bair_world.world_model import WorldModel
 

@@ -16,7 +16,7 @@ from helpers import write_folder_dataset
 
 import bair_world  # noqa: F401  (registers BairWorld-v0)
 from bair_world.cli import main as cli_main
-from bair_world.data import synthetic
+from bair_world.data import default_data, synthetic
 from bair_world.training.evaluate import main as evaluate_main
 from bair_world.training.reporting import RunReporter
 from bair_world.training.train import main as train_cli
@@ -63,12 +63,12 @@ def test_rollout_argument_mistakes_are_one_line(cache, tmp_path, capsys, extra, 
 
 def test_the_default_data_generates_only_the_split_asked_for(cache, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(synthetic, "DEFAULT_COUNTS", {"train": 5, "validate": 1, "test": 2})
-    root = synthetic.default_split_root("test", progress=False)
+    root = default_data.default_split_root("test", progress=False)
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["test"]
     line = one_line(capsys)
     assert line.startswith("generating the built-in pushing world's data once: 2 sequences (test 2), about 1 MB")
     assert f"into {root} (set BAIR_WORLD_CACHE to move it)" in line
-    assert synthetic.default_split_root("test", progress=False) == root and not capsys.readouterr().err  # cached
+    assert default_data.default_split_root("test", progress=False) == root and not capsys.readouterr().err  # cached
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -13,7 +13,8 @@ from helpers import make_sequence
 from bair_world.cli import main as cli_main
 from bair_world.data import DataError
 from bair_world.data.bair_folder import BairFolderDataset, read_labels, write_sequence
-from bair_world.data.packed import PackedDataset, is_packed, open_dataset, pack_dataset
+from bair_world.data.open import open_dataset
+from bair_world.data.packed import PackedDataset, is_packed, pack_dataset
 from bair_world.data.synthetic import write_dataset, write_packed
 from bair_world.data.validate import check_dataset
 

@@ -134,12 +134,12 @@ def test_real_bair_folder_28_predicted_frames_best_of_n_and_outputs(setup, real_
 def test_no_options_evaluate_the_bundled_model_on_the_embedded_data_into_the_working_directory(
         tmp_path, monkeypatch, capsys):
     import bair_world
-    import bair_world.data.synthetic as synthetic
+    import bair_world.data.default_data as default_data
 
     root = tmp_path / "embedded"
     for i in range(2):  # the full-episode protocol needs 2 + 28 frames
         write_sequence(root / "test" / "traj_0" / str(i), *make_sequence(50 + i, length=30))
-    monkeypatch.setattr(synthetic, "default_dataset_root", lambda *a, **k: root)
+    monkeypatch.setattr(default_data, "default_dataset_root", lambda *a, **k: root)
     package = Path(bair_world.__file__).resolve().parent
     before = sorted(package.rglob("*"))
     work = tmp_path / "work"

@@ -13,7 +13,7 @@ import pytest
 
 from bair_world.training import data as train_data
 from bair_world.training import presets
-from bair_world.training import train as train_module
+from bair_world.training import epoch as epoch_module
 from bair_world.training.reporting import epoch_position, plot_history
 from bair_world.training.train import train
 
@@ -43,7 +43,7 @@ def test_quick_trains_on_the_small_cached_dataset(tmp_path, monkeypatch):
     cfg = presets.training_preset("tiny").replace(quick=True, progress=False)
     root = train_data.resolve_data_root(cfg)
     assert root.parent == tmp_path / "cache" and "train3-validate2-test0" in root.name
-    from bair_world.data.packed import open_dataset
+    from bair_world.data.open import open_dataset
 
     assert len(open_dataset(root, "train")) == 3 and len(open_dataset(root, "validate")) == 2
     assert train_data.resolve_data_root(cfg) == root  # generated once, then reused
@@ -138,7 +138,7 @@ def test_a_signal_stop_is_recorded_in_the_metrics_and_the_text_log(data_root, tm
     import signal
 
     calls = []
-    real = train_module.teacher_mask
+    real = epoch_module.teacher_mask
 
     def mask_then_interrupt(*a):
         calls.append(1)
@@ -146,7 +146,7 @@ def test_a_signal_stop_is_recorded_in_the_metrics_and_the_text_log(data_root, tm
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*a)
 
-    monkeypatch.setattr(train_module, "teacher_mask", mask_then_interrupt)
+    monkeypatch.setattr(epoch_module, "teacher_mask", mask_then_interrupt)
     summary = train(tiny(data_root, tmp_path))
     assert summary["stopped_by_signal"] == "SIGTERM"
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

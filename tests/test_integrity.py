@@ -25,8 +25,10 @@ from bair_world.cli import main as cli_main
 from bair_world.data import DataError
 from bair_world.data.bair_folder import list_sequences, read_labels, write_sequence
 from bair_world.data.completion import MARKER
-from bair_world.data.packed import PackedDataset, PackedSplit, open_dataset
-from bair_world.data.synthetic import LOCK, default_dataset_root, write_dataset, write_packed
+from bair_world.data.open import open_dataset
+from bair_world.data.packed import PackedDataset, PackedSplit
+from bair_world.data.default_data import default_dataset_root
+from bair_world.data.synthetic import LOCK, write_dataset, write_packed
 from bair_world.data.validate import check_dataset, clean_dataset
 from bair_world.models import SVG, model_preset
 from bair_world.pidlock import PidLock, stale_lock_files

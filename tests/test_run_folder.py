@@ -15,7 +15,7 @@ import pytest
 from bair_world.checkpoint import load_checkpoint, load_resume_state, save_checkpoint
 from bair_world.models import SVG, model_preset
 from bair_world.training import presets
-from bair_world.training import train as train_module
+from bair_world.training import epoch as epoch_module
 from bair_world.training.runlock import RunFolderBusy, RunLock, lock_path
 from bair_world.training.train import main, train
 
@@ -139,7 +139,7 @@ def test_sigint_stops_mid_epoch_with_a_resumable_checkpoint(data_root, tmp_path,
     # started with SIGINT ignored (``nohup ... &``, ``trap '' INT``, many CI runners).
     inherited = signal.getsignal(signal.SIGINT)
     calls = []
-    real = train_module.teacher_mask
+    real = epoch_module.teacher_mask
 
     def mask_then_interrupt(*a):  # the signal lands during optimiser step 3 (epoch 2, batch 1)
         calls.append(1)
@@ -147,7 +147,7 @@ def test_sigint_stops_mid_epoch_with_a_resumable_checkpoint(data_root, tmp_path,
             os.kill(os.getpid(), signal.SIGINT)
         return real(*a)
 
-    monkeypatch.setattr(train_module, "teacher_mask", mask_then_interrupt)
+    monkeypatch.setattr(epoch_module, "teacher_mask", mask_then_interrupt)
     cfg = presets.training_preset("tiny").replace(data_root=data_root, log_dir=tmp_path, name="r", progress=False,
                                          batch_size=2, val_sequences=2, sample_every=0)
     summary = train(cfg)

@@ -8,8 +8,10 @@ import pytest
 
 from bair_world.cli import main as cli_main
 from bair_world.data.bair_folder import list_sequences, read_sequence
-from bair_world.data.packed import is_packed, open_dataset
-from bair_world.data.synthetic import default_dataset_root, sequence_dir, sequence_seed, write_dataset
+from bair_world.data.open import open_dataset
+from bair_world.data.packed import is_packed
+from bair_world.data.default_data import default_dataset_root
+from bair_world.data.synthetic import sequence_dir, sequence_seed, write_dataset
 from bair_world.sim import generate_sequence
 
 TINY = {"train": 3, "validate": 1, "test": 1}

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, Sampler
 from bair_world.data import Batch, DataError, collate
 from bair_world.data.bair_folder import ACTIONS_FILE, POSITIONS_FILE, BairFolderDataset, read_table
 from bair_world.data.batch import ACTION_DIM, POSITION_DIM, cond_of
-from bair_world.data.packed import PackedDataset, open_dataset
+from bair_world.data.open import open_dataset
+from bair_world.data.packed import PackedDataset
 from bair_world.training.config import TrainConfig
 from bair_world.training.distributed import DistInfo
 
@@ -31,7 +32,7 @@ def resolve_data_root(cfg: TrainConfig) -> Path:
     the quick-trial set (`QUICK_COUNTS`) with ``cfg.quick``, else the full default."""
     if cfg.data_root is not None and not Path(cfg.data_root).is_dir():
         raise DataError(cfg.data_root, "data root does not exist (expected train/ and validate/ inside)")
-    from bair_world.data.synthetic import default_data_root, default_dataset_root
+    from bair_world.data.default_data import default_data_root, default_dataset_root
 
     if cfg.data_root is None and cfg.quick:
         return Path(default_dataset_root(counts=dict(QUICK_COUNTS), progress=cfg.progress))

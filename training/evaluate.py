@@ -40,7 +40,7 @@ from bair_world.training.eval_report import (JSON_FILE, PLOT_FILE, REGIONS, form
                                              plot_png, write_report)
 from bair_world.training.eval_counterfactual import counterfactual_request, run_counterfactual
 from bair_world.data import DataError
-from bair_world.data.packed import open_dataset
+from bair_world.data.open import open_dataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
 from bair_world.regions import region_masks
@@ -135,7 +135,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
     device = resolve_device(cfg.device)
     model, info = load_checkpoint(checkpoint, device)  # before any data is read or generated
     n_past = model.cfg.n_past
-    from bair_world.data.synthetic import default_data_root
+    from bair_world.data.default_data import default_data_root
 
     data_root = default_data_root(data_root, cfg.split)
     t_len = n_past + cfg.n_future
@@ -172,13 +172,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
                        "model": info.get("model")},
         "data": {"root": str(Path(data_root).resolve()), "split": cfg.split, "sequences": n_seq,
                  "sequences_in_split": len(dataset)},
-        "protocol": {"n_past": n_past, "n_future": cfg.n_future, "samples": cfg.samples, "seed": cfg.seed,
-                     "latent": "prior", "conditioning": "actions + end-effector positions",
-                     "psnr": f"per frame on [0, 1], data range 1, predictions clipped, capped at {metrics.PSNR_CAP_DB} dB",
-                     "best_of_n": "per sequence, the draw with the best mean PSNR over the protocol's frames",
-                     "baseline": "copy the last context frame",
-                     "regions": "union of the region's pixels in recorded frames t-1 and t (labels.npz)",
-                     "sharpness": "mean gradient magnitude, prediction / recorded, per step"},
+        "protocol": _protocol(cfg, n_past),
         **acc.report(cfg.n_future),
         "device": str(device),
         "precision": cfg.precision,
@@ -186,6 +180,17 @@ def evaluate(checkpoint: str | Path, data_root: str | Path | None = None, **opti
         "sequences_per_second": n_seq * cfg.samples / elapsed if elapsed > 0 else None,
         **extra,
     }
+
+
+def _protocol(cfg: EvalConfig, n_past: int) -> dict[str, Any]:
+    """The report's ``protocol``: the settings and what each score means, for someone reading metrics.json."""
+    return {"n_past": n_past, "n_future": cfg.n_future, "samples": cfg.samples, "seed": cfg.seed,
+            "latent": "prior", "conditioning": "actions + end-effector positions",
+            "psnr": f"per frame on [0, 1], data range 1, predictions clipped, capped at {metrics.PSNR_CAP_DB} dB",
+            "best_of_n": "per sequence, the draw with the best mean PSNR over the protocol's frames",
+            "baseline": "copy the last context frame",
+            "regions": "union of the region's pixels in recorded frames t-1 and t (labels.npz)",
+            "sharpness": "mean gradient magnitude, prediction / recorded, per step"}
 
 
 class _Accumulators:

@@ -12,8 +12,12 @@ def __getattr__(name):
         from bair_world.data.bair_folder import BairFolderDataset
 
         return BairFolderDataset
-    if name in ("PackedDataset", "open_dataset"):
-        from bair_world.data import packed
+    if name == "PackedDataset":
+        from bair_world.data.packed import PackedDataset
 
-        return getattr(packed, name)
+        return PackedDataset
+    if name == "open_dataset":
+        from bair_world.data.open import open_dataset
+
+        return open_dataset
     raise AttributeError(name)

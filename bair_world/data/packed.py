@@ -36,13 +36,13 @@ from tqdm import tqdm
 
 from bair_world.configtypes import is_int
 from bair_world.data.bair_folder import (
-    ACTIONS_FILE, BAIR_SEQ_LEN, N_LABELS, SPLITS, BairFolderDataset, list_sequences, read_labels, read_sequence,
+    ACTIONS_FILE, BAIR_SEQ_LEN, N_LABELS, SPLITS, list_sequences, read_labels, read_sequence,
     read_table, require_regular_file,
 )
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.errors import DataError
 from bair_world.io import atomic_write_bytes, fsync_directory
-from bair_world.stale import temp_sibling
+from bair_world.io import temp_sibling
 
 MANIFEST = "packed.json"
 MAX_MANIFEST_BYTES = 1 << 20
@@ -277,13 +277,6 @@ class PackedDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"PackedDataset(root={str(self.root)!r}, split={self.split!r}, seq_len={self.seq_len}, n={len(self)})"
-
-
-def open_dataset(root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN,
-                 cache: bool = False) -> BairFolderDataset | PackedDataset:
-    """The split as a dataset, packed or folder layout (whichever ``root`` holds); same items either way."""
-    cls = PackedDataset if is_packed(root) else BairFolderDataset
-    return cls(root, split, seq_len=seq_len, cache=cache)
 
 
 def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Path:

@@ -1,4 +1,6 @@
-"""BAIR-format data from the built-in pushing world: `write_dataset`, the cached default set, `data synth`.
+"""BAIR-format data from the built-in pushing world: `write_dataset` (folders), `write_packed`, `data synth`.
+
+The cached default dataset that training, evaluation and the envs read is `bair_world.data.default_data`.
 
 Each sequence's seed is derived from (seed, split, index) alone, so the bytes on disk do not depend on
 the number of worker processes or on the order in which sequences finish.
@@ -7,7 +9,6 @@ the number of worker processes or on the order in which sequences finish.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import multiprocessing
 import os
@@ -24,7 +25,7 @@ from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_seq
 from bair_world.data.completion import check_resume, mark_complete, mark_incomplete
 from bair_world.data.errors import DataError
 from bair_world.data.seeds import MANIFEST, recorded_seeds, sequence_seed  # noqa: F401 (re-exported)
-from bair_world.io import atomic_write_json, freed_line, size_of
+from bair_world.io import atomic_write_json
 from bair_world.pidlock import LockBusy, PidLock
 from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
 
@@ -33,7 +34,6 @@ DEFAULT_SEED = 0
 SEQUENCE_LENGTH = 30
 PER_TRAJ_FOLDER = 256  # sequences per <trajectory folder>, like BAIR's traj_0_to_255
 LOCK = ".synth.lock"  # one writer per --out
-BYTES_PER_SEQUENCE = 400_000  # packed on disk: 368,640 B of raw frames + 2-bit labels + actions/positions
 ACTION_COLUMNS = ["dx (m)", "dy (m)", "gripper closure 0..4", "height command 0 hold / 1 lower / 2 lift"]
 
 
@@ -114,7 +114,9 @@ def _generate(task: tuple[str, str, int, int, int]) -> tuple[float, float] | Non
     return sequence_motion(r.frames, r.object_pixels)
 
 
-def _checked_counts(counts: dict[str, int]) -> dict[str, int]:
+def checked_counts(counts: dict[str, int]) -> dict[str, int]:
+    """``counts`` as sequences per split for every split (missing ones 0); a ValueError for an unknown
+    split or a negative count."""
     unknown = set(counts) - set(SPLITS)
     if unknown:
         raise ValueError(f"write_dataset: unknown split(s) {sorted(unknown)}; expected {list(SPLITS)}")
@@ -150,7 +152,7 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
         ValueError: bad counts/seed, or `out` holds a dataset made with another seed or generator version.
     """
     root = Path(out)
-    counts = _checked_counts(DEFAULT_COUNTS if counts is None else counts)
+    counts = checked_counts(DEFAULT_COUNTS if counts is None else counts)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"write_dataset: seed must be a non-negative integer, got {seed!r}")
     if length < 2:
@@ -233,7 +235,7 @@ def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: in
     """
     from bair_world.data.packed import PackWriter
 
-    counts = _checked_counts(DEFAULT_COUNTS if counts is None else counts)
+    counts = checked_counts(DEFAULT_COUNTS if counts is None else counts)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"write_packed: seed must be a non-negative integer, got {seed!r}")
     if length < 2:
@@ -246,96 +248,6 @@ def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: in
             writer.put(split, index, frames, actions, positions, labels)
             motions.append(motion)
     return SynthReport(Path(out), counts, len(tasks), 0, time.perf_counter() - start, motion_stats(motions))
-
-
-def cache_dir() -> Path:
-    """`$BAIR_WORLD_CACHE` or `~/.cache/bair_world`."""
-    env = os.environ.get("BAIR_WORLD_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "bair_world"
-
-
-def clean_cache(base: Path) -> str | None:
-    """Remove the cache's staging folders of dead processes (a killed generation: up to 3.4 GB) and
-    unheld lock files; returns the line saying what was freed, or None."""
-    from bair_world.pidlock import stale_lock_files
-    from bair_world.stale import is_stale
-
-    stale = [p for p in base.glob(".*.tmp-*") if p.is_dir() and not p.is_symlink() and is_stale(p)]
-    nbytes = size_of(stale)
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    removed = stale + stale_lock_files(base)
-    return freed_line("staging folders and locks of dead processes", removed, nbytes) if removed else None
-
-
-def default_dataset_root(create: bool = True, seed: int = DEFAULT_SEED, counts: dict[str, int] | None = None,
-                         workers: int | None = None, progress: bool = True) -> Path:
-    """The cached synthetic dataset used by default for training, evaluation and tests, packed.
-
-    The folder is named by generator version, seed and counts, generated on first use in the packed
-    form (`write_packed`: 13 files instead of ~32 per sequence; read memory-mapped) under an
-    exclusive file lock, so concurrent callers wait for one generation instead of racing.
-
-    Args:
-        create: generate the dataset if it does not exist yet; otherwise just return the path.
-    """
-    counts = _checked_counts(DEFAULT_COUNTS if counts is None else counts)
-    from bair_world.data.packed import is_packed
-
-    name = f"synth-v{GENERATOR_VERSION}-seed{seed}-" + "-".join(f"{s}{counts[s]}" for s in SPLITS) + "-packed"
-    base = cache_dir()
-    final = base / name
-    if is_packed(final) or not create:
-        return final
-    if base.exists() and not base.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "BAIR_WORLD_CACHE (or ~/.cache/bair_world) is a file, not a folder",
-                                 str(base))
-    base.mkdir(parents=True, exist_ok=True)
-    freed = clean_cache(base)
-    if freed:
-        print(freed, file=sys.stderr)
-    with PidLock(base / f".{name}.lock", wait=True):  # concurrent callers wait for one generation
-        if not is_packed(final):  # another process may have finished while we waited
-            old = [p for p in base.glob(f".{name}.partial-*") if p.is_dir()]  # older versions' staging (no pid):
-            if old:  # dead, since we hold the lock every writer of `name` takes
-                nbytes = size_of(old)
-                for path in old:
-                    shutil.rmtree(path, ignore_errors=True)
-                print(freed_line("staging folders of interrupted generations", old, nbytes), file=sys.stderr)
-            total = sum(counts.values())
-            print(f"generating the built-in pushing world's data once: {total} sequences "
-                  f"({', '.join(f'{s} {n}' for s, n in counts.items() if n)}), about "
-                  f"{total * BYTES_PER_SEQUENCE / 1e6:,.0f} MB, into {final} (set BAIR_WORLD_CACHE to move it)",
-                  file=sys.stderr, flush=True)
-            write_packed(final, counts, seed=seed, workers=workers, progress=progress)
-    return final
-
-
-def default_data_root(data_root: str | Path | None, split: str | None = None, progress: bool = True) -> str | Path:
-    """``data_root`` unchanged, or, when it is None, the embedded synthetic dataset (generated on
-    first use): the whole default set for ``split=None`` (training), else one holding ``split``
-    (`default_split_root`: evaluation and rollouts)."""
-    if data_root is not None:
-        return data_root
-    return default_dataset_root(progress=progress) if split is None else default_split_root(split, progress)
-
-
-def default_split_root(split: str, progress: bool = True) -> Path:
-    """A cached default dataset holding ``split`` (what evaluation and rollouts read), generating
-    only that split when the full default set does not exist yet.
-
-    Sequence seeds depend on (seed, split, index) alone, so the split is identical to that of the
-    full set; it lives in its own cache folder (named by its counts).
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    from bair_world.data.packed import is_packed
-
-    full = default_dataset_root(create=False)
-    if is_packed(full):
-        return full
-    counts = {s: DEFAULT_COUNTS[s] if s == split else 0 for s in SPLITS}
-    return default_dataset_root(counts=counts, progress=progress)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -227,7 +227,7 @@ def clean_dataset(root: str | Path) -> str | None:
     from bair_world.data.synthetic import LOCK
     from bair_world.io import freed_line, size_of
     from bair_world.pidlock import LockBusy, PidLock, stale_lock_files
-    from bair_world.stale import is_stale
+    from bair_world.io import is_stale
 
     root = Path(root)
     if not root.is_dir():
