@@ -12,18 +12,15 @@ float rounding of batched convolutions). One generator for the whole batch is al
 Precision: ``precision="bfloat16"`` (CPU with AVX512-BF16/AMX, or CUDA) or ``"float16"`` (CUDA)
 runs the model calls under ``torch.autocast``; the recurrent state and the returned frames are cast
 back to float32 after every call, so callers see the same dtypes and shapes as in float32. It trades
-tiny numeric differences for speed. Measured with the bundled model over 28-step bf16 rollouts of 8
-pushing-world sequences: at most 2/255 per pixel from float32 (PSNR 62-76 dB between the two), mean
-PSNR against the truth 24.326 vs 24.329 dB. Speed of a ``cpu``-preset step on a 2-core AVX512-BF16
-EPYC, 1 torch thread: batch 64 70 ms vs 152 ms in float32 (2.2x), batch 1 5.1 ms vs 6.2 ms. Reduced
-precision runs the convolutions channels-last (NHWC). The default float32 is exact and reproducible.
+tiny numeric differences for speed (how tiny and how much faster: docs/benchmarks.md, "Model step:
+precision and compilation"). Reduced precision runs the convolutions channels-last (NHWC). The default
+float32 is exact and reproducible.
 
 Compilation: ``compile=True`` runs the prior step through ``torch.compile`` (inductor, with weight
 freezing, so the weights are baked in: build a new WorldModel after changing them). The first step
 at each batch size compiles (seconds; a C++ compiler on CPU), later ones are faster where Python
-and per-call overhead dominate: a ``cpu``-preset step at batch 1 on the 2-core EPYC takes ~2.5 ms
-instead of ~4.2 ms (an env step: ~1.8x the steps/s, docs/benchmarks.md). At batch 64 the
-convolutions dominate and it gains 5-15%. Frames match the eager step to float rounding (~1e-7);
+and per-call overhead dominate (small batches; at large ones the convolutions dominate; numbers in
+docs/benchmarks.md). Frames match the eager step to float rounding (~1e-7);
 the latent draws are identical (drawn outside the graph). The context feed at reset stays eager.
 """
 
@@ -99,8 +96,8 @@ class WorldModel:
         self.device = torch.device(device)
         self.autocast_dtype = check_precision(precision, self.device)
         self.precision = precision
-        # oneDNN's bf16 (and cuDNN's fp16) convolutions are fastest in NHWC (measured: a bf16 CPU step
-        # 15-25% faster). Converted in place, as .to(device) is; float32 runs NCHW, so its results
+        # oneDNN's bf16 (and cuDNN's fp16) convolutions are fastest in NHWC (docs/benchmarks.md).
+        # Converted in place, as .to(device) is; float32 runs NCHW, so its results
         # stay exactly those of the plain model even after a reduced-precision WorldModel shared it.
         layout = torch.contiguous_format if self.autocast_dtype is None else torch.channels_last
         self.model = model.to(self.device).eval().to(memory_format=layout)
@@ -268,9 +265,8 @@ class WorldModel:
         """The grad mode and inductor settings of the compiled step.
 
         Inductor freezes (constant-folds and prepacks) the weights only under ``no_grad``, not in
-        inference mode: measured, a compiled batch-1 float32 step takes 2.3 ms under ``no_grad``
-        and 2.7 ms in inference mode (eager: 3.8 ms; eager under ``no_grad``: 6.4 ms, which is why
-        the eager path keeps inference mode).
+        inference mode, so the compiled step runs under ``no_grad`` and the eager path keeps inference
+        mode, each the faster for its path (timings: docs/benchmarks.md).
         """
         import torch._inductor.config as inductor_config
         stack = contextlib.ExitStack()

@@ -68,7 +68,8 @@ class EvalConfig:
     device: str = "auto"
     """auto (CUDA if available), cpu or cuda."""
     precision: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Model compute dtype: float32 (exact), bfloat16 (CPU/CUDA) or float16 (CUDA); faster, PSNR within ~0.01 dB."""
+    """Model compute dtype: float32 (exact), bfloat16 (CPU/CUDA) or float16 (CUDA): faster, PSNR nearly
+    unchanged (docs/benchmarks.md, "Model step: precision and compilation")."""
     seed: int = 0
     """Seed of the latent samples."""
     max_sequences: Optional[int] = None
