@@ -232,11 +232,18 @@ def test_references_from_a_bair_folder(ckpt, tmp_path):
         BairWorldEnv(checkpoint=ckpt, data_root=tmp_path / "data", split="validate", device="cpu")
 
 
-def test_the_real_bair_sequence_replays(ckpt, real_bair_root):
+# The bundled model (release 3) replaying the real BAIR sequence in ../shared/bair_real: mean PSNR
+# over its 28 predicted frames, measured 2026-12-02 (float32, CPU, seed 0). A re-bundle updates it.
+REAL_BAIR_REPLAY_PSNR = 20.993
+
+
+def test_the_real_bair_sequence_replays(real_bair_root):
     refs = FolderReferences(real_bair_root, "test")
-    env = BairWorldEnv(checkpoint=ckpt, references=refs, device="cpu")
+    env = BairWorldEnv(references=refs, device="cpu")  # the bundled model, which real-BAIR users drop in
     curve = replay_psnr(env, index=0)
     assert curve.shape == (28,) and np.isfinite(curve).all()
+    assert curve.mean() == pytest.approx(REAL_BAIR_REPLAY_PSNR, abs=0.05)
+    assert curve[:3].mean() > curve[-3:].mean()  # error grows over the open-loop episode
 
 
 def test_builtin_world_references_are_seeded():
@@ -251,9 +258,13 @@ def test_builtin_world_references_are_seeded():
 def test_gpu_matches_cpu_frames_shape(ckpt):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    env = BairWorldEnv(checkpoint=ckpt, references=FakeReferences(), device="cuda")
-    obs, info = env.reset(seed=0)
-    assert env.step(replay_action(info))[0].shape == (64, 64, 3)
+    gpu = BairWorldEnv(checkpoint=ckpt, references=FakeReferences(), device="cuda")
+    cpu = BairWorldEnv(checkpoint=ckpt, references=FakeReferences(), device="cpu")
+    on_gpu, _, _ = rollout(gpu, seed=0)  # latents come from CPU generators: the same draws on both
+    on_cpu, _, _ = rollout(cpu, seed=0)
+    assert on_gpu.shape == on_cpu.shape == (6, 64, 64, 3)
+    diff = np.abs(on_gpu.astype(int) - on_cpu.astype(int))
+    assert diff.max() <= 8 and diff.mean() < 0.5  # float/TF32 rounding of the convolutions only
 
 
 def test_bfloat16_env_is_seeded_close_to_float32_and_passes_check_env(ckpt):
