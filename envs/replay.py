@@ -38,7 +38,7 @@ def replay_psnr(env_or_checkpoint: gym.Env | str | Path | None, index: int = 0, 
             None for fresh randomness.
         max_steps: stop after this many predicted frames (None: until the reference runs out).
         **env_kwargs: passed to `BairWorldEnv` when a checkpoint is given (``data_root``, ``split``,
-            ``n_past``, ``device``, ...).
+            ``device``, ...).
 
     Returns:
         (steps,) float64 PSNR in dB of each predicted frame against the recorded one.

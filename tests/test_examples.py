@@ -14,11 +14,27 @@ def load(name: str):
 
 
 def test_replay_psnr_prints_the_curve_and_writes_the_video(tmp_path, capsys):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from bair_world.envs import BairWorldEnv
+
     video = tmp_path / "replay.gif"
     assert load("replay_psnr").main(["--index", "1", "--device", "cpu", "--video", str(video)]) == 0
     out = capsys.readouterr().out
-    assert "copy-last" in out and "mean" in out.lower()
-    assert video.stat().st_size > 0
+    rows = [line.split() for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
+    assert [int(r[0]) for r in rows] == list(range(1, 29))  # one row per predicted step of the episode
+    env = BairWorldEnv(device="cpu")  # the same replay, stepped here: reset seed 0, reference 1
+    _, info = env.reset(seed=0, options={"index": 1})
+    curve, truncated = [], False
+    while not truncated:
+        _, _, _, truncated, info = env.step(np.concatenate([info["action"], info["position"]]))
+        curve.append(info["psnr"])
+    np.testing.assert_allclose([float(r[2]) for r in rows], curve, atol=0.006)  # printed with 2 decimals
+    model_mean, copy_mean = (float(v) for v in out.splitlines()[-2 if "wrote" in out else -1].split()[1:3])
+    assert model_mean == round(float(np.mean(curve)), 2) and model_mean > copy_mean  # beats doing nothing
+    frames = iio.imread(video, index=None)  # (T, H, W, 3): recorded | predicted | error, one frame a step
+    assert len(frames) == 30 and len({f.tobytes() for f in frames}) == 30
 
 
 def test_cem_planner_prints_the_table_and_writes_videos(tmp_path, capsys):
