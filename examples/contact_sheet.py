@@ -8,12 +8,12 @@ The real row is left out (with a note) when the real sequence is absent, as in a
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bair_world.io import atomic_write_bytes
 from bair_world.sim import generate_sequence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(_row(frames[::3], f"synthetic\nseed {seed}"))
     sheet = np.concatenate(rows, axis=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.stem}.tmp-{os.getpid()}.png")
-    if not cv2.imwrite(str(tmp), sheet):
-        raise OSError(f"{tmp}: could not write the contact sheet")
-    os.replace(tmp, args.out)
+    ok, png = cv2.imencode(".png", sheet)  # already BGR
+    if not ok:
+        raise OSError(f"{args.out}: could not encode the contact sheet")
+    atomic_write_bytes(args.out, png.tobytes())
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]}): frames 0, 3, ..., 27 of each sequence")
     return 0
 

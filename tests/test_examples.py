@@ -60,6 +60,13 @@ def test_goal_ppo_trains_and_compares(tmp_path, capsys):
     assert load("goal_ppo").main(argv) == 0
     out = capsys.readouterr().out
     assert "ppo" in out and (tmp_path / "ppo.zip").exists() and len(list(tmp_path.glob("*.mp4"))) == 4
+    from stable_baselines3 import PPO
+
+    assert PPO.load(tmp_path / "ppo.zip").num_timesteps >= 128  # the saved policy is the trained one
+    import imageio.v3 as iio
+
+    for video in tmp_path.glob("*.mp4"):
+        assert len(iio.imread(video, index=None)) >= 2, video
 
 
 def test_sb3_ppo_trains_on_the_vector_env(tmp_path):
@@ -69,14 +76,29 @@ def test_sb3_ppo_trains_on_the_vector_env(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert load("sb3_ppo").main(["--num-envs", "2", "--timesteps", "64", "--device", "cpu", "--out", str(out)]) == 0
-    assert out.stat().st_size > 0
+    import imageio.v3 as iio
+
+    frames = iio.imread(out, index=None)  # recorded | policy's rollout | error, one frame a step
+    assert len(frames) >= 3 and len({f.tobytes() for f in frames}) > 1  # it moves
     assert not [w for w in caught if "precision lowered" in str(w.message)]  # float32 bounds into RescaleAction
 
 
 def test_contact_sheet_without_the_real_sequence(tmp_path):
+    import cv2
+    import numpy as np
+
+    from bair_world.sim import generate_sequence
+
     out = tmp_path / "sheet.png"
-    assert load("contact_sheet").main(["--real", str(tmp_path / "absent"), "--rows", "1", "--out", str(out)]) == 0
-    assert out.stat().st_size > 0
+    assert load("contact_sheet").main(["--real", str(tmp_path / "absent"), "--rows", "2", "--out", str(out)]) == 0
+    sheet = cv2.imread(str(out))[:, :, ::-1]  # BGR -> RGB
+    zoom, label = 3, 150
+    assert sheet.shape == (2 * 64 * zoom, label + 10 * 64 * zoom, 3)  # 2 synthetic rows of frames 0, 3, ..., 27
+    for row, seed in enumerate((0, 1)):
+        frames, _, _ = generate_sequence(seed)
+        tile = sheet[row * 192:(row + 1) * 192:zoom, label + 4 * 192:label + 5 * 192:zoom]  # frame 12, back to 64x64
+        np.testing.assert_array_equal(tile, frames[12])
+    assert not list(tmp_path.glob(".*"))  # no temporary left beside it
 
 
 def test_frame_strip_shows_the_recorded_frames_and_each_checkpoints_rollout(tmp_path, capsys):
