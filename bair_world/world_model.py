@@ -33,6 +33,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from bair_world.configtypes import is_int
 from bair_world.models import SVG, SVGState
 from bair_world.models.lstm import GeneratorLike, standard_normal
 
@@ -202,7 +203,7 @@ class WorldModel:
     def repeat_rows(self, times: int) -> None:
         """Repeat every row ``times`` times in place: row i becomes rows i*times .. (i+1)*times - 1
         (a planner's K copies of each of E envs' states, `select_rows` of each index repeated)."""
-        if isinstance(times, bool) or not isinstance(times, (int, np.integer)) or times < 1:
+        if not is_int(times) or times < 1:
             raise ValueError(f"WorldModel.repeat_rows: times must be an int >= 1, got {times!r}")
         self.select_rows(torch.arange(self.batch_size).repeat_interleave(int(times)))
 

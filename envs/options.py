@@ -1,6 +1,6 @@
 """`WorldOptions`: what every world env (`BairWorld-v0`, its vector env, `BairWorldGoal-v0`, and the
-true world's `PushWorld-v0` / `PushWorldGoal-v0`, which use its references, checkpoint and
-``n_past``) is made of, documented once.
+true world's `PushWorld-v0` / `PushWorldGoal-v0`, which use its references and checkpoint) is
+made of, documented once. The context length is always the checkpoint's ``n_past``.
 
 The envs take these as keyword arguments, so ``gym.make("BairWorld-v0", checkpoint=..., device=...)``
 passes them straight through; an unknown keyword is a ``TypeError`` naming it. The env builds one

@@ -91,10 +91,10 @@ class PushWorldEnv(gym.Env):
         render_mode: None or "rgb_array".
         sim_config: the world's configuration (must be the one the references were made with).
         **world: the learned world's options (`bair_world.envs.options.WorldOptions`, see `true_world`),
-            so the same keywords make both worlds: ``n_past`` (None: the checkpoint's, or 2),
-            ``references`` / ``num_references`` (the built-in pool only), ``checkpoint`` (take the
-            action bounds from it; None: the world's own limits); ``device``, ``precision`` and
-            ``compile`` are accepted and unused (no model runs).
+            so the same keywords make both worlds: ``references`` / ``num_references`` (the built-in
+            pool only), ``checkpoint`` (its context length and action bounds; None: `DEFAULT_N_PAST`
+            and the world's own limits); ``device``, ``precision`` and ``compile`` are accepted and
+            unused (no model runs).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from bair_world.checkpoint import default_checkpoint, load_checkpoint
-from bair_world.data.batch import collate
+from bair_world.data.batch import collate, frames_to_uint8
 from bair_world.data.open import open_dataset
 from bair_world.data.default_data import default_data_root
 from bair_world.io import atomic_write_bytes
@@ -39,12 +39,12 @@ LABEL_WIDTH = 80
 def strip(frames: torch.Tensor, conds: torch.Tensor, checkpoints: dict[str, Path], steps: list[int], index: int,
           seed: int = 0, scale: int = 2) -> np.ndarray:
     """uint8 RGB image: rows recorded + one per checkpoint, columns ``steps`` (frames (1, T, 3, 64, 64))."""
-    rows = {"recorded": to_uint8(frames[0])}
+    rows = {"recorded": frames_to_uint8(frames[0])}
     for name, ckpt in checkpoints.items():
         model, _ = load_checkpoint(ckpt)
         n_future = frames.shape[1] - N_PAST
         pred = WorldModel(model).rollout(frames, conds, n_future, latent_generators(seed, [index], 0))
-        rows[name] = to_uint8(torch.cat([frames[0, :N_PAST], pred[0].clamp(0, 1)]))  # (T, 64, 64, 3)
+        rows[name] = frames_to_uint8(torch.cat([frames[0, :N_PAST], pred[0]]))  # (T, 64, 64, 3)
     return layout(rows, steps, scale)
 
 
@@ -62,11 +62,6 @@ def counterfactual_strip(references, split: str, checkpoints: dict[str, Path], s
         rows[name] = pred  # (T, 64, 64, 3) uint8
     rows["error"] = np.abs(rows[name].astype(np.int16) - true.astype(np.int16)).astype(np.uint8)
     return layout(rows, steps, scale)
-
-
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """(T, 3, 64, 64) float in [0, 1] -> (T, 64, 64, 3) uint8."""
-    return (video.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
 
 
 def layout(rows: dict[str, np.ndarray], steps: list[int], scale: int) -> np.ndarray:

@@ -25,8 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bair_world.io import atomic_write_bytes, install_directory, remove_stale_temporaries
-from bair_world.io import temp_sibling
+from bair_world.io import atomic_write_bytes, install_directory, remove_stale_temporaries, temp_sibling
 
 # torch (and bair_world.checkpoint, which imports it) are imported inside the functions that use them,
 # so `bair-world bundle --help` answers without loading torch.

@@ -165,7 +165,7 @@ def _say_stopped(run: Run, epoch: EpochResult, index: int) -> None:
 
 
 def _finish(run: Run, epoch: EpochResult | None) -> dict:
-    """Check that the ranks' parameters agree and return `main`'s summary (``epoch``: the last one
+    """Check that the ranks' parameters agree and return `train`'s summary (``epoch``: the last one
     trained, None if none was)."""
     info, state = run.info, run.state
     row, stopped = (epoch.row, epoch.stopped) if epoch is not None else ({}, None)

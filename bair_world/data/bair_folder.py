@@ -27,8 +27,7 @@ from torch.utils.data import Dataset
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.completion import require_complete
 from bair_world.data.errors import DataError
-from bair_world.io import install_directory, write_verified
-from bair_world.io import is_stale, temp_sibling
+from bair_world.io import install_directory, is_stale, temp_sibling, write_verified
 
 ACTIONS_FILE = "actions.csv"
 POSITIONS_FILE = "endeffector_positions.csv"

@@ -41,8 +41,7 @@ from bair_world.data.bair_folder import (
 )
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.errors import DataError
-from bair_world.io import atomic_write_bytes, fsync_directory
-from bair_world.io import temp_sibling
+from bair_world.io import atomic_write_bytes, fsync_directory, temp_sibling
 
 MANIFEST = "packed.json"
 MAX_MANIFEST_BYTES = 1 << 20

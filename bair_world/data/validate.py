@@ -225,9 +225,8 @@ def clean_dataset(root: str | Path) -> str | None:
         One line saying what was freed, or None when nothing was left behind.
     """
     from bair_world.data.synthetic import LOCK
-    from bair_world.io import freed_line, size_of
+    from bair_world.io import freed_line, is_stale, size_of
     from bair_world.pidlock import LockBusy, PidLock, stale_lock_files
-    from bair_world.io import is_stale
 
     root = Path(root)
     if not root.is_dir():
