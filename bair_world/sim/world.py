@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bair_world.sim.flow import PoseState, true_flow
 from bair_world.sim.config import GRIP_COLUMN, MAX_GRIP, MAX_Z_COMMAND, SimConfig, Z_COLUMN
 from bair_world.sim.physics import TablePhysics, sample_objects
 from bair_world.sim.policy import ScriptedPusher
@@ -81,6 +82,15 @@ class PushWorld:
     def labels(self) -> np.ndarray:
         """uint8 (64, 64) region labels of the current frame (see `bair_world.sim.render.LABEL_NAMES`)."""
         return self.renderer.draw_labels(self.physics.object_poses(), self._position, self.grip)
+
+    def pose_state(self) -> "PoseState":
+        """What the current frame is drawn from (object poses, end effector, grip): `true_flow`'s input."""
+        return PoseState(self.physics.object_poses(), self._position.copy(), self.grip)
+
+    def flow_from(self, before: "PoseState") -> np.ndarray:
+        """float32 (64, 64, 2) true backward flow of the current frame from the frame drawn at ``before``
+        (a `pose_state` taken earlier): see `bair_world.sim.flow`."""
+        return true_flow(self.renderer, before, self.pose_state())
 
     def snapshot(self) -> tuple:
         """The world's dynamic state, for `restore` (a planner tries many futures from one state)."""
@@ -200,6 +210,8 @@ class Rollout:
         positions: float (T, 3); positions[t] is the end-effector position at frame t.
         object_pixels: float (T, N, 2) object centres in 64x64 pixel coordinates.
         labels: uint8 (T, 64, 64) region labels (0 static, 1 arm, 2 objects), or None if not asked for.
+        flow: float32 (T, 64, 64, 2) true backward flow of frame t from frame t-1 (frame 0: zeros;
+            `bair_world.sim.flow`), or None if not asked for.
     """
 
     frames: np.ndarray
@@ -207,26 +219,34 @@ class Rollout:
     positions: np.ndarray
     object_pixels: np.ndarray
     labels: np.ndarray | None = None
+    flow: np.ndarray | None = None
 
 
-def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig(), labels: bool = False) -> Rollout:
+def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig(), labels: bool = False,
+            flow: bool = False) -> Rollout:
     """Run the scripted pusher for `length` frames; frame t+1 = step(actions[t], positions[t]).
 
-    ``labels=True`` also records each frame's region labels (the frames are the same either way).
+    ``labels=True`` also records each frame's region labels, ``flow=True`` each frame's true flow
+    from the previous one (the frames are the same either way).
     """
     if length < 1:
         raise ValueError(f"rollout: length must be >= 1, got {length}")
     frames = np.empty((length, config.image_size, config.image_size, 3), np.uint8)
     actions, positions = np.empty((length, 4)), np.empty((length, 3))
     label_maps = np.empty((length, config.image_size, config.image_size), np.uint8) if labels else None
-    pixels = None
+    flows = np.zeros((length, config.image_size, config.image_size, 2), np.float32) if flow else None
+    pixels = before = None
     for t, world, action in scripted_worlds(seed, length, config):
         if pixels is None:
             pixels = np.empty((length, len(world.specs), 2))
         frames[t], positions[t], pixels[t], actions[t] = world.frame, world.position, world.object_pixels(), action
         if labels:
             label_maps[t] = world.labels()
-    return Rollout(frames, actions, positions, pixels, label_maps)
+        if flow:
+            if before is not None:
+                flows[t] = world.flow_from(before)
+            before = world.pose_state()
+    return Rollout(frames, actions, positions, pixels, label_maps, flows)
 
 
 def scripted_worlds(seed: int, length: int = 30, config: SimConfig = SimConfig()):
