@@ -63,6 +63,27 @@ def test_required_length_and_extra_frame(dataset):
     assert check_sequence(seq, seq_len=8)[1] == []
 
 
+def test_flow_and_labels_files_are_checked_when_present(dataset):
+    frames, actions, positions = make_sequence(0, length=8)
+    flow = np.zeros((8, 64, 64, 2), np.float32)
+    seqs = [dataset / "train" / "traj_0_to_255" / str(i) for i in range(2)]
+    for seq in seqs:
+        write_sequence(seq, frames, actions, positions, overwrite=True, labels=np.zeros((8, 64, 64), np.uint8),
+                       flow=flow)
+    assert check_dataset(dataset).ok
+    (seqs[0] / "flow.npz").write_bytes(b"garbage")
+    np.savez_compressed(seqs[1] / "flow.npz", flow=np.zeros((8, 64, 64, 2), np.int8))  # channels last: wrong
+    np.savez_compressed(seqs[1] / "labels.npz", labels=np.full((8, 64, 64), 3, np.uint8))
+    report = check_dataset(dataset)
+    problems = sorted((e.path.relative_to(dataset).as_posix(), e.problem) for e in report.errors)
+    assert [path for path, _ in problems] == ["train/traj_0_to_255/0/flow.npz", "train/traj_0_to_255/1/flow.npz",
+                                              "train/traj_0_to_255/1/labels.npz"]
+    assert problems[0][1].startswith("unreadable flow file")
+    assert problems[1][1] == "flow must be int8 (T, 2, 64, 64), got int8 (8, 64, 64, 2)"
+    assert problems[2][1] == "label value 3 outside 0..2"
+    assert report.bad_sequences == {"train": 2, "test": 0}
+
+
 def test_missing_root_no_splits_and_empty_split(tmp_path):
     report = check_dataset(tmp_path / "nope")
     assert not report.ok and report.errors[0].path == tmp_path / "nope"

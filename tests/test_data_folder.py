@@ -12,6 +12,7 @@ from helpers import make_sequence
 
 from bair_world.data import BairFolderDataset, DataError, collate
 from bair_world.data.bair_folder import list_sequences, read_sequence, remove_partial_writes, write_sequence
+from bair_world.data.flow import FLOW_SCALE, dequantise_flow, quantise_flow, read_flow
 
 
 @pytest.fixture
@@ -127,6 +128,113 @@ def test_dataset_items_and_collate(tmp_path):
         ds[3]
     loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate)
     assert [len(b) for b in loader] == [2, 1]
+    assert item.keys() == {"frames", "actions", "positions"}  # the default reads no targets
+    assert batch.labels is None and batch.flow is None and batch.to("cpu").flow is None
+
+
+# ---- targets: region labels and the true flow ----------------------------------------------------
+
+
+def _flow(seed: int, length: int = 30) -> np.ndarray:
+    """Random float32 flow (T, 64, 64, 2) in pixels, |flow| up to 9 px; frame 0 zeros like the sim's."""
+    flow = np.random.default_rng(seed).uniform(-9, 9, (length, 64, 64, 2)).astype(np.float32)
+    flow[0] = 0
+    return flow
+
+
+def _labels(seed: int, length: int = 30) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 3, (length, 64, 64), dtype=np.uint8)
+
+
+def test_flow_is_stored_in_eighth_pixels_channels_first_and_clipped():
+    flow = _flow(0, 3)
+    flow[1, 2, 5] = (20.0, -30.0)  # past the int8 range: clipped to +-127/8
+    stored = quantise_flow(flow)
+    assert stored.dtype == np.int8 and stored.shape == (3, 2, 64, 64) and FLOW_SCALE == 8
+    back = dequantise_flow(stored)
+    assert back.dtype == np.float32 and back.shape == (3, 2, 64, 64)
+    assert back[1, 0, 2, 5] == 127 / 8 and back[1, 1, 2, 5] == -127 / 8
+    flow[1, 2, 5] = 0
+    back[1, :, 2, 5] = 0
+    assert np.abs(back - flow.transpose(0, 3, 1, 2)).max() <= 1 / 16  # (T, 64, 64, 2) -> (T, 2, 64, 64)
+    with pytest.raises(ValueError, match="float"):
+        quantise_flow(flow.transpose(0, 3, 1, 2))  # channels first is the stored layout, not the input
+    flow[2, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        quantise_flow(flow)
+
+
+def test_flow_round_trip_through_the_folder_and_targets_items(tmp_path):
+    root = tmp_path / "root"
+    for i in range(2):
+        write_sequence(root / "train" / "traj_0_to_255" / str(i), *make_sequence(i), labels=_labels(i), flow=_flow(i))
+    seq = root / "train" / "traj_0_to_255" / "1"
+    flow = read_flow(seq)
+    assert flow.dtype == np.float32 and flow.shape == (30, 2, 64, 64)
+    np.testing.assert_array_equal(flow, dequantise_flow(quantise_flow(_flow(1))))
+    assert np.abs(flow - _flow(1).transpose(0, 3, 1, 2)).max() <= 1 / 16
+    assert read_flow(seq, 7).shape == (7, 2, 64, 64)
+    for cache in (False, True):
+        ds = BairFolderDataset(root, "train", seq_len=12, cache=cache, targets=True)
+        item = ds[1]
+        assert item["labels"].dtype == torch.uint8 and item["labels"].shape == (12, 64, 64)
+        assert item["flow"].dtype == torch.float32 and item["flow"].shape == (12, 2, 64, 64)
+        assert torch.equal(item["labels"], torch.from_numpy(_labels(1)[:12]))
+        assert torch.equal(item["flow"], torch.from_numpy(flow[:12]))
+        assert torch.equal(ds[1]["flow"], item["flow"])  # again (from the cache)
+    batch = collate([ds[0], ds[1]]).to("cpu")
+    assert batch.labels.shape == (2, 12, 64, 64) and batch.flow.shape == (2, 12, 2, 64, 64)
+    assert torch.equal(batch.flow[1], item["flow"]) and torch.equal(batch.labels[1], item["labels"])
+    assert BairFolderDataset(root, "train", seq_len=12)[1].keys() == {"frames", "actions", "positions"}
+
+
+def test_targets_on_data_without_them_name_the_missing_file(tmp_path):
+    root = tmp_path / "root"
+    frames, actions, positions = make_sequence(0, length=4)
+    write_sequence(root / "train" / "t" / "0", frames, actions, positions)
+    with pytest.raises(DataError, match=r"0[/\\]labels.npz: .*no labels.npz: motion losses need data from the "
+                                        r"built-in pushing world \(bair-world data synth\)"):
+        BairFolderDataset(root, "train", seq_len=4, targets=True)
+    write_sequence(root / "train" / "t" / "0", frames, actions, positions, overwrite=True, labels=_labels(0, 4),
+                   flow=_flow(0, 4))
+    write_sequence(root / "train" / "t" / "1", frames, actions, positions, labels=_labels(1, 4))
+    ds = BairFolderDataset(root, "train", seq_len=4, targets=True)
+    assert ds[0]["flow"].shape == (4, 2, 64, 64)
+    with pytest.raises(DataError, match=r"1[/\\]flow.npz: .*no flow.npz: motion losses") as err:
+        ds[1]
+    assert err.value.path == root / "train" / "t" / "1" / "flow.npz"
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda path: path.write_bytes(b"PK\x03\x04 not a zip"), "unreadable flow file"),
+    (lambda path: np.savez_compressed(path, flow=np.zeros((30, 64, 64, 2), np.int8)),
+     r"flow must be int8 \(T, 2, 64, 64\)"),  # channels last
+    (lambda path: np.savez_compressed(path, flow=np.zeros((30, 2, 64, 64), np.float32)), "got float32"),
+    (lambda path: np.savez_compressed(path, flow=np.zeros((5, 2, 64, 64), np.int8)),
+     "has 5 flow steps, expected at least 30"),
+    (lambda path: np.savez_compressed(path, motion=np.zeros((30, 2, 64, 64), np.int8)),
+     "unreadable flow file .*KeyError"),
+    (lambda path: np.savez_compressed(path, flow=np.zeros((20_000, 2, 64, 64), np.int8)), "decompresses to"),
+])
+def test_a_corrupt_or_misshapen_flow_file_is_refused_naming_it(tmp_path, damage, match):
+    seq = tmp_path / "root" / "train" / "t" / "0"
+    write_sequence(seq, *make_sequence(0), labels=_labels(0), flow=_flow(0))
+    damage(seq / "flow.npz")
+    with pytest.raises(DataError, match=match) as err:
+        read_flow(seq, 30)
+    assert err.value.path == seq / "flow.npz"
+    with pytest.raises(DataError, match="flow.npz: "):
+        BairFolderDataset(tmp_path / "root", "train", targets=True)[0]
+
+
+def test_write_refuses_flow_of_the_wrong_shape_or_length(tmp_path):
+    frames, actions, positions = make_sequence(0, length=3)
+    dest = tmp_path / "t" / "s"
+    with pytest.raises(ValueError, match=r"s: flow must be float \(\.\.\., 64, 64, 2\)"):
+        write_sequence(dest, frames, actions, positions, flow=_flow(0, 3).transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="flow must have the frames' 3 steps"):
+        write_sequence(dest, frames, actions, positions, flow=_flow(0, 4))
+    assert not dest.exists()
 
 
 # ---- bad input: each error names the exact file --------------------------------------------------

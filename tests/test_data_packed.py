@@ -13,10 +13,13 @@ from helpers import make_sequence
 from bair_world.cli import main as cli_main
 from bair_world.data import DataError
 from bair_world.data.bair_folder import BairFolderDataset, read_labels, write_sequence
+from bair_world.data.flow import dequantise_flow, quantise_flow, read_flow
 from bair_world.data.open import open_dataset
 from bair_world.data.packed import PackedDataset, is_packed, pack_dataset
+from bair_world.data.seeds import sequence_seed
 from bair_world.data.synthetic import write_dataset, write_packed
 from bair_world.data.validate import check_dataset
+from bair_world.sim import rollout
 
 COUNTS = {"train": 3, "validate": 2, "test": 2}
 
@@ -52,7 +55,25 @@ def test_packed_items_equal_the_folder_items_exactly(folder, packed, seq_len):
             assert np.array_equal(packed_set.labels(i), read_labels(seq, seq_len))
     files = sorted(str(p.relative_to(packed)) for p in packed.rglob("*") if p.is_file())
     assert files == ["packed.json"] + [f"{s}/{k}.npy" for s in sorted(COUNTS)
-                                       for k in ("actions", "frames", "labels", "positions")]
+                                       for k in ("actions", "flow", "frames", "labels", "positions")]
+
+
+@pytest.mark.parametrize("seq_len", [30, 12])
+def test_targets_items_carry_the_worlds_labels_and_flow(folder, packed, seq_len):
+    for split in COUNTS:
+        folder_set = BairFolderDataset(folder, split, seq_len, targets=True)
+        packed_set = open_dataset(packed, split, seq_len, targets=True)
+        _same_items(folder_set, packed_set)
+        for i in range(len(packed_set)):
+            r = rollout(sequence_seed(7, split, i), 30, labels=True, flow=True)
+            item = packed_set[i]
+            assert item["labels"].dtype == torch.uint8 and item["flow"].dtype == torch.float32
+            assert np.array_equal(item["labels"].numpy(), r.labels[:seq_len])
+            true = r.flow[:seq_len].transpose(0, 3, 1, 2)  # (T, 64, 64, 2) -> (T, 2, 64, 64)
+            assert np.array_equal(item["flow"].numpy(), dequantise_flow(quantise_flow(r.flow[:seq_len])))
+            assert np.abs(item["flow"].numpy() - true).max() <= 1 / 16 and np.abs(true).max() > 0.5
+    default = open_dataset(packed, "train", seq_len)[0]
+    assert default.keys() == {"frames", "actions", "positions"}
 
 
 def test_labels_pack_into_two_bits_and_back():
@@ -70,7 +91,7 @@ def test_direct_generation_equals_packing_the_folder(folder, packed, tmp_path):
     report = write_packed(direct, COUNTS, seed=7, workers=2, progress=False)
     assert report.written == sum(COUNTS.values())
     for split in COUNTS:
-        for kind in ("frames", "actions", "positions", "labels"):
+        for kind in ("frames", "actions", "positions", "labels", "flow"):
             a, b = np.load(direct / split / f"{kind}.npy"), np.load(packed / split / f"{kind}.npy")
             assert a.dtype == b.dtype and np.array_equal(a, b), (split, kind)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
@@ -82,14 +103,41 @@ def test_folder_without_labels_packs_without_and_mixed_labels_are_refused(tmp_pa
         write_sequence(src / "train" / "traj_0" / str(i), *make_sequence(i, length=5))
     out = pack_dataset(src, tmp_path / "p", progress=False)
     assert not (out / "train" / "labels.npy").exists() and PackedDataset(out, "train", 5).labels(0) is None
+    assert not (out / "train" / "flow.npy").exists() and PackedDataset(out, "train", 5).data.flow is None
+    with pytest.raises(DataError, match=r"train[/\\]labels.npy: the data has no labels.npy: motion losses need data "
+                                        r"from the built-in pushing world"):
+        open_dataset(out, "train", 5, targets=True)
     frames, actions, positions = make_sequence(9, length=5)
     write_sequence(src / "train" / "traj_0" / "0", frames, actions, positions, overwrite=True,
                    labels=np.zeros((5, 64, 64), np.uint8))
     with pytest.raises(DataError, match=r"1[/\\]labels.npz: missing"):
         pack_dataset(src, tmp_path / "q", progress=False)
+    write_sequence(src / "train" / "traj_0" / "1", frames, actions, positions, overwrite=True,
+                   labels=np.zeros((5, 64, 64), np.uint8))
+    write_sequence(src / "train" / "traj_0" / "0", frames, actions, positions, overwrite=True,
+                   labels=np.zeros((5, 64, 64), np.uint8), flow=np.ones((5, 64, 64, 2), np.float32))
+    with pytest.raises(DataError, match=r"1[/\\]flow.npz: missing, while other sequences of 'train' have flow"):
+        pack_dataset(src, tmp_path / "q", progress=False)
     assert not (tmp_path / "q").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     with pytest.raises(FileExistsError):
         pack_dataset(src, out, progress=False)
+
+
+def _edit_manifest(root: Path, edit) -> None:
+    manifest = json.loads((root / "packed.json").read_text())
+    edit(manifest)
+    (root / "packed.json").write_text(json.dumps(manifest))
+
+
+def test_a_pack_written_before_flow_reads_without_it(packed, tmp_path):
+    root = _copy(packed, tmp_path / "p")
+    for split in COUNTS:
+        (root / split / "flow.npy").unlink()
+    _edit_manifest(root, lambda m: [entry.pop("flow") for entry in m["splits"].values()])
+    _same_items(open_dataset(root, "test"), open_dataset(packed, "test"))
+    assert check_dataset(root).ok
+    with pytest.raises(DataError, match=r"test[/\\]flow.npy: the data has no flow.npy"):
+        open_dataset(root, "test", targets=True)
 
 
 def _copy(packed: Path, dest: Path) -> Path:
@@ -105,6 +153,13 @@ def _copy(packed: Path, dest: Path) -> Path:
     (lambda r: np.save(r / "train" / "actions.npy", np.zeros((3, 30, 5), np.float32)),
      r"train[/\\]actions.npy: actions array is float32 \(3, 30, 5\)"),
     (lambda r: (r / "packed.json").write_text("{"), r"packed.json: unreadable manifest"),
+    (lambda r: np.save(r / "train" / "flow.npy", np.zeros((3, 30, 64, 64, 2), np.int8)),
+     r"train[/\\]flow.npy: flow array is int8 \(3, 30, 64, 64, 2\), the manifest says int8 \(3, 30, 2, 64, 64\)"),
+    (lambda r: np.save(r / "train" / "flow.npy", np.zeros((3, 30, 2, 64, 64), np.float32)),
+     r"train[/\\]flow.npy: flow array is float32"),
+    (lambda r: (r / "train" / "flow.npy").unlink(), r"train[/\\]flow.npy: missing flow array"),
+    (lambda r: _edit_manifest(r, lambda m: m["splits"]["train"].update(flow="yes")),
+     r"packed.json: split 'train': malformed entry"),
 ])
 def test_a_damaged_pack_is_refused_naming_the_file(packed, tmp_path, damage, match):
     root = _copy(packed, tmp_path / "p")
@@ -117,8 +172,15 @@ def test_a_damaged_pack_is_refused_naming_the_file(packed, tmp_path, damage, mat
 def test_cli_pack_then_check(folder, tmp_path, capsys):
     out = tmp_path / "p"
     assert cli_main(["data", "pack", str(folder), "--out", str(out), "--no-progress"]) == 0
-    assert "train 3, validate 2, test 2 sequences in 13 files" in capsys.readouterr().out
-    assert json.loads((out / "packed.json").read_text())["source"]["manifest"]["seed"] == 7
+    assert "train 3, validate 2, test 2 sequences in 16 files" in capsys.readouterr().out
+    manifest = json.loads((out / "packed.json").read_text())
+    assert manifest["source"]["manifest"]["seed"] == 7
+    assert manifest["source"]["manifest"]["targets"] == ["labels", "flow"]
+    assert all(entry["flow"] and entry["labels"] for entry in manifest["splits"].values())  # carried by `data pack`
+    stored = np.load(out / "test" / "flow.npy")
+    assert stored.dtype == np.int8 and stored.shape == (2, 30, 2, 64, 64)
+    seq = sorted((folder / "test").glob("*/1"))[0]
+    assert np.array_equal(dequantise_flow(stored[1]), read_flow(seq))  # the folder's values, exactly
     assert cli_main(["data", "check", str(out), "--no-progress"]) == 0
     assert "all sequences are valid" in capsys.readouterr().out
     actions = np.load(out / "validate" / "actions.npy")

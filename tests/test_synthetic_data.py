@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from bair_world.cli import main as cli_main
-from bair_world.data.bair_folder import list_sequences, read_sequence
+from bair_world.data.bair_folder import list_sequences, read_labels, read_sequence
+from bair_world.data.flow import dequantise_flow, quantise_flow, read_flow
 from bair_world.data.open import open_dataset
 from bair_world.data.packed import is_packed
 from bair_world.data.default_data import default_dataset_root
 from bair_world.data.synthetic import sequence_dir, sequence_seed, write_dataset
-from bair_world.sim import generate_sequence
+from bair_world.sim import GENERATOR_VERSION, generate_sequence, rollout
 
 TINY = {"train": 3, "validate": 1, "test": 1}
 
@@ -26,7 +27,7 @@ def test_bytes_on_disk_do_not_depend_on_worker_count(tmp_path):
     two = write_dataset(tmp_path / "two", TINY, seed=7, workers=2, progress=False)
     assert one.written == two.written == 5
     a, b = _tree_bytes(tmp_path / "one"), _tree_bytes(tmp_path / "two")
-    assert a.keys() == b.keys() and len(a) == 5 * 33 + 1  # 30 PNG, 2 CSV, labels.npz; manifest
+    assert a.keys() == b.keys() and len(a) == 5 * 34 + 1  # 30 PNG, 2 CSV, labels.npz, flow.npz; manifest
     assert all(a[k] == b[k] for k in a)
 
 
@@ -48,6 +49,22 @@ def test_layout_units_and_manifest(tmp_path):
     np.testing.assert_allclose(actions, ref_actions, rtol=1e-6, atol=1e-7)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["seed"] == 1 and manifest["counts"] == TINY and manifest["sequence_length"] == 30
+    assert manifest["targets"] == ["labels", "flow"]
+    # every sequence records the world's labels and true flow (int8 in 1/8 px: within 1/16 px)
+    truth = rollout(sequence_seed(1, "train", 2), 30, labels=True, flow=True)
+    np.testing.assert_array_equal(read_labels(seqs[2]), truth.labels)
+    np.testing.assert_array_equal(read_flow(seqs[2]), dequantise_flow(quantise_flow(truth.flow)))
+    assert np.abs(read_flow(seqs[2]) - truth.flow.transpose(0, 3, 1, 2)).max() <= 1 / 16
+
+
+def test_a_folder_written_before_flow_is_not_mixed_with_flow_sequences(tmp_path):
+    write_dataset(tmp_path, {"test": 1}, seed=0, workers=1, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["targets"]  # as an older bair-world wrote it (labels, no flow.npz)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"manifest.json: .*targets \['labels'\]; refusing to mix in .*"
+                                         r"targets \['labels', 'flow'\]"):
+        write_dataset(tmp_path, {"test": 2}, seed=0, workers=1, progress=False)
 
 
 def test_resume_skips_complete_and_clears_partial_sequences(tmp_path):
@@ -83,7 +100,10 @@ def test_default_dataset_root_generates_once(tmp_path, monkeypatch):
     assert not missing.exists() and missing.parent == tmp_path
     root = default_dataset_root(counts=counts, workers=1, progress=False)
     assert root == missing and is_packed(root) and root.name.endswith("-packed")  # the compact form
+    # named by the data format too: caches written before flow was recorded are not reused
+    assert root.name == f"synth-v{GENERATOR_VERSION}-flow-seed0-train2-validate0-test1-packed"
     assert len(open_dataset(root, "train")) == 2 and len(open_dataset(root, "test")) == 1
+    assert open_dataset(root, "test", targets=True)[0]["flow"].shape == (30, 2, 64, 64)
     stamp = (root / "packed.json").stat().st_mtime_ns
     assert default_dataset_root(counts=counts, workers=1, progress=False) == root
     assert (root / "packed.json").stat().st_mtime_ns == stamp  # not regenerated

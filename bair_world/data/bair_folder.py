@@ -3,8 +3,9 @@
 Layout (the seed's): ``<root>/<split>/<trajectory folder>/<sequence>/`` holding ``0.png .. {T-1}.png``
 (64x64 RGB), ``actions.csv`` (T x 4) and ``endeffector_positions.csv`` (T x 3), comma-separated,
 no header. A sequence from the built-in pushing world may also hold ``labels.npz`` (key ``labels``,
-uint8 (T, 64, 64): 0 static scene, 1 arm/gripper, 2 objects), read by :func:`read_labels`; the layout
-is valid without it. Every problem raises :class:`~bair_world.data.errors.DataError` naming the exact file.
+uint8 (T, 64, 64): 0 static scene, 1 arm/gripper, 2 objects), read by :func:`read_labels`, and
+``flow.npz``, its true per-pixel flow (`bair_world.data.flow`: `read_flow`); the layout is valid
+without them. Every problem raises :class:`~bair_world.data.errors.DataError` naming the exact file.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import io
 import os
 import re
 import shutil
-import stat
 import uuid
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -27,6 +26,8 @@ from torch.utils.data import Dataset
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.completion import require_complete
 from bair_world.data.errors import DataError
+from bair_world.data.files import npz_bytes, read_npz, require_regular_file
+from bair_world.data.flow import FLOW_FILE, dequantise_flow, missing_targets, quantise_flow, read_stored_flow
 from bair_world.io import install_directory, is_stale, temp_sibling, write_verified
 
 ACTIONS_FILE = "actions.csv"
@@ -76,19 +77,6 @@ def read_table(path: Path, n_cols: int) -> np.ndarray:
         r, c = bad[0]
         raise DataError(path, f"row {r + 1}, column {c + 1} is {values[r, c]} ({len(bad)} non-finite values)")
     return values.astype(np.float32)
-
-
-def require_regular_file(path: Path, what: str) -> None:
-    """DataError naming ``path`` unless it is a regular file (a FIFO or device would block or never end)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise DataError(path, f"missing {what}") from None
-    except OSError as exc:
-        raise DataError(path, f"unreadable {what} ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
-        raise DataError(path, f"{what} is {kind}, not a regular file")
 
 
 def read_frame(path: Path) -> np.ndarray:
@@ -168,6 +156,7 @@ def write_sequence(
     positions: np.ndarray,
     overwrite: bool = False,
     labels: np.ndarray | None = None,
+    flow: np.ndarray | None = None,
 ) -> Path:
     """Write one sequence atomically: into a hidden temporary sibling, then rename it into place.
 
@@ -178,6 +167,8 @@ def write_sequence(
         positions: (T, 3), likewise.
         overwrite: replace an existing ``seq_dir``; otherwise an existing folder is an error.
         labels: optional uint8 (T, 64, 64) region labels, written as ``labels.npz``.
+        flow: optional true flow in pixels, float (T, 64, 64, 2) as `bair_world.sim.rollout` gives it,
+            written as ``flow.npz`` (int8 in 1/8 pixel, (T, 2, 64, 64): `bair_world.data.flow`).
 
     Returns:
         ``seq_dir`` as a Path.
@@ -185,6 +176,7 @@ def write_sequence(
     seq_dir = Path(seq_dir)
     frames, actions, positions = np.asarray(frames), np.asarray(actions), np.asarray(positions)
     _check_arrays(frames, actions, positions, seq_dir)
+    stored_flow = None if flow is None else _quantised(flow, len(frames), seq_dir)
     if seq_dir.exists() and not overwrite:
         raise FileExistsError(f"{seq_dir}: sequence folder already exists (pass overwrite=True to replace it)")
     seq_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -206,10 +198,11 @@ def write_sequence(
         write_verified(tmp / POSITIONS_FILE, _csv_bytes(positions))
         if labels is not None:
             name = LABELS_FILE
-            _check_labels(np.asarray(labels), len(frames), tmp / LABELS_FILE)
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, labels=np.asarray(labels, np.uint8))
-            write_verified(tmp / LABELS_FILE, buffer.getvalue())
+            _check_labels(np.asarray(labels), len(frames), seq_dir / LABELS_FILE)
+            write_verified(tmp / LABELS_FILE, npz_bytes("labels", np.asarray(labels, np.uint8)))
+        if stored_flow is not None:
+            name = FLOW_FILE
+            write_verified(tmp / FLOW_FILE, npz_bytes("flow", stored_flow))
         # overwrite: exchanged atomically, or the old folder moved aside first (a directory cannot be
         # replaced in one rename)
         install_directory(tmp, seq_dir, backup=seq_dir.parent / f".{seq_dir.name}.old-{uuid.uuid4().hex[:8]}",
@@ -227,6 +220,17 @@ def _csv_bytes(values: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.savetxt(buffer, np.asarray(values).astype(np.float32), fmt="%.18e", delimiter=",")
     return buffer.getvalue()
+
+
+def _quantised(flow: np.ndarray, length: int, where: Path) -> np.ndarray:
+    """The stored form of ``flow`` (float (T, 64, 64, 2) -> int8 (T, 2, 64, 64)); ValueError naming ``where``."""
+    try:
+        stored = quantise_flow(flow)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if stored.ndim != 4 or len(stored) != length:
+        raise ValueError(f"{where}: flow must have the frames' {length} steps, got shape {np.shape(flow)}")
+    return stored
 
 
 def _check_labels(labels: np.ndarray, length: int, path: Path) -> None:
@@ -247,19 +251,7 @@ def read_labels(seq_dir: str | Path, seq_len: int | None = None) -> np.ndarray |
     path = Path(seq_dir) / LABELS_FILE
     if not os.path.lexists(path):
         return None
-    require_regular_file(path, "labels file")
-    try:
-        with zipfile.ZipFile(path) as archive:  # refuse a zip bomb before anything is decompressed
-            unpacked = sum(info.file_size for info in archive.infolist())
-        if unpacked > MAX_LABELS_BYTES:
-            raise DataError(path, f"decompresses to {unpacked:,} bytes; labels of {BAIR_SEQ_LEN}-step sequences "
-                                  f"take {BAIR_SEQ_LEN * IMAGE_SIZE * IMAGE_SIZE:,} (limit {MAX_LABELS_BYTES:,})")
-        with np.load(path, allow_pickle=False) as npz:
-            labels = npz["labels"]
-    except DataError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(path, f"unreadable labels file ({type(exc).__name__}: {exc})") from None
+    labels = read_npz(path, "labels", "labels file", MAX_LABELS_BYTES, BAIR_SEQ_LEN * IMAGE_SIZE * IMAGE_SIZE)
     _check_labels(labels, seq_len or len(labels), path)
     return labels if seq_len is None else labels[:seq_len]
 
@@ -321,33 +313,59 @@ class BairFolderDataset(Dataset):
         split: which split folder to read.
         seq_len: leading steps per item (``< 30`` takes the first ``seq_len`` steps of each sequence).
         cache: keep decoded uint8 sequences in memory after the first read (per worker process;
-            ~370 KB per 30-step sequence, so only for small datasets).
+            ~370 KB per 30-step sequence, ~740 KB with targets, so only for small datasets).
+        targets: items also hold ``"labels"`` (uint8 (T, 64, 64)) and ``"flow"`` (float32 (T, 2, 64, 64),
+            pixels: `bair_world.data.flow`); every sequence must have ``labels.npz`` and ``flow.npz``
+            (a DataError naming the missing file otherwise).
     """
 
-    def __init__(self, root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN, cache: bool = False):
+    def __init__(self, root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN, cache: bool = False,
+                 targets: bool = False):
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         self.root = Path(root)
         self.split = split
         self.seq_len = seq_len
+        self.targets = targets
         self.paths = list_sequences(self.root, split)
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = {} if cache else None
+        if targets:  # refused at once when the first sequence has none (real BAIR data)
+            for name in (LABELS_FILE, FLOW_FILE):
+                if not os.path.lexists(self.paths[0] / name):
+                    raise missing_targets(self.paths[0] / name)
+        self._cache: dict[int, tuple[np.ndarray, ...]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def _read(self, index: int) -> tuple[np.ndarray, ...]:
+        """(frames, actions, positions) of sequence ``index``, then (labels, stored int8 flow) with targets."""
+        seq = self.paths[index]
+        arrays = read_sequence(seq, self.seq_len)
+        if not self.targets:
+            return arrays
+        labels, flow = read_labels(seq, self.seq_len), read_stored_flow(seq, self.seq_len)
+        for value, name in ((labels, LABELS_FILE), (flow, FLOW_FILE)):
+            if value is None:
+                raise missing_targets(seq / name)
+        return (*arrays, labels, flow)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} sequences in {self.root / self.split}")
         index %= len(self)
-        if self._cache is not None and index in self._cache:
-            frames, actions, positions = self._cache[index]
-        else:
-            frames, actions, positions = read_sequence(self.paths[index], self.seq_len)
+        arrays = None if self._cache is None else self._cache.get(index)
+        if arrays is None:
+            arrays = self._read(index)
             if self._cache is not None:
-                self._cache[index] = (frames, actions, positions)
+                self._cache[index] = arrays
+        frames, actions, positions = arrays[:3]
         video = frames_to_float(frames)  # (T, 64, 64, 3) uint8 -> (T, 3, 64, 64)
-        return {"frames": video, "actions": torch.from_numpy(actions.copy()), "positions": torch.from_numpy(positions.copy())}
+        item = {"frames": video, "actions": torch.from_numpy(actions.copy()),
+                "positions": torch.from_numpy(positions.copy())}
+        if self.targets:
+            item["labels"] = torch.from_numpy(arrays[3].copy())
+            item["flow"] = torch.from_numpy(dequantise_flow(arrays[4]))  # (T, 2, 64, 64) float32 pixels
+        return item
 
     def labels(self, index: int) -> np.ndarray | None:
         """Region labels uint8 (seq_len, 64, 64) of sequence ``index`` (see `read_labels`), or None."""

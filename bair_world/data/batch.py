@@ -21,18 +21,20 @@ class Batch:
         frames: (B, T, 3, 64, 64) float in [0, 1], RGB.
         actions: (B, T, 4) float, BAIR units.
         positions: (B, T, 3) float, end-effector position in BAIR units (metres).
+        labels: (B, T, 64, 64) uint8 region labels (0 static, 1 arm, 2 objects), or None; present when
+            the dataset was opened with ``targets=True``.
+        flow: (B, T, 2, 64, 64) float32 true backward flow of frame t from frame t-1 in pixels (x, y;
+            frame 0 zeros: `bair_world.data.flow`), or None; present with ``targets=True``.
     """
 
     frames: torch.Tensor
     actions: torch.Tensor
     positions: torch.Tensor
+    labels: torch.Tensor | None = None
+    flow: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        return Batch(
-            self.frames.to(device, non_blocking=non_blocking),
-            self.actions.to(device, non_blocking=non_blocking),
-            self.positions.to(device, non_blocking=non_blocking),
-        )
+        return self._map(lambda x: x.to(device, non_blocking=non_blocking))
 
     @property
     def cond(self) -> torch.Tensor:
@@ -43,7 +45,12 @@ class Batch:
         return self.frames.shape[0]
 
     def pin_memory(self) -> "Batch":
-        return Batch(self.frames.pin_memory(), self.actions.pin_memory(), self.positions.pin_memory())
+        return self._map(torch.Tensor.pin_memory)
+
+    def _map(self, fn) -> "Batch":
+        """A Batch of ``fn(tensor)`` for every tensor (None stays None)."""
+        return Batch(fn(self.frames), fn(self.actions), fn(self.positions),
+                     None if self.labels is None else fn(self.labels), None if self.flow is None else fn(self.flow))
 
 
 def cond_of(actions, positions, dtype=np.float32):
@@ -58,11 +65,14 @@ def cond_of(actions, positions, dtype=np.float32):
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> Batch:
-    """Stack dataset items ({"frames": (T,3,64,64), "actions": (T,4), "positions": (T,3)}) into a Batch."""
+    """Stack dataset items ({"frames": (T,3,64,64), "actions": (T,4), "positions": (T,3)}, with a
+    dataset's ``targets=True`` also "labels": (T,64,64) and "flow": (T,2,64,64)) into a Batch."""
+    targets = {key: torch.stack([it[key] for it in items]) for key in ("labels", "flow") if key in items[0]}
     return Batch(
         frames=torch.stack([it["frames"] for it in items]),
         actions=torch.stack([it["actions"] for it in items]),
         positions=torch.stack([it["positions"] for it in items]),
+        **targets,
     )
 
 

@@ -3,7 +3,8 @@
 `default_data_root` is what every command reads when no ``--data-root`` is given: the whole default
 set (training) or one holding a split (`default_split_root`: evaluation, rollouts). The cache is
 `cache_dir` (``$BAIR_WORLD_CACHE`` or ``~/.cache/bair_world``); its folders are named by generator
-version, seed and counts, written under a lock, and a killed generation's leftovers are freed by the
+version, data format (`DATA_FORMAT`), seed and counts, written under a lock, and a killed
+generation's leftovers are freed by the
 next caller (`clean_cache`).
 """
 
@@ -23,7 +24,12 @@ from bair_world.io import freed_line, is_stale, size_of
 from bair_world.pidlock import PidLock, stale_lock_files
 from bair_world.sim import GENERATOR_VERSION
 
-BYTES_PER_SEQUENCE = 400_000  # packed on disk: 368,640 B of raw frames + 2-bit labels + actions/positions
+#: packed on disk, 30 steps: 368,640 B of raw frames + 245,760 B of int8 flow + 30,720 B of 2-bit labels
+#: + 840 B of actions/positions (measured: 646,022 B a sequence with the .npy headers, 608 sequences)
+BYTES_PER_SEQUENCE = 646_000
+#: in the cache folder's name beside the generator version (which describes the frames): what the packs
+#: hold besides them; caches written before flow was recorded have another name and are not reused
+DATA_FORMAT = "flow"
 
 
 def cache_dir() -> Path:
@@ -33,7 +39,7 @@ def cache_dir() -> Path:
 
 
 def clean_cache(base: Path) -> str | None:
-    """Remove the cache's staging folders of dead processes (a killed generation: up to 3.4 GB) and
+    """Remove the cache's staging folders of dead processes (a killed generation: up to 5.5 GB) and
     unheld lock files; returns the line saying what was freed, or None."""
     stale = [p for p in base.glob(".*.tmp-*") if p.is_dir() and not p.is_symlink() and is_stale(p)]
     nbytes = size_of(stale)
@@ -47,15 +53,16 @@ def default_dataset_root(create: bool = True, seed: int = synthetic.DEFAULT_SEED
                          counts: dict[str, int] | None = None, workers: int | None = None, progress: bool = True) -> Path:
     """The cached synthetic dataset used by default for training, evaluation and tests, packed.
 
-    The folder is named by generator version, seed and counts, generated on first use in the packed
-    form (`write_packed`: 13 files instead of ~32 per sequence; read memory-mapped) under an
+    The folder is named by generator version, `DATA_FORMAT`, seed and counts, generated on first use in
+    the packed form (`write_packed`: 16 files instead of ~34 per sequence; read memory-mapped) under an
     exclusive file lock, so concurrent callers wait for one generation instead of racing.
 
     Args:
         create: generate the dataset if it does not exist yet; otherwise just return the path.
     """
     counts = checked_counts(synthetic.DEFAULT_COUNTS if counts is None else counts)
-    name = f"synth-v{GENERATOR_VERSION}-seed{seed}-" + "-".join(f"{s}{counts[s]}" for s in SPLITS) + "-packed"
+    name = (f"synth-v{GENERATOR_VERSION}-{DATA_FORMAT}-seed{seed}-" + "-".join(f"{s}{counts[s]}" for s in SPLITS)
+            + "-packed")
     base = cache_dir()
     final = base / name
     if is_packed(final) or not create:

@@ -12,9 +12,11 @@ from bair_world.data.bair_folder import BAIR_SEQ_LEN, BairFolderDataset
 from bair_world.data.packed import PackedDataset, is_packed
 
 
-def open_dataset(root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN,
-                 cache: bool = False) -> BairFolderDataset | PackedDataset:
+def open_dataset(root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN, cache: bool = False,
+                 targets: bool = False) -> BairFolderDataset | PackedDataset:
     """The split as a dataset, packed (`PackedDataset`) or folder layout (`BairFolderDataset`),
-    whichever ``root`` holds; same items either way. ``cache``: keep decoded folder sequences in memory."""
+    whichever ``root`` holds; same items either way. ``cache``: keep decoded folder sequences in memory.
+    ``targets``: items also hold the region ``"labels"`` and the true ``"flow"`` (data from the
+    built-in pushing world only; a DataError naming the missing file otherwise)."""
     cls = PackedDataset if is_packed(root) else BairFolderDataset
-    return cls(root, split, seq_len=seq_len, cache=cache)
+    return cls(root, split, seq_len=seq_len, cache=cache, targets=targets)

@@ -8,6 +8,8 @@ Layout (``FORMAT`` version ``FORMAT_VERSION``)::
     <root>/<split>/positions.npy          float32 (N, T, 3)
     <root>/<split>/labels.npy             uint8   (N, T, 64, 16), only if the source sequences had labels:
                                           the (64, 64) label maps (values 0..2), 2 bits a pixel, 4 pixels a byte
+    <root>/<split>/flow.npy               int8    (N, T, 2, 64, 64), only if the source sequences had flow:
+                                          the true flow in 1/8 pixel, as in ``flow.npz`` (`bair_world.data.flow`)
 
 Sequence ``i`` of a split is sequence ``i`` of the folder layout's sorted listing, with the same
 values bit for bit (PNG and the ``%.18e`` CSVs are lossless for uint8 frames and float32 numbers), so
@@ -36,11 +38,13 @@ from tqdm import tqdm
 
 from bair_world.configtypes import is_int
 from bair_world.data.bair_folder import (
-    ACTIONS_FILE, BAIR_SEQ_LEN, N_LABELS, SPLITS, list_sequences, read_labels, read_sequence,
-    read_table, require_regular_file,
+    ACTIONS_FILE, BAIR_SEQ_LEN, LABELS_FILE, N_LABELS, SPLITS, list_sequences, read_labels, read_sequence,
+    read_table,
 )
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
 from bair_world.data.errors import DataError
+from bair_world.data.files import require_regular_file
+from bair_world.data.flow import FLOW_FILE, FLOW_STEP_SHAPE, dequantise_flow, missing_targets, quantise_flow, read_flow
 from bair_world.io import atomic_write_bytes, fsync_directory, temp_sibling
 
 MANIFEST = "packed.json"
@@ -49,7 +53,9 @@ MAX_SEQUENCES, MAX_LENGTH = 10_000_000, 10_000  # bounds on a manifest's counts 
 FORMAT, FORMAT_VERSION = "bair-world-packed", 1
 #: kind -> (dtype, shape of one step as stored)
 KINDS = {"frames": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE, 3)), "actions": (np.float32, (ACTION_DIM,)),
-         "positions": (np.float32, (POSITION_DIM,)), "labels": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE // 4))}
+         "positions": (np.float32, (POSITION_DIM,)), "labels": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE // 4)),
+         "flow": (np.int8, FLOW_STEP_SHAPE)}
+OPTIONAL = ("labels", "flow")  # kinds a split holds only when its manifest entry says so
 
 
 def pack_labels(labels: np.ndarray) -> np.ndarray:
@@ -85,15 +91,17 @@ class PackWriter:
         length: steps per sequence.
         labels: splits that carry region labels.
         source: provenance stored in the manifest (e.g. the generator's settings).
+        flow: splits that carry the true flow.
     """
 
     def __init__(self, dest: str | Path, counts: dict[str, int], length: int, labels: set[str] = frozenset(),
-                 source: dict[str, Any] | None = None):
+                 source: dict[str, Any] | None = None, flow: set[str] = frozenset()):
         self.dest = Path(dest)
         if self.dest.exists():
             raise FileExistsError(f"{self.dest}: already exists; packing writes a new folder")
         self.counts = {s: int(n) for s, n in counts.items() if n > 0}
         self.length, self.labels, self.source = int(length), set(labels) & set(self.counts), source or {}
+        self.flow = set(flow) & set(self.counts)
         self._stage: Path | None = None
         self._arrays: dict[tuple[str, str], np.memmap] = {}
 
@@ -113,7 +121,7 @@ class PackWriter:
         for split, n in self.counts.items():
             (self._stage / split).mkdir()
             for kind, (dtype, step_shape) in KINDS.items():
-                if kind != "labels" or split in self.labels:
+                if kind not in OPTIONAL or split in getattr(self, kind):
                     try:
                         self._arrays[split, kind] = np.lib.format.open_memmap(
                             self._stage / split / f"{kind}.npy", mode="w+", dtype=dtype,
@@ -122,13 +130,19 @@ class PackWriter:
                         raise OSError(e.errno, e.strerror or str(e), str(self.dest / split / f"{kind}.npy")) from e
         return self
 
-    def put(self, split: str, index: int, frames, actions, positions, labels=None) -> None:
-        """Store sequence ``index`` of ``split`` (arrays of at least ``length`` steps; extra steps are cut)."""
+    def put(self, split: str, index: int, frames, actions, positions, labels=None, flow=None) -> None:
+        """Store sequence ``index`` of ``split`` (arrays of at least ``length`` steps; extra steps are cut).
+
+        ``labels``: uint8 (T, 64, 64); ``flow``: float pixels (T, 64, 64, 2) as `bair_world.sim.rollout`
+        gives it (stored quantised, `bair_world.data.flow.quantise_flow`); each required when the split
+        carries it.
+        """
         parts = {"frames": frames, "actions": actions, "positions": positions}
-        if split in self.labels:
-            if labels is None:
-                raise ValueError(f"{split}[{index}]: the split carries labels, this sequence has none")
-            parts["labels"] = pack_labels(labels)
+        for kind, value, encode in (("labels", labels, pack_labels), ("flow", flow, quantise_flow)):
+            if split in getattr(self, kind):
+                if value is None:
+                    raise ValueError(f"{split}[{index}]: the split carries {kind}, this sequence has none")
+                parts[kind] = encode(np.asarray(value)[: self.length])
         for kind, value in parts.items():
             self._arrays[split, kind][index] = np.asarray(value)[: self.length]
 
@@ -139,8 +153,8 @@ class PackWriter:
                     array.flush()
                     _check_written(self._stage / split / f"{kind}.npy", array, self.dest / split / f"{kind}.npy")
                 manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": self.source,
-                            "splits": {s: {"sequences": n, "length": self.length, "labels": s in self.labels}
-                                       for s, n in self.counts.items()}}
+                            "splits": {s: {"sequences": n, "length": self.length, "labels": s in self.labels,
+                                           "flow": s in self.flow} for s, n in self.counts.items()}}
                 atomic_write_bytes(self._stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
                 for folder in [self._stage, *(self._stage / split for split in self.counts)]:
                     fsync_directory(folder)
@@ -181,9 +195,9 @@ def _manifest(root: Path) -> dict[str, Any]:
         if name not in SPLITS:  # also keeps every path inside the root (no "../../x")
             raise DataError(path, f"split name {name[:80]!r} is not one of {list(SPLITS)}")
         ok = isinstance(entry, dict) and all(is_int(entry.get(key)) for key in ("sequences", "length"))
-        if not ok or not isinstance(entry.get("labels"), bool):
+        if not ok or not isinstance(entry.get("labels"), bool) or not isinstance(entry.get("flow", False), bool):
             raise DataError(path, f"split {name!r}: malformed entry {str(entry)[:200]} (expected sequences and "
-                                  f"length as integers, labels true/false)")
+                                  f"length as integers, labels and flow true/false)")
         if not (0 <= entry["sequences"] <= MAX_SEQUENCES and 1 <= entry["length"] <= MAX_LENGTH):
             raise DataError(path, f"split {name!r}: {entry['sequences']} sequences of {entry['length']} steps is "
                                   f"out of range (0..{MAX_SEQUENCES:,} of 1..{MAX_LENGTH:,})")
@@ -196,6 +210,8 @@ class PackedSplit:
     Attributes:
         frames, actions, positions: the split's arrays, (N, T, ...) as in the module docstring.
         labels: the stored 2-bit labels, uint8 (N, T, 64, 16) (`unpack_labels` gives the maps), or None.
+        flow: the stored flow, int8 (N, T, 2, 64, 64) (`bair_world.data.flow.dequantise_flow` gives
+            pixels), or None (also for packs written before flow, whose manifest has no "flow").
     """
 
     def __init__(self, root: str | Path, split: str):
@@ -203,10 +219,10 @@ class PackedSplit:
         entry = _manifest(self.root).get("splits", {}).get(split)
         if entry is None:
             raise DataError(self.root / MANIFEST, f"holds no split {split!r}")
-        n, self.length, has_labels = entry["sequences"], entry["length"], entry["labels"]  # checked by _manifest
-        arrays = {kind: self._open(kind, n) for kind in KINDS if kind != "labels" or has_labels}
+        n, self.length = entry["sequences"], entry["length"]  # checked by _manifest
+        arrays = {kind: self._open(kind, n) for kind in KINDS if kind not in OPTIONAL or entry.get(kind, False)}
         self.frames, self.actions, self.positions = arrays["frames"], arrays["actions"], arrays["positions"]
-        self.labels = arrays.get("labels")
+        self.labels, self.flow = arrays.get("labels"), arrays.get("flow")
 
     def _open(self, kind: str, n: int) -> np.ndarray:
         path = self.root / self.split / f"{kind}.npy"
@@ -231,17 +247,24 @@ class PackedSplit:
 
 class PackedDataset(Dataset):
     """A packed split with `BairFolderDataset`'s items: ``{"frames": float32 (T, 3, 64, 64) in [0, 1],
-    "actions": (T, 4), "positions": (T, 3)}``, the first ``seq_len`` steps of sequence ``index``.
+    "actions": (T, 4), "positions": (T, 3)}``, the first ``seq_len`` steps of sequence ``index``; with
+    ``targets=True`` also ``"labels"`` (uint8 (T, 64, 64)) and ``"flow"`` (float32 (T, 2, 64, 64) pixels),
+    and a split without them is refused (a DataError naming the missing array).
 
     Reads one sequence per item from the memory-mapped arrays, so memory holds only what the OS
     page cache keeps; ``cache`` is accepted for `BairFolderDataset`'s signature and has no effect.
     """
 
-    def __init__(self, root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN, cache: bool = False):
+    def __init__(self, root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN, cache: bool = False,
+                 targets: bool = False):
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-        self.root, self.split, self.seq_len = Path(root), split, seq_len
+        self.root, self.split, self.seq_len, self.targets = Path(root), split, seq_len, targets
         self.data = PackedSplit(root, split)
+        if targets:
+            for kind in OPTIONAL:
+                if getattr(self.data, kind) is None:
+                    raise missing_targets(self.root / split / f"{kind}.npy")
         for kind in ("actions", "positions"):  # small: (N, T, 4) floats; inf would reach the env's info
             array = getattr(self.data, kind)
             bad = np.argwhere(~np.isfinite(array))
@@ -261,8 +284,13 @@ class PackedDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} sequences in {self.root / self.split}")
         t = self.seq_len
         frames = np.array(self.data.frames[index, :t])  # copy out of the map: (T, 64, 64, 3) uint8
-        return {"frames": frames_to_float(frames), "actions": torch.from_numpy(np.array(self.data.actions[index, :t])),
+        item = {"frames": frames_to_float(frames), "actions": torch.from_numpy(np.array(self.data.actions[index, :t])),
                 "positions": torch.from_numpy(np.array(self.data.positions[index, :t]))}
+        if self.targets:
+            item["labels"] = torch.from_numpy(self.labels(index))
+            stored = np.array(self.data.flow[index, :t])  # copy out of the map: (T, 2, 64, 64) int8
+            item["flow"] = torch.from_numpy(dequantise_flow(stored))  # (T, 2, 64, 64) float32 pixels
+        return item
 
     def labels(self, index: int) -> np.ndarray | None:
         """Region labels of sequence ``index``, uint8 (seq_len, 64, 64), or None without labels."""
@@ -281,11 +309,13 @@ class PackedDataset(Dataset):
 def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Path:
     """Pack a BAIR folder dataset into ``dest`` (created; atomically), streaming one sequence at a time.
 
-    Every split folder present is packed; all its sequences must have the same length. Labels are
-    carried when the split's first sequence has ``labels.npz``, and then every sequence must have one.
+    Every split folder present is packed; all its sequences must have the same length. Labels (flow)
+    are carried when the split's first sequence has ``labels.npz`` (``flow.npz``), and then every
+    sequence must have one; the flow's stored int8 values are copied exactly.
 
     Raises:
-        DataError: a malformed sequence (naming its file), unequal lengths, labels on some sequences only.
+        DataError: a malformed sequence (naming its file), unequal lengths, labels or flow on some
+            sequences only.
         FileExistsError: ``dest`` exists.
     """
     src = Path(src)
@@ -296,6 +326,7 @@ def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Pa
     if len(lengths) != 1:
         raise DataError(src, f"splits have different sequence lengths {sorted(lengths)}; a pack holds one")
     with_labels = {s for s, seqs in listing.items() if read_labels(seqs[0]) is not None}
+    with_flow = {s for s, seqs in listing.items() if read_flow(seqs[0]) is not None}
     source: dict[str, Any] = {"packed_from": src.resolve().name}
     if (src / "manifest.json").is_file():  # the synthetic generator's settings
         try:
@@ -304,7 +335,8 @@ def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Pa
             raise DataError(src / "manifest.json", f"unreadable ({exc})") from None
     length = lengths.pop()
     total = sum(len(seqs) for seqs in listing.values())
-    with PackWriter(dest, {s: len(seqs) for s, seqs in listing.items()}, length, with_labels, source) as writer, \
+    with PackWriter(dest, {s: len(seqs) for s, seqs in listing.items()}, length, with_labels, source,
+                    flow=with_flow) as writer, \
             tqdm(total=total, desc="pack", unit="seq", disable=not progress) as bar:
         for split, seqs in listing.items():
             for index, seq in enumerate(seqs):
@@ -313,8 +345,12 @@ def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Pa
                     raise DataError(seq / ACTIONS_FILE, f"has {len(frames)} rows; the dataset's sequences have {length}")
                 labels = read_labels(seq, length) if split in with_labels else None
                 if split in with_labels and labels is None:
-                    raise DataError(seq / "labels.npz", f"missing, while other sequences of {split!r} have labels")
-                writer.put(split, index, frames, actions, positions, labels)
+                    raise DataError(seq / LABELS_FILE, f"missing, while other sequences of {split!r} have labels")
+                flow = read_flow(seq, length) if split in with_flow else None
+                if split in with_flow and flow is None:
+                    raise DataError(seq / FLOW_FILE, f"missing, while other sequences of {split!r} have flow")
+                flow = None if flow is None else np.moveaxis(flow, 1, -1)  # (T, 2, 64, 64) -> (T, 64, 64, 2), exact
+                writer.put(split, index, frames, actions, positions, labels, flow)
                 bar.update()
     return Path(dest)
 

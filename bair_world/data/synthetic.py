@@ -34,6 +34,7 @@ DEFAULT_SEED = 0
 SEQUENCE_LENGTH = 30
 PER_TRAJ_FOLDER = 256  # sequences per <trajectory folder>, like BAIR's traj_0_to_255
 LOCK = ".synth.lock"  # one writer per --out
+TARGETS = ["labels", "flow"]  # what every sequence holds beside frames and tables (manifest: "targets")
 ACTION_COLUMNS = ["dx (m)", "dy (m)", "gripper closure 0..4", "height command 0 hold / 1 lower / 2 lift"]
 
 
@@ -78,10 +79,11 @@ class SynthReport:
 
 
 def _arrays(task: tuple[str, str, int, int, int]):
-    """Worker: (split, index, frames, actions, positions, labels, motion) of one sequence, in memory."""
+    """Worker: (split, index, frames, actions, positions, labels, flow, motion) of one sequence, in memory."""
     _, split, index, seed, length = task
-    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True)
-    return split, index, r.frames, r.actions, r.positions, r.labels, sequence_motion(r.frames, r.object_pixels)
+    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True)
+    return (split, index, r.frames, r.actions, r.positions, r.labels, r.flow,
+            sequence_motion(r.frames, r.object_pixels))
 
 
 def _in_pool(fn, tasks: list, workers: int | None, progress: bool, desc: str):
@@ -109,8 +111,8 @@ def _generate(task: tuple[str, str, int, int, int]) -> tuple[float, float] | Non
     target = sequence_dir(Path(root), split, index)
     if target.is_dir():
         return None
-    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True)
-    write_sequence(target, r.frames, r.actions, r.positions, labels=r.labels)
+    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True)
+    write_sequence(target, r.frames, r.actions, r.positions, labels=r.labels, flow=r.flow)
     return sequence_motion(r.frames, r.object_pixels)
 
 
@@ -132,7 +134,7 @@ def _manifest(seed: int, counts: dict[str, int], length: int) -> dict:
     seeds = {s: [sequence_seed(seed, s, i) for i in range(n)] for s, n in counts.items() if n}
     return {"generator": "bair_world.sim", "generator_version": GENERATOR_VERSION, "seed": seed, "counts": counts,
             "sequence_length": length, "image_size": 64, "action_columns": ACTION_COLUMNS,
-            "sim_config": asdict(SimConfig()), "sequence_seeds": seeds}
+            "sim_config": asdict(SimConfig()), "targets": TARGETS, "sequence_seeds": seeds}
 
 
 def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: int = DEFAULT_SEED,
@@ -141,7 +143,7 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
 
     Args:
         out: dataset root; `<out>/<split>/traj_<a>_to_<b>/<index>/{0..T-1}.png, actions.csv,
-            endeffector_positions.csv` and `<out>/manifest.json` (written last).
+            endeffector_positions.csv, labels.npz, flow.npz` and `<out>/manifest.json` (written last).
         counts: sequences per split (missing splits get 0); default DEFAULT_COUNTS.
         seed: dataset seed; sequence seeds derive from (seed, split, index).
         workers: processes (default: all cores); 1 runs in this process.
@@ -149,7 +151,8 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
         length: frames per sequence.
 
     Raises:
-        ValueError: bad counts/seed, or `out` holds a dataset made with another seed or generator version.
+        ValueError: bad counts/seed, or `out` holds a dataset made with another seed, generator version,
+            length or targets (an older bair-world's without flow).
     """
     root = Path(out)
     counts = checked_counts(DEFAULT_COUNTS if counts is None else counts)
@@ -160,7 +163,7 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
     command = (f"bair-world data synth --out {root} --seed {seed} "
                + " ".join(f"--{s} {counts[s]}" for s in SPLITS))
     params = {"writer": "synth", "generator_version": GENERATOR_VERSION, "seed": int(seed), "counts": counts,
-              "sequence_length": length}
+              "sequence_length": length, "targets": TARGETS}
     try:
         with PidLock(root / LOCK):
             return _write_locked(root, counts, seed, workers, progress, length, command, params)
@@ -176,10 +179,12 @@ def _write_locked(root: Path, counts: dict[str, int], seed: int, workers: int | 
     check_resume(root, command, params)  # an interrupted run continues only with the same command
     if manifest_path.exists():
         old = _read_manifest(manifest_path)
-        if (old.get("seed"), old.get("generator_version"), old.get("sequence_length")) != (seed, GENERATOR_VERSION, length):
-            raise ValueError(f"{manifest_path}: folder holds a dataset with seed {old.get('seed')}, generator version "
-                             f"{old.get('generator_version')}, length {old.get('sequence_length')}; refusing to mix in "
-                             f"seed {seed}, version {GENERATOR_VERSION}, length {length} (choose another --out)")
+        made = (old.get("seed"), old.get("generator_version"), old.get("sequence_length"),
+                old.get("targets", ["labels"]))  # written before flow was recorded: labels only
+        if made != (seed, GENERATOR_VERSION, length, TARGETS):
+            raise ValueError(f"{manifest_path}: folder holds a dataset with seed {made[0]}, generator version "
+                             f"{made[1]}, length {made[2]}, targets {made[3]}; refusing to mix in seed {seed}, "
+                             f"version {GENERATOR_VERSION}, length {length}, targets {TARGETS} (choose another --out)")
     mark_incomplete(root, command, params)
     if any((root / split).is_dir() for split in SPLITS):
         remove_partial_writes(root)  # every writer of this folder is dead: we hold its lock
@@ -230,7 +235,8 @@ def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: in
                  workers: int | None = None, progress: bool = True, length: int = SEQUENCE_LENGTH) -> SynthReport:
     """Write the same sequences as `write_dataset` straight into the packed form (`bair_world.data.packed`).
 
-    No PNG or CSV round trip: the arrays equal those `pack_dataset` makes of `write_dataset`'s folder.
+    No PNG or CSV round trip: the arrays (labels and flow included) equal those `pack_dataset` makes of
+    `write_dataset`'s folder.
     Written atomically into a new folder ``out``; an interrupted run leaves nothing (no resume).
     """
     from bair_world.data.packed import PackWriter
@@ -242,10 +248,11 @@ def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: in
         raise ValueError(f"write_packed: length must be >= 2, got {length}")
     tasks = [(str(out), split, i, int(seed), length) for split in SPLITS for i in range(counts[split])]
     start, motions = time.perf_counter(), []
-    with PackWriter(out, counts, length, labels=set(SPLITS), source=_manifest(int(seed), counts, length)) as writer:
-        for split, index, frames, actions, positions, labels, motion in _in_pool(_arrays, tasks, workers, progress,
-                                                                                 "synth"):
-            writer.put(split, index, frames, actions, positions, labels)
+    with PackWriter(out, counts, length, labels=set(SPLITS), source=_manifest(int(seed), counts, length),
+                    flow=set(SPLITS)) as writer:
+        for split, index, frames, actions, positions, labels, flow, motion in _in_pool(_arrays, tasks, workers,
+                                                                                       progress, "synth"):
+            writer.put(split, index, frames, actions, positions, labels, flow)
             motions.append(motion)
     return SynthReport(Path(out), counts, len(tasks), 0, time.perf_counter() - start, motion_stats(motions))
 
