@@ -259,7 +259,7 @@ def test_ddp_wrapped_model_steps_over_time_and_backpropagates(tmp_path):
 
 
 def test_warp_moves_pixels_by_the_flow_in_pixels():
-    from bair_world.models.svg import warp
+    from bair_world.models.motion import warp
 
     x = torch.rand(2, 3, 64, 64)
     flow = torch.zeros(2, 2, 64, 64)

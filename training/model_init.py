@@ -9,7 +9,7 @@ import torch
 
 from bair_world.checkpoint import load_checkpoint
 from bair_world.models import SVG
-from bair_world.models.svg import MOTION_HEAD_BIAS
+from bair_world.models.motion import MOTION_HEAD_BIAS
 from bair_world.training.config import TrainConfig
 
 

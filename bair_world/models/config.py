@@ -11,6 +11,7 @@ from bair_world.configtypes import type_problems
 BACKBONES = ("vgg", "dcgan")
 PRIORS = ("fixed", "learned")
 SKIPS = ("last_context", "previous")
+FLOW_HEADS = ("single", "pyramid")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class ModelConfig:
     copies the last frame (not in the seed; helps short CPU training)."""
     motion: bool = False
     """Pixel-motion output (after Finn et al. 2016, SV2P): the next frame is mask * warp(x_t, flow)
-    + (1 - mask) * the generated frame, with a dense flow field (at most MAX_FLOW_PX pixels) and
+    + (1 - mask) * the generated frame, with a dense flow field (at most ``max_flow`` pixels; ``flow_head`` says how it is predicted) and
     the mask from a second head on the decoder's last features; starts as the plain output."""
     spatial_cond: bool = False
     """Feed the normalised cond to the decoder as feature maps (broadcast, beside x/y coordinate
@@ -57,6 +58,12 @@ class ModelConfig:
     """With ``motion``: a third mask composites the last real context frame, so pixels nothing
     touched stay exact: next = m_warp * warp(x_t, flow) + m_gen * generated + m_ctx * x_context
     (softmax masks); starts as the two-mask output. Not in the seed."""
+    flow_head: str = "single"
+    """With ``motion``: "single" (releases 1-3: the flow from one final decoder stage, warp mask
+    starting shut) or "pyramid" (coarse-to-fine: predicted at 8x8, refined at 16, 32, 64 px, so it
+    can learn moves of several pixels; masks starting open). See `bair_world.models.motion`."""
+    max_flow: float = 4.0
+    """Largest flow of the motion output, in pixels per step (the arm moves up to ~7 px a step)."""
     channels: int = 3
     """Image channels."""
 
@@ -78,6 +85,12 @@ class ModelConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_past < 1:
             problems.append(f"n_past must be >= 1, got {self.n_past}")
+        if self.flow_head not in FLOW_HEADS:
+            problems.append(f"flow_head must be one of {FLOW_HEADS}, got {self.flow_head!r}")
+        elif self.flow_head != "single" and not self.motion:
+            problems.append(f"flow_head {self.flow_head!r} needs motion (it is the pixel-motion output's flow)")
+        if not 0 < self.max_flow <= 32:
+            problems.append(f"max_flow must be in (0, 32] pixels, got {self.max_flow}")
         if self.context_mask and not self.motion:
             problems.append("context_mask needs motion (it is a third mask of the pixel-motion output)")
         if problems:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bair_world.models.config import ModelConfig
 from bair_world.models.dcgan64 import DCGANDecoder, DCGANEncoder
 from bair_world.models.lstm import LSTM, GaussianLSTM, GeneratorLike, standard_normal
+from bair_world.models.motion import MOTION_HEAD_BIAS, DecodeParts, FlowPyramid, composite
 from bair_world.models.state import Advance, StepOutput, SVGState
 from bair_world.models.vgg64 import VGGDecoder, VGGEncoder
 
@@ -34,26 +34,6 @@ def kl_gaussian(mu: torch.Tensor, logvar: torch.Tensor, mu_p: torch.Tensor | Non
         return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(-1)
     mu_p, logvar_p = mu_p.float(), logvar_p.float()
     return 0.5 * (logvar_p - logvar + (logvar.exp() + (mu - mu_p).pow(2)) / logvar_p.exp() - 1.0).sum(-1)
-
-
-MAX_FLOW_PX = 4.0
-"""Largest displacement of the pixel-motion output, in pixels per step."""
-
-MOTION_HEAD_BIAS = (0.0, 0.0, -6.0, -6.0)
-"""Initial bias of the motion head's outputs (flow x, flow y, warp logit, context logit): no flow,
-masks ~0, so a new head starts as the plain decoder output."""
-
-
-def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward-warp frames (N, C, H, W) by a flow field (N, 2, H, W) in pixels: out[y, x] =
-    frames[y + flow_y, x + flow_x], bilinear, borders extended."""
-    n, _, h, w = frames.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=frames.device, dtype=flow.dtype),
-                            torch.arange(w, device=frames.device, dtype=flow.dtype), indexing="ij")
-    gx = (xs + flow[:, 0]) * (2.0 / (w - 1)) - 1.0  # (N, H, W) in grid_sample's [-1, 1] (align_corners=True)
-    gy = (ys + flow[:, 1]) * (2.0 / (h - 1)) - 1.0
-    grid = torch.stack([gx, gy], -1)  # (N, H, W, 2)
-    return F.grid_sample(frames, grid.to(frames.dtype), mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -86,14 +66,19 @@ class SVG(nn.Module):
                       if cfg.prior == "learned" else None)
         # flow x, flow y, warp-mask logit (, context-mask logit)
         self.motion_head = self.decoder.final_stage(4 if cfg.context_mask else 3) if cfg.motion else None
+        self.flow_pyramid = (FlowPyramid(self.decoder.final_in, cfg.max_flow)
+                             if cfg.motion and cfg.flow_head == "pyramid" else None)
         self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
         self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
         self.apply(init_weights)
-        if self.motion_head is not None:  # start as the plain model: no flow, masks ~0 (logits -6)
+        if self.motion_head is not None:  # no flow; "single": masks ~0 (logits -6), "pyramid": masks open
             last = self.motion_head_output()
             nn.init.zeros_(last.weight)
+            bias = MOTION_HEAD_BIAS if self.flow_pyramid is None else (0.0,) * 4
             with torch.no_grad():
-                last.bias.copy_(torch.tensor(MOTION_HEAD_BIAS[:last.bias.numel()]))
+                last.bias.copy_(torch.tensor(bias[:last.bias.numel()]))
+        if self.flow_pyramid is not None:
+            self.flow_pyramid.zero_outputs()
 
     def motion_head_output(self) -> nn.Module:
         """The motion head's last layer (its output channels: flow x, flow y, mask logits)."""
@@ -275,28 +260,45 @@ class SVG(nn.Module):
             cond: (N, cond_dim) raw cond_t; needed with ``spatial_cond``.
             context: (N, C, 64, 64) the last real context frame; needed with ``context_mask``.
         """
-        cond_n = None
-        if self.cfg.spatial_cond:
-            if cond is None:
-                raise ValueError("a spatial_cond model decodes with cond (N, cond_dim)")
-            cond_n = self.normalise_cond(cond.to(self.cond_mean.dtype)).to(h_pred.dtype)
         if self.motion_head is None:
-            if self.cfg.residual:
-                base = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
-                return torch.sigmoid(base + self.decoder(h_pred, skips, cond_n, logits=True))
-            return self.decoder(h_pred, skips, cond_n)
+            return self._plain(h_pred, skips, x_prev, self._decoder_cond(cond, h_pred))
+        return self.decode_parts(h_pred, skips, x_prev, cond, context).frame
+
+    def decode_parts(self, h_pred: torch.Tensor, skips: list[torch.Tensor], x_prev: torch.Tensor,
+                     cond: torch.Tensor | None = None, context: torch.Tensor | None = None) -> DecodeParts:
+        """`decode` with how the frame was made: the flow and each branch's weight (`DecodeParts`),
+        for the motion losses and diagnostics. Same arguments as `decode`."""
+        cond_n = self._decoder_cond(cond, h_pred)
+        if self.motion_head is None:
+            frame = self._plain(h_pred, skips, x_prev, cond_n)
+            weights = torch.zeros_like(frame[:, :1]).expand(-1, 3, -1, -1).clone()  # (N, 3, H, W)
+            weights[:, 1] = 1.0
+            return DecodeParts(frame, None, weights)
+        if self.cfg.context_mask and context is None:
+            raise ValueError("a context_mask model decodes with the context frame (N, C, 64, 64)")
         feats = self.decoder.features(h_pred, skips, cond_n)
         out = self.decoder.upc5(feats)  # (N, C, 64, 64) logits
         if self.cfg.residual:
             out = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS)) + out
         motion = self.motion_head(feats)  # (N, 3 or 4, 64, 64): flow x, flow y (pixels), mask logit(s)
-        flow = MAX_FLOW_PX * torch.tanh(motion[:, :2])
-        warped, generated = warp(x_prev, flow), torch.sigmoid(out)
-        if not self.cfg.context_mask:
-            mask = torch.sigmoid(motion[:, 2:3])
-            return mask * warped + (1 - mask) * generated
-        if context is None:
-            raise ValueError("a context_mask model decodes with the context frame (N, C, 64, 64)")
-        logits = torch.cat([motion[:, 2:3], torch.zeros_like(motion[:, 2:3]), motion[:, 3:4]], 1)
-        m = torch.softmax(logits.float(), 1).to(warped.dtype)  # (N, 3, H, W): warp, generated, context
-        return m[:, 0:1] * warped + m[:, 1:2] * generated + m[:, 2:3] * context.to(warped.dtype)
+        limit = self.cfg.max_flow
+        if self.flow_pyramid is None:
+            flow = limit * torch.tanh(motion[:, :2])
+        else:  # coarse-to-fine flow plus the 64-px stage's residual, smoothly bounded
+            flow = limit * torch.tanh((self.flow_pyramid(feats) + motion[:, :2]) / limit)
+        return composite(motion, torch.sigmoid(out), x_prev, context if self.cfg.context_mask else None, flow)
+
+    def _decoder_cond(self, cond: torch.Tensor | None, h_pred: torch.Tensor) -> torch.Tensor | None:
+        """The normalised cond the decoder takes with ``spatial_cond`` (None otherwise)."""
+        if not self.cfg.spatial_cond:
+            return None
+        if cond is None:
+            raise ValueError("a spatial_cond model decodes with cond (N, cond_dim)")
+        return self.normalise_cond(cond.to(self.cond_mean.dtype)).to(h_pred.dtype)
+
+    def _plain(self, h_pred, skips, x_prev, cond_n) -> torch.Tensor:
+        """The decoder's frame without a motion output (residual on logit(x_t) if configured)."""
+        if self.cfg.residual:
+            base = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
+            return torch.sigmoid(base + self.decoder(h_pred, skips, cond_n, logits=True))
+        return self.decoder(h_pred, skips, cond_n)

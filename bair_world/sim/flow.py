@@ -1,7 +1,7 @@
 """The true per-pixel motion of the pushing world between two frames, from the simulator's poses.
 
 `true_flow` gives, for every pixel of the frame *after* a step, where its content was in the frame
-*before* (a backward flow in 64x64 pixels, the convention of `bair_world.models.svg.warp`:
+*before* (a backward flow in 64x64 pixels, the convention of `bair_world.models.motion.warp`:
 ``after[y, x] ~ before[y + flow_y, x + flow_x]``). Pixels are assigned to a part as the label map
 assigns them (`Renderer.draw_labels`: arm first, then objects, else static) and moved with it:
 
