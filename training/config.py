@@ -92,6 +92,15 @@ class TrainConfig:
     change_weight: float = 0.0
     """Extra MSE weight of the pixels that change (the arm, moved objects: training/loss.py
     `changed_pixels`); each counts 1 + change_weight times (0 = off, the seed's objective)."""
+    flow_weight: float = 0.0
+    """Weight of the true-flow loss (end-point error of the predicted flow at the arm's and objects'
+    pixels; training/motion_loss.py). Needs data from the built-in world (it carries the true flow)."""
+    mask_weight: float = 0.0
+    """Weight of the branch-mask loss (warp where a part moved, the context frame where nothing
+    changed). Needs data from the built-in world (labels and flow)."""
+    warp_weight: float = 0.0
+    """Weight of the blurred-pyramid warp loss (the previous frame warped by the predicted flow against
+    the next, at 1/1..1/8 resolution, where frames changed): teaches the flow from images alone."""
 
     # -- schedules ------------------------------------------------------------------------------
     kl_anneal: Literal["cyclical", "monotonic", "none"] = "monotonic"
@@ -124,6 +133,8 @@ class TrainConfig:
     """Run folder name under log_dir; none = <preset>-<date>-<time>."""
     resume: Path | None = None
     """Continue the run in this folder from its last checkpoint (same step, schedules, RNG)."""
+    snapshot_every: int = 0
+    """Keep the model of every this many epochs in snapshots/step-<N>/ (for learning curves); 0 = never."""
     sample_every: int = 5
     """Write a GIF of validation predictions every this many epochs (and after the last); 0 = never."""
     progress: bool = True
@@ -149,7 +160,7 @@ class TrainConfig:
         for name in ("n_future", "val_n_future", "batch_size", "epochs", "epoch_size", "kl_anneal_cycle"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("val_sequences", "num_workers", "sample_every", "curriculum_epochs"):
+        for name in ("val_sequences", "num_workers", "sample_every", "snapshot_every", "curriculum_epochs"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -160,15 +171,22 @@ class TrainConfig:
             problems.append(f"grad_clip must be > 0 or none, got {self.grad_clip}")
         if self.n_future_start is not None and not 1 <= self.n_future_start <= self.n_future:
             problems.append(f"need 1 <= n_future_start <= n_future, got {self.n_future_start}, {self.n_future}")
-        for name in ("l1_weight", "gdl_weight", "change_weight"):
+        for name in ("l1_weight", "gdl_weight", "change_weight", "flow_weight", "mask_weight", "warp_weight"):
             if not getattr(self, name) >= 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if (self.flow_weight or self.mask_weight or self.warp_weight) and not self.model.motion:
+            problems.append("flow_weight, mask_weight and warp_weight need the motion output (--motion)")
         if self.max_beta < 0:
             problems.append(f"max_beta must be >= 0, got {self.max_beta}")
         if not 0 <= self.tfr_lower_bound <= self.tfr <= 1:
             problems.append(f"need 0 <= tfr_lower_bound <= tfr <= 1, got {self.tfr_lower_bound}, {self.tfr}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+    @property
+    def needs_targets(self) -> bool:
+        """Whether the run trains on the simulator's labels and flow (flow or mask loss on)."""
+        return bool(self.flow_weight or self.mask_weight)
 
     @property
     def seq_len(self) -> int:

@@ -160,24 +160,25 @@ def batches(loader_iter):
         yield batch
 
 
-def random_crop(batch: Batch, length: int, rng) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sequence random windows of ``length`` steps: (frames (B, L, 3, 64, 64), conds (B, L, 7)).
+def random_crop(batch: Batch, length: int, rng) -> tuple[torch.Tensor, ...]:
+    """Per-sequence random windows of ``length`` steps: (frames (B, L, 3, 64, 64), conds (B, L, 7),
+    labels (B, L, 64, 64) or None, flow (B, L, 2, 64, 64) or None), the last two when the batch has them.
 
     Args:
         batch: sequences of T >= length steps.
         length: window length.
         rng: a ``random.Random`` (the loop's seeded generator), or None for the leading window.
     """
-    frames, conds = batch.frames, batch.cond
-    b, t = frames.shape[:2]
+    parts = (batch.frames, batch.cond, batch.labels, batch.flow)
+    b, t = batch.frames.shape[:2]
     if t < length:
         raise ValueError(f"training sequences have {t} steps, n_past + n_future needs {length}")
     if rng is None or t == length:
-        return frames[:, :length], conds[:, :length]
+        return tuple(None if x is None else x[:, :length] for x in parts)
     offsets = torch.tensor([rng.randrange(t - length + 1) for _ in range(b)])
     idx = offsets[:, None] + torch.arange(length)[None]  # (B, L) time indices
     rows = torch.arange(b)[:, None]  # (B, 1)
-    return frames[rows, idx], conds[rows, idx]  # (B, T, ...) -> (B, L, ...)
+    return tuple(None if x is None else x[rows, idx] for x in parts)  # (B, T, ...) -> (B, L, ...)
 
 
 def load_validation(root: Path, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from bair_world.checkpoint import save_checkpoint
 from bair_world.training import data as train_data
 from bair_world.training import distributed as D
 from bair_world.training.config import TrainConfig
@@ -107,12 +108,11 @@ def train_steps(run: Run, bar, epoch: int, rng, ratio: float, seq_len: int, sums
     for batch in bar:
         state.step += 1
         beta = run.kl_schedule(state.step)
-        frames, conds = train_data.random_crop(batch, seq_len, rng if cfg.random_offset else None)
-        frames = frames.to(device, non_blocking=True)
-        conds = conds.to(device, non_blocking=True)
+        window = train_data.random_crop(batch, seq_len, rng if cfg.random_offset else None)
+        frames, conds, labels, flow = (None if x is None else x.to(device, non_blocking=True) for x in window)
         teacher = teacher_mask(ratio, seq_len, cfg.tf_mode, rng)
         with autocast(cfg, device):
-            loss, mse, kl = run.module(frames, conds, torch.tensor(beta, device=device), teacher)
+            loss, mse, kl = run.module(frames, conds, torch.tensor(beta, device=device), teacher, labels, flow)
         where = f"step {state.step} (epoch {epoch + 1}); the last good checkpoint is kept in {run.run_dir / 'last'}"
         loss_value = check_loss(loss, where, info, device)
         optimizer_step(loss, run.model, run.optimizer, run.scaler, cfg.grad_clip, where)
@@ -145,9 +145,19 @@ def validate_and_save(run: Run, row: dict) -> None:
         save_checkpoints(run.run_dir, run.model, run.optimizer, run.scaler, state, row,
                          history=run.reporter.history + [dict(row)], improved=improved,
                          data_info={"root": str(run.root), "seed": cfg.seed, "n_past": cfg.model.n_past,
-                                    "n_future": cfg.n_future})
+                                    "n_future": cfg.n_future, "losses": trained_losses(cfg)})
+        if cfg.snapshot_every and state.partial is None and state.epoch % cfg.snapshot_every == 0:
+            save_checkpoint(run.run_dir / "snapshots" / f"step-{state.step:06d}", run.model, step=state.step,
+                            epoch=state.epoch, metrics={k: v for k, v in row.items() if isinstance(v, (int, float))},
+                            data_info={"root": str(run.root), "losses": trained_losses(cfg)})
         report_epoch(cfg, run.run_dir, run.reporter, state, row, improved, run.val_frames, preds)
     D.barrier(run.info)
+
+
+def trained_losses(cfg: TrainConfig) -> dict[str, float]:
+    """The loss terms a run trains with (recorded in its checkpoints): MSE weight 1 and the optional ones."""
+    names = ("change_weight", "l1_weight", "gdl_weight", "flow_weight", "mask_weight", "warp_weight")
+    return {"mse": 1.0, "kl_max_beta": cfg.max_beta, **{n: getattr(cfg, n) for n in names if getattr(cfg, n)}}
 
 
 def report_epoch(cfg: TrainConfig, run_dir: Path, reporter: RunReporter, state: RunState, row: dict,

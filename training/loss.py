@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bair_world.models import SVG
+from bair_world.models.motion import DecodeParts
+from bair_world.training.motion_loss import flow_loss, mask_loss, motion_targets, pyramid_warp_loss
 
 
 class SequenceLoss(nn.Module):
@@ -43,11 +45,19 @@ class SequenceLoss(nn.Module):
         change_weight: extra MSE weight of the pixels that change (`changed_pixels`: the arm and
             moved objects, a few % of the frame): each counts 1 + change_weight times; the
             weighted MSE is normalised by the mean weight, so it stays on the MSE's scale.
+        flow_weight, mask_weight, warp_weight: weights of the motion-path losses
+            (`bair_world.training.motion_loss`: true flow, branch masks, blurred-pyramid warp); the
+            first two need ``labels`` and ``flow`` in `forward`.
     """
 
     def __init__(self, model: SVG, n_past: int, detach_feedback: bool = False, l1_weight: float = 0.0,
-                 gdl_weight: float = 0.0, change_weight: float = 0.0):
+                 gdl_weight: float = 0.0, change_weight: float = 0.0, flow_weight: float = 0.0,
+                 mask_weight: float = 0.0, warp_weight: float = 0.0):
         super().__init__()
+        if (flow_weight or mask_weight or warp_weight) and not model.cfg.motion:
+            raise ValueError("the motion losses (flow, mask, warp weights) need a model with the motion output")
+        self.flow_weight, self.mask_weight, self.warp_weight = flow_weight, mask_weight, warp_weight
+        self.parts = bool(flow_weight or mask_weight or warp_weight)
         self.model = model
         self.n_past = n_past
         self.detach_feedback = detach_feedback
@@ -55,8 +65,9 @@ class SequenceLoss(nn.Module):
         self.gdl_weight = gdl_weight
         self.change_weight = change_weight
 
-    def forward(self, frames: torch.Tensor, conds: torch.Tensor, beta: torch.Tensor,
-                teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, frames: torch.Tensor, conds: torch.Tensor, beta: torch.Tensor, teacher: torch.Tensor,
+                labels: torch.Tensor | None = None,
+                flow: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss of a batch of sequences.
 
         Args:
@@ -64,6 +75,8 @@ class SequenceLoss(nn.Module):
             conds: (B, T, 7) raw conds (cond_t drives x_t -> x_{t+1}).
             beta: () KL weight.
             teacher: (T,) bool, teacher[t] = feed ground truth x_{t-1} at step t (ignored in context).
+            labels, flow: (B, T, H, W) uint8 region labels and (B, T, 2, H, W) true flow of the
+                frames (the simulator's targets); needed with flow_weight or mask_weight.
 
         Returns:
             (loss, mse, kl): scalars; mse and kl are means over steps (kl summed over z, batch-mean);
@@ -77,8 +90,10 @@ class SequenceLoss(nn.Module):
         codes = h_all.split(b)  # T x (B, g); split (not indexing) keeps the backward one concatenation
         skips = list(zip(*(s.split(b) for s in skips_all)))  # T x (per level (B, ...))
         state = model.init_state(b, frames.device)
+        if (self.flow_weight or self.mask_weight) and (labels is None or flow is None):
+            raise ValueError("flow_weight/mask_weight need the data's labels and flow (data from the built-in world)")
         pending: list[tuple] = []  # (h_pred, skips, x_in, cond, context) of steps still to decode
-        blocks: list[torch.Tensor] = []  # decoded predictions, time-major, (k*B, C, H, W) each
+        blocks: list[DecodeParts] = []  # decoded predictions, time-major, (k*B, C, H, W) frames each
         kl_total = frames.new_zeros((), dtype=torch.float32)
         for t in range(1, t_len):
             if t - 1 < self.n_past or bool(teacher[t]):  # x_{t-1} is context or teacher-forced
@@ -86,14 +101,14 @@ class SequenceLoss(nn.Module):
             else:  # the model's own prediction of x_{t-1}: decode what is pending, then encode it
                 blocks.append(self._decode(pending))
                 pending = []
-                x_in = blocks[-1][-b:].detach() if self.detach_feedback else blocks[-1][-b:]
+                x_in = blocks[-1].frame[-b:].detach() if self.detach_feedback else blocks[-1].frame[-b:]
                 h_in, skips_in = model.encoder(x_in)
             adv = model.advance(state, h_in, skips_in, conds[:, t - 1], codes[t], x_prev=x_in)
             state = adv.state
             pending.append((adv.h_pred, adv.state.skips, x_in, conds[:, t - 1], adv.state.context))
             kl_total = kl_total + adv.kl.float().mean()
         blocks.append(self._decode(pending))
-        pred = torch.cat(blocks).float()  # ((T-1)*B, C, H, W): predictions of x_1 .. x_{T-1}, time-major
+        pred = torch.cat([p.frame for p in blocks]).float()  # ((T-1)*B, C, H, W): predictions of x_1 .. x_{T-1}, time-major
         target = x_tm[b:].float()
         mse = F.mse_loss(pred, target)
         kl = kl_total / (t_len - 1)
@@ -104,19 +119,38 @@ class SequenceLoss(nn.Module):
             loss = loss + self.l1_weight * F.l1_loss(pred, target)
         if self.gdl_weight:
             loss = loss + self.gdl_weight * gradient_difference(pred, target)
+        if self.parts:
+            loss = loss + self._motion_losses(blocks, x_tm, b, labels, flow)
         return loss, mse, kl
 
-    def _decode(self, pending: list[tuple]) -> torch.Tensor:
-        """Decode k pending steps (h_pred, skips, x_in, cond, context) in one call: (k*B, C, H, W),
-        the steps' frames in order."""
+    def _motion_losses(self, blocks: list[DecodeParts], x_tm: torch.Tensor, b: int, labels, flow) -> torch.Tensor:
+        """The weighted motion-path losses of the decoded steps (`bair_world.training.motion_loss`)."""
+        pred_flow = torch.cat([p.flow for p in blocks])  # ((T-1)*B, 2, H, W), time-major
+        total = pred_flow.new_zeros((), dtype=torch.float32)
+        if self.warp_weight:
+            total = total + self.warp_weight * pyramid_warp_loss(x_tm[:-b].float(), x_tm[b:].float(), pred_flow)
+        if self.flow_weight or self.mask_weight:
+            targets = motion_targets(labels, flow, self.n_past, self.model.cfg.context_mask)
+            if self.flow_weight:
+                total = total + self.flow_weight * flow_loss(pred_flow, targets)
+            if self.mask_weight:
+                parts = DecodeParts(None, None, torch.cat([p.weights for p in blocks]),
+                                    None if blocks[0].logits is None else torch.cat([p.logits for p in blocks]))
+                total = total + self.mask_weight * mask_loss(parts, targets)
+        return total
+
+    def _decode(self, pending: list[tuple]) -> DecodeParts:
+        """Decode k pending steps (h_pred, skips, x_in, cond, context) in one call: the steps' frames
+        (k*B, C, H, W) in order, with their flows and branch weights when the motion losses need them."""
+        decode = self.model.decode_parts if self.parts else (lambda *a: DecodeParts(self.model.decode(*a), None, None))
         if len(pending) == 1:
-            return self.model.decode(*pending[0])
+            return decode(*pending[0])
         h = torch.cat([p[0] for p in pending])  # k x (B, g) -> (k*B, g)
         skips = [torch.cat(level) for level in zip(*(p[1] for p in pending))]  # per level (k*B, ...)
         x_in = torch.cat([p[2] for p in pending])  # (k*B, C, H, W)
         cond = torch.cat([p[3] for p in pending])  # (k*B, cond_dim)
         context = None if pending[0][4] is None else torch.cat([p[4] for p in pending])  # (k*B, C, H, W)
-        return self.model.decode(h, skips, x_in, cond, context)
+        return decode(h, skips, x_in, cond, context)
 
 
 CHANGE_THRESHOLD = 0.05

@@ -30,17 +30,27 @@ weights start so that the model computes what the checkpoint did (zero flow and 
 weights, zero weights on the new decoder input channels)."""
 
 
+REPLACEABLE = ("flow_head", "max_flow")
+"""Model options a run may change on top of an --init-from checkpoint: a new flow head starts
+with its fresh initialisation (`bair_world.models.motion`)."""
+
+
 def init_from(model: SVG, path: Path) -> None:
     """Load a checkpoint's weights and normalisation into ``model`` to fine-tune it: the same
     architecture, optionally with `ADDABLE` options switched on."""
     source, info = load_checkpoint(path)
     added = [name for name in ADDABLE if getattr(model.cfg, name) and not getattr(source.cfg, name)]
-    if source.cfg.replace(**{name: getattr(model.cfg, name) for name in ADDABLE}) != model.cfg or any(
+    changeable = {name: getattr(model.cfg, name) for name in ADDABLE + REPLACEABLE}
+    if source.cfg.replace(**changeable) != model.cfg or any(
             getattr(source.cfg, name) and not getattr(model.cfg, name) for name in ADDABLE):
         raise ValueError(f"--init-from {path}: its model {info.get('model')} differs from this run's "
                          f"{dataclasses.asdict(model.cfg)}; pass the same model options (new ones may only add "
-                         f"{', '.join(ADDABLE)})")
-    grown = load_grown(model, source.state_dict(), path)
+                         f"{', '.join(ADDABLE)} or change {', '.join(REPLACEABLE)})")
+    weights = source.state_dict()
+    if source.cfg.flow_head != model.cfg.flow_head:  # another flow head: the motion head starts afresh
+        weights = {k: v for k, v in weights.items() if not k.startswith("motion_head.")}
+        added.append(f"flow_head {model.cfg.flow_head!r} (new motion head)")
+    grown = load_grown(model, weights, path)
     print(f"[train] initialised from {path} (step {info.get('step')})"
           + (f", adding {', '.join(added)} ({len(grown)} tensors grown or new)" if added else ""), flush=True)
 
@@ -59,7 +69,7 @@ def load_grown(model: SVG, weights: dict[str, torch.Tensor], path: Path) -> list
     if unexpected:
         raise ValueError(f"--init-from {path}: weights do not fit (unexpected {unexpected[:3]})")
     changed = sorted(set(own) - set(weights))
-    if any(not k.startswith("motion_head.") for k in changed):
+    if any(not k.startswith(("motion_head.", "flow_pyramid.")) for k in changed):
         raise ValueError(f"--init-from {path}: weights do not fit (missing {changed[:3]})")
     head_bias = model.motion_head_output().bias if model.motion_head is not None else None
     with torch.no_grad():

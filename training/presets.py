@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import bair_world
 from bair_world.models.config import model_preset
 from bair_world.training.config import TrainConfig
 
@@ -84,8 +85,37 @@ def _bundled_push() -> TrainConfig:
                    tfr=0.0, tfr_lower_bound=0.0, change_weight=2.0, epochs=60)
 
 
+def _motion_control() -> TrainConfig:
+    # Issue 28's control: release 3 (bundled_push's model) trained on, from the bundled weights (the
+    # installed package's bair_world/checkpoints/default), in
+    # the interaction regime every candidate shares: 2 -> 12 windows (3x the steps of 2 -> 28 in the
+    # same time), teacher forcing drawn per step at 0.5 (one-step and free-running losses mixed),
+    # change weight 2, bf16-friendly sizes. Only the motion levers differ between candidates.
+    push = _bundled_push()
+    return replace(push, init_from=Path(bair_world.__file__).parent / "checkpoints" / "default", n_future=12,
+                   val_n_future=28, tf_mode="step", tfr=0.5,
+                   tfr_start_decay_epoch=10**6, tfr_decay_step=0.0, tfr_lower_bound=0.5, epochs=400, epoch_size=25,
+                   lr=3e-4, snapshot_every=4, sample_every=40, val_sequences=32)
+
+
+def _motion_sim() -> TrainConfig:
+    # Candidate "simulator": the coarse-to-fine flow head (range 8 px, masks open) supervised by the
+    # pushing world's true flow and the branch-mask targets.
+    control = _motion_control()
+    return replace(control, model=replace(control.model, flow_head="pyramid", max_flow=8.0),
+                   flow_weight=0.01, mask_weight=0.01)
+
+
+def _motion_images() -> TrainConfig:
+    # Candidate "images only": the same flow head taught by the blurred-pyramid warp loss, no simulator
+    # targets (what real BAIR can train with).
+    control = _motion_control()
+    return replace(control, model=replace(control.model, flow_head="pyramid", max_flow=8.0), warp_weight=0.1)
+
+
 PRESETS = {"tiny": _tiny, "cpu": _cpu, "seed": _seed, "bundled_base": _bundled_base, "bundled": _bundled,
-           "bundled_push": _bundled_push}
+           "bundled_push": _bundled_push, "motion_control": _motion_control, "motion_sim": _motion_sim,
+           "motion_images": _motion_images}
 
 
 def training_preset(name: str) -> TrainConfig:
