@@ -17,11 +17,16 @@ arm and object PSNR (regions of the true labels, `bair_world.regions.region_mask
 pooled over pixels, and over the pixels objects *arrived* at (object now, table in the last context
 frame) / *vacated* (object then, table now; `regions.moved_masks`, arm pixels left out): pooled PSNR
 and recall (the prediction is closer, L2 in RGB, to the true frame than to the last context frame).
+The model runs free (``model``: fed its own predictions) and ``one_step`` (fed the true world's
+previous frame at every step, latents seeded alike); both are scored, each with its motion
+diagnostics (`bair_world.motion_diagnostics`: branch weights and flow against the true one per region).
+
 **Action sensitivity** needs no seeds (real BAIR too): replay PSNR against the recorded frames with
 the right actions minus with another sequence's (sequence i gets sequence i+1's conds, cyclically).
 
     report = counterfactual.evaluate("runs/x/best", data_root, split="test", count=16)
-    report["sources"]["push"]["table"]["arrived_recall"]   # {"model": ..., "copy_last": ...}
+    report["sources"]["push"]["table"]["arrived_recall"]   # {"model": ..., "one_step": ..., "copy_last": ...}
+    report["sources"]["push"]["motion"]["one_step"]["moving"]["warp"]["mean"]
 """
 
 from __future__ import annotations
@@ -35,15 +40,20 @@ import torch
 from bair_world import metrics, regions
 from bair_world.counterfactual_data import Starts, load_starts, world_model
 from bair_world.data.batch import cond_of, frames_to_float, frames_to_uint8
+from bair_world.motion_diagnostics import MODES, MotionStats, motion_regions
 from bair_world.seeding import latent_generators
 from bair_world.sim import SimConfig, action_bounds, start_world
 from bair_world.sim.config import GRIP_COLUMN, Z_COLUMN
 from bair_world.sim.policy import NearestPusher
+from bair_world.world_model import WorldModel
 
 SOURCES = ("recorded", "random", "push")
 #: Per-frame metrics (mean over frames of per-frame scores) and pooled ones (over all masked pixels).
 FRAME_METRICS = ("psnr", "ssim", "arm_psnr", "objects_psnr")
 POOLED_METRICS = ("objects_psnr_pooled", "arrived_psnr", "vacated_psnr", "arrived_recall", "vacated_recall")
+#: What is scored against the true world: the model free running and its baseline (copy the last context
+#: frame), the model one-step and its baseline (copy the true previous frame).
+COLUMNS = ("model", "copy_last", "one_step", "copy_previous")
 
 
 @dataclass(frozen=True)
@@ -109,35 +119,64 @@ class _Actions:
 
 @torch.no_grad()
 def drive(wm, starts: Starts, rows, source: str, n_past: int, n_future: int, seed: int = 0,
-          config: SimConfig = SimConfig()) -> dict[str, Any]:
+          config: SimConfig = SimConfig(), diagnostics: bool = False) -> dict[str, Any]:
     """Run ``source``'s actions from the starts ``rows`` in the true world and the model.
+
+    With ``diagnostics``, the model also runs one-step (a second state fed the true world's previous
+    frame at every step, latents seeded as the free run's) and both modes keep their decode parts.
 
     Returns:
         {"pred": (B, S, 3, 64, 64) float model frames, "true": uint8 (B, S, 64, 64, 3) true-world frames,
         "labels": uint8 (B, S, 64, 64) their labels, "context_labels": uint8 (B, 64, 64) of the last
-        context frame, "conds": float32 (B, S, 7) what both worlds executed}.
+        context frame, "conds": float32 (B, S, 7) what both worlds executed}; with ``diagnostics`` also
+        "true_flow": float32 (B, S, 2, 64, 64) (`PushWorld.flow_from`) and "modes": {mode: {"pred",
+        "flow" ((B, S, 2, 64, 64) or None), "weights" (B, S, 3, 64, 64)}} for `motion_diagnostics.MODES`.
     """
     rows = np.asarray(rows)
     worlds = [start_world(starts.seed(r), starts.frames[r], n_past, config, name=starts.name(r)) for r in rows]
     context = frames_to_float(starts.frames[rows, :n_past])  # (B, n_past, 3, 64, 64)
-    gens = latent_generators(seed, [int(starts.indices[r]) for r in rows], 0)
-    wm.reset(context, torch.from_numpy(starts.conds[rows, :n_past - 1]), gens)
+    models = {"free_running": wm}
+    if diagnostics:  # a second state of the same model, fed the true frames
+        models["one_step"] = WorldModel(wm.model, wm.device, wm.precision)
+    gens = {mode: latent_generators(seed, [int(starts.indices[r]) for r in rows], 0) for mode in models}  # alike
+    for mode, model in models.items():
+        model.reset(context, torch.from_numpy(starts.conds[rows, :n_past - 1]), gens[mode])
     actions = _Actions(source, starts, rows, seed, config)
     b, s_len = len(rows), n_future
-    out = {"pred": [], "true": np.empty((b, s_len, 64, 64, 3), np.uint8), "labels": np.empty((b, s_len, 64, 64), np.uint8),
+    out = {"true": np.empty((b, s_len, 64, 64, 3), np.uint8), "labels": np.empty((b, s_len, 64, 64), np.uint8),
            "context_labels": np.stack([w.labels() for w in worlds]), "conds": np.empty((b, s_len, 7), np.float32)}
+    true_flow = np.zeros((b, s_len, 64, 64, 2), np.float32)
+    parts = {mode: [] for mode in models}
+    true_prev = context[:, -1]  # (B, 3, 64, 64): the one-step mode's x_t
     for s in range(s_len):
         t = n_past - 1 + s
         act = actions(t, worlds)  # (B, 4) float32
         pos = np.stack([w.position for w in worlds])  # (B, 3) float64: where the true world is
-        cond = cond_of(act, pos)  # (B, 7)
-        out["pred"].append(wm.step(torch.from_numpy(cond), gens).float().cpu())
+        cond = torch.from_numpy(cond_of(act, pos))  # (B, 7)
+        for mode, model in models.items():
+            p = model.step_parts(cond, gens[mode], x_prev=true_prev if mode == "one_step" else None)
+            parts[mode].append((p.frame.cpu(), None if p.flow is None else p.flow.cpu(), p.weights.cpu()))
         for i, w in enumerate(worlds):
+            before = w.pose_state()
             out["true"][i, s] = w.step(act[i].astype(np.float64), pos[i])
             out["labels"][i, s] = w.labels()
-        out["conds"][:, s] = cond
-    out["pred"] = torch.stack(out["pred"], dim=1)  # S x (B, 3, 64, 64) -> (B, S, 3, 64, 64)
+            if diagnostics:
+                true_flow[i, s] = w.flow_from(before)
+        out["conds"][:, s] = cond.numpy()
+        true_prev = frames_to_float(out["true"][:, s])
+    stacked = {mode: _stack_steps(steps) for mode, steps in parts.items()}
+    out["pred"] = stacked["free_running"]["pred"]
+    if diagnostics:
+        out["modes"] = stacked
+        out["true_flow"] = torch.from_numpy(true_flow).permute(0, 1, 4, 2, 3)  # (B, S, H, W, 2) -> (B, S, 2, H, W)
     return out
+
+
+def _stack_steps(steps: list[tuple]) -> dict[str, torch.Tensor | None]:
+    """{"pred", "flow", "weights"}: S steps of (frame, flow, weights) (B, C, 64, 64) each (or None) stacked
+    into (B, S, C, 64, 64)."""
+    return {name: None if column[0] is None else torch.stack(column, 1)
+            for name, column in zip(("pred", "flow", "weights"), zip(*steps))}
 
 
 def score(pred: torch.Tensor, true: torch.Tensor, labels: torch.Tensor, context: torch.Tensor,
@@ -146,26 +185,28 @@ def score(pred: torch.Tensor, true: torch.Tensor, labels: torch.Tensor, context:
 
     Args:
         pred: (B, S, 3, H, W) predictions in [0, 1]; true: (B, S, 3, H, W) true frames.
-        labels: (B, S, H, W) uint8 true labels; context: (B, 3, H, W) last context frame;
-        context_labels: (B, H, W) its labels.
+        labels: (B, S, H, W) uint8 true labels.
+        context: the last true frame the prediction saw, which arrived/vacated and recall are relative
+            to: (B, 3, H, W) the last context frame (free running), or (B, S, 3, H, W) the frame before
+            each step (one-step); context_labels: its labels, (B, H, W) or (B, S, H, W).
     """
     frames.update("psnr", metrics.psnr(pred, true))
     frames.update("ssim", metrics.ssim(pred, true))
-    masks = regions.region_masks(torch.cat([context_labels[:, None], labels], 1), 1)  # each (B, S, H, W)
+    masks = regions.scored_masks(labels, context_labels)  # each (B, S, H, W)
     for region in ("arm", "objects"):
         frames.update(f"{region}_psnr", metrics.region_psnr(pred, true, masks[region]))
     pooled.update("objects_psnr_pooled", *regions.masked_sse(pred, true, masks["objects"]))
-    ref = context[:, None].expand_as(true)  # (B, S, 3, H, W)
-    for name, mask in regions.moved_masks(labels, context_labels).items():
-        pooled.update(f"{name}_psnr", *regions.masked_sse(pred, true, mask))
-        pooled.update(f"{name}_recall", *regions.closer_counts(pred, true, ref, mask), kind="ratio")
+    ref = (context if context.dim() == true.dim() else context[:, None]).expand_as(true)  # (B, S, 3, H, W)
+    for name in ("arrived", "vacated"):
+        pooled.update(f"{name}_psnr", *regions.masked_sse(pred, true, masks[name]))
+        pooled.update(f"{name}_recall", *regions.closer_counts(pred, true, ref, masks[name]), kind="ratio")
 
 
-def _table(model: dict, base: dict) -> dict[str, dict[str, float | None]]:
-    """{metric: {"model", "copy_last"}} of the means, plus the last step's PSNR and SSIM."""
-    table = {k: {"model": model[k]["mean"], "copy_last": base[k]["mean"]} for k in model}
+def _table(out: dict) -> dict[str, dict[str, float | None]]:
+    """{metric: {column: mean}} for `COLUMNS`, plus the last step's PSNR and SSIM."""
+    table = {k: {c: out[c][k]["mean"] for c in COLUMNS} for k in out["model"]}
     for k in ("psnr", "ssim"):
-        table[f"last_step_{k}"] = {"model": model[k]["per_step"][-1], "copy_last": base[k]["per_step"][-1]}
+        table[f"last_step_{k}"] = {c: out[c][k]["per_step"][-1] for c in COLUMNS}
     return table
 
 
@@ -174,17 +215,28 @@ def _batches(n: int, size: int):
 
 
 def evaluate_source(wm, starts: Starts, source: str, n_past: int, cfg: CounterfactualConfig) -> dict[str, Any]:
-    """{"model", "copy_last": {metric: {"mean", "per_step"}}, "table": {metric: {"model", "copy_last"}}}."""
-    curves = {"model": (metrics.StepCurves(), regions.PooledCurves()),
-              "copy_last": (metrics.StepCurves(), regions.PooledCurves())}
+    """{column: {metric: {"mean", "per_step"}}} for `COLUMNS`, "table": {metric: {column: mean}} and
+    "motion": {mode: {region: {stat: {"mean", "per_step"} or None}}} (`motion_diagnostics`)."""
+    curves = {name: (metrics.StepCurves(), regions.PooledCurves()) for name in COLUMNS}
+    motion = {mode: MotionStats() for mode in MODES}
     for rows in _batches(len(starts), cfg.batch_size):
-        run = drive(wm, starts, rows, source, n_past, cfg.n_future, cfg.seed)
+        run = drive(wm, starts, rows, source, n_past, cfg.n_future, cfg.seed, diagnostics=True)
         true, context = frames_to_float(run["true"]), frames_to_float(starts.frames[rows, n_past - 1])
         labels, ctx_labels = torch.from_numpy(run["labels"]), torch.from_numpy(run["context_labels"])
-        for name, pred in (("model", run["pred"]), ("copy_last", context[:, None].expand_as(true))):
-            score(pred, true, labels, context, ctx_labels, *curves[name])
-    out = {name: {**metrics.summarise(f), **p.summary()} for name, (f, p) in curves.items()}
-    out["table"] = _table(out["model"], out["copy_last"])
+        prev = torch.cat([context[:, None], true[:, :-1]], 1)  # (B, S, 3, H, W): the true frame before each step
+        prev_labels = torch.cat([ctx_labels[:, None], labels[:, :-1]], 1)  # (B, S, H, W)
+        seen = {"free_running": (context, ctx_labels), "one_step": (prev, prev_labels)}  # each mode's last true frame
+        preds = {"model": (run["pred"], "free_running"),
+                 "copy_last": (context[:, None].expand_as(true), "free_running"),
+                 "one_step": (run["modes"]["one_step"]["pred"], "one_step"), "copy_previous": (prev, "one_step")}
+        for name, (pred, mode) in preds.items():
+            score(pred, true, labels, *seen[mode], *curves[name])
+        for mode, stats in motion.items():
+            masks = motion_regions(labels, seen[mode][1], run["true_flow"])
+            stats.update(masks, run["modes"][mode]["weights"], run["modes"][mode]["flow"], run["true_flow"])
+    out: dict[str, Any] = {name: {**metrics.summarise(f), **p.summary()} for name, (f, p) in curves.items()}
+    out["table"] = _table(out)
+    out["motion"] = {mode: stats.summary() for mode, stats in motion.items()}
     return out
 
 
@@ -228,7 +280,7 @@ def evaluate(model, references, split: str = "test", sources: Sequence[str] = SO
         device, precision: where and how the model runs (a checkpoint path or an `SVG`).
 
     Returns:
-        {"protocol": {...}, "sources": {source: {"model", "copy_last", "table"}},
+        {"protocol": {...}, "sources": {source: {"model", "one_step", "copy_last", "table", "motion"}},
         "sensitivity": {"psnr_right", "psnr_other", "sensitivity_db": {"mean", "per_step"}} (if asked)}.
     """
     cfg = CounterfactualConfig(tuple(sources), count, n_future, seed, batch_size, sensitivity)
@@ -256,5 +308,5 @@ def rollout(model, references, index: int = 0, source: str = "push", split: str 
     return (np.concatenate([context, run["true"][0]]), np.concatenate([context, frames_to_uint8(run["pred"][0])]))
 
 
-__all__ = ["SOURCES", "CounterfactualConfig", "Starts", "evaluate", "rollout", "drive", "score", "load_starts",
-           "sensitivity_scores", "action_sensitivity", "evaluate_source"]
+__all__ = ["SOURCES", "COLUMNS", "CounterfactualConfig", "Starts", "evaluate", "rollout", "drive", "score",
+           "load_starts", "sensitivity_scores", "action_sensitivity", "evaluate_source"]

@@ -1,7 +1,7 @@
 """Scores over the pushing world's label regions (0 static, 1 arm, 2 objects; `bair_world.sim.render`):
-region masks per predicted step, the pixels objects *arrived* at and *vacated*, pooled PSNR over a
-mask, and the recall of moved pixels. Used by `training/evaluate.py` (regions on recorded data) and
-`bair_world.counterfactual` (against the true world).
+region masks per predicted step, the pixels objects *arrived* at and *vacated* (`scored_masks`: both),
+pooled PSNR over a mask, and the recall of moved pixels. Used by `training/evaluate.py` (regions on
+recorded data) and `bair_world.counterfactual` (against the true world).
 
 Frames are torch ``(..., 3, H, W)`` in [0, 1] (predictions are clipped); masks and labels ``(..., H, W)``.
 """
@@ -30,11 +30,13 @@ def region_masks(labels: torch.Tensor, n_past: int) -> dict[str, torch.Tensor]:
 
 
 def moved_masks(labels: torch.Tensor, context: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{"arrived", "vacated": (B, S, H, W) bool}: where objects moved since the last context frame.
+    """{"arrived", "vacated": (B, S, H, W) bool}: where objects moved since the last context frame
+    (or, given one reference per step, since each step's own reference).
 
     Args:
         labels: (B, S, H, W) labels of the true frames at the predicted steps.
-        context: (B, H, W) labels of the last context frame.
+        context: (B, H, W) labels of the last context frame, or (B, S, H, W) one reference per step
+            (one-step prediction: the true frame before each step).
 
     Returns:
         arrived: object pixels at step t that showed the static scene in the context frame (an
@@ -46,9 +48,23 @@ def moved_masks(labels: torch.Tensor, context: torch.Tensor) -> dict[str, torch.
     """
     from bair_world.sim.render import LABEL_STATIC
 
-    now, then = labels == LABEL_OBJECTS, (context == LABEL_OBJECTS).unsqueeze(1)  # (B, S, H, W), (B, 1, H, W)
-    was_static, is_static = (context == LABEL_STATIC).unsqueeze(1), labels == LABEL_STATIC
+    context = context.unsqueeze(1) if context.dim() == labels.dim() - 1 else context  # (B, 1 or S, H, W)
+    now, then = labels == LABEL_OBJECTS, context == LABEL_OBJECTS
+    was_static, is_static = context == LABEL_STATIC, labels == LABEL_STATIC
     return {"arrived": now & was_static, "vacated": then & is_static}
+
+
+def scored_masks(labels: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{"arm", "objects", "static" (`region_masks`), "arrived", "vacated" (`moved_masks`)}: (B, S, H, W)
+    bool each, for predictions from ``reference``.
+
+    Args:
+        labels: (B, S, H, W) labels of the true frames at the predicted steps.
+        reference: labels of the last true frame the prediction saw: (B, H, W) the last context frame
+            (free running: moved since the context) or (B, S, H, W) the frame before each step (one-step).
+    """
+    context = reference if reference.dim() == labels.dim() - 1 else reference[:, 0]  # (B, H, W)
+    return {**region_masks(torch.cat([context[:, None], labels], 1), 1), **moved_masks(labels, reference)}
 
 
 def masked_sse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,6 +36,7 @@ import torch
 from bair_world.configtypes import is_int
 from bair_world.models import SVG, SVGState
 from bair_world.models.lstm import GeneratorLike, standard_normal
+from bair_world.models.motion import DecodeParts
 
 Rows = torch.Tensor | np.ndarray | list[int] | None
 
@@ -234,6 +235,37 @@ class WorldModel:
         self.last_frame = self.last_frame.clone()
         self.last_frame[idx] = frame
         return frame
+
+    @torch.inference_mode()
+    def step_parts(self, cond: torch.Tensor, generator: GeneratorLike = None,
+                   x_prev: torch.Tensor | None = None) -> DecodeParts:
+        """`step` of every row (same latent draws and frames; eager even with ``compile``) that also
+        returns how each frame was made: `DecodeParts` in float32 (flow and branch weights, for the
+        motion diagnostics of `bair_world.counterfactual`).
+
+        Args:
+            cond, generator: as in `step`.
+            x_prev: (B, C, 64, 64) x_t to predict from instead of the last frame (one-step prediction
+                from a true frame; the state continues from it); None: free running. The prediction
+                becomes the next step's x_t either way.
+        """
+        if self.state is None:
+            raise RuntimeError("WorldModel.step_parts() before reset()")
+        x = self.last_frame if x_prev is None else x_prev.to(self.device, torch.float32)
+        if tuple(x.shape) != tuple(self.last_frame.shape):
+            raise ValueError(f"x_prev must be {tuple(self.last_frame.shape)}, got {tuple(x.shape)}")
+        cond = cond.to(self.device, torch.float32)
+        noise = standard_normal(x.new_empty(x.shape[0], self.model.cfg.z_dim), generator)
+        x = self._layout(x)
+        with self._autocast():  # SVG.forward's encode -> advance -> decode, keeping the decoder's parts
+            h_prev, skips = self.model.encoder(x)
+            adv = self.model.advance(self.state, h_prev, skips, cond, noise=noise, x_prev=x)
+            parts = self.model.decode_parts(adv.h_pred, adv.state.skips, x, cond, adv.state.context)
+        self.state = adv.state if self.autocast_dtype is None else _float32_state(adv.state)
+        parts = DecodeParts(parts.frame.float(), None if parts.flow is None else parts.flow.float(),
+                            parts.weights.float(), None if parts.logits is None else parts.logits.float())
+        self.last_frame = parts.frame
+        return parts
 
     def _step(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor,
               generator: GeneratorLike) -> tuple[SVGState, torch.Tensor]:

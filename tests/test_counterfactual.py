@@ -143,8 +143,8 @@ def test_evaluate_api_reports_every_source_metric_and_copy_last(synth):
     assert set(report["sources"]) == set(cf.SOURCES) and report["protocol"]["starts"] == 2
     for source, result in report["sources"].items():
         for name in (*cf.FRAME_METRICS, *cf.POOLED_METRICS):
-            assert len(result["model"][name]["per_step"]) == 4, (source, name)
-            assert name in result["table"] and "copy_last" in result["table"][name]
+            assert len(result["model"][name]["per_step"]) == len(result["one_step"][name]["per_step"]) == 4
+            assert set(result["table"][name]) == set(cf.COLUMNS), (source, name)
         assert result["table"]["arrived_recall"]["copy_last"] in (0.0, None)
     assert len(report["sensitivity"]["sensitivity_db"]["per_step"]) == 4
     again = cf.evaluate(ckpt, packed, sources=("random",), count=2, n_future=4, batch_size=2, seed=1,
@@ -175,7 +175,10 @@ def test_evaluate_cli_runs_the_counterfactual_sources_into_metrics_json(synth, t
     assert ev.main(argv) == 0
     printed = capsys.readouterr().out
     assert "arrived recall" in printed and "action sensitivity" in printed and "push model" in printed
+    assert "one-step" in printed and "motion under push actions" in printed
     report = json.loads((out / "metrics.json").read_text())["counterfactual"]
+    motion = report["sources"]["push"]["motion"]  # a model without motion: all on the generated branch
+    assert motion["one_step"]["static"]["generated"]["mean"] == 1.0 and motion["free_running"]["static"]["flow"] is None
     assert list(report["sources"]) == list(cf.SOURCES) and report["protocol"]["starts"] == 2
     assert report["sources"]["push"]["table"]["arrived_recall"]["copy_last"] in (0.0, None)
     assert "sensitivity_db" in report["sensitivity"] and (out / "psnr_per_step.png").stat().st_size > 0

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 from bair_world import counterfactual
+from bair_world.motion_diagnostics import MOVING_PX, REGIONS
 
 CHOICES = (*counterfactual.SOURCES, "sensitivity")
 #: Table rows: (label, metric key, digits).
@@ -16,6 +18,12 @@ ROWS = (("PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3), ("PSNR last step", "last_
         ("objects PSNR pooled", "objects_psnr_pooled", 2), ("arrived PSNR pooled", "arrived_psnr", 2),
         ("arrived recall", "arrived_recall", 3), ("vacated PSNR pooled", "vacated_psnr", 2),
         ("vacated recall", "vacated_recall", 3))
+#: The table's columns per source: (`counterfactual.COLUMNS` entry, header ("{}": the source), width).
+COLUMNS = (("model", "{} model", 16), ("copy_last", "copy-last", 11), ("one_step", "one-step", 10),
+           ("copy_previous", "copy-prev", 11))
+#: The motion table's columns per mode: (header, `motion_diagnostics` statistic, digits, width).
+MOTION_COLUMNS = (("|true|", "true_flow", 2, 7), ("warp", "warp", 3, 7), ("gen", "generated", 3, 6),
+                  ("ctx", "context", 3, 6), ("|flow|", "flow", 2, 7), ("cos", "cosine", 2, 6), ("EPE", "epe", 2, 6))
 
 
 def counterfactual_request(actions: str, data_root: str | Path | None = None, split: str = "test",
@@ -61,16 +69,19 @@ def _cell(value, digits: int, width: int) -> str:
 
 
 def format_counterfactual(report: dict[str, Any]) -> str:
-    """The counterfactual section of the printed table: per source, model and copy-last columns."""
+    """The counterfactual section of the printed table: per source, the model free running and one-step
+    beside their baselines; then each source's motion table."""
     p, sources = report["protocol"], report["sources"]
     lines = [f"counterfactual: {p['starts']} starts, the true pushing world driven by the same actions as the model "
              f"({p['n_past']} context -> {p['n_future']}), one prior sample"]
     if sources:
-        lines.append(f"{'metric':<22}" + "".join(f"{s + ' model':>16}{'copy-last':>11}" for s in sources))
+        lines.append(f"{'metric':<22}" + "".join(f"{head.format(s):>{w}}" for s in sources for _, head, w in COLUMNS))
         for label, key, digits in ROWS:
-            lines.append(f"{label:<22}" + "".join(_cell(r["table"][key]["model"], digits, 16)
-                                                   + _cell(r["table"][key]["copy_last"], digits, 11)
-                                                   for r in sources.values()))
+            lines.append(f"{label:<22}" + "".join(_cell(r["table"][key][column], digits, w)
+                                                   for r in sources.values() for column, _, w in COLUMNS))
+        lines.append("model: free running (arrived/vacated and recall since the last context frame)\n"
+                     "one-step: fed the true previous frame at every step (arrived/vacated and recall in the step)")
+        lines.extend(format_motion(source, r["motion"]) for source, r in sources.items())
     if "sensitivity" in report:
         s = report["sensitivity"]
         lines.append(f"action sensitivity: replay PSNR {s['psnr_right']['mean']:.2f} dB with the right actions, "
@@ -78,13 +89,55 @@ def format_counterfactual(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_counterfactual(ax, report: dict[str, Any], steps) -> None:
-    """PSNR per step against the true world, per source: model (solid) and copy-last (dotted)."""
+def _mean(stats: dict[str, Any], key: str) -> float | None:
+    return None if stats[key] is None else stats[key]["mean"]
+
+
+def format_motion(source: str, motion: dict[str, Any]) -> str:
+    """The motion table of one source: per region of the true world and mode, the true flow's magnitude,
+    each branch's mean weight and the predicted flow's magnitude, cosine and end-point error."""
+    group = sum(width for *_, width in MOTION_COLUMNS)
+    lines = [f"motion under {source} actions (flow in px; cos over pixels whose true flow > {MOVING_PX} px):",
+             " " * 10 + "".join(f" {' ' + mode.replace('_', '-') + ' ':-^{group - 1}}" for mode in motion),
+             f"{'region':<10}" + "".join(f"{head:>{w}}" for _ in motion for head, _, _, w in MOTION_COLUMNS)]
+    for region in REGIONS:
+        lines.append(f"{region:<10}" + "".join(_cell(_mean(stats[region], key), d, w)
+                                               for stats in motion.values() for _, key, d, w in MOTION_COLUMNS))
+    return "\n".join(lines)
+
+
+def plot_panels(report: dict[str, Any]) -> int:
+    """Panels `plot_counterfactual` draws: PSNR, and the motion panel when there are sources."""
+    return 1 + bool(report["sources"])
+
+
+def plot_counterfactual(axes, report: dict[str, Any], steps) -> None:
+    """On ``axes`` (`plot_panels` of them): PSNR per step against the true world, per source: model (solid),
+    copy-last (dotted) and one-step (dash-dotted); then the last source's warp weight and flow cosine on
+    moving and arrived pixels."""
+    ax = axes[0]
     for (source, result), colour in zip(report["sources"].items(), ("C0", "C1", "C3")):
         ax.plot(steps, result["model"]["psnr"]["per_step"], "-", color=colour, label=f"{source} (model)")
         ax.plot(steps, result["copy_last"]["psnr"]["per_step"], ":", color=colour, label=f"{source} (copy-last)")
+        ax.plot(steps, result["one_step"]["psnr"]["per_step"], "-.", color=colour, label=f"{source} (one-step)")
     if "sensitivity" in report:
         ax.plot(steps, report["sensitivity"]["psnr_other"]["per_step"], "--", color="grey",
                 label="another sequence's actions (vs recorded)")
     ax.set_ylabel("PSNR against the true world (dB)")
     ax.set_title(f"counterfactual: {report['protocol']['starts']} starts")
+    if report["sources"]:
+        source, result = list(report["sources"].items())[-1]
+        _plot_motion(axes[1], source, result["motion"], steps)
+
+
+def _plot_motion(ax, source: str, motion: dict[str, Any], steps) -> None:
+    """Warp weight (solid) and flow cosine (dashed) per step on moving and arrived pixels, per mode."""
+    for (mode, regions), marker in zip(motion.items(), ("o", "x")):
+        for region, colour in (("moving", "C0"), ("arrived", "C1")):
+            for stat, style in (("warp", "-"), ("cosine", "--")):
+                if regions[region][stat] is not None:
+                    values = [math.nan if v is None else v for v in regions[region][stat]["per_step"]]
+                    ax.plot(steps, values, style, marker=marker, ms=3, color=colour,
+                            label=f"{region} {stat} ({mode.replace('_', '-')})")
+    ax.set_ylabel("warp weight / cosine(predicted, true flow)")
+    ax.set_title(f"motion under {source} actions")

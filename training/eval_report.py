@@ -99,7 +99,12 @@ def plot_png(report: dict[str, Any]) -> bytes:
     steps = np.arange(p["n_past"], p["n_past"] + p["n_future"])
     regions = [r for r in REGIONS if f"{r}_psnr" in report["model"]]
     counterfactual = report.get("counterfactual")
-    panels = 2 + bool(regions) + bool(counterfactual)
+    cf_panels = 0
+    if counterfactual:
+        from bair_world.training.eval_counterfactual import plot_counterfactual, plot_panels
+
+        cf_panels = plot_panels(counterfactual)
+    panels = 2 + bool(regions) + cf_panels
     fig = Figure(figsize=(5 * panels, 4), dpi=100)
     axes = fig.subplots(1, panels)
     ax = axes[0]
@@ -118,9 +123,7 @@ def plot_png(report: dict[str, Any]) -> bytes:
         ax.set_ylabel("PSNR over the region (dB)")
         ax.set_title("per region")
     if counterfactual:
-        from bair_world.training.eval_counterfactual import plot_counterfactual
-
-        plot_counterfactual(axes[-2], counterfactual, steps)
+        plot_counterfactual(axes[-1 - cf_panels:-1], counterfactual, steps)
     ax = axes[-1]
     ax.plot(steps, report["model"]["sharpness"]["per_step"], "o-", ms=3, label="model, whole frame")
     if "moving_sharpness" in report["model"]:
