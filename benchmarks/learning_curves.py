@@ -50,17 +50,20 @@ def _dig(report: dict, path: tuple) -> float | None:
     return float(report)
 
 
-def score(checkpoint: Path, root: Path, starts: int) -> dict[str, float | None]:
+def score(checkpoint: Path, root: Path, starts: int, n_future: int = 28) -> dict[str, float | None]:
     """The columns of one checkpoint (see the module docstring)."""
     from bair_world import counterfactual
 
     report = counterfactual.evaluate(checkpoint, root, split="validate", sources=("push", "recorded"), count=starts,
-                                     n_future=28, sensitivity=False)
+                                     n_future=n_future, sensitivity=False)
     return {name: _dig(report["sources"][src], path) for name, (src, path) in COLUMNS.items()}
 
 
 def snapshots(run: Path) -> list[tuple[int, Path, float]]:
-    """(step, folder, hours since the run started) of each complete snapshot of ``run``, by step."""
+    """(step, folder, hours since the run started) of each complete snapshot of ``run``, by step (none
+    while the run folder is still being made)."""
+    if not (run / "train_config.json").is_file():
+        return []
     started = (run / "train_config.json").stat().st_mtime
     out = []
     for folder in (run / "snapshots").glob("step-*"):
@@ -97,7 +100,7 @@ def score_pending(runs: list[Path], starts_named: dict[str, Path], root: Path, a
             continue
         began = time.perf_counter()
         row = {"run": name, "step": step, "hours": hours, "checkpoint": key,
-               **score(folder, root, args.starts), "score_s": None}
+               **score(folder, root, args.starts, args.n_future), "score_s": None}
         row["score_s"] = round(time.perf_counter() - began, 1)
         cache[key] = row
         _append(args.cache, row)
@@ -148,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", type=Path, help="run folders (with snapshots/)")
     p.add_argument("--start", action="append", default=[], help="NAME=CHECKPOINT scored as step 0 of every run")
     p.add_argument("--starts", type=int, default=16, help="validate sequences scored (default 16)")
+    p.add_argument("--n-future", type=int, default=28, help="predicted frames (default 28, an env episode)")
+    p.add_argument("--data-root", type=Path, default=None, help="a synthetic dataset with a validate split "
+                   "(default: the embedded data)")
     p.add_argument("--every", type=int, default=200, help="score snapshots whose step is a multiple of this "
                    "(and each run's last; default 200)")
     p.add_argument("--watch", type=float, default=0.0, help="keep scoring new snapshots for this many minutes")
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from bair_world.data.default_data import default_data_root
 
-    root = Path(default_data_root(None, split="validate"))
+    root = Path(default_data_root(args.data_root, split="validate"))
     starts_named = dict(item.split("=", 1) for item in args.start)
     starts_named = {k: Path(v) for k, v in starts_named.items()}
     cache = _load_cache(args.cache)

@@ -223,3 +223,27 @@ def test_simulator_losses_refuse_data_without_flow(data_root, tmp_path):
 def test_motion_losses_need_the_motion_output(tmp_path):
     with pytest.raises(ValueError, match="need the motion output"):
         tiny(tmp_path, tmp_path, warp_weight=0.1)
+
+
+def test_moving_windows_oversample_the_windows_where_objects_move():
+    import random
+
+    from bair_world.data.batch import Batch
+    from bair_world.training.data import random_crop, window_weights
+
+    b, t, length = 2, 30, 8
+    labels = torch.zeros(b, t, 64, 64, dtype=torch.uint8)
+    labels[:, :, 10:20, 10:20] = 2
+    flow = torch.zeros(b, t, 2, 64, 64)
+    flow[:, 22:25, 0] = 2.0  # objects move in frames 22-24 only
+    weights = window_weights(labels, flow, length, strength=4.0)
+    assert weights.shape == (b, t - length + 1)
+    assert weights[0, 20] > 1.5 and weights[0, 0] == 1.0  # offset 20 predicts frames 21..27
+    batch = Batch(torch.rand(b, t, 3, 64, 64), torch.zeros(b, t, 4), torch.zeros(b, t, 3), labels, flow)
+    rng = random.Random(0)
+    hits = 0
+    for _ in range(40):
+        window = random_crop(batch, length, rng, moving_windows=50.0)
+        assert window[3].shape == (b, length, 2, 64, 64)
+        hits += int((window[3].abs().sum((2, 3, 4)) > 0).any(1).sum())
+    assert hits > 0.8 * 40 * b  # nearly every drawn window holds the motion (uniform: ~30 %)

@@ -98,6 +98,10 @@ class TrainConfig:
     mask_weight: float = 0.0
     """Weight of the branch-mask loss (warp where a part moved, the context frame where nothing
     changed). Needs data from the built-in world (labels and flow)."""
+    moving_windows: float = 0.0
+    """Oversample training windows where objects move: a window's offset is drawn with weight 1 +
+    moving_windows x (its moving object pixels / the sequence's mean); 0 = uniform. Needs data from
+    the built-in world (labels and flow)."""
     warp_weight: float = 0.0
     """Weight of the blurred-pyramid warp loss (the previous frame warped by the predicted flow against
     the next, at 1/1..1/8 resolution, where frames changed): teaches the flow from images alone."""
@@ -171,7 +175,8 @@ class TrainConfig:
             problems.append(f"grad_clip must be > 0 or none, got {self.grad_clip}")
         if self.n_future_start is not None and not 1 <= self.n_future_start <= self.n_future:
             problems.append(f"need 1 <= n_future_start <= n_future, got {self.n_future_start}, {self.n_future}")
-        for name in ("l1_weight", "gdl_weight", "change_weight", "flow_weight", "mask_weight", "warp_weight"):
+        for name in ("l1_weight", "gdl_weight", "change_weight", "flow_weight", "mask_weight", "warp_weight",
+                     "moving_windows"):
             if not getattr(self, name) >= 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if (self.flow_weight or self.mask_weight or self.warp_weight) and not self.model.motion:
@@ -185,8 +190,8 @@ class TrainConfig:
 
     @property
     def needs_targets(self) -> bool:
-        """Whether the run trains on the simulator's labels and flow (flow or mask loss on)."""
-        return bool(self.flow_weight or self.mask_weight)
+        """Whether the run trains on the simulator's labels and flow (flow or mask loss, moving windows)."""
+        return bool(self.flow_weight or self.mask_weight or self.moving_windows)
 
     @property
     def seq_len(self) -> int:

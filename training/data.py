@@ -160,7 +160,7 @@ def batches(loader_iter):
         yield batch
 
 
-def random_crop(batch: Batch, length: int, rng) -> tuple[torch.Tensor, ...]:
+def random_crop(batch: Batch, length: int, rng, moving_windows: float = 0.0) -> tuple[torch.Tensor, ...]:
     """Per-sequence random windows of ``length`` steps: (frames (B, L, 3, 64, 64), conds (B, L, 7),
     labels (B, L, 64, 64) or None, flow (B, L, 2, 64, 64) or None), the last two when the batch has them.
 
@@ -168,6 +168,8 @@ def random_crop(batch: Batch, length: int, rng) -> tuple[torch.Tensor, ...]:
         batch: sequences of T >= length steps.
         length: window length.
         rng: a ``random.Random`` (the loop's seeded generator), or None for the leading window.
+        moving_windows: oversample windows where objects move (`window_weights`; needs the batch's
+            labels and flow); 0 draws offsets uniformly.
     """
     parts = (batch.frames, batch.cond, batch.labels, batch.flow)
     b, t = batch.frames.shape[:2]
@@ -175,10 +177,35 @@ def random_crop(batch: Batch, length: int, rng) -> tuple[torch.Tensor, ...]:
         raise ValueError(f"training sequences have {t} steps, n_past + n_future needs {length}")
     if rng is None or t == length:
         return tuple(None if x is None else x[:, :length] for x in parts)
-    offsets = torch.tensor([rng.randrange(t - length + 1) for _ in range(b)])
+    if moving_windows:
+        weights = window_weights(batch.labels, batch.flow, length, moving_windows).tolist()
+        offsets = torch.tensor([rng.choices(range(t - length + 1), weights=w)[0] for w in weights])
+    else:
+        offsets = torch.tensor([rng.randrange(t - length + 1) for _ in range(b)])
     idx = offsets[:, None] + torch.arange(length)[None]  # (B, L) time indices
     rows = torch.arange(b)[:, None]  # (B, 1)
     return tuple(None if x is None else x[rows, idx] for x in parts)  # (B, T, ...) -> (B, L, ...)
+
+
+MOVING_PX = 0.5
+"""An object pixel moves in a frame when its true flow exceeds this (pixels)."""
+
+
+def window_weights(labels: torch.Tensor, flow: torch.Tensor, length: int, strength: float) -> torch.Tensor:
+    """(B, T - length + 1) sampling weights of each window offset: 1 + strength x (moving object pixels
+    in the window's predicted frames / their mean over the sequence's offsets).
+
+    Args:
+        labels: (B, T, H, W) region labels; flow: (B, T, 2, H, W) true flow (frame t from t-1).
+    """
+    from bair_world.sim.render import LABEL_OBJECTS
+
+    moving = ((labels == LABEL_OBJECTS) & (flow.norm(dim=2) > MOVING_PX)).sum((-2, -1)).double()  # (B, T)
+    sums = moving[:, 1:].cumsum(1)  # (B, T-1): moving pixels in frames 1..t
+    sums = torch.cat([sums.new_zeros(sums.shape[0], 1), sums], 1)  # (B, T)
+    per_window = sums[:, length - 1:] - sums[:, :-(length - 1)]  # (B, T-L+1): frames offset+1 .. offset+L-1
+    mean = per_window.mean(1, keepdim=True).clamp_min(1e-9)
+    return 1.0 + strength * per_window / mean
 
 
 def load_validation(root: Path, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
