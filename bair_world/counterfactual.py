@@ -8,9 +8,12 @@ the model getting cond_t = concat(action_t, position_t) in raw units with the po
 is at. Action sources (`SOURCES`):
 
 - ``recorded``: the reference's own actions (replay, scored against the true world as driven);
-- ``random``: uniform over the world's executable box (`bair_world.sim.action_bounds`; whole-number
+- ``random``: uniform over the world's executable box (`bair_world.sim.policy.RandomActions`; whole-number
   columns 2-3), a new row every second step as in the data;
 - ``push``: a scripted push through the nearest objects (`bair_world.sim.policy.NearestPusher`).
+
+Both are also data policies (`bair_world.sim.policy.POLICIES`), so a model can train on such actions;
+a reference made by any data policy starts the true world (its dataset records the policy).
 
 Scores per step against the TRUE world's frames, beside the copy-last-frame baseline: PSNR, SSIM,
 arm and object PSNR (regions of the true labels, `bair_world.regions.region_masks`), object PSNR
@@ -42,9 +45,8 @@ from bair_world.counterfactual_data import Starts, load_starts, world_model
 from bair_world.data.batch import cond_of, frames_to_float, frames_to_uint8
 from bair_world.motion_diagnostics import MODES, MotionStats, motion_regions
 from bair_world.seeding import latent_generators
-from bair_world.sim import SimConfig, action_bounds, start_world
-from bair_world.sim.config import GRIP_COLUMN, Z_COLUMN
-from bair_world.sim.policy import NearestPusher
+from bair_world.sim import SimConfig, start_world
+from bair_world.sim.policy import NearestPusher, RandomActions, held
 from bair_world.world_model import WorldModel
 
 SOURCES = ("recorded", "random", "push")
@@ -83,37 +85,27 @@ class CounterfactualConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def _held(t: int, prev: np.ndarray, fresh) -> np.ndarray:
-    """The data's rule: a new action row at even t, held at odd t."""
-    return fresh() if t % 2 == 0 else prev
-
-
 class _Actions:
     """The action rows (B, 4) float32 of one source for the rows of a batch, step by step."""
 
     def __init__(self, source: str, starts: Starts, rows: np.ndarray, seed: int, config: SimConfig):
-        self.source, self.starts, self.rows, self.config = source, starts, rows, config
-        self.rngs = [np.random.default_rng([0xAC7, seed, int(starts.indices[r])]) for r in rows]
-        self.pushers = [NearestPusher(config) for _ in rows]
+        self.source, self.starts, self.rows = source, starts, rows
+        if source == "random":
+            self.policies = [RandomActions(np.random.default_rng([0xAC7, seed, int(starts.indices[r])]), config)
+                             for r in rows]
+        else:
+            self.policies = [NearestPusher(config) for _ in rows]
         self.prev: np.ndarray | None = None
 
-    def _random(self) -> np.ndarray:
-        low, high = action_bounds(self.config)
-        out = np.stack([rng.uniform(low, high) for rng in self.rngs])  # (B, 4)
-        out[:, [GRIP_COLUMN, Z_COLUMN]] = np.stack([rng.integers(0, high[[GRIP_COLUMN, Z_COLUMN]].astype(int) + 1)
-                                                    for rng in self.rngs])
-        return out
-
-    def _push(self, worlds) -> np.ndarray:
-        return np.stack([p.act(w.position, w.object_poses, w.radii) for p, w in zip(self.pushers, worlds)])
+    def _fresh(self, worlds) -> np.ndarray:
+        return np.stack([p.act(w.position, w.object_poses, w.radii) for p, w in zip(self.policies, worlds)])  # (B, 4)
 
     def __call__(self, t: int, worlds) -> np.ndarray:
         recorded = self.starts.actions[self.rows, t]  # (B, 4)
         if self.source == "recorded":
             return recorded.astype(np.float32)
         prev = self.prev if self.prev is not None else self.starts.actions[self.rows, t - 1] if t > 0 else recorded
-        fresh = self._random if self.source == "random" else lambda: self._push(worlds)
-        self.prev = _held(t, prev, fresh).astype(np.float32)
+        self.prev = held(t, prev, lambda: self._fresh(worlds)).astype(np.float32)
         return self.prev
 
 
@@ -133,7 +125,8 @@ def drive(wm, starts: Starts, rows, source: str, n_past: int, n_future: int, see
         "flow" ((B, S, 2, 64, 64) or None), "weights" (B, S, 3, 64, 64)}} for `motion_diagnostics.MODES`.
     """
     rows = np.asarray(rows)
-    worlds = [start_world(starts.seed(r), starts.frames[r], n_past, config, name=starts.name(r)) for r in rows]
+    worlds = [start_world(starts.seed(r), starts.frames[r], n_past, config, name=starts.name(r), policy=starts.policy)
+              for r in rows]
     context = frames_to_float(starts.frames[rows, :n_past])  # (B, n_past, 3, 64, 64)
     models = {"free_running": wm}
     if diagnostics:  # a second state of the same model, fed the true frames

@@ -22,6 +22,8 @@ class Starts:
         indices: (N,) index of each reference in its source (seeds the latent samples as evaluation does).
         names: a name per reference for messages.
         source: what they were read from.
+        policy: the data policy the references were made with (`bair_world.sim.policy.POLICIES`): with
+            the seeds, what rebuilds their true world.
     """
 
     frames: np.ndarray
@@ -31,6 +33,7 @@ class Starts:
     indices: np.ndarray
     names: list[str]
     source: str
+    policy: str
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -51,10 +54,10 @@ class Starts:
 
 
 def _from_root(root: Path, split: str, picks: range | list[int], length: int):
-    """(frames, actions, positions, seeds, names) of sequences ``picks`` of a dataset split."""
+    """(frames, actions, positions, seeds, names, picks, policy) of sequences ``picks`` of a dataset split."""
     from bair_world.data.bair_folder import list_sequences, read_sequence
     from bair_world.data.packed import PackedSplit, is_packed
-    from bair_world.data.seeds import recorded_seeds
+    from bair_world.data.seeds import recorded_policy, recorded_seeds
 
     if is_packed(root):
         data = PackedSplit(root, split)
@@ -70,26 +73,29 @@ def _from_root(root: Path, split: str, picks: range | list[int], length: int):
         arrays = [np.stack([s[k] for s in seqs]) for k in range(3)]
         names = [str(dirs[i]) for i in picks]
     seeds = recorded_seeds(root, split)
-    return (*arrays, None if seeds is None else [seeds[i] for i in picks], names, list(picks))
+    return (*arrays, None if seeds is None else [seeds[i] for i in picks], names, list(picks), recorded_policy(root))
 
 
 def _from_seeds(seeds: list[int], picks, length: int):
-    from bair_world.sim import generate_sequence
+    from bair_world.sim import DEFAULT_POLICY, generate_sequence
 
     picks = [i for i in picks if i < len(seeds)]
     seqs = [generate_sequence(seeds[i], length) for i in picks]
     arrays = [np.stack([s[k] for s in seqs]) for k in range(3)]
-    return (*arrays, [seeds[i] for i in picks], [f"sim:seed={seeds[i]}" for i in picks], picks)
+    return (*arrays, [seeds[i] for i in picks], [f"sim:seed={seeds[i]}" for i in picks], picks, DEFAULT_POLICY)
 
 
 def _from_source(refs, picks, length: int):
+    from bair_world.sim import DEFAULT_POLICY
+
     picks = [i for i in picks if i < len(refs)]
     got = [refs[i] for i in picks]
     if any(len(r.frames) < length for r in got):
         raise ValueError(f"{refs!r}: references shorter than the {length} frames asked for")
     arrays = [np.stack([getattr(r, k)[:length] for r in got]) for k in ("frames", "actions", "positions")]
     seeds = [refs.seed(i) if hasattr(refs, "seed") else None for i in picks]
-    return (*arrays, None if None in seeds else seeds, [r.rollout_id for r in got], picks)
+    return (*arrays, None if None in seeds else seeds, [r.rollout_id for r in got], picks,
+            getattr(refs, "policy", DEFAULT_POLICY))
 
 
 def load_starts(references, split: str = "test", count: int | None = None, length: int = 30,
@@ -97,10 +103,11 @@ def load_starts(references, split: str = "test", count: int | None = None, lengt
     """The first ``count`` references (or just reference ``only``), ``length`` frames each.
 
     Args:
-        references: a dataset root (folder layout or packed; seeds from its manifest,
-            `bair_world.data.seeds.recorded_seeds`), a list of pushing-world seeds, or a reference
-            source (indexable, ``len``, items with ``frames``/``actions``/``positions``, and a
-            ``seed(index)`` method for the true world).
+        references: a dataset root (folder layout or packed; seeds and data policy from its manifest,
+            `bair_world.data.seeds.recorded_seeds`, `recorded_policy`), a list of pushing-world seeds
+            (scripted sequences), or a reference source (indexable, ``len``, items with
+            ``frames``/``actions``/``positions``, and a ``seed(index)`` method and a ``policy`` (default
+            scripted) for the true world).
         split: the dataset split (roots only).
         need_seeds: raise unless every reference has a seed.
 
@@ -118,13 +125,13 @@ def load_starts(references, split: str = "test", count: int | None = None, lengt
     else:
         n = len(references)
         parts, source = _from_source(references, picks or range(min(count or n, n)), length), repr(references)
-    frames, actions, positions, seeds, names, idx = parts
+    frames, actions, positions, seeds, names, idx, policy = parts
     if only is not None and not idx:
         raise IndexError(f"{source}: index {only} out of range")
     if not idx:
         raise ValueError(f"{source}: no references to start from")
     starts = Starts(np.ascontiguousarray(frames, np.uint8), np.asarray(actions, np.float32),
-                    np.asarray(positions, np.float32), seeds, np.asarray(idx), names, source)
+                    np.asarray(positions, np.float32), seeds, np.asarray(idx), names, source, policy)
     if need_seeds:
         starts.seed(0)  # a clear error now rather than mid-run
     return starts

@@ -1,7 +1,7 @@
 """Pushing goals: a start state and a goal state in which one named object has moved >= 5 cm.
 
 Goals come from the built-in pushing world's reference rollouts (`SimReferences`): rollout ``index``
-is replayed exactly (`bair_world.sim.scripted_worlds`); the start is its frame ``n_past - 1`` (where
+is replayed exactly (`bair_world.sim.sequence_worlds`); the start is its frame ``n_past - 1`` (where
 the goal envs start), the goal state its first frame in which some object's centre lies at least
 ``min_move`` metres from its start; that object (the one that moved most) is the goal's object and
 its centre then the goal position. The episode still lasts the whole reference (28 steps), more
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bair_world.planning import goal_weights
-from bair_world.sim import SimConfig, scripted_worlds
+from bair_world.sim import SimConfig, sequence_worlds
 
 #: An object must have moved this far (metres) between start and goal.
 MIN_MOVE = 0.05
@@ -75,7 +75,7 @@ def push_goal_of(seed: int, index: int, n_past: int = 2, length: int = 30, min_m
     6 cm a frame) that the scripted pusher did in fewer steps than the episode has.
     """
     start_frame = start_poses = start_labels = None
-    for t, world, _ in scripted_worlds(seed, length, config):
+    for t, world, _ in sequence_worlds(seed, length, config):
         if t == n_past - 1:
             start_frame, start_poses, start_labels = world.frame.copy(), world.object_poses, world.labels()
         elif t >= n_past:

@@ -34,8 +34,8 @@ def start_world(references: ReferenceSource, index: int, n_past: int,
     """Rebuild reference ``index``'s world and replay it to frame ``n_past - 1`` (and optionally to its end).
 
     Any source that knows its references' seeds works (`ReferenceSource.seed`): the built-in pool,
-    and synthetic dataset splits whose seeds were recorded. The replay re-runs the scripted sequence
-    in float64 (`bair_world.sim.replay_world`), so the returned world is in exactly the reference's
+    and synthetic dataset splits whose seeds were recorded (with their data policy,
+    `ReferenceSource.policy`). The replay re-runs the sequence's policy in float64 (`bair_world.sim.replay_world`), so the returned world is in exactly the reference's
     state, and every replayed frame is checked against the reference's.
 
     Returns:
@@ -50,7 +50,8 @@ def start_world(references: ReferenceSource, index: int, n_past: int,
         raise TypeError(f"the true pushing world replays only references with a known seed (the built-in world's, "
                         f"or a synthetic dataset's), got {references!r}")
     ref = references[index]
-    start, end = replay_world(seed, ref.frames, n_past, sim_config, to_end=replay_to_end, name=ref.rollout_id)
+    start, end = replay_world(seed, ref.frames, n_past, sim_config, to_end=replay_to_end, name=ref.rollout_id,
+                              policy=references.policy)
     return ref, start, end
 
 

@@ -90,6 +90,14 @@ class ReferenceSource(abc.ABC):
         it from), or None when the source does not know one (real BAIR data)."""
         return None
 
+    @property
+    def policy(self) -> str:
+        """The data policy the references were made with (`bair_world.sim.policy.POLICIES`): with `seed`,
+        what `bair_world.sim.start_world` replays; the built-in world's references are scripted."""
+        from bair_world.sim import DEFAULT_POLICY
+
+        return DEFAULT_POLICY
+
     def __getitem__(self, index: int) -> Reference:
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"a reference index must be an int, got {type(index).__name__}")
@@ -171,6 +179,7 @@ class FolderReferences(ReferenceSource):
         self._packed = PackedSplit(self.root, split) if is_packed(self.root) else None
         self._dirs = [] if self._packed is not None else list_sequences(self.root, split)  # sorted, the dataset's item order
         self._seeds: list[int] | None | bool = False  # read on first use
+        self._policy: str | None = None  # read on first use
 
     def __len__(self) -> int:
         return len(self._packed) if self._packed is not None else len(self._dirs)
@@ -182,6 +191,15 @@ class FolderReferences(ReferenceSource):
 
             self._seeds = recorded_seeds(self.root, self.split)
         return None if self._seeds is None else self._seeds[int(index)]
+
+    @property
+    def policy(self) -> str:
+        """The data policy the synthetic generator recorded (`bair_world.data.seeds.recorded_policy`)."""
+        if self._policy is None:
+            from bair_world.data.seeds import recorded_policy
+
+            self._policy = recorded_policy(self.root)
+        return self._policy
 
     def __repr__(self) -> str:
         return f"FolderReferences(root={str(self.root)!r}, split={self.split!r})"

@@ -15,7 +15,7 @@ from bair_world.envs.push_goals import MIN_MOVE, push_goals
 from bair_world.envs.push_world_env import PushWorldGoalEnv, start_world
 from bair_world.envs.references import SimReferences
 from bair_world.planning import CEMConfig, CEMPlanner, ModelDynamics, SimDynamics, goal_weights, weighted_distance
-from bair_world.sim import scripted_worlds
+from bair_world.sim import sequence_worlds
 from bair_world.world_model import WorldModel
 
 REFS = SimReferences(size=40, length=12)
@@ -34,7 +34,7 @@ def ckpt(tmp_path_factory):
 def test_every_goal_object_really_moved_and_the_goal_is_the_worlds_state(goals):
     for g in goals:
         assert g.move >= MIN_MOVE
-        for t, world, _ in scripted_worlds(REFS.seed_offset + g.index, g.frame + 1):
+        for t, world, _ in sequence_worlds(REFS.seed_offset + g.index, g.frame + 1):
             if t == 1:
                 np.testing.assert_allclose(world.object_poses[g.obj, :2], g.start_xy)
         np.testing.assert_array_equal(world.frame, g.goal_frame)  # the goal image is the world's frame then

@@ -3,7 +3,10 @@
 The cached default dataset that training, evaluation and the envs read is `bair_world.data.default_data`.
 
 Each sequence's seed is derived from (seed, split, index) alone, so the bytes on disk do not depend on
-the number of worker processes or on the order in which sequences finish.
+the number of worker processes or on the order in which sequences finish. A dataset's sequences are
+driven by one data policy (`bair_world.sim.policy.POLICIES`: ``scripted``, the default, ``push``,
+``random`` or ``mixed``), recorded in the manifest (``policy``) so the true world can be restarted
+from any sequence (`bair_world.data.seeds.recorded_policy`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from bair_world.data.errors import DataError
 from bair_world.data.seeds import MANIFEST, recorded_seeds, sequence_seed  # noqa: F401 (re-exported)
 from bair_world.io import atomic_write_json
 from bair_world.pidlock import LockBusy, PidLock
-from bair_world.sim import GENERATOR_VERSION, MotionStats, SimConfig, motion_stats, rollout, sequence_motion
+from bair_world.sim import (DEFAULT_POLICY, GENERATOR_VERSION, POLICIES, MotionStats, SimConfig, check_policy,
+                            motion_stats, rollout, sequence_motion)
+from bair_world.sim.policy import MIXED_SHARES
 
 DEFAULT_COUNTS = {"train": 8192, "validate": 128, "test": 256}
 DEFAULT_SEED = 0
@@ -78,10 +83,10 @@ class SynthReport:
                 f"motion: {self.motion}")
 
 
-def _arrays(task: tuple[str, str, int, int, int]):
+def _arrays(task: tuple[str, str, int, int, int, str]):
     """Worker: (split, index, frames, actions, positions, labels, flow, motion) of one sequence, in memory."""
-    _, split, index, seed, length = task
-    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True)
+    _, split, index, seed, length, policy = task
+    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True, policy=policy)
     return (split, index, r.frames, r.actions, r.positions, r.labels, r.flow,
             sequence_motion(r.frames, r.object_pixels))
 
@@ -105,13 +110,13 @@ def _in_pool(fn, tasks: list, workers: int | None, progress: bool, desc: str):
                 pool.join()
 
 
-def _generate(task: tuple[str, str, int, int, int]) -> tuple[float, float] | None:
+def _generate(task: tuple[str, str, int, int, int, str]) -> tuple[float, float] | None:
     """Worker: write one sequence unless it is already complete; returns its motion or None if skipped."""
-    root, split, index, seed, length = task
+    root, split, index, seed, length, policy = task
     target = sequence_dir(Path(root), split, index)
     if target.is_dir():
         return None
-    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True)
+    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True, policy=policy)
     write_sequence(target, r.frames, r.actions, r.positions, labels=r.labels, flow=r.flow)
     return sequence_motion(r.frames, r.object_pixels)
 
@@ -128,17 +133,19 @@ def checked_counts(counts: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def _manifest(seed: int, counts: dict[str, int], length: int) -> dict:
+def _manifest(seed: int, counts: dict[str, int], length: int, policy: str) -> dict:
     """The dataset's provenance, with every sequence's seed (``sequence_seeds``: {split: [seed of
-    sequence 0, 1, ...]}), so a held-out sequence can be started in the true world (`recorded_seeds`)."""
+    sequence 0, 1, ...]}) and the data policy, so a held-out sequence can be started in the true world
+    (`recorded_seeds`, `recorded_policy`)."""
     seeds = {s: [sequence_seed(seed, s, i) for i in range(n)] for s, n in counts.items() if n}
     return {"generator": "bair_world.sim", "generator_version": GENERATOR_VERSION, "seed": seed, "counts": counts,
             "sequence_length": length, "image_size": 64, "action_columns": ACTION_COLUMNS,
-            "sim_config": asdict(SimConfig()), "targets": TARGETS, "sequence_seeds": seeds}
+            "sim_config": asdict(SimConfig()), "targets": TARGETS, "policy": policy, "sequence_seeds": seeds}
 
 
 def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: int = DEFAULT_SEED,
-                  workers: int | None = None, progress: bool = True, length: int = SEQUENCE_LENGTH) -> SynthReport:
+                  workers: int | None = None, progress: bool = True, length: int = SEQUENCE_LENGTH,
+                  policy: str = DEFAULT_POLICY) -> SynthReport:
     """Write sequences of the pushing world in the BAIR folder layout, resuming a partial run.
 
     Args:
@@ -149,52 +156,56 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
         workers: processes (default: all cores); 1 runs in this process.
         progress: show a tqdm progress bar.
         length: frames per sequence.
+        policy: what drives the sequences (`bair_world.sim.policy.POLICIES`), recorded in the manifest.
 
     Raises:
-        ValueError: bad counts/seed, or `out` holds a dataset made with another seed, generator version,
-            length or targets (an older bair-world's without flow).
+        ValueError: bad counts/seed/policy, or `out` holds a dataset made with another seed, generator
+            version, length, targets (an older bair-world's without flow) or policy.
     """
     root = Path(out)
     counts = checked_counts(DEFAULT_COUNTS if counts is None else counts)
+    check_policy(policy)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"write_dataset: seed must be a non-negative integer, got {seed!r}")
     if length < 2:
         raise ValueError(f"write_dataset: length must be >= 2, got {length}")
-    command = (f"bair-world data synth --out {root} --seed {seed} "
+    command = (f"bair-world data synth --out {root} --seed {seed} --policy {policy} "
                + " ".join(f"--{s} {counts[s]}" for s in SPLITS))
     params = {"writer": "synth", "generator_version": GENERATOR_VERSION, "seed": int(seed), "counts": counts,
-              "sequence_length": length, "targets": TARGETS}
+              "sequence_length": length, "targets": TARGETS, "policy": policy}
     try:
         with PidLock(root / LOCK):
-            return _write_locked(root, counts, seed, workers, progress, length, command, params)
+            return _write_locked(root, counts, seed, workers, progress, length, policy, command, params)
     except LockBusy as busy:
         raise ValueError(f"{root}: another `bair-world data synth` (pid {busy.pid}) is writing this folder; "
                          f"wait for it to finish") from None
 
 
 def _write_locked(root: Path, counts: dict[str, int], seed: int, workers: int | None, progress: bool, length: int,
-                  command: str, params: dict) -> SynthReport:
+                  policy: str, command: str, params: dict) -> SynthReport:
     """`write_dataset` once it holds the folder's lock."""
     manifest_path = root / MANIFEST
     check_resume(root, command, params)  # an interrupted run continues only with the same command
     if manifest_path.exists():
         old = _read_manifest(manifest_path)
         made = (old.get("seed"), old.get("generator_version"), old.get("sequence_length"),
+                old.get("policy", DEFAULT_POLICY),  # written before policies were recorded: scripted
                 old.get("targets", ["labels"]))  # written before flow was recorded: labels only
-        if made != (seed, GENERATOR_VERSION, length, TARGETS):
+        if made != (seed, GENERATOR_VERSION, length, policy, TARGETS):
             raise ValueError(f"{manifest_path}: folder holds a dataset with seed {made[0]}, generator version "
-                             f"{made[1]}, length {made[2]}, targets {made[3]}; refusing to mix in seed {seed}, "
-                             f"version {GENERATOR_VERSION}, length {length}, targets {TARGETS} (choose another --out)")
+                             f"{made[1]}, length {made[2]}, policy {made[3]}, targets {made[4]}; refusing to mix in "
+                             f"seed {seed}, version {GENERATOR_VERSION}, length {length}, policy {policy}, "
+                             f"targets {TARGETS} (choose another --out)")
     mark_incomplete(root, command, params)
     if any((root / split).is_dir() for split in SPLITS):
         remove_partial_writes(root)  # every writer of this folder is dead: we hold its lock
-    tasks = [(str(root), split, i, int(seed), length) for split in SPLITS for i in range(counts[split])]
+    tasks = [(str(root), split, i, int(seed), length, policy) for split in SPLITS for i in range(counts[split])]
     start = time.perf_counter()
     outcomes = list(_in_pool(_generate, tasks, workers, progress, "synth"))
     results = [res for res in outcomes if res is not None]
     skipped = len(outcomes) - len(results)
     removed = _remove_beyond(root, counts)  # a rerun with smaller counts: the manifest lists all there is
-    atomic_write_json(manifest_path, _manifest(int(seed), counts, length))
+    atomic_write_json(manifest_path, _manifest(int(seed), counts, length, policy))
     mark_complete(root)
     return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results),
                        removed)
@@ -232,7 +243,8 @@ def _remove_beyond(root: Path, counts: dict[str, int]) -> int:
 
 
 def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: int = DEFAULT_SEED,
-                 workers: int | None = None, progress: bool = True, length: int = SEQUENCE_LENGTH) -> SynthReport:
+                 workers: int | None = None, progress: bool = True, length: int = SEQUENCE_LENGTH,
+                 policy: str = DEFAULT_POLICY) -> SynthReport:
     """Write the same sequences as `write_dataset` straight into the packed form (`bair_world.data.packed`).
 
     No PNG or CSV round trip: the arrays (labels and flow included) equal those `pack_dataset` makes of
@@ -242,13 +254,14 @@ def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: in
     from bair_world.data.packed import PackWriter
 
     counts = checked_counts(DEFAULT_COUNTS if counts is None else counts)
+    check_policy(policy)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"write_packed: seed must be a non-negative integer, got {seed!r}")
     if length < 2:
         raise ValueError(f"write_packed: length must be >= 2, got {length}")
-    tasks = [(str(out), split, i, int(seed), length) for split in SPLITS for i in range(counts[split])]
+    tasks = [(str(out), split, i, int(seed), length, policy) for split in SPLITS for i in range(counts[split])]
     start, motions = time.perf_counter(), []
-    with PackWriter(out, counts, length, labels=set(SPLITS), source=_manifest(int(seed), counts, length),
+    with PackWriter(out, counts, length, labels=set(SPLITS), source=_manifest(int(seed), counts, length, policy),
                     flow=set(SPLITS)) as writer:
         for split, index, frames, actions, positions, labels, flow, motion in _in_pool(_arrays, tasks, workers,
                                                                                        progress, "synth"):
@@ -264,6 +277,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{split}", type=int, default=DEFAULT_COUNTS[split],
                             help=f"sequences in the {split} split (default {DEFAULT_COUNTS[split]})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="dataset seed (default 0)")
+    parser.add_argument("--policy", default=DEFAULT_POLICY, metavar="{" + ",".join(POLICIES) + "}",
+                        help="what drives the arm: the scripted pusher (default), nearest-object pushes, random "
+                             "actions, or mixed (each sequence one of them, drawn from its seed: "
+                             + ", ".join(f"{round(share * 100)}%% {name}" for name, share in MIXED_SHARES) + ")")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -272,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
     """`bair-world data synth`: write the dataset and print a summary."""
     counts = {s: getattr(args, s) for s in SPLITS}
     try:
-        report = write_dataset(args.out, counts, seed=args.seed, workers=args.workers, progress=not args.no_progress)
+        report = write_dataset(args.out, counts, seed=args.seed, workers=args.workers, progress=not args.no_progress,
+                               policy=args.policy)
     except ValueError as err:  # DataError too: it names the file
         print(f"bair-world data synth: error: {err}", file=sys.stderr)
         return 2

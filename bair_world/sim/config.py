@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 # Bump when the generator's output changes for a given seed (names the cached default dataset).
 FRAME_RATE = 10
 """Frames per second of BAIR (recorded at about 10 Hz) and so of the built-in world: the envs' render_fps
@@ -80,3 +82,10 @@ class SimConfig:
     """Standard deviation of the per-sequence brightness / per-channel colour gain."""
     push_bias: float = 0.85
     """Probability that the scripted policy's next goal is a push through an object."""
+
+
+def action_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """(4,) float32 low/high of the executable action: dx, dy within +-max_delta; grip 0..4; z command 0..2."""
+    low = np.array([-config.max_delta, -config.max_delta, 0.0, 0.0], np.float32)
+    high = np.array([config.max_delta, config.max_delta, MAX_GRIP, MAX_Z_COMMAND], np.float32)
+    return low, high

@@ -1,10 +1,25 @@
-"""Scripted random pushing: smooth actions biased toward objects, each row held for two steps."""
+"""The policies that drive the pushing world, and the registry the data is made with.
+
+Every policy acts once per decision (`act(ee, poses, radii)` -> a (4,) float64 action row); the
+caller asks for a new row at even steps and holds it at odd ones (`held`, the data's rule). The
+registry (`POLICIES`) names what a synthetic sequence is driven by; `make_policy(name, seed, rng,
+cfg)` is a pure function of the name and the sequence's seed (and the world's generator, itself made
+from the seed), so a sequence is replayed from (policy name, seed) alone:
+
+- ``scripted`` (the default; every dataset before policies were recorded): `ScriptedPusher`;
+- ``push``: `NearestPusher`, the counterfactual evaluation's ``push`` source;
+- ``random``: `RandomActions`, the counterfactual evaluation's ``random`` source;
+- ``mixed``: each sequence one of the three, drawn from its seed (`MIXED_SHARES`: 50 % scripted,
+  25 % push, 25 % random), so a model trains on the actions an agent sends too.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
-from bair_world.sim.config import GRIP_COLUMN, MAX_GRIP, SimConfig, Z_COLUMN
+from bair_world.sim.config import GRIP_COLUMN, MAX_GRIP, SimConfig, Z_COLUMN, action_bounds
 
 HOLD, LOWER, LIFT = 0, 1, 2  # values of the Z_COLUMN command
 
@@ -129,3 +144,68 @@ class NearestPusher:
         action[:2] = np.clip(self.goal - ee[:2], -self.cfg.max_delta, self.cfg.max_delta)
         action[Z_COLUMN] = LOWER
         return action
+
+
+class RandomActions:
+    """Uniform random actions over the executable box (`bair_world.sim.action_bounds`): dx, dy uniform,
+    grip and height command uniform whole numbers; the world's state is not looked at.
+
+    Args:
+        rng: the generator the rows are drawn from.
+        cfg: world configuration (the box).
+    """
+
+    def __init__(self, rng: np.random.Generator, cfg: SimConfig):
+        self.rng = rng
+        self.low, self.high = action_bounds(cfg)
+
+    def act(self, ee: np.ndarray, poses: np.ndarray, radii: np.ndarray) -> np.ndarray:
+        """Next action row [dx, dy, grip, z command] (float64 (4,)); the arguments are ignored."""
+        action = self.rng.uniform(self.low, self.high)
+        whole = [GRIP_COLUMN, Z_COLUMN]
+        action[whole] = self.rng.integers(0, self.high[whole].astype(int) + 1)
+        return action
+
+
+def held(t: int, prev: np.ndarray, fresh: Callable[[], np.ndarray]) -> np.ndarray:
+    """The data's rule: a new action row (``fresh()``) at even step t, ``prev`` held at odd t."""
+    return fresh() if t % 2 == 0 else prev
+
+
+#: The concrete policies by name: (rng, cfg) -> a policy with `act`.
+_POLICIES = {"scripted": ScriptedPusher, "push": lambda rng, cfg: NearestPusher(cfg), "random": RandomActions}
+POLICIES = (*_POLICIES, "mixed")
+DEFAULT_POLICY = "scripted"
+#: What ``mixed`` draws each sequence's policy from: (policy, share); the shares sum to 1.
+MIXED_SHARES = (("scripted", 0.5), ("push", 0.25), ("random", 0.25))
+_MIXED_STREAM = 0x313D  # keeps the mixed draw apart from every other use of a sequence's seed
+
+
+def check_policy(name: str) -> str:
+    """``name`` if it is a policy of the registry; else a one-line ValueError listing the choices."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+    return name
+
+
+def sequence_policy(name: str, seed: int) -> str:
+    """The concrete policy (scripted, push or random) that drives sequence ``seed`` of data made with
+    ``name``: ``name`` itself, or for ``mixed`` one drawn from the seed by `MIXED_SHARES`."""
+    if check_policy(name) != "mixed":
+        return name
+    u = np.random.default_rng([_MIXED_STREAM, int(seed)]).random()
+    shares = np.cumsum([share for _, share in MIXED_SHARES])
+    return MIXED_SHARES[min(int(np.searchsorted(shares, u, side="right")), len(MIXED_SHARES) - 1)][0]
+
+
+def make_policy(name: str, seed: int, rng: np.random.Generator, cfg: SimConfig):
+    """The policy driving sequence ``seed`` of data made with policy ``name`` (`sequence_policy`).
+
+    Args:
+        name: a name of `POLICIES`.
+        seed: the sequence's seed.
+        rng: the generator of the sequence's world (`PushWorld.rng`), which the scripted and random
+            policies draw from (the scripted data's rule since the first generator version).
+        cfg: world configuration.
+    """
+    return _POLICIES[sequence_policy(name, seed)](rng, cfg)

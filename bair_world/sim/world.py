@@ -9,7 +9,7 @@ import numpy as np
 from bair_world.sim.flow import PoseState, true_flow
 from bair_world.sim.config import GRIP_COLUMN, MAX_GRIP, MAX_Z_COMMAND, SimConfig, Z_COLUMN
 from bair_world.sim.physics import TablePhysics, sample_objects
-from bair_world.sim.policy import ScriptedPusher
+from bair_world.sim.policy import DEFAULT_POLICY, held, make_policy
 from bair_world.sim.render import Renderer
 
 # Saturated toy colours (RGB), jittered per object.
@@ -127,13 +127,6 @@ def position_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.nda
             np.array([config.x_range[1], config.y_range[1], config.z_range[1]]))
 
 
-def action_bounds(config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """(4,) float32 low/high of the executable action: dx, dy within +-max_delta; grip 0..4; z command 0..2."""
-    low = np.array([-config.max_delta, -config.max_delta, 0.0, 0.0], np.float32)
-    high = np.array([config.max_delta, config.max_delta, MAX_GRIP, MAX_Z_COMMAND], np.float32)
-    return low, high
-
-
 def quantise_action(action, config: SimConfig = SimConfig()) -> np.ndarray:
     """The action the world actually executes: dx, dy clipped to +-max_delta, columns 2-3 rounded and clipped.
 
@@ -202,7 +195,7 @@ def _checked(value, size: int, name: str) -> np.ndarray:
 
 @dataclass
 class Rollout:
-    """One scripted sequence with the simulator's ground truth.
+    """One sequence of the pushing world driven by a data policy, with the simulator's ground truth.
 
     Attributes:
         frames: uint8 (T, 64, 64, 3) RGB.
@@ -223,11 +216,15 @@ class Rollout:
 
 
 def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig(), labels: bool = False,
-            flow: bool = False) -> Rollout:
-    """Run the scripted pusher for `length` frames; frame t+1 = step(actions[t], positions[t]).
+            flow: bool = False, policy: str = DEFAULT_POLICY) -> Rollout:
+    """Run sequence ``seed`` for `length` frames; frame t+1 = step(actions[t], positions[t]).
 
-    ``labels=True`` also records each frame's region labels, ``flow=True`` each frame's true flow
-    from the previous one (the frames are the same either way).
+    ``policy`` names what drives it (`bair_world.sim.policy.POLICIES`; the default, ``scripted``, is
+    every older dataset's). ``labels=True`` also records each frame's region labels, ``flow=True``
+    each frame's true flow from the previous one (the frames are the same either way).
+
+    Raises:
+        ValueError: ``length < 1`` or an unknown policy.
     """
     if length < 1:
         raise ValueError(f"rollout: length must be >= 1, got {length}")
@@ -236,7 +233,7 @@ def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig(), labels
     label_maps = np.empty((length, config.image_size, config.image_size), np.uint8) if labels else None
     flows = np.zeros((length, config.image_size, config.image_size, 2), np.float32) if flow else None
     pixels = before = None
-    for t, world, action in scripted_worlds(seed, length, config):
+    for t, world, action in sequence_worlds(seed, length, config, policy):
         if pixels is None:
             pixels = np.empty((length, len(world.specs), 2))
         frames[t], positions[t], pixels[t], actions[t] = world.frame, world.position, world.object_pixels(), action
@@ -249,26 +246,30 @@ def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig(), labels
     return Rollout(frames, actions, positions, pixels, label_maps, flows)
 
 
-def scripted_worlds(seed: int, length: int = 30, config: SimConfig = SimConfig()):
-    """Yield ``(t, world, action)`` for t = 0 .. length-1: the scripted sequence `rollout` records.
+def sequence_worlds(seed: int, length: int = 30, config: SimConfig = SimConfig(), policy: str = DEFAULT_POLICY):
+    """Yield ``(t, world, action)`` for t = 0 .. length-1: the sequence `rollout` records.
 
     The world shows frame t when yielded (the same object each time, stepped in place after the
-    yield; deep-copy it to keep a state); ``action`` float64 (4,) is the scripted action applied
-    from frame t (a new one every second frame, held for two). Exact: the world is stepped with the
-    float64 actions the policy draws, not the float32 copies a dataset stores, so the physics
+    yield; deep-copy it to keep a state); ``action`` float64 (4,) is the action of ``policy``
+    (`bair_world.sim.policy.make_policy`: a pure function of the name and the seed) applied from
+    frame t (a new one every second frame, held for two: `held`). Exact: the world is stepped with
+    the float64 actions the policy draws, not the float32 copies a dataset stores, so the physics
     follows the recorded sequence bit for bit (a float32 replay drifts apart after a few contacts).
+
+    Raises:
+        ValueError: an unknown policy (on the first item).
     """
     world = PushWorld(seed, config)
-    policy = ScriptedPusher(world.rng, config)
+    actor = make_policy(policy, seed, world.rng, config)
     action = None
     for t in range(length):
-        action = policy.act(world.position, world.object_poses, world.radii) if t % 2 == 0 else action
+        action = held(t, action, lambda: actor.act(world.position, world.object_poses, world.radii))
         yield t, world, action
         if t + 1 < length:
             world.step(action, world.position)
 
 
 def generate_sequence(seed: int, length: int = 30, config: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(frames uint8 (T,64,64,3), actions (T,4), positions (T,3)) of one scripted sequence."""
+    """(frames uint8 (T,64,64,3), actions (T,4), positions (T,3)) of one scripted sequence (`rollout`)."""
     r = rollout(seed, length, config)
     return r.frames, r.actions, r.positions
