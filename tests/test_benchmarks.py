@@ -84,3 +84,28 @@ def test_ablation_table_scores_candidates_on_both_protocols(tmp_path, capsys):
     assert "| tiny |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         load("ablation_table").main(["nonsense"])
+
+
+def test_learning_curves_score_each_snapshot_once_and_print_the_table(tmp_path, capsys, monkeypatch):
+    from helpers import make_tiny_checkpoint
+
+    from bair_world.data.synthetic import write_dataset
+
+    write_dataset(tmp_path / "data", {"train": 1, "validate": 2, "test": 0}, seed=3, workers=1, progress=False)
+    run = tmp_path / "run-a"
+    (run / "snapshots").mkdir(parents=True)
+    (run / "train_config.json").write_text("{}")
+    for step in (2, 4):
+        make_tiny_checkpoint(run / "snapshots" / f"step-{step:06d}")
+    cache = tmp_path / "curves.jsonl"
+    argv = [str(run), "--data-root", str(tmp_path / "data"), "--starts", "2", "--n-future", "3", "--every", "4",
+            "--cache", str(cache), "--plot", str(tmp_path / "curves.png"), "--threads", "1"]
+    script = load("learning_curves")
+    assert script.main(argv) == 0
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4]  # every 4 steps (and the last)
+    assert 0 <= rows[0]["arrived_recall_free"] <= 1 and rows[0]["replay_psnr"] > 5
+    assert rows[0]["flow_cos_moving"] is None  # the tiny model has no motion output
+    assert "| run-a | 4 |" in capsys.readouterr().out and (tmp_path / "curves.png").stat().st_size > 0
+    monkeypatch.setattr(script, "score", lambda *a, **k: pytest.fail("a cached snapshot was scored again"))
+    assert script.main(argv) == 0
