@@ -4,7 +4,7 @@ Layout of a checkpoint directory::
 
     model.safetensors   weights and buffers (optionally fp16)
     config.json         {"format_version", "model": ModelConfig dict, "normalisation", "step",
-                         "epoch", "metrics", "data", "dtype", "weights_sha256"}
+                         "epoch", "metrics", "data", "dtype", "weights_sha256", "model_sha256"}
     resume.pt           optional: optimiser / schedule / RNG state dicts (torch.save of plain
                         containers and tensors; loaded with weights_only=True)
 
@@ -16,11 +16,13 @@ loadable. Loading never unpickles code.
 Loading checks before it builds anything: config.json (size, JSON, every numeric architecture field
 within `ARCH_BOUNDS`, the model's parameter count), then the safetensors header against the shapes
 the config needs (built on the ``meta`` device: no memory) and the file's size, then the weights'
-sha256 and dtype against config.json's ``weights_sha256`` and ``dtype``; after loading, every tensor
-must be finite and ``cond_std`` positive. Checkpoints written before the hash was recorded (no
-``weights_sha256``) still load: the hash check applies when the field is present. Weights edited on
-purpose (a hand conversion) load with ``verify=False`` or ``BAIR_WORLD_SKIP_WEIGHT_CHECK=1``, which
-skip the hash and dtype comparison only (shapes and sizes are always checked).
+sha256 and dtype against config.json's ``weights_sha256`` and ``dtype``, then ``model_sha256`` (the
+"model" section with the weights' hash: an architecture flag that keeps every shape, e.g. residual or
+skip, cannot be edited silently); every tensor must be finite and the normalisation statistics (in
+config.json and the weights) plausible (`check_cond_stats`). Checkpoints written before the hashes
+were recorded still load, with one warning saying what was not verified. Weights or architecture
+edited on purpose (a hand conversion) load with ``verify=False`` or ``BAIR_WORLD_SKIP_WEIGHT_CHECK=1``,
+which skip the hash and dtype comparisons only (shapes and sizes are always checked).
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ except ImportError:  # safetensors < 0.5 exposes it only from the Rust module
 from safetensors.torch import load_file, save_file
 
 from bair_world.checkpoint_files import (  # noqa: F401  (re-exported: the names callers import from here)
-    ARCH_BOUNDS, KEEP_FP32, MAX_CONFIG_BYTES, SKIP_CHECK_ENV, CheckpointError, check_architecture, check_header,
-    check_normalisation, expected_tensors, file_sha256, read_header, require_regular,
+    ARCH_BOUNDS, KEEP_FP32, MAX_CONFIG_BYTES, MODEL_HASH, SKIP_CHECK_ENV, CheckpointError, check_architecture,
+    check_cond_stats, check_hashes, check_header, check_tensors, check_normalisation, expected_tensors, file_sha256,
+    model_sha256, read_header, require_regular,
 )
 from bair_world.configtypes import is_int
 from bair_world.io import atomic_write_bytes, install_directory, is_stale, previous_of, temp_sibling
@@ -88,6 +91,7 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         _write_weights(tmp, path, model, half)
+        weights_hash = file_sha256(tmp / WEIGHTS)
         config = {
             "format_version": FORMAT_VERSION,
             "model": model.cfg.to_dict(),
@@ -97,7 +101,8 @@ def save_checkpoint(
             "metrics": metrics or {},
             "data": data_info or {},
             "dtype": "float16" if half else "float32",
-            "weights_sha256": file_sha256(tmp / WEIGHTS),
+            "weights_sha256": weights_hash,
+            MODEL_HASH: model_sha256(model.cfg.to_dict(), weights_hash),
         }
         atomic_write_bytes(tmp / CONFIG, json.dumps(config, indent=2, allow_nan=True).encode())  # verified
         if resume_state is not None:
@@ -227,8 +232,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
 
     Args:
         verify: compare the weights' sha256 and dtype with config.json's ``weights_sha256`` and
-            ``dtype`` (when recorded: older checkpoints have no hash). None (default): yes, unless the
-            environment sets ``BAIR_WORLD_SKIP_WEIGHT_CHECK=1``; False: for weights edited on purpose.
+            ``dtype``, and its "model" section with ``model_sha256`` (when recorded: older
+            checkpoints have no hashes and load with a warning). None (default): yes, unless the
+            environment sets ``BAIR_WORLD_SKIP_WEIGHT_CHECK=1``; False: for edits made on purpose.
 
     Raises:
         CheckpointError: one line naming the file and what is wrong.
@@ -242,26 +248,15 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
     expected = expected_tensors(root / CONFIG, cfg)
     header = read_header(weights)
     check_header(weights, header, expected, info.get("dtype") if verify else None)
-    recorded = info.get("weights_sha256")
-    if verify and recorded is not None:
-        actual = file_sha256(weights)
-        if actual != recorded:
-            raise CheckpointError(weights, f"sha256 {actual[:16]}... differs from {recorded[:16]}... recorded in "
-                                           f"{CONFIG}: the file is corrupt or was changed (weights edited on purpose "
-                                           f"load with verify=False or {SKIP_CHECK_ENV}=1)")
+    if verify:
+        check_hashes(root / CONFIG, weights, info)
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(weights, f"unreadable safetensors file ({e})") from None
+    check_tensors(weights, tensors)
     model = SVG(cfg)
     state = model.state_dict()
-    for name, value in tensors.items():
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise CheckpointError(weights, f"tensor {name} holds NaN or inf ({int((~torch.isfinite(value)).sum())} "
-                                           f"values)")
-    if "cond_std" in tensors and not (tensors["cond_std"] > 0).all():
-        raise CheckpointError(weights, f"cond_std must be > 0 (the normalisation divides by it), got "
-                                       f"{tensors['cond_std'].tolist()}")
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
     return model.to(device).eval(), info
 

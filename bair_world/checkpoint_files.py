@@ -1,6 +1,7 @@
 """What a checkpoint's files must be, checked before any module is built: `CheckpointError`, the
-bounds of the architecture fields, the safetensors header (shapes, dtypes, byte ranges, file size)
-against the tensors a config needs, and the weights' sha256 (`bair_world.checkpoint` uses these)."""
+bounds of the architecture fields and of the normalisation statistics, the safetensors header
+(shapes, dtypes, byte ranges, file size) against the tensors a config needs, the weights' sha256
+and the ``model_sha256`` tying the architecture to them (`bair_world.checkpoint` uses these)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 import os
 import stat
 import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,9 @@ import torch
 
 from bair_world.configtypes import is_number
 from bair_world.models import SVG, ModelConfig
+from bair_world.models.svg import COND_LIMIT, COND_STD_MIN
 
+MODEL_HASH = "model_sha256"  # config.json's field: sha256 of the "model" section with the weights' sha256
 SKIP_CHECK_ENV = "BAIR_WORLD_SKIP_WEIGHT_CHECK"  # "1": load hand-edited weights (no sha256/dtype check)
 #: Sane ranges of the numeric ModelConfig fields, checked in config.json before anything is built.
 #: Fields not listed (booleans, names, fields added later) are checked by ModelConfig itself.
@@ -124,12 +128,53 @@ def read_header(file: str | Path) -> dict[str, dict[str, Any]]:
 
 def check_normalisation(file: Path, norm: Any) -> None:
     """CheckpointError naming ``file`` unless every normalisation entry is a list of finite numbers
-    (``cond_std`` positive): the env's action box and the model's inputs are computed from them."""
+    and the statistics are plausible (`check_cond_stats`): the env's action box and the model's
+    inputs are computed from them."""
     for key, values in (norm.items() if isinstance(norm, dict) else [("normalisation", norm)]):
-        ok = isinstance(values, list) and all(is_number(v) and math.isfinite(v) for v in values)
+        ok = isinstance(values, list) and all(is_number(v) and _finite(v) for v in values)
         if not ok or (key == "cond_std" and not all(v > 0 for v in values)):
             raise CheckpointError(file, f'"normalisation": {key} must be a list of finite numbers'
                                         f'{" > 0" if key == "cond_std" else ""}, got {str(values)[:120]}')
+        check_cond_stats(file, key, torch.tensor(values, dtype=torch.float64), '"normalisation": ')
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (JSON allows 10**400)
+        return False
+
+
+def check_cond_stats(file: Path, key: str, values: torch.Tensor, where: str = "") -> None:
+    """CheckpointError naming ``file`` if the statistic ``key`` (cond_std; cond_mean, cond_min,
+    cond_max) is outside what `SVG.set_normalisation` stores: std in [COND_STD_MIN, COND_LIMIT] (a
+    smaller one is stored as 1), |mean| (and min, max) <= COND_LIMIT. Compared in float32, as stored."""
+    values = values.detach().to("cpu", torch.float32)
+    if key == "cond_std":
+        bad, bounds = (values < COND_STD_MIN) | (values > COND_LIMIT), f"[{COND_STD_MIN:g}, {COND_LIMIT:g}]"
+    elif key in ("cond_mean", "cond_min", "cond_max"):
+        bad, bounds = values.abs() > COND_LIMIT, f"[{-COND_LIMIT:g}, {COND_LIMIT:g}]"
+    else:
+        return
+    if bad.any():
+        shown = ", ".join(f"{v:g}" for v in values[bad].tolist()[:3])
+        raise CheckpointError(file, f"{where}{key} holds {shown}, outside the plausible {bounds} (BAIR units are "
+                                    f"metres and gripper states 0..2; a std below {COND_STD_MIN:g} is stored as 1)")
+
+
+def check_tensors(weights: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """CheckpointError naming ``weights`` if a floating tensor holds NaN or inf, or the normalisation
+    statistics the model divides by are not positive or implausible (`check_cond_stats`)."""
+    for name, value in tensors.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(weights, f"tensor {name} holds NaN or inf ({int((~torch.isfinite(value)).sum())} "
+                                           f"values)")
+    if "cond_std" in tensors and not (tensors["cond_std"] > 0).all():
+        raise CheckpointError(weights, f"cond_std must be > 0 (the normalisation divides by it), got "
+                                       f"{tensors['cond_std'].tolist()}")
+    for name in KEEP_FP32:
+        if name in tensors:
+            check_cond_stats(weights, name, tensors[name], "tensor ")
 
 
 def expected_tensors(config_file: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -167,3 +212,60 @@ def check_header(weights: Path, header: dict[str, dict[str, Any]], expected: dic
         if entry["dtype"] not in allowed:
             raise CheckpointError(weights, f"{name} is stored as {entry['dtype']}, expected {' or '.join(sorted(allowed))}"
                                            + (f" (config.json says {dtype})" if want_float else ""))
+
+
+def model_sha256(model: dict[str, Any], weights_sha256: str) -> str:
+    """The ``model_sha256`` of a config.json: sha256 of the canonical JSON of its "model" section
+    together with ``weights_sha256``, so architecture flags that keep every tensor shape (residual,
+    skip, prior, motion, flow_head, max_flow, n_past...) are tied to the weights saved with them.
+
+    Canonical: the fields that differ from `ModelConfig`'s defaults (numbers as their field's type),
+    sorted. So a config written before a field existed hashes as the same config written in full,
+    and adding a ModelConfig field (with a default keeping the old behaviour) changes no recorded
+    hash. Changing a default would: defaults are not changed (new behaviour gets a field or preset).
+
+    Raises:
+        ValueError, TypeError: ``model`` is not a valid ModelConfig.
+    """
+    defaults = ModelConfig().to_dict()
+    canonical = {}
+    for name, value in ModelConfig.from_dict(model).to_dict().items():
+        kind = type(defaults[name])
+        value = kind(value) if kind in (int, float) else value
+        if value != defaults[name]:
+            canonical[name] = value
+    text = json.dumps({"model": canonical, "weights_sha256": weights_sha256}, sort_keys=True,
+                      separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_hashes(config_file: Path, weights: Path, info: dict[str, Any]) -> None:
+    """Compare the ``weights`` file's sha256 with config.json's ``weights_sha256``, then its "model"
+    section with ``model_sha256`` (`model_sha256`). A config without them (saved by an older
+    bair-world) loads with one warning saying what was not verified.
+
+    Raises:
+        CheckpointError: naming ``weights`` if its hash differs (corrupt or changed), or
+            ``config_file`` if the model hash differs (an edited architecture field).
+    """
+    recorded, weights_hash = info.get(MODEL_HASH), info.get("weights_sha256")
+    on_purpose = f"load with verify=False or {SKIP_CHECK_ENV}=1"
+    if weights_hash is not None:
+        actual = file_sha256(weights)
+        if actual != weights_hash:
+            raise CheckpointError(weights, f"sha256 {actual[:16]}... differs from {str(weights_hash)[:16]}... recorded in "
+                                           f"{config_file.name}: the file is corrupt or was changed (weights edited on "
+                                           f"purpose {on_purpose})")
+    if weights_hash is None or recorded is None:
+        what = "weights and architecture" if weights_hash is None else 'architecture (its "model" section)'
+        missing = "weights_sha256" if weights_hash is None else MODEL_HASH
+        warnings.warn(f"{config_file}: no {missing} recorded (saved by an older bair-world): its {what} were not "
+                      f"verified; saving it again records the hashes", stacklevel=3)
+        return
+    if not isinstance(recorded, str):
+        raise CheckpointError(config_file, f"{MODEL_HASH} must be a string, got {str(recorded)[:80]!r}")
+    actual = model_sha256(info["model"], weights_hash)
+    if actual != recorded:
+        raise CheckpointError(config_file, f'the "model" section differs from the one the weights were saved with '
+                                           f"({MODEL_HASH} {actual[:16]}... computed, {recorded[:16]}... recorded): an "
+                                           f"architecture field was edited (edits made on purpose {on_purpose})")

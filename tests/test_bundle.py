@@ -68,6 +68,9 @@ def test_float16_weights_load_into_a_float32_model(run, tmp_path):
 
     assert info["weights_sha256"] == file_sha256(dest / "model.safetensors") != \
         load_checkpoint(run / "best")[1]["weights_sha256"]
+    from bair_world.checkpoint import model_sha256  # and the "model" section with that hash (issue 32)
+
+    assert info["model_sha256"] == model_sha256(info["model"], info["weights_sha256"])
     assert all(v.dtype == torch.float32 for v in model.state_dict().values() if v.is_floating_point())
     source = load_model(run / "best")
     for name, value in model.state_dict().items():  # fp16 rounding only: relative error <= 2**-11

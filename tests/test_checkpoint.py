@@ -162,3 +162,113 @@ def test_crash_between_renames_falls_back_to_previous(tmp_path, model, monkeypat
     save_checkpoint(tmp_path / "last", model, step=3, epoch=2)  # the next save recovers cleanly
     assert load_checkpoint(tmp_path / "last")[1]["step"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["last"]
+
+
+# --- issue 32: no silent wrong models ------------------------------------------------------------
+
+def _edit_config(path: Path, edit) -> None:
+    config = json.loads((path / "config.json").read_text())
+    edit(config)
+    (path / "config.json").write_text(json.dumps(config))
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    from helpers import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path / "ckpt")
+
+
+def _set_cond_std_rehashed(path: Path, value: float, *, in_config: bool) -> None:
+    """cond_std[0] = value in the weights (and config.json), every hash recomputed: a plausible-looking
+    checkpoint that only the statistics' bounds can refuse."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path / "model.safetensors"))
+    tensors["cond_std"][0] = value
+    save_file(tensors, str(path / "model.safetensors"))
+
+    def edit(config):
+        if in_config:
+            config["normalisation"]["cond_std"][0] = value
+        config["weights_sha256"] = ckpt.file_sha256(path / "model.safetensors")
+        config["model_sha256"] = ckpt.model_sha256(config["model"], config["weights_sha256"])
+
+    _edit_config(path, edit)
+
+
+def test_implausible_normalisation_rehashed_is_refused_naming_the_file(tiny):
+    _set_cond_std_rehashed(tiny, 1e-38, in_config=True)
+    with pytest.raises(CheckpointError, match=r'config.json: "normalisation": cond_std holds 1e-38, outside the '
+                                              r"plausible \[1e-06, 10000\]"):
+        load_checkpoint(tiny)
+    _edit_config(tiny, lambda c: c["normalisation"]["cond_std"].__setitem__(0, 0.03))  # the weights alone wrong
+    with pytest.raises(CheckpointError, match=r"model.safetensors: tensor cond_std holds 1e-38"):
+        load_checkpoint(tiny, verify=False)  # not even for hand-edited weights
+    _edit_config(tiny, lambda c: c["normalisation"]["cond_mean"].__setitem__(4, 6e5))
+    with pytest.raises(CheckpointError, match=r'config.json: "normalisation": cond_mean holds 600000'):
+        ckpt.read_config(tiny)
+    _edit_config(tiny, lambda c: c["normalisation"]["cond_mean"].__setitem__(4, 10**400))  # too big for a float
+    with pytest.raises(CheckpointError, match=r'config.json: "normalisation": cond_mean must be a list of finite'):
+        ckpt.read_config(tiny)
+
+
+def test_set_normalisation_refuses_what_loading_would():
+    model = SVG(model_preset("tiny"))
+    with pytest.raises(ValueError, match="implausible normalisation"):
+        model.set_normalisation(torch.zeros(7), torch.full((7,), 1e5))
+    with pytest.raises(ValueError, match="implausible normalisation"):
+        model.set_normalisation(torch.full((7,), -2e4), torch.ones(7))
+    model.set_normalisation(torch.zeros(7), torch.full((7,), 1e-38))  # a constant column: stored as std 1
+    assert torch.equal(model.cond_std, torch.ones(7))
+    model.set_normalisation(torch.zeros(7), torch.full((7,), 1e-6))  # the smallest std kept is loadable
+    ckpt.check_cond_stats(Path("config.json"), "cond_std", model.cond_std)
+
+
+@pytest.mark.parametrize("field,value", [("residual", True), ("skip", "previous"), ("n_past", 3),
+                                         ("max_flow", 8.0)])
+def test_an_architecture_flag_edited_in_config_json_is_refused(tiny, field, value):
+    assert ckpt.model_sha256(ckpt.read_config(tiny)["model"], "x") != \
+        ckpt.model_sha256({**ckpt.read_config(tiny)["model"], field: value}, "x")
+    _edit_config(tiny, lambda c: c["model"].__setitem__(field, value))  # every tensor keeps its shape
+    with pytest.raises(CheckpointError, match=r'config.json: the "model" section differs from the one the weights '
+                                              r"were saved with .* verify=False"):
+        load_checkpoint(tiny)
+    assert getattr(load_checkpoint(tiny, verify=False)[0].cfg, field) == value  # an edit made on purpose
+
+
+def test_the_model_hash_fills_in_defaults_and_ignores_number_spelling(tiny):
+    config = ckpt.read_config(tiny)
+    short = {k: v for k, v in config["model"].items() if k not in ("flow_head", "max_flow")}  # an older config
+    assert ckpt.model_sha256(short, "w") == ckpt.model_sha256(config["model"], "w")
+    assert ckpt.model_sha256({**short, "max_flow": 4}, "w") == ckpt.model_sha256(config["model"], "w")
+    assert ckpt.model_sha256(config["model"], "w") != ckpt.model_sha256(config["model"], "v")  # tied to the weights
+    _edit_config(tiny, lambda c: c.__setitem__("model", short))
+    load_checkpoint(tiny)
+
+
+def test_an_old_format_checkpoint_loads_with_one_warning(tiny, recwarn):
+    _edit_config(tiny, lambda c: [c.pop("weights_sha256"), c.pop("model_sha256")])
+    load_checkpoint(tiny)
+    notices = [str(w.message) for w in recwarn if "not verified" in str(w.message)]
+    assert len(notices) == 1 and "config.json: no weights_sha256 recorded" in notices[0]
+    assert "weights and architecture were not verified" in notices[0]
+    recwarn.clear()
+    _edit_config(tiny, lambda c: c.__setitem__("weights_sha256", ckpt.file_sha256(tiny / "model.safetensors")))
+    with pytest.warns(UserWarning, match=r"no model_sha256 recorded .* architecture .* not verified"):
+        load_checkpoint(tiny)  # saved between the two hashes: the weights are checked, the flags not
+
+
+def test_the_bundled_checkpoint_verifies_its_model_hash(tmp_path):
+    import shutil
+    import warnings
+
+    info = ckpt.read_config(ckpt.default_checkpoint())
+    assert info["model_sha256"] == ckpt.model_sha256(info["model"], info["weights_sha256"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # verified: no "not verified" warning
+        load_checkpoint(ckpt.default_checkpoint())
+    copy = shutil.copytree(ckpt.default_checkpoint(), tmp_path / "default")
+    _edit_config(copy, lambda c: c["model"].__setitem__("residual", not c["model"]["residual"]))
+    with pytest.raises(CheckpointError, match='config.json: the "model" section differs'):
+        load_checkpoint(copy)

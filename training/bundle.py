@@ -198,6 +198,7 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
         config = dict(info)  # keep every source entry (e.g. extra normalisation statistics)
         config["dtype"] = written["dtype"]
         config["weights_sha256"] = written["weights_sha256"]  # of the exported file, not the source's
+        config["model_sha256"] = written["model_sha256"]  # the source's "model" section with the exported weights
         config["bundle"] = {"source": str(ckpt), "run": None if run is None else run.name,
                             "float32_mb": round(fp32_mb, 3), "check": check, "options": asdict(cfg)}
         atomic_write_bytes(staging / CONFIG, json.dumps(portable(config), indent=2).encode())

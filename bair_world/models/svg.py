@@ -21,6 +21,11 @@ from bair_world.models.state import Advance, StepOutput, SVGState
 from bair_world.models.vgg64 import VGGDecoder, VGGEncoder
 
 _LOGIT_EPS = 1e-3  # keeps logit(x_prev) finite for the residual variant (|logit| <= 6.9)
+# Plausible condition statistics. BAIR's units are metres (positions ~0.2-0.8, action deltas ~0.05)
+# and gripper states 0..2, so a std below COND_STD_MIN is a constant column (stored as 1, never
+# divided by) and a mean or std beyond COND_LIMIT (10 km) is a unit error or corruption. Checkpoint
+# loading refuses stored statistics outside the same bounds (`bair_world.checkpoint_files`).
+COND_STD_MIN, COND_LIMIT = 1e-6, 1e4
 
 
 def kl_gaussian(mu: torch.Tensor, logvar: torch.Tensor, mu_p: torch.Tensor | None = None,
@@ -89,7 +94,10 @@ class SVG(nn.Module):
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the training data's condition statistics (raw units, (cond_dim,) each).
 
-        A (near-)constant column (std < 1e-6) gets std 1, so it is centred but not blown up.
+        A (near-)constant column (std < `COND_STD_MIN`) gets std 1, so it is centred but not blown up.
+
+        Raises:
+            ValueError: NaN or inf, or |mean| or std above `COND_LIMIT` (not BAIR units).
         """
         mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
         std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
@@ -97,8 +105,11 @@ class SVG(nn.Module):
             raise ValueError(f"normalisation needs {self.cfg.cond_dim} values, got {mean.numel()} and {std.numel()}")
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
             raise ValueError("normalisation statistics contain NaN or inf")
+        if (mean.abs() > COND_LIMIT).any() or (std > COND_LIMIT).any():
+            raise ValueError(f"implausible normalisation statistics (|mean| and std must be <= {COND_LIMIT:g} in BAIR "
+                             f"units, metres): mean {mean.tolist()}, std {std.tolist()}")
         self.cond_mean.copy_(mean)
-        self.cond_std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
+        self.cond_std.copy_(torch.where(std < COND_STD_MIN, torch.ones_like(std), std))
 
     def fit_normalisation(self, conds: torch.Tensor) -> None:
         """Set the statistics from raw conditions (..., cond_dim), e.g. a training split's Batch.cond."""
