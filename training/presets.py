@@ -113,9 +113,14 @@ def _motion_images() -> TrainConfig:
     return replace(control, model=replace(control.model, flow_head="pyramid", max_flow=8.0), warp_weight=0.1)
 
 
+def _motion_both() -> TrainConfig:
+    # Candidate "both": the simulator's targets and the images-only warp loss together.
+    return replace(_motion_sim(), warp_weight=_motion_images().warp_weight)
+
+
 PRESETS = {"tiny": _tiny, "cpu": _cpu, "seed": _seed, "bundled_base": _bundled_base, "bundled": _bundled,
            "bundled_push": _bundled_push, "motion_control": _motion_control, "motion_sim": _motion_sim,
-           "motion_images": _motion_images}
+           "motion_images": _motion_images, "motion_both": _motion_both}
 
 
 def training_preset(name: str) -> TrainConfig:
