@@ -85,13 +85,15 @@ def _append(path: Path, row: dict) -> None:
         f.flush()
 
 
-def score_pending(runs: list[Path], starts_named: dict[str, Path], root: Path, args, cache: dict) -> int:
-    """Score every wanted snapshot not in the cache; returns how many were scored."""
+def score_pending(runs: list[Path], starts_named: dict[str, Path], root: Path, args, cache: dict,
+                  last: bool = True) -> int:
+    """Score every wanted snapshot not in the cache (every ``--every`` steps, and with ``last`` each run's
+    latest); returns how many were scored."""
     todo = [(name, 0, path, 0.0) for name, path in starts_named.items()]
     for run in runs:
         snaps = snapshots(run)
         for i, (step, folder, hours) in enumerate(snaps):
-            if step % args.every == 0 or i == len(snaps) - 1:
+            if step % args.every == 0 or (last and i == len(snaps) - 1):
                 todo.append((run.name, step, folder, hours))
     done = 0
     for name, step, folder, hours in todo:
@@ -170,12 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     starts_named = {k: Path(v) for k, v in starts_named.items()}
     cache = _load_cache(args.cache)
     deadline = time.monotonic() + args.watch * 60.0
-    while True:
-        scored = score_pending(args.runs, starts_named, root, args, cache)
-        if time.monotonic() >= deadline:
-            break
-        if not scored:
+    while time.monotonic() < deadline:  # while runs train: only every --every steps (the latest moves on)
+        if not score_pending(args.runs, starts_named, root, args, cache, last=False):
             time.sleep(60)
+    score_pending(args.runs, starts_named, root, args, cache)
     wanted = {r.name for r in args.runs} | set(starts_named)
     rows = [r for r in cache.values() if r["run"] in wanted]
     print(table(rows, starts_named))
