@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import tracemalloc
+import zlib
 
 import cv2
 import numpy as np
@@ -10,8 +12,10 @@ import pytest
 import torch
 from helpers import make_sequence
 
+from bair_world.cli import main as cli_main
 from bair_world.data import BairFolderDataset, DataError, collate
-from bair_world.data.bair_folder import list_sequences, read_sequence, remove_partial_writes, write_sequence
+from bair_world.data.bair_folder import (MAX_FRAME_BYTES, PNG_HEADER_BYTES, list_sequences, png_size, read_frame,
+                                         read_sequence, remove_partial_writes, write_sequence)
 from bair_world.data.flow import FLOW_SCALE, dequantise_flow, quantise_flow, read_flow
 
 
@@ -270,6 +274,65 @@ def test_unreadable_png(seq_dir):
     _expect_error(seq_dir, "9.png", "corrupt PNG")
     (seq_dir / "9.png").write_bytes(b"not an image at all")
     _expect_error(seq_dir, "9.png", "not a PNG")
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A small PNG whose IHDR declares ``width`` x ``height`` (8-bit RGB) and whose one IDAT holds a few
+    rows' worth: an image bomb's header (decoding it would allocate width * height * 3 bytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    rows = zlib.compress(b"\0" * (3 * width + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def test_a_real_png_is_read_header_first(tmp_path):
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", frame[:, :, ::-1])  # RGB -> BGR
+    path = tmp_path / "0.png"
+    path.write_bytes(png.tobytes())
+    assert png_size(png.tobytes()[:PNG_HEADER_BYTES], path) == (64, 64)
+    np.testing.assert_array_equal(read_frame(path), frame)
+
+
+@pytest.mark.parametrize("size", [20000, 60000])
+def test_an_image_bomb_is_refused_from_its_header(seq_dir, monkeypatch, size):
+    (seq_dir / "6.png").write_bytes(_png_declaring(size, size))
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))  # never reached for the bomb
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=f"image is {size}x{size}, expected 64x64") as err:
+            read_frame(seq_dir / "6.png")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert err.value.path == seq_dir / "6.png" and decoded == [] and peak < 1 << 20
+    monkeypatch.undo()
+    _expect_error(seq_dir, "6.png", f"image is {size}x{size}, expected 64x64")  # through every folder reader
+
+
+def test_a_short_or_headerless_png_is_refused_naming_it(seq_dir):
+    png = (seq_dir / "3.png").read_bytes()
+    for data, match in [(png[:20], "truncated PNG: 20 bytes, shorter than its 33-byte header"),
+                        (b"", "truncated PNG: 0 bytes"), (png[:5], "truncated PNG: 5 bytes"),
+                        (b"GIF89a" + png[6:], "not a PNG file"),
+                        (png[:8] + b"\0\0\0\x0dIHDX" + png[16:], "no IHDR header chunk"),
+                        (_png_declaring(0, 64), "declares a 0x64 image"),
+                        (_png_declaring(64, 48), "image is 64x48, expected 64x64")]:
+        (seq_dir / "3.png").write_bytes(data)
+        _expect_error(seq_dir, "3.png", match)
+    (seq_dir / "3.png").write_bytes(png + b"\0" * MAX_FRAME_BYTES)  # a frame cannot be this large
+    _expect_error(seq_dir, "3.png", "frame file larger than 1,048,576 bytes")
+
+
+def test_a_bomb_in_a_dataset_is_one_line_of_data_check(seq_dir, capsys):
+    (seq_dir / "12.png").write_bytes(_png_declaring(60000, 60000))
+    rc = cli_main(["data", "check", str(seq_dir.parents[2]), "--no-progress"])
+    out = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in out.out + out.err and "cv2" not in out.out + out.err
+    assert f"{seq_dir / '12.png'}: image is 60000x60000, expected 64x64" in out.out
 
 
 def test_missing_csv(seq_dir):

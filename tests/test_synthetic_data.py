@@ -8,6 +8,7 @@ import pytest
 
 from bair_world.cli import main as cli_main
 from bair_world.data.bair_folder import list_sequences, read_labels, read_sequence
+from bair_world.data.errors import DataError
 from bair_world.data.flow import dequantise_flow, quantise_flow, read_flow
 from bair_world.data.open import open_dataset
 from bair_world.data.packed import is_packed
@@ -120,3 +121,73 @@ def test_cli_writes_and_summarises(tmp_path, capsys):
     assert len(list_sequences(out, "train")) == 2
     rc = cli_main(["data", "synth", "--out", str(out), "--seed", "9", "--train", "1", "--no-progress"])
     assert rc == 2 and "manifest.json" in capsys.readouterr().err
+
+
+# ---- a rerun removes only what it wrote, and never through a symbolic link (issue 32) -----------
+
+
+def _listing(folder):
+    return sorted((p.relative_to(folder).as_posix(), p.read_bytes() if p.is_file() else None)
+                  for p in folder.rglob("*"))
+
+
+def test_a_rerun_removes_past_the_counts_only_what_it_wrote(tmp_path, capsys):
+    out = tmp_path / "X"
+    write_dataset(out, {"train": 4, "validate": 0, "test": 0}, seed=3, workers=1, progress=False)
+    traj = out / "train" / "traj_0_to_255"
+    (traj / "my_notes").mkdir()
+    (traj / "my_notes" / "ideas.txt").write_text("keep me")
+    (traj / "readme.txt").write_text("mine")
+    (traj / "3" / "annotations.json").write_text("{}")  # a sequence folder holding a user's file
+    (out / "train" / "scratch").mkdir()  # not a trajectory folder: not descended into
+    (out / "train" / "scratch" / "7").mkdir()
+    report = write_dataset(out, {"train": 2, "validate": 0, "test": 0}, seed=3, workers=1, progress=False)
+    assert report.removed == 1 and not (traj / "2").exists()  # the writer's sequence past the counts
+    assert (traj / "my_notes" / "ideas.txt").read_text() == "keep me" and (traj / "readme.txt").exists()
+    assert (traj / "3" / "annotations.json").exists() and (traj / "3" / "0.png").exists()
+    assert (out / "train" / "scratch" / "7").is_dir()
+    assert sorted(p.relative_to(out).as_posix() for p in report.kept) == [
+        "train/scratch", "train/traj_0_to_255/3", "train/traj_0_to_255/my_notes", "train/traj_0_to_255/readme.txt"]
+    assert "left alone, not written by data synth: 4 entries" in str(report)
+    rc = cli_main(["data", "synth", "--out", str(out), "--train", "2", "--validate", "0", "--test", "0",
+                   "--seed", "3", "--workers", "1", "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "past the counts removed" not in text and "left alone, not written by data synth" in text
+    assert (traj / "my_notes" / "ideas.txt").exists()
+
+
+@pytest.mark.parametrize("link", ["train/traj_0_to_255", "train", "train/traj_0_to_255/1"])
+def test_a_symlinked_folder_is_refused_and_its_target_untouched(tmp_path, capsys, link):
+    out = tmp_path / "X"
+    write_dataset(out, {"train": 3, "validate": 0, "test": 0}, seed=1, workers=1, progress=False)
+    elsewhere = tmp_path / "elsewhere"
+    (out / link).rename(elsewhere)
+    (out / link).symlink_to(elsewhere, target_is_directory=True)
+    for folder in (elsewhere, *[p for p in elsewhere.rglob("*") if p.is_dir()]):
+        (folder / "notes").mkdir()  # what the old rerun deleted as "past the counts"
+        (folder / "notes" / "a.txt").write_text("mine")
+    outside, inside = _listing(elsewhere), _listing(out)
+    for counts in ({"train": 3}, {"train": 1}):  # a plain rerun, and one with smaller counts
+        with pytest.raises(DataError, match="is a symbolic link .*writes and removes only inside") as err:
+            write_dataset(out, counts, seed=1, workers=1, progress=False)
+        assert err.value.path == out / link
+    rc = cli_main(["data", "synth", "--out", str(out), "--train", "1", "--validate", "0", "--test", "0",
+                   "--seed", "1", "--workers", "1", "--no-progress"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and f"{out / link}: is a symbolic link (to {elsewhere})" in lines[0], lines
+    assert _listing(elsewhere) == outside and _listing(out) == inside  # nothing removed, nothing written
+
+
+def test_data_check_frees_no_staging_folder_through_a_symlink(tmp_path):
+    from bair_world.data.bair_folder import partial_writes, remove_partial_writes
+
+    out = tmp_path / "X"
+    (out / "train" / "traj_0_to_255" / ".1.partial-abc").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "traj_0_to_255" / ".2.partial-abc").mkdir(parents=True)
+    (elsewhere / "traj_0_to_255" / ".2.partial-abc" / "0.png").write_bytes(b"theirs")
+    (out / "validate").symlink_to(elsewhere, target_is_directory=True)
+    (out / "train" / "traj_1").symlink_to(elsewhere / "traj_0_to_255", target_is_directory=True)
+    assert partial_writes(out) == [out / "train" / "traj_0_to_255" / ".1.partial-abc"]
+    assert remove_partial_writes(out) == 1
+    assert (elsewhere / "traj_0_to_255" / ".2.partial-abc" / "0.png").read_bytes() == b"theirs"

@@ -37,6 +37,8 @@ N_LABELS = 3  # 0 static scene, 1 arm/gripper, 2 objects
 SPLITS = ("train", "validate", "test")
 BAIR_SEQ_LEN = 30
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_HEADER_BYTES = 33  # signature (8), then the IHDR chunk: length (4), "IHDR", width, height (4 each), 5 more, CRC
+MAX_FRAME_BYTES = 1 << 20  # a 64x64 RGB PNG is ~10 KB (12.3 KB stored uncompressed); 1 MiB leaves room for metadata
 _PARTIAL_MARK = ".partial-"  # older versions' sequence staging folders (``.<seq>.partial-*``, no pid)
 MAX_CSV_BYTES = 1 << 20  # 30 rows of 4 numbers are ~3 KB; 1 MiB leaves room for 10,000-step sequences
 MAX_LABELS_BYTES = 64 << 20  # decompressed labels.npz: 4,096 B a step, so ~16,000 steps
@@ -79,18 +81,52 @@ def read_table(path: Path, n_cols: int) -> np.ndarray:
     return values.astype(np.float32)
 
 
+def png_size(header: bytes, path: Path) -> tuple[int, int]:
+    """(width, height) declared by a PNG's IHDR chunk, from the file's first `PNG_HEADER_BYTES` bytes.
+
+    Raises:
+        DataError: naming ``path``: not a PNG by its signature, shorter than its header, or an IHDR
+            chunk that is missing or declares no pixels.
+    """
+    if not header.startswith(_PNG_SIGNATURE) and not _PNG_SIGNATURE.startswith(header):
+        raise DataError(path, "not a PNG file (bad signature)")
+    if len(header) < PNG_HEADER_BYTES:
+        raise DataError(path, f"truncated PNG: {len(header)} bytes, shorter than its {PNG_HEADER_BYTES}-byte header")
+    length, kind = int.from_bytes(header[8:12], "big"), header[12:16]
+    if kind != b"IHDR" or length != 13:
+        raise DataError(path, "corrupt PNG: no IHDR header chunk after the signature")
+    width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+    if width == 0 or height == 0:
+        raise DataError(path, f"corrupt PNG: header declares a {width}x{height} image")
+    return width, height
+
+
 def read_frame(path: Path) -> np.ndarray:
-    """Read one 64x64 8-bit RGB PNG -> uint8 (64, 64, 3) RGB."""
+    """Read one 64x64 8-bit RGB PNG -> uint8 (64, 64, 3) RGB.
+
+    The header is checked before anything is decoded: a file that is not a PNG by its signature, or
+    whose IHDR declares another size than 64x64 (an image bomb: 1 MB declaring 20000x20000 decodes to
+    1.2 GB), is refused having read its first 33 bytes; so is a file larger than `MAX_FRAME_BYTES`.
+    """
     require_regular_file(path, "frame")
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        with open(path, "rb") as f:
+            header = f.read(PNG_HEADER_BYTES)
+            width, height = png_size(header, path)
+            if (width, height) != (IMAGE_SIZE, IMAGE_SIZE):
+                raise DataError(path, f"image is {width}x{height}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
+            rest = f.read(MAX_FRAME_BYTES + 1 - len(header))
     except FileNotFoundError:
         raise DataError(path, "missing frame") from None
     except OSError as exc:
-        raise DataError(path, f"unreadable frame ({exc})") from exc
-    if data[: len(_PNG_SIGNATURE)].tobytes() != _PNG_SIGNATURE:
-        raise DataError(path, "not a PNG file (bad signature)")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        raise DataError(path, f"unreadable frame ({exc.strerror or exc})") from None
+    if len(header) + len(rest) > MAX_FRAME_BYTES:
+        raise DataError(path, f"frame file larger than {MAX_FRAME_BYTES:,} bytes; a {IMAGE_SIZE}x{IMAGE_SIZE} PNG "
+                              f"takes about 10,000")
+    try:
+        img = cv2.imdecode(np.frombuffer(header + rest, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
     if img is None:
         raise DataError(path, "unreadable or corrupt PNG")
     if img.dtype != np.uint8:
@@ -98,7 +134,7 @@ def read_frame(path: Path) -> np.ndarray:
     channels = 1 if img.ndim == 2 else img.shape[2]
     if channels != 3:
         raise DataError(path, f"PNG has {channels} channel(s), expected 3 (RGB)")
-    if img.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
+    if img.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):  # the header said so; a decoder disagreeing is a corrupt file
         raise DataError(path, f"image is {img.shape[1]}x{img.shape[0]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
     return img[:, :, ::-1]  # OpenCV decodes BGR; BAIR frames are RGB
 
@@ -260,8 +296,20 @@ def partial_writes(root: str | Path) -> list[Path]:
     """The staging folders interrupted :func:`write_sequence` calls left under ``root``: those of dead
     pids (``.<seq>.tmp-<pid>-*``) and older versions' ``.<seq>.partial-*``."""
     root = Path(root)
-    ours = [p for p in root.glob("*/*/.*.tmp-*") if p.is_dir() and not p.is_symlink() and is_stale(p)]
-    return sorted(ours + list(root.glob(f"*/*/.*{_PARTIAL_MARK}*")))
+    # split and trajectory folders that are symbolic links are not descended into: nothing in a
+    # link's target is ever deleted
+    trajs = [traj for split in _real_dirs(root) for traj in _real_dirs(split)]
+    ours = [p for traj in trajs for p in traj.glob(".*.tmp-*") if p.is_dir() and not p.is_symlink() and is_stale(p)]
+    old = [p for traj in trajs for p in traj.glob(f".*{_PARTIAL_MARK}*") if p.is_dir() and not p.is_symlink()]
+    return sorted(ours + old)
+
+
+def _real_dirs(folder: Path) -> list[Path]:
+    """The folders in ``folder`` that are not hidden and not symbolic links."""
+    try:
+        return [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
 
 
 def remove_partial_writes(root: str | Path) -> int:

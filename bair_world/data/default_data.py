@@ -76,8 +76,9 @@ def default_dataset_root(create: bool = True, seed: int = synthetic.DEFAULT_SEED
         print(freed, file=sys.stderr)
     with PidLock(base / f".{name}.lock", wait=True):  # concurrent callers wait for one generation
         if not is_packed(final):  # another process may have finished while we waited
-            old = [p for p in base.glob(f".{name}.partial-*") if p.is_dir()]  # older versions' staging (no pid):
-            if old:  # dead, since we hold the lock every writer of `name` takes
+            # older versions' staging (no pid): dead, since we hold the lock every writer of `name` takes
+            old = [p for p in base.glob(f".{name}.partial-*") if p.is_dir() and not p.is_symlink()]
+            if old:
                 nbytes = size_of(old)
                 for path in old:
                     shutil.rmtree(path, ignore_errors=True)

@@ -15,6 +15,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 import time
@@ -24,9 +25,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bair_world.data.bair_folder import SPLITS, remove_partial_writes, write_sequence
+from bair_world.data.bair_folder import (ACTIONS_FILE, LABELS_FILE, POSITIONS_FILE, SPLITS, natural_key,
+                                         remove_partial_writes, write_sequence)
 from bair_world.data.completion import check_resume, mark_complete, mark_incomplete
 from bair_world.data.errors import DataError
+from bair_world.data.flow import FLOW_FILE
 from bair_world.data.seeds import MANIFEST, recorded_seeds, sequence_seed  # noqa: F401 (re-exported)
 from bair_world.io import atomic_write_json
 from bair_world.pidlock import LockBusy, PidLock
@@ -61,6 +64,8 @@ class SynthReport:
         seconds: wall time of the call.
         motion: motion statistics of the sequences generated in this call.
         removed: sequences past the counts (left by an earlier run with larger counts) deleted.
+        kept: entries of the split folders this writer did not write (a user's folder or file, a
+            sequence folder holding other files), left alone.
     """
 
     root: Path
@@ -70,6 +75,7 @@ class SynthReport:
     seconds: float
     motion: MotionStats = field(default_factory=lambda: motion_stats([]))
     removed: int = 0
+    kept: list[Path] = field(default_factory=list)
 
     @property
     def frames_per_second(self) -> float:
@@ -80,7 +86,13 @@ class SynthReport:
         removed = f", {self.removed} past the counts removed" if self.removed else ""
         return (f"{self.root}: {counts} sequences ({self.written} written, {self.skipped} already complete{removed})\n"
                 f"{self.written * SEQUENCE_LENGTH} frames in {self.seconds:.1f} s = {self.frames_per_second:.0f} frames/s\n"
-                f"motion: {self.motion}")
+                f"motion: {self.motion}" + (f"\n{self.kept_line()}" if self.kept else ""))
+
+    def kept_line(self) -> str:
+        """One line naming (the first few of) the `kept` entries."""
+        n = len(self.kept)
+        shown = ", ".join(str(p) for p in self.kept[:3]) + (f" and {n - 3} more" if n > 3 else "")
+        return f"left alone, not written by data synth: {n} entr{'y' if n == 1 else 'ies'} ({shown})"
 
 
 def _arrays(task: tuple[str, str, int, int, int, str]):
@@ -161,6 +173,11 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
     Raises:
         ValueError: bad counts/seed/policy, or `out` holds a dataset made with another seed, generator
             version, length, targets (an older bair-world's without flow) or policy.
+        DataError: a split, trajectory or sequence folder it would write into or remove is a symbolic
+            link (`_refuse_links`); nothing is written.
+
+    A rerun with smaller counts removes the sequences past them that it wrote, and nothing else
+    (`_remove_beyond`); what it did not write is left alone and named in the report (``kept``).
     """
     root = Path(out)
     counts = checked_counts(DEFAULT_COUNTS if counts is None else counts)
@@ -196,6 +213,7 @@ def _write_locked(root: Path, counts: dict[str, int], seed: int, workers: int | 
                              f"{made[1]}, length {made[2]}, policy {made[3]}, targets {made[4]}; refusing to mix in "
                              f"seed {seed}, version {GENERATOR_VERSION}, length {length}, policy {policy}, "
                              f"targets {TARGETS} (choose another --out)")
+    _refuse_links(root)  # before anything is written
     mark_incomplete(root, command, params)
     if any((root / split).is_dir() for split in SPLITS):
         remove_partial_writes(root)  # every writer of this folder is dead: we hold its lock
@@ -204,11 +222,11 @@ def _write_locked(root: Path, counts: dict[str, int], seed: int, workers: int | 
     outcomes = list(_in_pool(_generate, tasks, workers, progress, "synth"))
     results = [res for res in outcomes if res is not None]
     skipped = len(outcomes) - len(results)
-    removed = _remove_beyond(root, counts)  # a rerun with smaller counts: the manifest lists all there is
+    removed, kept = _remove_beyond(root, counts)  # a rerun with smaller counts: the manifest lists all there is
     atomic_write_json(manifest_path, _manifest(int(seed), counts, length, policy))
     mark_complete(root)
     return SynthReport(root, counts, len(results), skipped, time.perf_counter() - start, motion_stats(results),
-                       removed)
+                       removed, kept)
 
 
 def _read_manifest(path: Path) -> dict:
@@ -222,24 +240,95 @@ def _read_manifest(path: Path) -> dict:
     return manifest
 
 
-def _remove_beyond(root: Path, counts: dict[str, int]) -> int:
-    """Delete the sequence folders with an index past ``counts`` (left by a run with larger counts);
-    returns how many were removed."""
-    removed = 0
+_TRAJ_NAME = re.compile(r"traj_(0|[1-9][0-9]*)_to_(0|[1-9][0-9]*)")  # what `sequence_dir` names
+_INDEX_NAME = re.compile(r"0|[1-9][0-9]*")
+_WRITTEN_FILES = re.compile(r"(0|[1-9][0-9]*)\.png|" + "|".join(re.escape(name) for name in (
+    ACTIONS_FILE, POSITIONS_FILE, LABELS_FILE, FLOW_FILE)))  # what `write_sequence` puts in a sequence folder
+
+
+def _visible(folder: Path) -> list[Path]:
+    """The entries of ``folder`` not hidden (hidden ones are staging folders: `remove_partial_writes`), sorted."""
+    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+
+
+def _refuse_links(root: Path) -> None:
+    """Refuse a dataset in which a split, trajectory or sequence folder `write_dataset` would write into,
+    skip or remove (the names `sequence_dir` gives) is a symbolic link: it writes and removes only inside
+    ``root``, so nothing outside it is ever written through a link or deleted in its target.
+
+    Raises:
+        DataError: naming the first such link and where it points.
+    """
+    def check(path: Path) -> None:
+        if path.is_symlink():
+            raise DataError(path, f"is a symbolic link (to {os.readlink(path)}); `data synth` writes and removes only "
+                                  f"inside {root}: replace the link with the folder itself, or choose another --out")
+
     for split in SPLITS:
         split_dir = root / split
+        check(split_dir)
         if not split_dir.is_dir():
             continue
-        for traj in [p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]:
-            for seq in [p for p in traj.iterdir() if p.is_dir() and not p.name.startswith(".")]:
-                if not seq.name.isdigit() or int(seq.name) >= counts[split]:
+        for traj in _visible(split_dir):
+            if _TRAJ_NAME.fullmatch(traj.name):
+                check(traj)
+                if traj.is_dir():
+                    for seq in _visible(traj):
+                        if _INDEX_NAME.fullmatch(seq.name):
+                            check(seq)
+
+
+def _written_sequence(seq: Path, root: Path, split: str) -> bool:
+    """Whether ``seq`` is a sequence folder `write_dataset` wrote: a real folder at the place `sequence_dir`
+    gives its index, holding only regular files `write_sequence` writes, its CSVs and ``0.png`` among them."""
+    if not _INDEX_NAME.fullmatch(seq.name) or seq != sequence_dir(root, split, int(seq.name)):
+        return False
+    if seq.is_symlink() or not seq.is_dir():
+        return False
+    try:
+        entries = list(os.scandir(seq))
+    except OSError:
+        return False
+    if not all(e.is_file(follow_symlinks=False) and _WRITTEN_FILES.fullmatch(e.name) for e in entries):
+        return False
+    return {ACTIONS_FILE, POSITIONS_FILE, "0.png"} <= {e.name for e in entries}
+
+
+def _remove_beyond(root: Path, counts: dict[str, int]) -> tuple[int, list[Path]]:
+    """Delete the sequence folders this writer wrote with an index past ``counts`` (left by a run with
+    larger counts), and the trajectory and split folders that emptied.
+
+    Only what `_written_sequence` recognises is removed; no symbolic link is followed (`_refuse_links`
+    has refused them where it would descend). Everything else in the split folders (a user's
+    ``traj_0_to_255/my_notes/``, a file, a sequence folder holding other files) is left alone.
+
+    Returns:
+        (how many sequences were removed, the entries left alone as not written by this writer).
+    """
+    removed, foreign = 0, []
+    for split in SPLITS:
+        split_dir = root / split
+        if split_dir.is_symlink() or not split_dir.is_dir():
+            continue
+        emptied = False
+        for traj in _visible(split_dir):
+            if traj.is_symlink() or not traj.is_dir() or not _TRAJ_NAME.fullmatch(traj.name):
+                foreign.append(traj)
+                continue
+            took = False
+            for seq in _visible(traj):
+                if not _written_sequence(seq, root, split):
+                    foreign.append(seq)
+                elif int(seq.name) >= counts[split]:
                     shutil.rmtree(seq)
                     removed += 1
-            if not any(traj.iterdir()):
+                    took = True
+            if took and not any(traj.iterdir()):
                 traj.rmdir()
-        if not any(split_dir.iterdir()):
+                emptied = True
+        if emptied and not any(split_dir.iterdir()):
             split_dir.rmdir()
-    return removed
+    return removed, foreign
 
 
 def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: int = DEFAULT_SEED,
