@@ -118,9 +118,16 @@ def _motion_both() -> TrainConfig:
     return replace(_motion_sim(), warp_weight=_motion_images().warp_weight)
 
 
+def _motion() -> TrainConfig:
+    # The winner of issue 28's first learning-curve ablation (docs/benchmarks.md, "Opening the motion
+    # path"): the images-only candidate. The recipe the release-4 campaign trains for hours.
+    return _motion_images()
+
+
 PRESETS = {"tiny": _tiny, "cpu": _cpu, "seed": _seed, "bundled_base": _bundled_base, "bundled": _bundled,
            "bundled_push": _bundled_push, "motion_control": _motion_control, "motion_sim": _motion_sim,
-           "motion_images": _motion_images, "motion_both": _motion_both}
+           "motion_images": _motion_images, "motion_both": _motion_both,
+           "motion": _motion}
 
 
 def training_preset(name: str) -> TrainConfig:
