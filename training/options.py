@@ -13,8 +13,8 @@ from bair_world.training.configcli import Alias, add_dataclass_arguments, apply_
 from bair_world.training import presets
 from bair_world.training.config import TrainConfig
 
-DESCRIPTION = (f"Train an SVG world model: bair-world train [--preset {'|'.join(presets.PRESETS)}] [--quick] "
-               "[options]. With no options: the `cpu` preset on the embedded synthetic pushing-world data "
+DESCRIPTION = (f"Train an SVG world model: bair-world train [--preset NAME] [--quick] [options]; presets: "
+               f"{', '.join(presets.PRESETS)}. With no options: the `cpu` preset on the embedded synthetic pushing-world data "
                "(generated once into the cache); --quick trains on a small quick-trial dataset instead.")
 """The command's description; lists the real presets."""
 
