@@ -1,5 +1,7 @@
 """SVG model: shapes, priors, skip policies, KL, explicit state, determinism, learning."""
 
+import gc
+
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
@@ -243,6 +245,7 @@ def test_ddp_wrapped_model_steps_over_time_and_backpropagates(tmp_path):
 
     store = dist.FileStore(str(tmp_path / "store"), 1)
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    ddp = None
     try:
         model = make()
         ddp = DistributedDataParallel(model)
@@ -255,6 +258,10 @@ def test_ddp_wrapped_model_steps_over_time_and_backpropagates(tmp_path):
         loss.backward()
         assert model.encoder.c1[0].weight.grad.abs().sum() > 0
     finally:
+        # the DDP reducer holds the process group: release it first (destroying the group under a live
+        # reducer left its gloo threads to be joined at the function's end, which once hung the suite)
+        del ddp
+        gc.collect()
         dist.destroy_process_group()
 
 
