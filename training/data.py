@@ -187,17 +187,15 @@ def random_crop(batch: Batch, length: int, rng, moving_windows: float = 0.0) -> 
     return tuple(None if x is None else x[rows, idx] for x in parts)  # (B, T, ...) -> (B, L, ...)
 
 
-MOVING_PX = 0.5
-"""An object pixel moves in a frame when its true flow exceeds this (pixels)."""
-
-
 def window_weights(labels: torch.Tensor, flow: torch.Tensor, length: int, strength: float) -> torch.Tensor:
     """(B, T - length + 1) sampling weights of each window offset: 1 + strength x (moving object pixels
-    in the window's predicted frames / their mean over the sequence's offsets).
+    in the window's predicted frames / their mean over the sequence's offsets); an object pixel moves as
+    in the motion diagnostics (true flow above `bair_world.motion_diagnostics.MOVING_PX`).
 
     Args:
         labels: (B, T, H, W) region labels; flow: (B, T, 2, H, W) true flow (frame t from t-1).
     """
+    from bair_world.motion_diagnostics import MOVING_PX
     from bair_world.sim.render import LABEL_OBJECTS
 
     moving = ((labels == LABEL_OBJECTS) & (flow.norm(dim=2) > MOVING_PX)).sum((-2, -1)).double()  # (B, T)

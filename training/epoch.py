@@ -142,14 +142,14 @@ def validate_and_save(run: Run, row: dict) -> None:
         improved = psnr > state.best_psnr
         if improved:
             state.best_psnr = psnr
+        data_info = {"root": str(run.root), "seed": cfg.seed, "n_past": cfg.model.n_past, "n_future": cfg.n_future,
+                     "losses": trained_losses(cfg)}
         save_checkpoints(run.run_dir, run.model, run.optimizer, run.scaler, state, row,
-                         history=run.reporter.history + [dict(row)], improved=improved,
-                         data_info={"root": str(run.root), "seed": cfg.seed, "n_past": cfg.model.n_past,
-                                    "n_future": cfg.n_future, "losses": trained_losses(cfg)})
+                         history=run.reporter.history + [dict(row)], improved=improved, data_info=data_info)
         if cfg.snapshot_every and state.partial is None and state.epoch % cfg.snapshot_every == 0:
             save_checkpoint(run.run_dir / "snapshots" / f"step-{state.step:06d}", run.model, step=state.step,
                             epoch=state.epoch, metrics={k: v for k, v in row.items() if isinstance(v, (int, float))},
-                            data_info={"root": str(run.root), "losses": trained_losses(cfg)})
+                            data_info=data_info)
         report_epoch(cfg, run.run_dir, run.reporter, state, row, improved, run.val_frames, preds)
     D.barrier(run.info)
 
