@@ -8,16 +8,22 @@ Each snapshot (and each ``--start`` checkpoint, drawn at step 0 of every run: th
 scored by the counterfactual evaluation (`bair_world.counterfactual`) on the first ``--starts``
 sequences of the embedded data's validate split (candidates are chosen there; the test split stays
 unseen), 2 context -> 28 predicted frames, one prior sample: the true pushing world started from each
-sequence and driven, like the model, by scripted pushes, and by the recorded actions (replay). Columns:
+sequence and driven, like the model, by scripted pushes, by random actions and by the recorded actions
+(replay). Columns:
 
 - one-step / free-running arrived recall under pushes (the share of the pixels objects arrived at that
   the model drew closer to the truth than to the reference frame; one-step: fed the true previous frame);
 - flow cosine with the true flow at moving object pixels and the warp branch's weight where objects
   arrive (one-step, `bair_world.motion_diagnostics`);
-- arm PSNR under pushes (free running) and replay PSNR (recorded actions, free running).
+- arm PSNR under pushes (free running) and objects PSNR under pushes minus copy-last's;
+- random actions: PSNR, and SSIM's smallest margin over copy-last across the steps (> 0: above it at
+  every step);
+- replay PSNR and SSIM (recorded actions, free running).
 
-Hours are wall-clock since the run started (the snapshot's time minus its train_config.json's), so runs
-trained side by side on one machine compare at equal wall-clock. ``--watch`` keeps scoring new
+Hours are hours of training: the run's epochs' optimisation time up to the snapshot (``metrics.jsonl``'s
+``epoch_s``; validation and the pauses between resumed sittings left out), so runs trained side by side
+on one machine compare at equal wall-clock and a campaign resumed over many sittings counts only what
+it trained. ``--watch`` keeps scoring new
 snapshots while runs train (scores are cached in ``--cache``, one JSON line per snapshot); with several
 runs training at once the scorer slows them all alike.
 """
@@ -32,44 +38,81 @@ from pathlib import Path
 
 import torch
 
+SOURCES = ("push", "random", "recorded")
 COLUMNS = {  # column: (source, where in the source's report, key path)
     "arrived_recall_1step": ("push", ("table", "arrived_recall", "one_step")),
     "arrived_recall_free": ("push", ("table", "arrived_recall", "model")),
     "flow_cos_moving": ("push", ("motion", "one_step", "moving", "cosine", "mean")),
     "warp_arrived": ("push", ("motion", "one_step", "arrived", "warp", "mean")),
     "arm_psnr_push": ("push", ("table", "arm_psnr", "model")),
+    "objects_margin_push": ("push", ("table", "objects_psnr"), "margin"),
+    "random_psnr": ("random", ("table", "psnr", "model")),
+    "random_ssim_margin_min": ("random", ("ssim",), "min_margin"),
     "replay_psnr": ("recorded", ("table", "psnr", "model")),
+    "replay_ssim": ("recorded", ("table", "ssim", "model")),
 }
 
 
-def _dig(report: dict, path: tuple) -> float | None:
+def _dig(report: dict, path: tuple):
     for key in path:
         if not isinstance(report, dict) or report.get(key) is None:
             return None
         report = report[key]
-    return float(report)
+    return report
+
+
+def _column(source_report: dict, path: tuple, derive: str | None = None) -> float | None:
+    """One column from one source's report: a value at ``path``; "margin": the model's table mean minus
+    copy-last's; "min_margin": the smallest per-step margin of the model over copy-last."""
+    if derive is None:
+        value = _dig(source_report, path)
+    elif derive == "margin":
+        row = _dig(source_report, path) or {}
+        value = None if None in (row.get("model"), row.get("copy_last")) else row["model"] - row["copy_last"]
+    else:
+        model, base = (_dig(source_report, (col, *path, "per_step")) for col in ("model", "copy_last"))
+        pairs = zip(model or [], base or [])
+        value = min((m - b for m, b in pairs if m is not None and b is not None), default=None)
+    return None if value is None else float(value)
 
 
 def score(checkpoint: Path, root: Path, starts: int, n_future: int = 28) -> dict[str, float | None]:
     """The columns of one checkpoint (see the module docstring)."""
     from bair_world import counterfactual
 
-    report = counterfactual.evaluate(checkpoint, root, split="validate", sources=("push", "recorded"), count=starts,
+    report = counterfactual.evaluate(checkpoint, root, split="validate", sources=SOURCES, count=starts,
                                      n_future=n_future, sensitivity=False)
-    return {name: _dig(report["sources"][src], path) for name, (src, path) in COLUMNS.items()}
+    return {name: _column(report["sources"][src], path, *derive)
+            for name, (src, path, *derive) in COLUMNS.items()}
+
+
+def training_hours(run: Path) -> dict[int, float]:
+    """{step: hours of training up to it} from ``run/metrics.jsonl`` (the sum of the epochs' ``epoch_s``;
+    a resumed run's rows for steps already logged replace the earlier ones, as resume rewinds)."""
+    rows = {}
+    path = run / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        row = json.loads(line)
+        rows[int(row["step"])] = float(row.get("epoch_s") or 0.0)
+    total, out = 0.0, {}
+    for step in sorted(rows):
+        total += rows[step]
+        out[step] = total / 3600.0
+    return out
 
 
 def snapshots(run: Path) -> list[tuple[int, Path, float]]:
-    """(step, folder, hours since the run started) of each complete snapshot of ``run``, by step (none
+    """(step, folder, hours of training up to it) of each complete snapshot of ``run``, by step (none
     while the run folder is still being made)."""
     if not (run / "train_config.json").is_file():
         return []
-    started = (run / "train_config.json").stat().st_mtime
+    hours = training_hours(run)
     out = []
     for folder in (run / "snapshots").glob("step-*"):
         if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
-            out.append((int(folder.name.split("-")[1]), folder, (folder / "config.json").stat().st_mtime - started))
-    return [(step, folder, secs / 3600.0) for step, folder, secs in sorted(out)]
+            step = int(folder.name.split("-")[1])
+            out.append((step, folder, max((h for s, h in hours.items() if s <= step), default=0.0)))
+    return sorted(out)
 
 
 def _load_cache(path: Path) -> dict[str, dict]:
@@ -125,24 +168,39 @@ def table(rows: list[dict], starts_named: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
+#: Release 4's targets (issue 29), drawn as dashed lines.
+TARGETS = {"arrived_recall_1step": 0.7, "arrived_recall_free": 0.5, "arm_psnr_push": 20.0, "objects_margin_push": 2.0,
+           "random_ssim_margin_min": 0.0, "replay_psnr": 28.0, "replay_ssim": 0.92}
+
+
 def plot(rows: list[dict], runs: list[str], starts_named: dict[str, Path], out: Path) -> None:
-    """One panel per column against hours; each run's curve begins at the start checkpoints' scores."""
+    """One panel per column against hours of training (steps on the top axis when one run is drawn); each
+    run's curve begins at the start checkpoints' scores; targets dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    fig, axes = plt.subplots(2, math.ceil(len(COLUMNS) / 2), figsize=(3.2 * math.ceil(len(COLUMNS) / 2), 7))
     base = [r for r in rows if r["run"] in starts_named]
     for ax, col in zip(axes.flat, COLUMNS):
         for run in runs:
             pts = sorted(base + [r for r in rows if r["run"] == run], key=lambda r: r["hours"])
-            ax.plot([r["hours"] for r in pts], [math.nan if r[col] is None else r[col] for r in pts], "o-",
+            ax.plot([r["hours"] for r in pts], [math.nan if r.get(col) is None else r[col] for r in pts], "o-",
                     label=run, markersize=3)
-        ax.set_title(col)
-        ax.set_xlabel("hours of training (wall-clock)")
+        if col in TARGETS:
+            ax.axhline(TARGETS[col], color="k", linestyle="--", linewidth=0.8, label="target")
+        if len(runs) == 1:  # one run: its steps on the top axis
+            own = sorted((r["hours"], r["step"]) for r in rows if r["run"] == runs[0])
+            if len(own) > 1:
+                h, st = np.array(own, dtype=float).T
+                ax.secondary_xaxis("top", functions=(lambda x, h=h, st=st: np.interp(x, h, st),
+                                                     lambda x, h=h, st=st: np.interp(x, st, h))).set_xlabel("step")
+        ax.set_title(col, fontsize=9)
+        ax.set_xlabel("hours of training")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)

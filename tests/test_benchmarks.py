@@ -6,6 +6,7 @@ Speed targets live in these scripts' tables, not in timed tests; this only keeps
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from helpers import load_script
@@ -97,6 +98,10 @@ def test_learning_curves_score_each_snapshot_once_and_print_the_table(tmp_path, 
     (run / "train_config.json").write_text("{}")
     for step in (2, 4):
         make_tiny_checkpoint(run / "snapshots" / f"step-{step:06d}")
+    # epochs of 2 steps, 1800 s each; the second logged twice (a resumed sitting redid it): counted once
+    epochs = [{"step": 2, "epoch_s": 1800.0}, {"step": 4, "epoch_s": 900.0}, {"step": 4, "epoch_s": 1800.0},
+              {"step": 6, "epoch_s": 1800.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     cache = tmp_path / "curves.jsonl"
     argv = [str(run), "--data-root", str(tmp_path / "data"), "--starts", "2", "--n-future", "3", "--every", "4",
             "--cache", str(cache), "--plot", str(tmp_path / "curves.png"), "--threads", "1"]
@@ -105,6 +110,9 @@ def test_learning_curves_score_each_snapshot_once_and_print_the_table(tmp_path, 
     rows = [json.loads(line) for line in cache.read_text().splitlines()]
     assert [r["step"] for r in rows] == [4]  # every 4 steps (and the last)
     assert 0 <= rows[0]["arrived_recall_free"] <= 1 and rows[0]["replay_psnr"] > 5
+    assert rows[0]["hours"] == pytest.approx(1.0)  # training time up to step 4, not wall-clock
+    assert rows[0]["random_psnr"] > 5 and 0 < rows[0]["replay_ssim"] <= 1
+    assert math.isfinite(rows[0]["random_ssim_margin_min"]) and math.isfinite(rows[0]["objects_margin_push"])
     assert rows[0]["flow_cos_moving"] is None  # the tiny model has no motion output
     assert "| run-a | 4 |" in capsys.readouterr().out and (tmp_path / "curves.png").stat().st_size > 0
     monkeypatch.setattr(script, "score", lambda *a, **k: pytest.fail("a cached snapshot was scored again"))
