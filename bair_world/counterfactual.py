@@ -5,15 +5,11 @@ known: the true world is rebuilt from it and replayed to the last context frame,
 byte against the reference's frames (`bair_world.sim.start_world`). From that same start the model
 (`WorldModel`, one batched call per step for all rows) and the true world execute the same actions,
 the model getting cond_t = concat(action_t, position_t) in raw units with the position the true world
-is at. Action sources (`SOURCES`):
-
-- ``recorded``: the reference's own actions (replay, scored against the true world as driven);
-- ``random``: uniform over the world's executable box (`bair_world.sim.policy.RandomActions`; whole-number
-  columns 2-3), a new row every second step as in the data;
-- ``push``: a scripted push through the nearest objects (`bair_world.sim.policy.NearestPusher`).
-
-Both are also data policies (`bair_world.sim.policy.POLICIES`), so a model can train on such actions;
-a reference made by any data policy starts the true world (its dataset records the policy).
+is at. The action sources are one registry, `bair_world.counterfactual_sources.SOURCES`:
+``recorded``, the reference's own actions, and every concrete data policy of `bair_world.sim.policy`,
+e.g. ``random`` uniform over the executable box, ``push`` through the nearest objects, ``sweep`` in a
+straight line through the objects' area. A reference made by any data policy starts the true world
+(its dataset records the policy).
 
 Scores per step against the TRUE world's frames, beside the copy-last-frame baseline: PSNR, SSIM,
 arm and object PSNR (regions of the true labels, `bair_world.regions.region_masks`), object PSNR
@@ -42,14 +38,12 @@ import torch
 
 from bair_world import metrics, regions
 from bair_world.counterfactual_data import Starts, load_starts, world_model
-from bair_world.data.batch import cond_of, frames_to_float, frames_to_uint8
+from bair_world.counterfactual_drive import drive
+from bair_world.counterfactual_sources import DEFAULT_SOURCES, SOURCES, check_sources
+from bair_world.data.batch import frames_to_float, frames_to_uint8
 from bair_world.motion_diagnostics import MODES, MotionStats, motion_regions
 from bair_world.seeding import latent_generators
-from bair_world.sim import SimConfig, start_world
-from bair_world.sim.policy import NearestPusher, RandomActions, held
-from bair_world.world_model import WorldModel
 
-SOURCES = ("recorded", "random", "push")
 #: Per-frame metrics (mean over frames of per-frame scores) and pooled ones (over all masked pixels).
 FRAME_METRICS = ("psnr", "ssim", "arm_psnr", "objects_psnr")
 POOLED_METRICS = ("objects_psnr_pooled", "arrived_psnr", "vacated_psnr", "arrived_recall", "vacated_recall")
@@ -62,8 +56,8 @@ COLUMNS = ("model", "copy_last", "one_step", "copy_previous")
 class CounterfactualConfig:
     """What `evaluate` runs."""
 
-    sources: tuple[str, ...] = SOURCES
-    """Action sources to drive both worlds with (see `SOURCES`); () for action sensitivity only."""
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    """Action sources to drive both worlds with (of `SOURCES`); () for action sensitivity only."""
     count: int | None = 32
     """Starts: the first N references (None: all)."""
     n_future: int = 28
@@ -76,100 +70,11 @@ class CounterfactualConfig:
     """Also measure action sensitivity (right actions vs another sequence's, on the recorded frames)."""
 
     def __post_init__(self):
-        unknown = [s for s in self.sources if s not in SOURCES]
-        if unknown:
-            raise ValueError(f"unknown action source(s) {unknown}; choose from {list(SOURCES)}")
+        check_sources(self.sources)
         for name in ("count", "n_future", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-class _Actions:
-    """The action rows (B, 4) float32 of one source for the rows of a batch, step by step."""
-
-    def __init__(self, source: str, starts: Starts, rows: np.ndarray, seed: int, config: SimConfig):
-        self.source, self.starts, self.rows = source, starts, rows
-        if source == "random":
-            self.policies = [RandomActions(np.random.default_rng([0xAC7, seed, int(starts.indices[r])]), config)
-                             for r in rows]
-        else:
-            self.policies = [NearestPusher(config) for _ in rows]
-        self.prev: np.ndarray | None = None
-
-    def _fresh(self, worlds) -> np.ndarray:
-        return np.stack([p.act(w.position, w.object_poses, w.radii) for p, w in zip(self.policies, worlds)])  # (B, 4)
-
-    def __call__(self, t: int, worlds) -> np.ndarray:
-        recorded = self.starts.actions[self.rows, t]  # (B, 4)
-        if self.source == "recorded":
-            return recorded.astype(np.float32)
-        prev = self.prev if self.prev is not None else self.starts.actions[self.rows, t - 1] if t > 0 else recorded
-        self.prev = held(t, prev, lambda: self._fresh(worlds)).astype(np.float32)
-        return self.prev
-
-
-@torch.no_grad()
-def drive(wm, starts: Starts, rows, source: str, n_past: int, n_future: int, seed: int = 0,
-          config: SimConfig = SimConfig(), diagnostics: bool = False) -> dict[str, Any]:
-    """Run ``source``'s actions from the starts ``rows`` in the true world and the model.
-
-    With ``diagnostics``, the model also runs one-step (a second state fed the true world's previous
-    frame at every step, latents seeded as the free run's) and both modes keep their decode parts.
-
-    Returns:
-        {"pred": (B, S, 3, 64, 64) float model frames, "true": uint8 (B, S, 64, 64, 3) true-world frames,
-        "labels": uint8 (B, S, 64, 64) their labels, "context_labels": uint8 (B, 64, 64) of the last
-        context frame, "conds": float32 (B, S, 7) what both worlds executed}; with ``diagnostics`` also
-        "true_flow": float32 (B, S, 2, 64, 64) (`PushWorld.flow_from`) and "modes": {mode: {"pred",
-        "flow" ((B, S, 2, 64, 64) or None), "weights" (B, S, 3, 64, 64)}} for `motion_diagnostics.MODES`.
-    """
-    rows = np.asarray(rows)
-    worlds = [start_world(starts.seed(r), starts.frames[r], n_past, config, name=starts.name(r), policy=starts.policy)
-              for r in rows]
-    context = frames_to_float(starts.frames[rows, :n_past])  # (B, n_past, 3, 64, 64)
-    models = {"free_running": wm}
-    if diagnostics:  # a second state of the same model, fed the true frames
-        models["one_step"] = WorldModel(wm.model, wm.device, wm.precision)
-    gens = {mode: latent_generators(seed, [int(starts.indices[r]) for r in rows], 0) for mode in models}  # alike
-    for mode, model in models.items():
-        model.reset(context, torch.from_numpy(starts.conds[rows, :n_past - 1]), gens[mode])
-    actions = _Actions(source, starts, rows, seed, config)
-    b, s_len = len(rows), n_future
-    out = {"true": np.empty((b, s_len, 64, 64, 3), np.uint8), "labels": np.empty((b, s_len, 64, 64), np.uint8),
-           "context_labels": np.stack([w.labels() for w in worlds]), "conds": np.empty((b, s_len, 7), np.float32)}
-    true_flow = np.zeros((b, s_len, 64, 64, 2), np.float32)
-    parts = {mode: [] for mode in models}
-    true_prev = context[:, -1]  # (B, 3, 64, 64): the one-step mode's x_t
-    for s in range(s_len):
-        t = n_past - 1 + s
-        act = actions(t, worlds)  # (B, 4) float32
-        pos = np.stack([w.position for w in worlds])  # (B, 3) float64: where the true world is
-        cond = torch.from_numpy(cond_of(act, pos))  # (B, 7)
-        for mode, model in models.items():
-            p = model.step_parts(cond, gens[mode], x_prev=true_prev if mode == "one_step" else None)
-            parts[mode].append((p.frame.cpu(), None if p.flow is None else p.flow.cpu(), p.weights.cpu()))
-        for i, w in enumerate(worlds):
-            before = w.pose_state()
-            out["true"][i, s] = w.step(act[i].astype(np.float64), pos[i])
-            out["labels"][i, s] = w.labels()
-            if diagnostics:
-                true_flow[i, s] = w.flow_from(before)
-        out["conds"][:, s] = cond.numpy()
-        true_prev = frames_to_float(out["true"][:, s])
-    stacked = {mode: _stack_steps(steps) for mode, steps in parts.items()}
-    out["pred"] = stacked["free_running"]["pred"]
-    if diagnostics:
-        out["modes"] = stacked
-        out["true_flow"] = torch.from_numpy(true_flow).permute(0, 1, 4, 2, 3)  # (B, S, H, W, 2) -> (B, S, 2, H, W)
-    return out
-
-
-def _stack_steps(steps: list[tuple]) -> dict[str, torch.Tensor | None]:
-    """{"pred", "flow", "weights"}: S steps of (frame, flow, weights) (B, C, 64, 64) each (or None) stacked
-    into (B, S, C, 64, 64)."""
-    return {name: None if column[0] is None else torch.stack(column, 1)
-            for name, column in zip(("pred", "flow", "weights"), zip(*steps))}
 
 
 def score(pred: torch.Tensor, true: torch.Tensor, labels: torch.Tensor, context: torch.Tensor,
@@ -259,7 +164,7 @@ def action_sensitivity(wm, starts: Starts, n_past: int, cfg: CounterfactualConfi
     return metrics.summarise(curves)
 
 
-def evaluate(model, references, split: str = "test", sources: Sequence[str] = SOURCES, count: int | None = 32,
+def evaluate(model, references, split: str = "test", sources: Sequence[str] = DEFAULT_SOURCES, count: int | None = 32,
              seed: int = 0, n_future: int = 28, batch_size: int = 32, sensitivity: bool = True,
              device: str = "cpu", precision: str = "float32") -> dict[str, Any]:
     """Counterfactual scores of a model (see the module docstring).
@@ -301,5 +206,5 @@ def rollout(model, references, index: int = 0, source: str = "push", split: str 
     return (np.concatenate([context, run["true"][0]]), np.concatenate([context, frames_to_uint8(run["pred"][0])]))
 
 
-__all__ = ["SOURCES", "COLUMNS", "CounterfactualConfig", "Starts", "evaluate", "rollout", "drive", "score",
+__all__ = ["SOURCES", "DEFAULT_SOURCES", "COLUMNS", "CounterfactualConfig", "Starts", "evaluate", "rollout", "drive", "score",
            "load_starts", "sensitivity_scores", "action_sensitivity", "evaluate_source"]

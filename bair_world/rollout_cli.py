@@ -1,5 +1,5 @@
 """`bair-world rollout`: predict one recorded sequence with a checkpoint and write the side-by-side
-video (`bair_world.video.write_rollout_video`); with ``--actions recorded|random|push``, a
+video (`bair_world.video.write_rollout_video`); with ``--actions SOURCE`` (recorded, push, ...), a
 counterfactual rollout: true world | model | error, both driven by the same actions from the
 sequence's start (`bair_world.counterfactual.rollout`; synthetic data with recorded seeds)."""
 
@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bair_world.counterfactual_sources import SOURCES
 from bair_world.sim.config import FRAME_RATE
 from bair_world.video import SUFFIXES, write_rollout_video
 
@@ -31,7 +32,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"frames per second (default: {FRAME_RATE}, BAIR's rate and the env's render_fps)")
     parser.add_argument("--scale", type=int, default=4, help="panel upscaling factor (default: 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--actions", default=None, choices=("recorded", "random", "push"),
+    parser.add_argument("--actions", default=None, choices=SOURCES,
                         help="counterfactual: drive the true pushing world (started from the sequence's seed) and "
                              "the model with these actions and show true world | model | error (default: replay "
                              "the recorded actions against the recorded frames)")

@@ -4,6 +4,7 @@ reference byte for byte, region / arrived / vacated / sensitivity metrics on han
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -19,7 +20,7 @@ from bair_world.data.synthetic import write_dataset, write_packed
 from bair_world.envs.push_world_env import start_world
 from bair_world.envs.references import FolderReferences, SimReferences
 from bair_world.sim import PushWorld, SimConfig, replay_world
-from bair_world.sim.policy import NearestPusher
+from bair_world.sim.policy import CONCRETE_POLICIES, LOWER, POLICIES, NearestPusher, Sweeper
 from bair_world.sim.render import LABEL_ARM, LABEL_OBJECTS
 
 LENGTH = 10
@@ -137,10 +138,65 @@ def test_nearest_pusher_moves_objects_in_the_true_world():
     assert np.linalg.norm(world.object_poses[:, :2] - start, axis=1).max() > 0.05
 
 
+def test_sweep_goes_lifted_to_one_end_then_sweeps_a_straight_line_through_the_objects():
+    cfg = SimConfig()
+    world, sweep = PushWorld(sequence_seed(0, "test", 0)), Sweeper(np.random.default_rng(0), cfg)
+    start, action, swept = world.object_poses[:, :2].copy(), None, []
+    for t in range(28):
+        action = sweep.act(world.position, world.object_poses, world.radii) if t % 2 == 0 else action
+        assert (action[3] == LOWER) == (sweep.leg > 0)  # lifted on the way to the line, lowered along it
+        world.step(action, world.position)
+        if sweep.leg > 0 and t % 2:
+            swept.append(world.position[:2].copy())
+    a, b = sweep.ends
+    normal = np.array([a[1] - b[1], b[0] - a[0]]) / np.linalg.norm(b - a)
+    assert abs((start.mean(0) - a) @ normal) < 1e-9  # the line runs through the objects' centroid
+    assert np.abs((np.array(swept) - a) @ normal).max() < 0.02  # and the gripper stays on it
+    assert sweep.leg >= 2 and np.linalg.norm(world.object_poses[:, :2] - start, axis=1).max() > 0.05
+
+
+def test_sources_are_one_registry_the_clis_read_and_an_unknown_source_is_refused(synth):
+    from bair_world.counterfactual_data import world_model
+    from bair_world.rollout_cli import configure_parser
+    from bair_world.training.eval_counterfactual import CHOICES, counterfactual_request
+
+    _, packed, ckpt = synth
+    assert cf.SOURCES == ("recorded", *CONCRETE_POLICIES) and "sweep" in cf.SOURCES and "sweep" in POLICIES
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    assert parser.parse_args(["--out", "x.gif", "--actions", "sweep"]).actions == "sweep"
+    assert CHOICES == (*cf.SOURCES, "sensitivity") and counterfactual_request("sweep,push") == (("sweep", "push"), True)
+    wm, n_past = world_model(ckpt)
+    starts = cf.load_starts(packed, "test", count=2, length=6)
+    with pytest.raises(ValueError, match=r"unknown action source.*'teleport'.*'sweep'"):
+        cf.drive(wm, starts, [0, 1], "teleport", n_past, 4)  # once silently the push policy
+    run = cf.drive(wm, starts, [0, 1], "sweep", n_past, 4)
+    assert run["pred"].shape == (2, 4, 3, 64, 64) and set(run["conds"][:, 1:, 3].ravel()) <= {1.0, 2.0}  # after the held recorded row
+
+
+def test_the_counterfactual_plot_draws_every_source_in_its_own_colour():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bair_world.training.eval_counterfactual import plot_counterfactual
+
+    curve = {"psnr": {"per_step": [20.0, 19.0]}}
+    motion = {"free_running": {region: {"warp": None, "cosine": None} for region in ("moving", "arrived")}}
+    report = {"protocol": {"starts": 2}, "sources": {
+        s: {"model": curve, "copy_last": curve, "one_step": curve, "motion": motion} for s in cf.SOURCES}}
+    fig, axes = plt.subplots(2)
+    plot_counterfactual(axes, report, [1, 2])
+    colours = {line.get_label(): line.get_color() for line in axes[0].lines}
+    assert len({colours[f"{s} (model)"] for s in cf.SOURCES}) == len(cf.SOURCES) == 5
+    plt.close(fig)
+
+
 def test_evaluate_api_reports_every_source_metric_and_copy_last(synth):
     _, packed, ckpt = synth
     report = cf.evaluate(ckpt, packed, count=2, n_future=4, batch_size=1, seed=1)
-    assert set(report["sources"]) == set(cf.SOURCES) and report["protocol"]["starts"] == 2
+    assert set(report["sources"]) == set(cf.DEFAULT_SOURCES) and report["protocol"]["starts"] == 2
     for source, result in report["sources"].items():
         for name in (*cf.FRAME_METRICS, *cf.POOLED_METRICS):
             assert len(result["model"][name]["per_step"]) == len(result["one_step"][name]["per_step"]) == 4
@@ -179,7 +235,7 @@ def test_evaluate_cli_runs_the_counterfactual_sources_into_metrics_json(synth, t
     report = json.loads((out / "metrics.json").read_text())["counterfactual"]
     motion = report["sources"]["push"]["motion"]  # a model without motion: all on the generated branch
     assert motion["one_step"]["static"]["generated"]["mean"] == 1.0 and motion["free_running"]["static"]["flow"] is None
-    assert list(report["sources"]) == list(cf.SOURCES) and report["protocol"]["starts"] == 2
+    assert list(report["sources"]) == ["recorded", "random", "push"] and report["protocol"]["starts"] == 2
     assert report["sources"]["push"]["table"]["arrived_recall"]["copy_last"] in (0.0, None)
     assert "sensitivity_db" in report["sensitivity"] and (out / "psnr_per_step.png").stat().st_size > 0
 

@@ -20,9 +20,9 @@ from bair_world.data.synthetic import write_dataset, write_packed
 from bair_world.envs.push_world_env import start_world as env_start_world
 from bair_world.envs.references import FolderReferences
 from bair_world.sim import action_bounds, replay_world, rollout, start_world
-from bair_world.sim.policy import MIXED_SHARES, sequence_policy
+from bair_world.sim.policy import MIXED_SHARES, POLICIES, sequence_policy
 
-CHOICES = "choose from scripted, push, random, mixed"
+CHOICES = "choose from " + ", ".join(POLICIES)  # scripted, push, random, sweep, mixed
 
 
 def _digest(r) -> str:
@@ -131,5 +131,5 @@ def test_data_synth_mixed_starts_the_counterfactual_evaluation_and_the_envs(tmp_
     ref, world, _ = env_start_world(refs, 2, 2)  # the push sequence, checked byte for byte
     assert refs.policy == "mixed" and np.array_equal(world.frame, ref.frames[1])
     report = cf.evaluate(make_tiny_checkpoint(tmp_path / "ckpt"), out, count=3, n_future=3, batch_size=3)
-    assert report["protocol"]["starts"] == 3 and set(report["sources"]) == set(cf.SOURCES)
+    assert report["protocol"]["starts"] == 3 and set(report["sources"]) == set(cf.DEFAULT_SOURCES)
     assert len(report["sources"]["random"]["model"]["psnr"]["per_step"]) == 3

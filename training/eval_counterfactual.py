@@ -1,4 +1,4 @@
-"""`bair-world evaluate --actions recorded,random,push[,sensitivity]`: the counterfactual evaluation
+"""`bair-world evaluate --actions recorded,random,push,...[,sensitivity]`: the counterfactual evaluation
 (`bair_world.counterfactual`) on the evaluated sequences, its table and its per-step plot panel."""
 
 from __future__ import annotations
@@ -112,11 +112,12 @@ def plot_panels(report: dict[str, Any]) -> int:
 
 
 def plot_counterfactual(axes, report: dict[str, Any], steps) -> None:
-    """On ``axes`` (`plot_panels` of them): PSNR per step against the true world, per source: model (solid),
-    copy-last (dotted) and one-step (dash-dotted); then the last source's warp weight and flow cosine on
-    moving and arrived pixels."""
+    """On ``axes`` (`plot_panels` of them): PSNR per step against the true world, per source (each its
+    own colour): model (solid), copy-last (dotted) and one-step (dash-dotted); then the last source's
+    warp weight and flow cosine on moving and arrived pixels."""
     ax = axes[0]
-    for (source, result), colour in zip(report["sources"].items(), ("C0", "C1", "C3")):
+    for i, (source, result) in enumerate(report["sources"].items()):
+        colour = f"C{i % 10}"  # matplotlib's colour cycle; past ten sources the line styles still differ by label
         ax.plot(steps, result["model"]["psnr"]["per_step"], "-", color=colour, label=f"{source} (model)")
         ax.plot(steps, result["copy_last"]["psnr"]["per_step"], ":", color=colour, label=f"{source} (copy-last)")
         ax.plot(steps, result["one_step"]["psnr"]["per_step"], "-.", color=colour, label=f"{source} (one-step)")

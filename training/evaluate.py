@@ -77,7 +77,8 @@ class EvalConfig:
     progress: bool = True
     """Show a tqdm progress bar."""
     actions: str = ""
-    """Counterfactual evaluation (bair_world.counterfactual), comma-separated: recorded, random, push
+    """Counterfactual evaluation (bair_world.counterfactual), comma-separated action sources
+    (bair_world.counterfactual_sources.SOURCES: recorded or a data policy such as random, push, sweep)
     drive the model and the true pushing world (rebuilt from each sequence's recorded seed: synthetic
     data) with the same actions; any of them also measures action sensitivity, which alone
     ("sensitivity") works on real BAIR too. On the evaluated sequences, one prior sample."""

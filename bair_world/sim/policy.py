@@ -9,7 +9,8 @@ from the seed), so a sequence is replayed from (policy name, seed) alone:
 - ``scripted`` (the default; every dataset before policies were recorded): `ScriptedPusher`;
 - ``push``: `NearestPusher`, the counterfactual evaluation's ``push`` source;
 - ``random``: `RandomActions`, the counterfactual evaluation's ``random`` source;
-- ``mixed``: each sequence one of the three, drawn from its seed (`MIXED_SHARES`: 50 % scripted,
+- ``sweep``: `Sweeper`, a straight sweep through the objects' area;
+- ``mixed``: each sequence one of the first three, drawn from its seed (`MIXED_SHARES`: 50 % scripted,
   25 % push, 25 % random), so a model trains on the actions an agent sends too.
 """
 
@@ -167,14 +168,58 @@ class RandomActions:
         return action
 
 
+class Sweeper:
+    """A straight sweep across the table through the objects' area, back and forth.
+
+    At the first decision a direction is drawn (a uniform angle) and the line through the objects'
+    centroid in that direction is cut to the workspace; the gripper goes lifted to one end, then
+    lowered sweeps to the other end and back, so whatever lies on the line is pushed aside.
+
+    Args:
+        rng: draws the direction.
+        cfg: world configuration (workspace, delta limit).
+    """
+
+    def __init__(self, rng: np.random.Generator, cfg: SimConfig):
+        self.rng, self.cfg = rng, cfg
+        self.ends: tuple[np.ndarray, np.ndarray] | None = None  # the line's two ends (2,) each
+        self.leg = 0  # 0: lifted to ends[0]; then lowered towards ends[leg % 2]
+
+    def _line(self, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        lo, hi = np.array([cfg.x_range[0], cfg.y_range[0]]), np.array([cfg.x_range[1], cfg.y_range[1]])
+        centre = np.clip(poses[:, :2].mean(0), lo, hi) if len(poses) else (lo + hi) / 2
+        angle = self.rng.uniform(0.0, np.pi)
+        direction = np.array([np.cos(angle), np.sin(angle)])
+        with np.errstate(divide="ignore"):  # an axis-parallel line leaves one axis unbounded
+            bounds = np.sort(np.stack([(lo - centre) / direction, (hi - centre) / direction]), 0)  # (2, 2)
+        s_min, s_max = bounds[0].max(), bounds[1].min()  # the line's stretch inside the box
+        return centre + s_min * direction, centre + s_max * direction
+
+    def act(self, ee: np.ndarray, poses: np.ndarray, radii: np.ndarray) -> np.ndarray:
+        """Next action row [dx, dy, grip 0, lift or lower] for end-effector ee (3,) and object poses (N, 3)."""
+        if self.ends is None:
+            self.ends = self._line(poses)
+        if np.linalg.norm(self.ends[self.leg % 2] - ee[:2]) < 0.015:
+            self.leg += 1
+        step = self.ends[self.leg % 2] - ee[:2]
+        action = np.zeros(4)
+        action[:2] = step * min(1.0, self.cfg.max_delta / max(float(np.abs(step).max()), 1e-9))  # scaled: stays on the line
+        action[Z_COLUMN] = LIFT if self.leg == 0 else LOWER
+        return action
+
+
 def held(t: int, prev: np.ndarray, fresh: Callable[[], np.ndarray]) -> np.ndarray:
     """The data's rule: a new action row (``fresh()``) at even step t, ``prev`` held at odd t."""
     return fresh() if t % 2 == 0 else prev
 
 
 #: The concrete policies by name: (rng, cfg) -> a policy with `act`.
-_POLICIES = {"scripted": ScriptedPusher, "push": lambda rng, cfg: NearestPusher(cfg), "random": RandomActions}
-POLICIES = (*_POLICIES, "mixed")
+_POLICIES = {"scripted": ScriptedPusher, "push": lambda rng, cfg: NearestPusher(cfg), "random": RandomActions,
+              "sweep": Sweeper}
+CONCRETE_POLICIES = tuple(_POLICIES)
+"""The policies that act themselves (every one but ``mixed``, which picks one of them per sequence)."""
+POLICIES = (*CONCRETE_POLICIES, "mixed")
 DEFAULT_POLICY = "scripted"
 #: What ``mixed`` draws each sequence's policy from: (policy, share); the shares sum to 1.
 MIXED_SHARES = (("scripted", 0.5), ("push", 0.25), ("random", 0.25))
@@ -189,7 +234,7 @@ def check_policy(name: str) -> str:
 
 
 def sequence_policy(name: str, seed: int) -> str:
-    """The concrete policy (scripted, push or random) that drives sequence ``seed`` of data made with
+    """The concrete policy (of `CONCRETE_POLICIES`) that drives sequence ``seed`` of data made with
     ``name``: ``name`` itself, or for ``mixed`` one drawn from the seed by `MIXED_SHARES`."""
     if check_policy(name) != "mixed":
         return name
@@ -204,8 +249,8 @@ def make_policy(name: str, seed: int, rng: np.random.Generator, cfg: SimConfig):
     Args:
         name: a name of `POLICIES`.
         seed: the sequence's seed.
-        rng: the generator of the sequence's world (`PushWorld.rng`), which the scripted and random
-            policies draw from (the scripted data's rule since the first generator version).
+        rng: the generator of the sequence's world (`PushWorld.rng`), which the scripted, random and
+            sweep policies draw from (the scripted data's rule since the first generator version).
         cfg: world configuration.
     """
     return _POLICIES[sequence_policy(name, seed)](rng, cfg)
