@@ -23,7 +23,6 @@ naming the file.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import shutil
@@ -45,7 +44,8 @@ from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_t
 from bair_world.data.errors import DataError
 from bair_world.data.files import require_regular_file
 from bair_world.data.flow import FLOW_FILE, FLOW_STEP_SHAPE, dequantise_flow, missing_targets, quantise_flow, read_flow
-from bair_world.io import atomic_write_bytes, fsync_directory, temp_sibling
+from bair_world.data.npy_writer import NpyRowWriter
+from bair_world.io import atomic_write_bytes, freed_line, fsync_directory, is_stale, size_of, temp_sibling
 
 MANIFEST = "packed.json"
 MAX_MANIFEST_BYTES = 1 << 20
@@ -81,9 +81,12 @@ def is_packed(root: str | Path) -> bool:
 class PackWriter:
     """Streams sequences into a packed dataset at ``dest``; use as a context manager.
 
-    Arrays are memory-mapped files in a staging folder next to ``dest``, filled one sequence at a
-    time (nothing is held in memory); leaving the ``with`` block normally writes the manifest and
-    renames the staging folder to ``dest``, an exception deletes it.
+    Arrays are files in a staging folder next to ``dest``, their whole size reserved on entering the
+    ``with`` block (a full disk fails there, as an OSError naming the file and the bytes), filled one
+    sequence at a time with ordinary writes (nothing is held in memory); leaving the block normally
+    writes the manifest and renames the staging folder to ``dest``, an exception deletes it. Entering
+    also removes the staging folders killed writers of ``dest`` left (`remove_stale_stages`; the line
+    saying so is ``freed``).
 
     Args:
         dest: the packed dataset root to create (must not exist).
@@ -103,19 +106,22 @@ class PackWriter:
         self.length, self.labels, self.source = int(length), set(labels) & set(self.counts), source or {}
         self.flow = set(flow) & set(self.counts)
         self._stage: Path | None = None
-        self._arrays: dict[tuple[str, str], np.memmap] = {}
+        self._arrays: dict[tuple[str, str], NpyRowWriter] = {}
+        self.freed: str | None = None  # what entering removed of killed writers' staging folders
 
     def __enter__(self) -> PackWriter:
         try:
             return self._open_stage()
         except BaseException:  # e.g. no room for the arrays: leave nothing behind
-            self._arrays.clear()
-            if self._stage is not None:
-                shutil.rmtree(self._stage, ignore_errors=True)
+            self._discard()
             raise
 
     def _open_stage(self) -> PackWriter:
+        """Remove dead writers' staging folders of ``dest``, then make this one's with every array file's
+        space reserved (`NpyRowWriter`: a sparse memory map would die of SIGBUS on a full disk), so a
+        full disk is an OSError naming the file and the bytes, before any sequence is made."""
         self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self.freed = remove_stale_stages(self.dest)
         self._stage = temp_sibling(self.dest)  # named after this pid: a killed writer's is found and removed later
         self._stage.mkdir()
         for split, n in self.counts.items():
@@ -123,12 +129,27 @@ class PackWriter:
             for kind, (dtype, step_shape) in KINDS.items():
                 if kind not in OPTIONAL or split in getattr(self, kind):
                     try:
-                        self._arrays[split, kind] = np.lib.format.open_memmap(
-                            self._stage / split / f"{kind}.npy", mode="w+", dtype=dtype,
-                            shape=(n, self.length, *step_shape))
-                    except OSError as e:  # no room for the array (full disk, ulimit -f): name the file
-                        raise OSError(e.errno, e.strerror or str(e), str(self.dest / split / f"{kind}.npy")) from e
+                        self._arrays[split, kind] = NpyRowWriter(
+                            self._stage / split / f"{kind}.npy", dtype, (n, self.length, *step_shape),
+                            name=self.dest / split / f"{kind}.npy")
+                    except OSError as e:
+                        raise OSError(e.errno, f"{e.strerror}; the whole pack needs {self.nbytes():,} bytes",
+                                      e.filename) from None
         return self
+
+    def nbytes(self) -> int:
+        """Bytes of the pack's arrays (headers aside): what entering the ``with`` block reserves."""
+        return sum(n * self.length * int(np.prod(step_shape)) * np.dtype(dtype).itemsize
+                   for split, n in self.counts.items() for kind, (dtype, step_shape) in KINDS.items()
+                   if kind not in OPTIONAL or split in getattr(self, kind))
+
+    def _discard(self) -> None:
+        """Close the array files and delete the staging folder (gone already after the rename)."""
+        for array in self._arrays.values():
+            array.close(sync=False)
+        self._arrays.clear()
+        if self._stage is not None and not self._stage.is_symlink():
+            shutil.rmtree(self._stage, ignore_errors=True)
 
     def put(self, split: str, index: int, frames, actions, positions, labels=None, flow=None) -> None:
         """Store sequence ``index`` of ``split`` (arrays of at least ``length`` steps; extra steps are cut).
@@ -144,14 +165,13 @@ class PackWriter:
                     raise ValueError(f"{split}[{index}]: the split carries {kind}, this sequence has none")
                 parts[kind] = encode(np.asarray(value)[: self.length])
         for kind, value in parts.items():
-            self._arrays[split, kind][index] = np.asarray(value)[: self.length]
+            self._arrays[split, kind].write_row(index, np.asarray(value)[: self.length])
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                for (split, kind), array in self._arrays.items():
-                    array.flush()
-                    _check_written(self._stage / split / f"{kind}.npy", array, self.dest / split / f"{kind}.npy")
+                for array in self._arrays.values():
+                    array.close()  # fsynced, and checked to hold all its bytes
                 manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": self.source,
                             "splits": {s: {"sequences": n, "length": self.length, "labels": s in self.labels,
                                            "flow": s in self.flow} for s, n in self.counts.items()}}
@@ -160,17 +180,19 @@ class PackWriter:
                     fsync_directory(folder)
                 os.rename(self._stage, self.dest)  # the pack appears complete or not at all
         finally:
-            self._arrays.clear()
-            shutil.rmtree(self._stage, ignore_errors=True)  # gone already after the rename
+            self._discard()
 
 
-def _check_written(path: Path, array: np.memmap, name: Path) -> None:
-    """OSError naming ``name`` unless the .npy file ``path`` holds all of ``array``'s bytes (a write cut
-    short by a full disk or ``ulimit -f`` leaves it shorter)."""
-    expected = array.offset + array.nbytes
-    size = os.stat(path).st_size
-    if size != expected:
-        raise OSError(errno.EIO, f"write cut short ({size:,} of {expected:,} bytes on disk)", str(name))
+def remove_stale_stages(dest: Path) -> str | None:
+    """Delete the staging folders (``.<name>.tmp-<pid>-<hex>``) that killed writers of ``dest`` left
+    beside it (their pid no longer runs; never through a symlink); returns the line saying what was
+    freed, or None."""
+    dest = Path(dest)
+    stale = [p for p in dest.parent.glob(f".{dest.name}.tmp-*") if p.is_dir() and not p.is_symlink() and is_stale(p)]
+    nbytes = size_of(stale)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return freed_line("staging folders of killed packs", stale, nbytes) if stale else None
 
 
 def _manifest(root: Path) -> dict[str, Any]:
@@ -329,6 +351,10 @@ def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Pa
     with_flow = {s for s, seqs in listing.items() if read_flow(seqs[0]) is not None}
     source: dict[str, Any] = {"packed_from": src.resolve().name}
     if (src / "manifest.json").is_file():  # the synthetic generator's settings
+        size = (src / "manifest.json").stat().st_size
+        if size > MAX_MANIFEST_BYTES // 2:  # copied into packed.json, whose reader would refuse the pack
+            raise DataError(src / "manifest.json", f"{size:,} bytes; a dataset manifest is a few KB (packing copies "
+                                                   f"it into {MANIFEST}, at most {MAX_MANIFEST_BYTES // 2:,} of it)")
         try:
             source["manifest"] = json.loads((src / "manifest.json").read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -338,6 +364,8 @@ def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Pa
     with PackWriter(dest, {s: len(seqs) for s, seqs in listing.items()}, length, with_labels, source,
                     flow=with_flow) as writer, \
             tqdm(total=total, desc="pack", unit="seq", disable=not progress) as bar:
+        if writer.freed:
+            print(writer.freed, file=sys.stderr)
         for split, seqs in listing.items():
             for index, seq in enumerate(seqs):
                 frames, actions, positions = read_sequence(seq, None)
