@@ -15,7 +15,7 @@ from helpers import make_sequence
 from bair_world.cli import main as cli_main
 from bair_world.data import BairFolderDataset, DataError, collate
 from bair_world.data.bair_folder import (MAX_FRAME_BYTES, PNG_HEADER_BYTES, list_sequences, png_size, read_frame,
-                                         read_sequence, remove_partial_writes, write_sequence)
+                                         read_sequence, read_table, remove_partial_writes, write_sequence)
 from bair_world.data.flow import FLOW_SCALE, dequantise_flow, quantise_flow, read_flow
 
 
@@ -369,6 +369,22 @@ def test_csv_non_numeric(seq_dir):
     lines[0] = "0.1,abc,0,0"
     (seq_dir / "actions.csv").write_text("\n".join(lines) + "\n")
     _expect_error(seq_dir, "actions.csv", "'abc' is not a number")
+
+
+@pytest.mark.parametrize("bad", ["1_0", "0x1p-2", "1__0", "_1"])
+def test_csv_numbers_are_plain_decimals(seq_dir, bad):
+    # issue 32: Python's float() reads "1_0" as 10.0; a BAIR CSV holds plain decimals only
+    lines = (seq_dir / "actions.csv").read_text().splitlines()
+    lines[2] = f"0.1,{bad},0,0"
+    (seq_dir / "actions.csv").write_text("\n".join(lines) + "\n")
+    _expect_error(seq_dir, "actions.csv", f"row 3, column 2: {bad!r} is not a number")
+
+
+def test_csv_numbers_in_every_decimal_form_are_read(seq_dir):
+    lines = (seq_dir / "actions.csv").read_text().splitlines()
+    lines[0] = " -1.5e-3 ,+2, .5 ,7."
+    (seq_dir / "actions.csv").write_text("\n".join(lines) + "\n")
+    assert read_table(seq_dir / "actions.csv", 4)[0].tolist() == pytest.approx([-1.5e-3, 2, 0.5, 7])
 
 
 def test_frame_past_csv_end_only_when_reading_full_length(seq_dir):

@@ -41,6 +41,9 @@ PNG_HEADER_BYTES = 33  # signature (8), then the IHDR chunk: length (4), "IHDR",
 MAX_FRAME_BYTES = 1 << 20  # a 64x64 RGB PNG is ~10 KB (12.3 KB stored uncompressed); 1 MiB leaves room for metadata
 _PARTIAL_MARK = ".partial-"  # older versions' sequence staging folders (``.<seq>.partial-*``, no pid)
 MAX_CSV_BYTES = 1 << 20  # 30 rows of 4 numbers are ~3 KB; 1 MiB leaves room for 10,000-step sequences
+#: a CSV field: a decimal number as numpy/BAIR write it (``float()`` would also take "1_0" as 10.0);
+#: nan/inf pass here and are refused below with their own message
+_CSV_NUMBER = re.compile(r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf(?:inity)?)\s*", re.IGNORECASE | re.ASCII)
 MAX_LABELS_BYTES = 64 << 20  # decompressed labels.npz: 4,096 B a step, so ~16,000 steps
 
 
@@ -70,10 +73,9 @@ def read_table(path: Path, n_cols: int) -> np.ndarray:
         if len(fields) != n_cols:
             raise DataError(path, f"row {r + 1} has {len(fields)} columns, expected {n_cols}")
         for c, field in enumerate(fields):
-            try:
-                values[r, c] = float(field)
-            except ValueError:
-                raise DataError(path, f"row {r + 1}, column {c + 1}: {field.strip()!r} is not a number") from None
+            if not _CSV_NUMBER.fullmatch(field):
+                raise DataError(path, f"row {r + 1}, column {c + 1}: {field.strip()[:40]!r} is not a number")
+            values[r, c] = float(field)
     bad = np.argwhere(~np.isfinite(values))
     if len(bad):
         r, c = bad[0]
