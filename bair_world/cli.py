@@ -54,6 +54,7 @@ PASSTHROUGH: dict[str, tuple[str, str, str]] = {
     "train": ("bair_world.training.train", "main", "train a world model (presets, resume, time budget, DDP)"),
     "evaluate": ("bair_world.training.evaluate", "main", "PSNR/SSIM of a checkpoint: table, per-step curve, metrics.json"),
     "bundle": ("bair_world.training.bundle", "main", "export a run's best checkpoint as the environment's default model"),
+    "readout": ("bair_world.training.readout", "main", "train (or score) a state readout of a frozen checkpoint"),
 }
 # name -> (module, function(argv, prog)): parses a PASSTHROUGH command's arguments without importing
 # torch, so `bair-world train --help` prints at once (argparse exits after the help; a command

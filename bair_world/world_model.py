@@ -267,6 +267,43 @@ class WorldModel:
         self.last_frame = parts.frame
         return parts
 
+    @torch.inference_mode()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """The encoder's code of real frames: (k, C, 64, 64) in [0, 1] -> float32 (k, g_dim) (what a state
+        readout reads from a real frame, `bair_world.readout`)."""
+        with self._autocast():
+            h, _ = self.model.encoder(self._layout(frames.to(self.device, torch.float32)))
+        return h.float()
+
+    @torch.inference_mode()
+    def step_latent(self, cond: torch.Tensor, generator: GeneratorLike = None,
+                    decode: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`step` of every row (eager, same latent draws) that also returns the frame predictor's output.
+
+        Args:
+            cond, generator: as in `step`.
+            decode: decode the frame (and feed it back). ``False`` skips the decoder, the costliest
+                part of a step, for a caller that needs only the code (a readout cost at a plan's last
+                imagined step); the rollout cannot continue afterwards (no frame to encode next).
+
+        Returns:
+            (h_pred float32 (B, g_dim), the predicted frame (B, C, 64, 64) or None without ``decode``).
+        """
+        if self.state is None or self.last_frame is None:
+            raise RuntimeError("WorldModel.step_latent() before reset() or after a step without decoding")
+        x = self.last_frame
+        noise = standard_normal(x.new_empty(x.shape[0], self.model.cfg.z_dim), generator)
+        x = self._layout(x)
+        with self._autocast():
+            h_prev, skips = self.model.encoder(x)
+            adv = self.model.advance(self.state, h_prev, skips, cond.to(self.device, torch.float32), noise=noise,
+                                     x_prev=x)
+            frame = self.model.decode(adv.h_pred, adv.state.skips, x, cond.to(self.device, torch.float32),
+                                      adv.state.context) if decode else None
+        self.state = adv.state if self.autocast_dtype is None else _float32_state(adv.state)
+        self.last_frame = None if frame is None else frame.float()
+        return adv.h_pred.float(), self.last_frame
+
     def _step(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor,
               generator: GeneratorLike) -> tuple[SVGState, torch.Tensor]:
         """One prior step at the configured precision -> (float32 state, (k, C, 64, 64) float32 frame).

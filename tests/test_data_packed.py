@@ -55,7 +55,7 @@ def test_packed_items_equal_the_folder_items_exactly(folder, packed, seq_len):
             assert np.array_equal(packed_set.labels(i), read_labels(seq, seq_len))
     files = sorted(str(p.relative_to(packed)) for p in packed.rglob("*") if p.is_file())
     assert files == ["packed.json"] + [f"{s}/{k}.npy" for s in sorted(COUNTS)
-                                       for k in ("actions", "flow", "frames", "labels", "positions")]
+                                       for k in ("actions", "flow", "frames", "labels", "poses", "positions")]
 
 
 @pytest.mark.parametrize("seq_len", [30, 12])
@@ -172,10 +172,10 @@ def test_a_damaged_pack_is_refused_naming_the_file(packed, tmp_path, damage, mat
 def test_cli_pack_then_check(folder, tmp_path, capsys):
     out = tmp_path / "p"
     assert cli_main(["data", "pack", str(folder), "--out", str(out), "--no-progress"]) == 0
-    assert "train 3, validate 2, test 2 sequences in 16 files" in capsys.readouterr().out
+    assert "train 3, validate 2, test 2 sequences in 19 files" in capsys.readouterr().out  # 6 kinds a split
     manifest = json.loads((out / "packed.json").read_text())
     assert manifest["source"]["manifest"]["seed"] == 7
-    assert manifest["source"]["manifest"]["targets"] == ["labels", "flow"]
+    assert manifest["source"]["manifest"]["targets"] == ["labels", "flow", "poses"]
     assert all(entry["flow"] and entry["labels"] for entry in manifest["splits"].values())  # carried by `data pack`
     stored = np.load(out / "test" / "flow.npy")
     assert stored.dtype == np.int8 and stored.shape == (2, 30, 2, 64, 64)

@@ -28,7 +28,7 @@ def test_bytes_on_disk_do_not_depend_on_worker_count(tmp_path):
     two = write_dataset(tmp_path / "two", TINY, seed=7, workers=2, progress=False)
     assert one.written == two.written == 5
     a, b = _tree_bytes(tmp_path / "one"), _tree_bytes(tmp_path / "two")
-    assert a.keys() == b.keys() and len(a) == 5 * 34 + 1  # 30 PNG, 2 CSV, labels.npz, flow.npz; manifest
+    assert a.keys() == b.keys() and len(a) == 5 * 35 + 1  # 30 PNG, 2 CSV, labels, flow, poses .npz; manifest
     assert all(a[k] == b[k] for k in a)
 
 
@@ -50,7 +50,7 @@ def test_layout_units_and_manifest(tmp_path):
     np.testing.assert_allclose(actions, ref_actions, rtol=1e-6, atol=1e-7)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["seed"] == 1 and manifest["counts"] == TINY and manifest["sequence_length"] == 30
-    assert manifest["targets"] == ["labels", "flow"]
+    assert manifest["targets"] == ["labels", "flow", "poses"]
     # every sequence records the world's labels and true flow (int8 in 1/8 px: within 1/16 px)
     truth = rollout(sequence_seed(1, "train", 2), 30, labels=True, flow=True)
     np.testing.assert_array_equal(read_labels(seqs[2]), truth.labels)
@@ -64,7 +64,17 @@ def test_a_folder_written_before_flow_is_not_mixed_with_flow_sequences(tmp_path)
     del manifest["targets"]  # as an older bair-world wrote it (labels, no flow.npz)
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"manifest.json: .*targets \['labels'\]; refusing to mix in .*"
-                                         r"targets \['labels', 'flow'\]"):
+                                         r"targets \['labels', 'flow', 'poses'\]"):
+        write_dataset(tmp_path, {"test": 2}, seed=0, workers=1, progress=False)
+
+
+def test_a_folder_written_before_poses_is_not_mixed_with_pose_sequences(tmp_path):
+    """Issue 30: sequences record object poses; a folder of an older writer (labels and flow) is not extended."""
+    write_dataset(tmp_path, {"test": 1}, seed=0, workers=1, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["targets"] = ["labels", "flow"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"targets \['labels', 'flow'\]; refusing to mix in .*'poses'"):
         write_dataset(tmp_path, {"test": 2}, seed=0, workers=1, progress=False)
 
 

@@ -195,6 +195,7 @@ def write_sequence(
     overwrite: bool = False,
     labels: np.ndarray | None = None,
     flow: np.ndarray | None = None,
+    poses: np.ndarray | None = None,
 ) -> Path:
     """Write one sequence atomically: into a hidden temporary sibling, then rename it into place.
 
@@ -207,6 +208,8 @@ def write_sequence(
         labels: optional uint8 (T, 64, 64) region labels, written as ``labels.npz``.
         flow: optional true flow in pixels, float (T, 64, 64, 2) as `bair_world.sim.rollout` gives it,
             written as ``flow.npz`` (int8 in 1/8 pixel, (T, 2, 64, 64): `bair_world.data.flow`).
+        poses: optional float32 (T, 9, 3) object poses by palette colour, written as ``poses.npz``
+            (`bair_world.data.poses`).
 
     Returns:
         ``seq_dir`` as a Path.
@@ -215,6 +218,11 @@ def write_sequence(
     frames, actions, positions = np.asarray(frames), np.asarray(actions), np.asarray(positions)
     _check_arrays(frames, actions, positions, seq_dir)
     stored_flow = None if flow is None else _quantised(flow, len(frames), seq_dir)
+    if poses is not None:
+        from bair_world.data.poses import POSES_FILE, check_poses
+
+        poses = np.asarray(poses)
+        check_poses(poses, len(frames), seq_dir / POSES_FILE)
     if seq_dir.exists() and not overwrite:
         raise FileExistsError(f"{seq_dir}: sequence folder already exists (pass overwrite=True to replace it)")
     seq_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -241,6 +249,9 @@ def write_sequence(
         if stored_flow is not None:
             name = FLOW_FILE
             write_verified(tmp / FLOW_FILE, npz_bytes("flow", stored_flow))
+        if poses is not None:
+            name = POSES_FILE
+            write_verified(tmp / POSES_FILE, npz_bytes("poses", poses[:len(frames)]))
         # overwrite: exchanged atomically, or the old folder moved aside first (a directory cannot be
         # replaced in one rename)
         install_directory(tmp, seq_dir, backup=seq_dir.parent / f".{seq_dir.name}.old-{uuid.uuid4().hex[:8]}",

@@ -10,6 +10,8 @@ Layout (``FORMAT`` version ``FORMAT_VERSION``)::
                                           the (64, 64) label maps (values 0..2), 2 bits a pixel, 4 pixels a byte
     <root>/<split>/flow.npy               int8    (N, T, 2, 64, 64), only if the source sequences had flow:
                                           the true flow in 1/8 pixel, as in ``flow.npz`` (`bair_world.data.flow`)
+    <root>/<split>/poses.npy              float32 (N, T, 9, 3), only if the source sequences had poses:
+                                          object poses by palette colour, as in ``poses.npz`` (`bair_world.data.poses`)
 
 Sequence ``i`` of a split is sequence ``i`` of the folder layout's sorted listing, with the same
 values bit for bit (PNG and the ``%.18e`` CSVs are lossless for uint8 frames and float32 numbers), so
@@ -44,6 +46,7 @@ from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_t
 from bair_world.data.errors import DataError
 from bair_world.data.files import require_regular_file
 from bair_world.data.flow import FLOW_FILE, FLOW_STEP_SHAPE, dequantise_flow, missing_targets, quantise_flow, read_flow
+from bair_world.data.poses import POSE_STEP_SHAPE, POSES_FILE, read_poses
 from bair_world.data.npy_writer import NpyRowWriter
 from bair_world.io import atomic_write_bytes, freed_line, fsync_directory, is_stale, size_of, temp_sibling
 
@@ -54,8 +57,9 @@ FORMAT, FORMAT_VERSION = "bair-world-packed", 1
 #: kind -> (dtype, shape of one step as stored)
 KINDS = {"frames": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE, 3)), "actions": (np.float32, (ACTION_DIM,)),
          "positions": (np.float32, (POSITION_DIM,)), "labels": (np.uint8, (IMAGE_SIZE, IMAGE_SIZE // 4)),
-         "flow": (np.int8, FLOW_STEP_SHAPE)}
-OPTIONAL = ("labels", "flow")  # kinds a split holds only when its manifest entry says so
+         "flow": (np.int8, FLOW_STEP_SHAPE), "poses": (np.float32, POSE_STEP_SHAPE)}
+OPTIONAL = ("labels", "flow", "poses")  # kinds a split holds only when its manifest entry says so
+TARGET_KINDS = ("labels", "flow")  # what ``targets=True`` (the motion losses) needs
 
 
 def pack_labels(labels: np.ndarray) -> np.ndarray:
@@ -95,16 +99,18 @@ class PackWriter:
         labels: splits that carry region labels.
         source: provenance stored in the manifest (e.g. the generator's settings).
         flow: splits that carry the true flow.
+        poses: splits that carry the objects' poses.
     """
 
     def __init__(self, dest: str | Path, counts: dict[str, int], length: int, labels: set[str] = frozenset(),
-                 source: dict[str, Any] | None = None, flow: set[str] = frozenset()):
+                 source: dict[str, Any] | None = None, flow: set[str] = frozenset(), poses: set[str] = frozenset()):
         self.dest = Path(dest)
         if self.dest.exists():
             raise FileExistsError(f"{self.dest}: already exists; packing writes a new folder")
         self.counts = {s: int(n) for s, n in counts.items() if n > 0}
         self.length, self.labels, self.source = int(length), set(labels) & set(self.counts), source or {}
         self.flow = set(flow) & set(self.counts)
+        self.poses = set(poses) & set(self.counts)
         self._stage: Path | None = None
         self._arrays: dict[tuple[str, str], NpyRowWriter] = {}
         self.freed: str | None = None  # what entering removed of killed writers' staging folders
@@ -151,15 +157,16 @@ class PackWriter:
         if self._stage is not None and not self._stage.is_symlink():
             shutil.rmtree(self._stage, ignore_errors=True)
 
-    def put(self, split: str, index: int, frames, actions, positions, labels=None, flow=None) -> None:
+    def put(self, split: str, index: int, frames, actions, positions, labels=None, flow=None, poses=None) -> None:
         """Store sequence ``index`` of ``split`` (arrays of at least ``length`` steps; extra steps are cut).
 
         ``labels``: uint8 (T, 64, 64); ``flow``: float pixels (T, 64, 64, 2) as `bair_world.sim.rollout`
-        gives it (stored quantised, `bair_world.data.flow.quantise_flow`); each required when the split
-        carries it.
+        gives it (stored quantised, `bair_world.data.flow.quantise_flow`); ``poses``: float32 (T, 9, 3);
+        each required when the split carries it.
         """
         parts = {"frames": frames, "actions": actions, "positions": positions}
-        for kind, value, encode in (("labels", labels, pack_labels), ("flow", flow, quantise_flow)):
+        for kind, value, encode in (("labels", labels, pack_labels), ("flow", flow, quantise_flow),
+                                    ("poses", poses, np.asarray)):
             if split in getattr(self, kind):
                 if value is None:
                     raise ValueError(f"{split}[{index}]: the split carries {kind}, this sequence has none")
@@ -174,7 +181,8 @@ class PackWriter:
                     array.close()  # fsynced, and checked to hold all its bytes
                 manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": self.source,
                             "splits": {s: {"sequences": n, "length": self.length, "labels": s in self.labels,
-                                           "flow": s in self.flow} for s, n in self.counts.items()}}
+                                           "flow": s in self.flow, "poses": s in self.poses}
+                                       for s, n in self.counts.items()}}
                 atomic_write_bytes(self._stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
                 for folder in [self._stage, *(self._stage / split for split in self.counts)]:
                     fsync_directory(folder)
@@ -217,7 +225,8 @@ def _manifest(root: Path) -> dict[str, Any]:
         if name not in SPLITS:  # also keeps every path inside the root (no "../../x")
             raise DataError(path, f"split name {name[:80]!r} is not one of {list(SPLITS)}")
         ok = isinstance(entry, dict) and all(is_int(entry.get(key)) for key in ("sequences", "length"))
-        if not ok or not isinstance(entry.get("labels"), bool) or not isinstance(entry.get("flow", False), bool):
+        if not ok or not isinstance(entry.get("labels"), bool) or not all(
+                isinstance(entry.get(k, False), bool) for k in ("flow", "poses")):
             raise DataError(path, f"split {name!r}: malformed entry {str(entry)[:200]} (expected sequences and "
                                   f"length as integers, labels and flow true/false)")
         if not (0 <= entry["sequences"] <= MAX_SEQUENCES and 1 <= entry["length"] <= MAX_LENGTH):
@@ -234,6 +243,8 @@ class PackedSplit:
         labels: the stored 2-bit labels, uint8 (N, T, 64, 16) (`unpack_labels` gives the maps), or None.
         flow: the stored flow, int8 (N, T, 2, 64, 64) (`bair_world.data.flow.dequantise_flow` gives
             pixels), or None (also for packs written before flow, whose manifest has no "flow").
+        poses: float32 (N, T, 9, 3) object poses (`bair_world.data.poses`), or None (packs written
+            before poses were recorded).
     """
 
     def __init__(self, root: str | Path, split: str):
@@ -244,7 +255,7 @@ class PackedSplit:
         n, self.length = entry["sequences"], entry["length"]  # checked by _manifest
         arrays = {kind: self._open(kind, n) for kind in KINDS if kind not in OPTIONAL or entry.get(kind, False)}
         self.frames, self.actions, self.positions = arrays["frames"], arrays["actions"], arrays["positions"]
-        self.labels, self.flow = arrays.get("labels"), arrays.get("flow")
+        self.labels, self.flow, self.poses = arrays.get("labels"), arrays.get("flow"), arrays.get("poses")
 
     def _open(self, kind: str, n: int) -> np.ndarray:
         path = self.root / self.split / f"{kind}.npy"
@@ -284,7 +295,7 @@ class PackedDataset(Dataset):
         self.root, self.split, self.seq_len, self.targets = Path(root), split, seq_len, targets
         self.data = PackedSplit(root, split)
         if targets:
-            for kind in OPTIONAL:
+            for kind in TARGET_KINDS:
                 if getattr(self.data, kind) is None:
                     raise missing_targets(self.root / split / f"{kind}.npy")
         for kind in ("actions", "positions"):  # small: (N, T, 4) floats; inf would reach the env's info
@@ -349,6 +360,7 @@ def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Pa
         raise DataError(src, f"splits have different sequence lengths {sorted(lengths)}; a pack holds one")
     with_labels = {s for s, seqs in listing.items() if read_labels(seqs[0]) is not None}
     with_flow = {s for s, seqs in listing.items() if read_flow(seqs[0]) is not None}
+    with_poses = {s for s, seqs in listing.items() if read_poses(seqs[0]) is not None}
     source: dict[str, Any] = {"packed_from": src.resolve().name}
     if (src / "manifest.json").is_file():  # the synthetic generator's settings
         size = (src / "manifest.json").stat().st_size
@@ -362,7 +374,7 @@ def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Pa
     length = lengths.pop()
     total = sum(len(seqs) for seqs in listing.values())
     with PackWriter(dest, {s: len(seqs) for s, seqs in listing.items()}, length, with_labels, source,
-                    flow=with_flow) as writer, \
+                    flow=with_flow, poses=with_poses) as writer, \
             tqdm(total=total, desc="pack", unit="seq", disable=not progress) as bar:
         if writer.freed:
             print(writer.freed, file=sys.stderr)
@@ -378,7 +390,10 @@ def pack_dataset(src: str | Path, dest: str | Path, progress: bool = True) -> Pa
                 if split in with_flow and flow is None:
                     raise DataError(seq / FLOW_FILE, f"missing, while other sequences of {split!r} have flow")
                 flow = None if flow is None else np.moveaxis(flow, 1, -1)  # (T, 2, 64, 64) -> (T, 64, 64, 2), exact
-                writer.put(split, index, frames, actions, positions, labels, flow)
+                poses = read_poses(seq, length) if split in with_poses else None
+                if split in with_poses and poses is None:
+                    raise DataError(seq / POSES_FILE, f"missing, while other sequences of {split!r} have poses")
+                writer.put(split, index, frames, actions, positions, labels, flow, poses)
                 bar.update()
     return Path(dest)
 

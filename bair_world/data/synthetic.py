@@ -30,6 +30,7 @@ from bair_world.data.bair_folder import (ACTIONS_FILE, LABELS_FILE, POSITIONS_FI
 from bair_world.data.completion import check_resume, mark_complete, mark_incomplete
 from bair_world.data.errors import DataError
 from bair_world.data.flow import FLOW_FILE
+from bair_world.data.poses import POSES_FILE
 from bair_world.data.seeds import MANIFEST, recorded_seeds, sequence_seed  # noqa: F401 (re-exported)
 from bair_world.io import atomic_write_json
 from bair_world.pidlock import LockBusy, PidLock
@@ -42,7 +43,7 @@ DEFAULT_SEED = 0
 SEQUENCE_LENGTH = 30
 PER_TRAJ_FOLDER = 256  # sequences per <trajectory folder>, like BAIR's traj_0_to_255
 LOCK = ".synth.lock"  # one writer per --out
-TARGETS = ["labels", "flow"]  # what every sequence holds beside frames and tables (manifest: "targets")
+TARGETS = ["labels", "flow", "poses"]  # what every sequence holds beside frames and tables (manifest: "targets")
 ACTION_COLUMNS = ["dx (m)", "dy (m)", "gripper closure 0..4", "height command 0 hold / 1 lower / 2 lift"]
 
 
@@ -96,10 +97,11 @@ class SynthReport:
 
 
 def _arrays(task: tuple[str, str, int, int, int, str]):
-    """Worker: (split, index, frames, actions, positions, labels, flow, motion) of one sequence, in memory."""
+    """Worker: (split, index, frames, actions, positions, labels, flow, poses, motion) of one sequence, in memory."""
     _, split, index, seed, length, policy = task
-    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True, policy=policy)
-    return (split, index, r.frames, r.actions, r.positions, r.labels, r.flow,
+    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True, policy=policy,
+                poses=True)
+    return (split, index, r.frames, r.actions, r.positions, r.labels, r.flow, r.poses,
             sequence_motion(r.frames, r.object_pixels))
 
 
@@ -128,8 +130,9 @@ def _generate(task: tuple[str, str, int, int, int, str]) -> tuple[float, float] 
     target = sequence_dir(Path(root), split, index)
     if target.is_dir():
         return None
-    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True, policy=policy)
-    write_sequence(target, r.frames, r.actions, r.positions, labels=r.labels, flow=r.flow)
+    r = rollout(sequence_seed(seed, split, index), length, SimConfig(), labels=True, flow=True, policy=policy,
+                poses=True)
+    write_sequence(target, r.frames, r.actions, r.positions, labels=r.labels, flow=r.flow, poses=r.poses)
     return sequence_motion(r.frames, r.object_pixels)
 
 
@@ -162,7 +165,7 @@ def write_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: i
 
     Args:
         out: dataset root; `<out>/<split>/traj_<a>_to_<b>/<index>/{0..T-1}.png, actions.csv,
-            endeffector_positions.csv, labels.npz, flow.npz` and `<out>/manifest.json` (written last).
+            endeffector_positions.csv, labels.npz, flow.npz, poses.npz` and `<out>/manifest.json` (written last).
         counts: sequences per split (missing splits get 0); default DEFAULT_COUNTS.
         seed: dataset seed; sequence seeds derive from (seed, split, index).
         workers: processes (default: all cores); 1 runs in this process.
@@ -243,7 +246,7 @@ def _read_manifest(path: Path) -> dict:
 _TRAJ_NAME = re.compile(r"traj_(0|[1-9][0-9]*)_to_(0|[1-9][0-9]*)")  # what `sequence_dir` names
 _INDEX_NAME = re.compile(r"0|[1-9][0-9]*")
 _WRITTEN_FILES = re.compile(r"(0|[1-9][0-9]*)\.png|" + "|".join(re.escape(name) for name in (
-    ACTIONS_FILE, POSITIONS_FILE, LABELS_FILE, FLOW_FILE)))  # what `write_sequence` puts in a sequence folder
+    ACTIONS_FILE, POSITIONS_FILE, LABELS_FILE, FLOW_FILE, POSES_FILE)))  # what `write_sequence` puts in a sequence folder
 
 
 def _visible(folder: Path) -> list[Path]:
@@ -351,10 +354,10 @@ def write_packed(out: str | Path, counts: dict[str, int] | None = None, seed: in
     tasks = [(str(out), split, i, int(seed), length, policy) for split in SPLITS for i in range(counts[split])]
     start, motions = time.perf_counter(), []
     with PackWriter(out, counts, length, labels=set(SPLITS), source=_manifest(int(seed), counts, length, policy),
-                    flow=set(SPLITS)) as writer:
-        for split, index, frames, actions, positions, labels, flow, motion in _in_pool(_arrays, tasks, workers,
-                                                                                       progress, "synth"):
-            writer.put(split, index, frames, actions, positions, labels, flow)
+                    flow=set(SPLITS), poses=set(SPLITS)) as writer:
+        for split, index, frames, actions, positions, labels, flow, poses, motion in _in_pool(
+                _arrays, tasks, workers, progress, "synth"):
+            writer.put(split, index, frames, actions, positions, labels, flow, poses=poses)
             motions.append(motion)
     return SynthReport(Path(out), counts, len(tasks), 0, time.perf_counter() - start, motion_stats(motions))
 

@@ -24,6 +24,7 @@ from bair_world.data.batch import ACTION_DIM, POSITION_DIM
 from bair_world.data.completion import incomplete_problem
 from bair_world.data.errors import DataError
 from bair_world.data.flow import read_stored_flow
+from bair_world.data.poses import read_poses
 
 
 @dataclass
@@ -121,7 +122,7 @@ def check_sequence(seq_dir: Path, seq_len: int | None = None) -> tuple[tuple[np.
             errors.append(exc)
     if seq_len is None and (seq_dir / f"{length}.png").exists():
         errors.append(DataError(seq_dir / f"{length}.png", f"frame past the {length} rows of the CSV files"))
-    for read_optional in (read_labels, read_stored_flow):  # labels.npz, flow.npz: checked when present
+    for read_optional in (read_labels, read_stored_flow, read_poses):  # labels/flow/poses.npz: checked when present
         try:
             read_optional(seq_dir, length)
         except DataError as exc:

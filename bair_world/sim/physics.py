@@ -28,6 +28,8 @@ class ObjectSpec:
         radius: characteristic radius (metres); the collision radius for circles.
         height: height above the table (metres).
         colour: RGB in 0..255.
+        palette: index of its base colour in the world's palette (unique within a scene, so it names
+            the object across frames and sequences: the pose slot of `bair_world.data.poses`).
     """
 
     kind: str
@@ -35,6 +37,7 @@ class ObjectSpec:
     radius: float
     height: float
     colour: tuple[int, int, int]
+    palette: int = -1
 
 
 def sample_objects(rng: np.random.Generator, cfg: SimConfig, palette: np.ndarray) -> tuple[list[ObjectSpec], np.ndarray]:
@@ -63,7 +66,8 @@ def sample_objects(rng: np.random.Generator, cfg: SimConfig, palette: np.ndarray
             outline = np.stack([np.cos(ang) * rad, np.sin(ang) * rad], 1)  # (k, 2)
         base = palette[colours[i % len(palette)]].astype(float)
         colour = tuple(int(c) for c in np.clip(base * rng.uniform(0.85, 1.1), 0, 255))
-        specs.append(ObjectSpec(kind, outline, r, float(rng.uniform(*cfg.object_height)), colour))
+        specs.append(ObjectSpec(kind, outline, r, float(rng.uniform(*cfg.object_height)), colour,
+                                int(colours[i % len(palette)])))
         for _ in range(200):  # rejection sampling of a free spot inside the reachable area
             xy = rng.uniform([cfg.x_range[0] + 0.05, cfg.y_range[0] + 0.03], [cfg.x_range[1] - 0.02, cfg.y_range[1] - 0.03])
             if all(np.hypot(*(xy - p[:2])) > r + s.radius * 1.3 + 0.02 for p, s in zip(poses, specs)):

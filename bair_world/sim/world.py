@@ -79,6 +79,13 @@ class PushWorld:
         """(N, 2) object centres in the 64x64 frame's pixel coordinates (column, row)."""
         return self.renderer.to_pixels(self.object_poses[:, :2])
 
+    def pose_slots(self) -> np.ndarray:
+        """float32 (9, 3) object poses by palette colour, NaN for colours not in the scene (what a
+        dataset records per frame: `bair_world.data.poses`)."""
+        from bair_world.data.poses import pose_slots
+
+        return pose_slots([s.palette for s in self.specs], self.object_poses)
+
     def labels(self) -> np.ndarray:
         """uint8 (64, 64) region labels of the current frame (see `bair_world.sim.render.LABEL_NAMES`)."""
         return self.renderer.draw_labels(self.physics.object_poses(), self._position, self.grip)
@@ -205,6 +212,8 @@ class Rollout:
         labels: uint8 (T, 64, 64) region labels (0 static, 1 arm, 2 objects), or None if not asked for.
         flow: float32 (T, 64, 64, 2) true backward flow of frame t from frame t-1 (frame 0: zeros;
             `bair_world.sim.flow`), or None if not asked for.
+        poses: float32 (T, 9, 3) object poses by palette colour (`PushWorld.pose_slots`), or None if
+            not asked for.
     """
 
     frames: np.ndarray
@@ -213,15 +222,17 @@ class Rollout:
     object_pixels: np.ndarray
     labels: np.ndarray | None = None
     flow: np.ndarray | None = None
+    poses: np.ndarray | None = None
 
 
 def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig(), labels: bool = False,
-            flow: bool = False, policy: str = DEFAULT_POLICY) -> Rollout:
+            flow: bool = False, policy: str = DEFAULT_POLICY, poses: bool = False) -> Rollout:
     """Run sequence ``seed`` for `length` frames; frame t+1 = step(actions[t], positions[t]).
 
     ``policy`` names what drives it (`bair_world.sim.policy.POLICIES`; the default, ``scripted``, is
     every older dataset's). ``labels=True`` also records each frame's region labels, ``flow=True``
-    each frame's true flow from the previous one (the frames are the same either way).
+    each frame's true flow from the previous one, ``poses=True`` each frame's object poses by palette
+    colour (the frames are the same either way).
 
     Raises:
         ValueError: ``length < 1`` or an unknown policy.
@@ -233,17 +244,20 @@ def rollout(seed: int, length: int = 30, config: SimConfig = SimConfig(), labels
     label_maps = np.empty((length, config.image_size, config.image_size), np.uint8) if labels else None
     flows = np.zeros((length, config.image_size, config.image_size, 2), np.float32) if flow else None
     pixels = before = None
+    pose_rows = np.empty((length, 9, 3), np.float32) if poses else None
     for t, world, action in sequence_worlds(seed, length, config, policy):
         if pixels is None:
             pixels = np.empty((length, len(world.specs), 2))
         frames[t], positions[t], pixels[t], actions[t] = world.frame, world.position, world.object_pixels(), action
         if labels:
             label_maps[t] = world.labels()
+        if poses:
+            pose_rows[t] = world.pose_slots()
         if flow:
             if before is not None:
                 flows[t] = world.flow_from(before)
             before = world.pose_state()
-    return Rollout(frames, actions, positions, pixels, label_maps, flows)
+    return Rollout(frames, actions, positions, pixels, label_maps, flows, pose_rows)
 
 
 def sequence_worlds(seed: int, length: int = 30, config: SimConfig = SimConfig(), policy: str = DEFAULT_POLICY):
