@@ -71,7 +71,8 @@ def load_grown(model: SVG, weights: dict[str, torch.Tensor], path: Path) -> list
     changed = sorted(set(own) - set(weights))
     if any(not k.startswith(("motion_head.", "flow_pyramid.")) for k in changed):
         raise ValueError(f"--init-from {path}: weights do not fit (missing {changed[:3]})")
-    head_bias = model.motion_head_output().bias if model.motion_head is not None else None
+    head = model.motion_head_output()
+    head_bias = None if head is None else head.bias
     with torch.no_grad():
         for name, value in weights.items():
             target = own[name]

@@ -16,11 +16,11 @@ from torch import nn
 from bair_world.models.config import ModelConfig
 from bair_world.models.dcgan64 import DCGANDecoder, DCGANEncoder
 from bair_world.models.lstm import LSTM, GaussianLSTM, GeneratorLike, standard_normal
-from bair_world.models.motion import MOTION_HEAD_BIAS, DecodeParts, FlowPyramid, composite
+from bair_world.models.heads import HEADS, head_name
+from bair_world.models.motion import DecodeParts
 from bair_world.models.state import Advance, StepOutput, SVGState
 from bair_world.models.vgg64 import VGGDecoder, VGGEncoder
 
-_LOGIT_EPS = 1e-3  # keeps logit(x_prev) finite for the residual variant (|logit| <= 6.9)
 # Plausible condition statistics. BAIR's units are metres (positions ~0.2-0.8, action deltas ~0.05)
 # and gripper states 0..2, so a std below COND_STD_MIN is a constant column (stored as 1, never
 # divided by) and a mean or std beyond COND_LIMIT (10 km) is a unit error or corruption. Checkpoint
@@ -69,25 +69,19 @@ class SVG(nn.Module):
         self.posterior = GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.posterior_layers)
         self.prior = (GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.prior_layers)
                       if cfg.prior == "learned" else None)
-        # flow x, flow y, warp-mask logit (, context-mask logit)
-        self.motion_head = self.decoder.final_stage(4 if cfg.context_mask else 3) if cfg.motion else None
-        self.flow_pyramid = (FlowPyramid(self.decoder.final_in, cfg.max_flow)
-                             if cfg.motion and cfg.flow_head == "pyramid" else None)
+        self.head = HEADS[head_name(cfg)]
+        """The output head `decode` delegates to (`bair_world.models.heads`); its modules are the model's."""
+        for name, module in self.head.modules(cfg, self.decoder).items():
+            self.add_module(name, module)
         self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
         self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
         self.apply(init_weights)
-        if self.motion_head is not None:  # no flow; "single": masks ~0 (logits -6), "pyramid": masks open
-            last = self.motion_head_output()
-            nn.init.zeros_(last.weight)
-            bias = MOTION_HEAD_BIAS if self.flow_pyramid is None else (0.0,) * 4
-            with torch.no_grad():
-                last.bias.copy_(torch.tensor(bias[:last.bias.numel()]))
-        if self.flow_pyramid is not None:
-            self.flow_pyramid.zero_outputs()
+        self.head.initialise(self)
 
-    def motion_head_output(self) -> nn.Module:
-        """The motion head's last layer (its output channels: flow x, flow y, mask logits)."""
-        return self.motion_head if isinstance(self.motion_head, nn.ConvTranspose2d) else self.motion_head[-1]
+    def motion_head_output(self) -> nn.Module | None:
+        """The motion head's last layer (its output channels: flow x, flow y, mask logits); None without one."""
+        head = getattr(self, "motion_head", None)
+        return head if head is None or isinstance(head, nn.ConvTranspose2d) else head[-1]
 
     # -- normalisation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -261,7 +255,8 @@ class SVG(nn.Module):
     def decode(self, h_pred: torch.Tensor, skips: list[torch.Tensor], x_prev: torch.Tensor,
                cond: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
         """Decode predictor outputs (N, g_dim) into frames x_{t+1} (N, C, 64, 64) in [0, 1]: the one
-        decoder seam of a step (`forward`, training's batched decoding, benchmarks).
+        decoder seam of a step (`forward`, training's batched decoding, benchmarks); the decoder's
+        features go to the configured output head (`self.head`, `bair_world.models.heads`).
 
         Args:
             h_pred: (N, g_dim) predictor outputs; N may stack several steps of a batch (the decoder
@@ -271,33 +266,17 @@ class SVG(nn.Module):
             cond: (N, cond_dim) raw cond_t; needed with ``spatial_cond``.
             context: (N, C, 64, 64) the last real context frame; needed with ``context_mask``.
         """
-        if self.motion_head is None:
-            return self._plain(h_pred, skips, x_prev, self._decoder_cond(cond, h_pred))
-        return self.decode_parts(h_pred, skips, x_prev, cond, context).frame
+        return self.head.frame(self, self._features(h_pred, skips, cond), x_prev, context)
 
     def decode_parts(self, h_pred: torch.Tensor, skips: list[torch.Tensor], x_prev: torch.Tensor,
                      cond: torch.Tensor | None = None, context: torch.Tensor | None = None) -> DecodeParts:
         """`decode` with how the frame was made: the flow and each branch's weight (`DecodeParts`),
         for the motion losses and diagnostics. Same arguments as `decode`."""
-        cond_n = self._decoder_cond(cond, h_pred)
-        if self.motion_head is None:
-            frame = self._plain(h_pred, skips, x_prev, cond_n)
-            weights = torch.zeros_like(frame[:, :1]).expand(-1, 3, -1, -1).clone()  # (N, 3, H, W)
-            weights[:, 1] = 1.0
-            return DecodeParts(frame, None, weights)
-        if self.cfg.context_mask and context is None:
-            raise ValueError("a context_mask model decodes with the context frame (N, C, 64, 64)")
-        feats = self.decoder.features(h_pred, skips, cond_n)
-        out = self.decoder.upc5(feats)  # (N, C, 64, 64) logits
-        if self.cfg.residual:
-            out = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS)) + out
-        motion = self.motion_head(feats)  # (N, 3 or 4, 64, 64): flow x, flow y (pixels), mask logit(s)
-        limit = self.cfg.max_flow
-        if self.flow_pyramid is None:
-            flow = limit * torch.tanh(motion[:, :2])
-        else:  # coarse-to-fine flow plus the 64-px stage's residual, smoothly bounded
-            flow = limit * torch.tanh((self.flow_pyramid(feats) + motion[:, :2]) / limit)
-        return composite(motion, torch.sigmoid(out), x_prev, context if self.cfg.context_mask else None, flow)
+        return self.head.decode_parts(self, self._features(h_pred, skips, cond), x_prev, context)
+
+    def _features(self, h_pred: torch.Tensor, skips: list[torch.Tensor], cond: torch.Tensor | None) -> torch.Tensor:
+        """The decoder's last features (`SkipDecoder.features`), what every output head decodes."""
+        return self.decoder.features(h_pred, skips, self._decoder_cond(cond, h_pred))
 
     def _decoder_cond(self, cond: torch.Tensor | None, h_pred: torch.Tensor) -> torch.Tensor | None:
         """The normalised cond the decoder takes with ``spatial_cond`` (None otherwise)."""
@@ -306,10 +285,3 @@ class SVG(nn.Module):
         if cond is None:
             raise ValueError("a spatial_cond model decodes with cond (N, cond_dim)")
         return self.normalise_cond(cond.to(self.cond_mean.dtype)).to(h_pred.dtype)
-
-    def _plain(self, h_pred, skips, x_prev, cond_n) -> torch.Tensor:
-        """The decoder's frame without a motion output (residual on logit(x_t) if configured)."""
-        if self.cfg.residual:
-            base = torch.logit(x_prev.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
-            return torch.sigmoid(base + self.decoder(h_pred, skips, cond_n, logits=True))
-        return self.decoder(h_pred, skips, cond_n)
