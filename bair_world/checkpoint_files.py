@@ -12,8 +12,9 @@ import os
 import stat
 import struct
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import torch
 
@@ -69,18 +70,48 @@ def require_regular(file: Path) -> None:
         raise CheckpointError(file, "not a regular file (a FIFO, device or folder)")
 
 
-def file_sha256(file: Path) -> str:
-    """Hex sha256 of ``file``'s bytes (what config.json's ``weights_sha256`` records)."""
+def file_sha256(file: Path, opened: BinaryIO | None = None) -> str:
+    """Hex sha256 of ``file``'s bytes (what config.json's ``weights_sha256`` records); read from
+    ``opened`` (from its start) when given, else from the path."""
     digest = hashlib.sha256()
-    with open(file, "rb") as f:
+    with _opened(file, opened) as f:
+        f.seek(0)
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def read_header(file: str | Path) -> dict[str, dict[str, Any]]:
+@contextmanager
+def _opened(file: Path, opened: BinaryIO | None) -> Iterator[BinaryIO]:
+    """``opened`` as it is (left open), or ``file`` opened for reading and closed afterwards."""
+    if opened is not None:
+        yield opened
+        return
+    with open(file, "rb") as f:
+        yield f
+
+
+def open_regular(file: Path, missing: str = "missing") -> BinaryIO:
+    """``file`` opened for reading, checked to be a regular file on the opened descriptor (a FIFO
+    neither blocks the open nor is read).
+
+    Raises:
+        CheckpointError: naming ``file``: ``missing`` when it does not exist, or not a regular file.
+    """
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise CheckpointError(file, missing) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CheckpointError(file, "not a regular file (a FIFO, device or folder)")
+    return os.fdopen(fd, "rb")
+
+
+def read_header(file: str | Path, opened: BinaryIO | None = None) -> dict[str, dict[str, Any]]:
     """The tensors of a safetensors file (name -> {"dtype", "shape", "data_offsets"}) from its header,
-    checked for consistency with the file's size (nothing else is read).
+    checked for consistency with the file's size (nothing else is read); read from ``opened`` (the
+    file ``file`` names, already open) when given.
 
     Raises:
         CheckpointError: naming ``file``: not a regular file, a header that is not safetensors, an
@@ -88,11 +119,13 @@ def read_header(file: str | Path) -> dict[str, dict[str, Any]]:
             than its tensors.
     """
     file = Path(file)
-    if not os.path.lexists(file):
-        raise CheckpointError(file, "missing")
-    require_regular(file)
-    size = file.stat().st_size
-    with open(file, "rb") as f:
+    if opened is None:
+        if not os.path.lexists(file):
+            raise CheckpointError(file, "missing")
+        require_regular(file)
+    with _opened(file, opened) as f:
+        size = os.fstat(f.fileno()).st_size
+        f.seek(0)
         raw = f.read(8)
         if len(raw) < 8:
             raise CheckpointError(file, f"unreadable safetensors file ({size} bytes: no header)")
@@ -239,10 +272,10 @@ def model_sha256(model: dict[str, Any], weights_sha256: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def check_hashes(config_file: Path, weights: Path, info: dict[str, Any]) -> None:
-    """Compare the ``weights`` file's sha256 with config.json's ``weights_sha256``, then its "model"
-    section with ``model_sha256`` (`model_sha256`). A config without them (saved by an older
-    bair-world) loads with one warning saying what was not verified.
+def check_hashes(config_file: Path, weights: Path, info: dict[str, Any], opened: BinaryIO | None = None) -> None:
+    """Compare the ``weights`` file's sha256 (read from ``opened`` when given) with config.json's
+    ``weights_sha256``, then its "model" section with ``model_sha256`` (`model_sha256`). A config
+    without them (saved by an older bair-world) loads with one warning saying what was not verified.
 
     Raises:
         CheckpointError: naming ``weights`` if its hash differs (corrupt or changed), or
@@ -251,15 +284,15 @@ def check_hashes(config_file: Path, weights: Path, info: dict[str, Any]) -> None
     recorded, weights_hash = info.get(MODEL_HASH), info.get("weights_sha256")
     on_purpose = f"load with verify=False or {SKIP_CHECK_ENV}=1"
     if weights_hash is not None:
-        actual = file_sha256(weights)
+        actual = file_sha256(weights, opened)
         if actual != weights_hash:
             raise CheckpointError(weights, f"sha256 {actual[:16]}... differs from {str(weights_hash)[:16]}... recorded in "
                                            f"{config_file.name}: the file is corrupt or was changed (weights edited on "
                                            f"purpose {on_purpose})")
     if weights_hash is None or recorded is None:
-        what = "weights and architecture" if weights_hash is None else 'architecture (its "model" section)'
+        what = "weights and architecture were" if weights_hash is None else 'architecture (its "model" section) was'
         missing = "weights_sha256" if weights_hash is None else MODEL_HASH
-        warnings.warn(f"{config_file}: no {missing} recorded (saved by an older bair-world): its {what} were not "
+        warnings.warn(f"{config_file}: no {missing} recorded (saved by an older bair-world): its {what} not "
                       f"verified; saving it again records the hashes", stacklevel=3)
         return
     if not isinstance(recorded, str):
