@@ -1,5 +1,5 @@
-"""What `bair_world.counterfactual` starts from: references with their seeds (`Starts`, `load_starts`)
-and the model to drive (`world_model`)."""
+"""What `bair_world.counterfactual` starts from: references with their seeds (`Starts`, `load_starts`,
+read through `bair_world.references`) and the model to drive (`world_model`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bair_world.data.batch import cond_of
-from bair_world.data.errors import DataError
+from bair_world.references import FolderReferences, ReferenceSource, SimReferences
 
 
 @dataclass
@@ -53,49 +53,14 @@ class Starts:
         return self.names[row]
 
 
-def _from_root(root: Path, split: str, picks: range | list[int], length: int):
-    """(frames, actions, positions, seeds, names, picks, policy) of sequences ``picks`` of a dataset split."""
-    from bair_world.data.bair_folder import list_sequences, read_sequence
-    from bair_world.data.packed import PackedSplit, is_packed
-    from bair_world.data.seeds import recorded_policy, recorded_seeds
-
-    if is_packed(root):
-        data = PackedSplit(root, split)
-        if data.length < length:
-            raise DataError(root / split / "actions.npy", f"sequences have {data.length} steps, expected at least {length}")
-        picks = [i for i in picks if i < len(data)]
-        arrays = [np.array(a[picks, :length]) for a in (data.frames, data.actions, data.positions)]
-        names = [f"{root / split}[{i}]" for i in picks]
-    else:
-        dirs = list_sequences(root, split)
-        picks = [i for i in picks if i < len(dirs)]
-        seqs = [read_sequence(dirs[i], length) for i in picks]
-        arrays = [np.stack([s[k] for s in seqs]) for k in range(3)]
-        names = [str(dirs[i]) for i in picks]
-    seeds = recorded_seeds(root, split)
-    return (*arrays, None if seeds is None else [seeds[i] for i in picks], names, list(picks), recorded_policy(root))
-
-
-def _from_seeds(seeds: list[int], picks, length: int):
-    from bair_world.sim import DEFAULT_POLICY, generate_sequence
-
-    picks = [i for i in picks if i < len(seeds)]
-    seqs = [generate_sequence(seeds[i], length) for i in picks]
-    arrays = [np.stack([s[k] for s in seqs]) for k in range(3)]
-    return (*arrays, [seeds[i] for i in picks], [f"sim:seed={seeds[i]}" for i in picks], picks, DEFAULT_POLICY)
-
-
-def _from_source(refs, picks, length: int):
-    from bair_world.sim import DEFAULT_POLICY
-
-    picks = [i for i in picks if i < len(refs)]
-    got = [refs[i] for i in picks]
-    if any(len(r.frames) < length for r in got):
-        raise ValueError(f"{refs!r}: references shorter than the {length} frames asked for")
-    arrays = [np.stack([getattr(r, k)[:length] for r in got]) for k in ("frames", "actions", "positions")]
-    seeds = [refs.seed(i) if hasattr(refs, "seed") else None for i in picks]
-    return (*arrays, None if None in seeds else seeds, [r.rollout_id for r in got], picks,
-            getattr(refs, "policy", DEFAULT_POLICY))
+def reference_source(references, split: str = "test", length: int | None = None) -> ReferenceSource:
+    """The `ReferenceSource` behind ``references``: a dataset root (`FolderReferences`), a list of
+    pushing-world seeds (`SimReferences`, scripted sequences) or a reference source itself."""
+    if isinstance(references, (str, Path)):
+        return FolderReferences(references, split, length=length)
+    if isinstance(references, (list, tuple, np.ndarray)) and all(isinstance(s, (int, np.integer)) for s in references):
+        return SimReferences(seeds=[int(s) for s in references], length=length or 30)
+    return references
 
 
 def load_starts(references, split: str = "test", count: int | None = None, length: int = 30,
@@ -103,48 +68,36 @@ def load_starts(references, split: str = "test", count: int | None = None, lengt
     """The first ``count`` references (or just reference ``only``), ``length`` frames each.
 
     Args:
-        references: a dataset root (folder layout or packed; seeds and data policy from its manifest,
-            `bair_world.data.seeds.recorded_seeds`, `recorded_policy`), a list of pushing-world seeds
-            (scripted sequences), or a reference source (indexable, ``len``, items with
-            ``frames``/``actions``/``positions``, and a ``seed(index)`` method and a ``policy`` (default
-            scripted) for the true world).
+        references: what `reference_source` takes: a dataset root (folder layout or packed; seeds and
+            data policy from its manifest), a list of pushing-world seeds, or a reference source
+            (`bair_world.references.ReferenceSource`: its ``seed(index)`` and ``policy`` start the true world).
         split: the dataset split (roots only).
         need_seeds: raise unless every reference has a seed.
 
     Raises:
         ValueError: no references, or no seeds where they are needed; DataError: unreadable data.
     """
-    picks = [only] if only is not None else None
+    refs = reference_source(references, split, length)
     if isinstance(references, (str, Path)):
-        root = Path(references)
-        total = len(_listing(root, split))
-        parts, source = _from_root(root, split, picks or range(min(count or total, total)), length), f"{root} [{split}]"
-    elif isinstance(references, (list, tuple, np.ndarray)) and all(isinstance(s, (int, np.integer)) for s in references):
-        seeds = [int(s) for s in references]
-        parts, source = _from_seeds(seeds, picks or range(min(count or len(seeds), len(seeds))), length), "seeds"
+        source = f"{references} [{split}]"
     else:
-        n = len(references)
-        parts, source = _from_source(references, picks or range(min(count or n, n)), length), repr(references)
-    frames, actions, positions, seeds, names, idx, policy = parts
-    if only is not None and not idx:
+        source = repr(references) if refs is references else "seeds"
+    if only is not None and not 0 <= only < len(refs):
         raise IndexError(f"{source}: index {only} out of range")
-    if not idx:
+    picks = [only] if only is not None else list(range(min(count or len(refs), len(refs))))
+    if not picks:
         raise ValueError(f"{source}: no references to start from")
-    starts = Starts(np.ascontiguousarray(frames, np.uint8), np.asarray(actions, np.float32),
-                    np.asarray(positions, np.float32), seeds, np.asarray(idx), names, source, policy)
+    got = [refs[i] for i in picks]
+    if any(len(r) < length for r in got):
+        raise ValueError(f"{refs!r}: references shorter than the {length} frames asked for")
+    seeds = [refs.seed(i) for i in picks]
+    arrays = [np.stack([getattr(r, k)[:length] for r in got]) for k in ("frames", "actions", "positions")]
+    starts = Starts(np.ascontiguousarray(arrays[0], np.uint8), np.asarray(arrays[1], np.float32),
+                    np.asarray(arrays[2], np.float32), None if None in seeds else seeds, np.asarray(picks),
+                    [r.rollout_id for r in got], source, refs.policy)
     if need_seeds:
         starts.seed(0)  # a clear error now rather than mid-run
     return starts
-
-
-def _listing(root: Path, split: str):
-    from bair_world.data.packed import PackedSplit, is_packed
-
-    if is_packed(root):
-        return range(len(PackedSplit(root, split)))
-    from bair_world.data.bair_folder import list_sequences
-
-    return list_sequences(root, split)
 
 
 def world_model(model, device: str = "cpu", precision: str = "float32"):

@@ -77,6 +77,23 @@ def test_sim_references_take_explicit_seeds(synth):
     assert SimReferences(size=4, seed_offset=7).seed(3) == 10
 
 
+def test_references_are_defined_once_in_the_core_and_the_starts_read_through_them(synth):
+    import bair_world.references as core
+    from bair_world.envs import references as env_references
+
+    assert env_references.FolderReferences is core.FolderReferences and env_references.SimReferences is core.SimReferences
+    folder, packed, _ = synth
+    for root in (folder, packed):
+        refs = core.FolderReferences(root, "test", length=6)  # the first 6 of each sequence's 10 frames
+        starts = cf.load_starts(root, "test", length=6)
+        assert np.array_equal(starts.frames[2], refs[2].frames) and starts.names[2] == refs[2].rollout_id
+        assert starts.seeds == [refs.seed(i) for i in range(3)] and starts.policy == refs.policy == "scripted"
+    from_seeds = cf.load_starts(starts.seeds, length=6)  # seeds: the built-in world's references
+    assert np.array_equal(from_seeds.frames, starts.frames) and from_seeds.names[0] == f"sim:seed={starts.seeds[0]}"
+    with pytest.raises(ValueError, match="shorter than the 12 frames"):
+        cf.load_starts(SimReferences(seeds=starts.seeds, length=6), length=12)
+
+
 def _hand_made():
     """One row, two steps of 16x16 frames: an object (label 2) moves from columns 0-1 to 4-5 of row 0;
     the arm sits at (3, 3); an object under the arm in the context frame at (5, 5) shows at step t
