@@ -10,11 +10,17 @@ steps, then plans again. Positions are never planned: they follow from the actio
 pushing world's own arm kinematics (`bair_world.sim.arm_step`), so a plan means the same thing in
 the learned world and in the true one.
 
-The cost is the image distance to the goal frame (`bair_world.metrics.goal_distance`), or, when the
-goal carries a weight mask (`PlanContext.weights`, made by `goal_weights`), the distance weighted
+The cost is chosen by name from one interface (`bair_world.plan_costs`: ``make_cost``): ``"pixel"``
+(the default) is the image distance to the goal frame (`bair_world.metrics.goal_distance`), or, when
+the goal carries a weight mask (`PlanContext.weights`, made by `goal_weights`), the distance weighted
 by where the start and the goal frames differ with the arm's pixels discounted
 (`weighted_distance`): a pushing goal is about a few object pixels, which the arm would otherwise
-dominate.
+dominate. ``"readout"`` is the goal object's distance in metres, read from the model's imagined
+codes by a trained state readout (`bair_world.readout`), and ``"mix"`` both.
+
+Where the time goes: ``ModelDynamics.timings`` splits its seconds into the context feed, the
+encoder, the predictor, the decoder and the cost; `CEMPlanner.timings` adds the CEM's own
+sampling and refitting (``cem``).
 
 Two dynamics models share one interface:
 
@@ -41,6 +47,7 @@ import torch
 
 from bair_world.data.batch import IMAGE_SIZE, cond_of, frames_to_float, frames_to_uint8
 from bair_world.metrics import goal_distance
+from bair_world.plan_costs import COSTS, MixedCost, PixelCost, PlanCost, ReadoutCost, make_cost  # noqa: F401
 from bair_world.sim import PushWorld, SimConfig, action_bounds, arm_step, quantise_action
 from bair_world.world_model import WorldModel
 
@@ -174,17 +181,46 @@ class ModelDynamics:
             with ``precision="bfloat16"`` on a CPU with AVX512-BF16 for ~2x the speed.
         samples: latent draws per candidate (1 = the plain planner).
         spread_weight: weight of the draws' standard deviation in the distance (0 = their mean only).
+        cost: the cost (`bair_world.plan_costs`; default the pixel cost). One that needs no frames
+            (``"readout"``) is scored on the predictor's codes and the last imagined step is not decoded.
+        profile: split the model's time into encoder / predictor / decoder (``timings``); steps then
+            run eagerly through `WorldModel.step_latent` (same frames) even for a compiled model.
 
-    ``seconds`` accumulates the wall time spent in `imagine` (the model calls and their costs).
+    ``seconds`` accumulates the wall time spent in `imagine` (the model calls and their costs);
+    ``timings`` its split: "reset" (context feed), "step" (model steps; with ``profile`` or a code
+    cost: "encoder", "predictor", "decoder" instead), "cost".
     """
 
-    def __init__(self, core: WorldModel, samples: int = 1, spread_weight: float = 0.0):
+    def __init__(self, core: WorldModel, samples: int = 1, spread_weight: float = 0.0, cost: PlanCost | None = None,
+                 profile: bool = False):
         if samples < 1 or spread_weight < 0:
             raise ValueError(f"ModelDynamics needs samples >= 1 and spread_weight >= 0, got {samples}, {spread_weight}")
         self.core = core
         self.samples = samples
         self.spread_weight = spread_weight
+        self.cost = PixelCost() if cost is None else cost
+        self.profile = profile
         self.seconds = 0.0
+        self.timings: dict[str, float] = {}
+
+    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (N, 64, 64, 3) -> the encoder's codes (N, g) (the readout costs read goal images with it)."""
+        return self.core.encode(frames_to_float(frames))  # (N, 64, 64, 3) -> (N, 3, 64, 64) -> (N, g)
+
+    def _tick(self, name: str, start: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - start
+        return now
+
+    def _model_step(self, cond: torch.Tensor, gens, last: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """One imagined step of every row -> (codes or None, frames or None)."""
+        if not (self.profile or self.cost.needs_codes):
+            t0 = time.perf_counter()
+            frame = self.core.step(cond, gens)
+            self._tick("step", t0)
+            return None, frame
+        decode = self.cost.needs_frames or not last
+        return self.core.step_latent(cond, gens, decode=decode, timings=self.timings)
 
     def imagine(self, ctx: PlanContext, actions: np.ndarray, positions: np.ndarray,
                 rng: np.random.Generator, seeds: np.ndarray | None = None, steps=None) -> np.ndarray:
@@ -202,16 +238,22 @@ class ModelDynamics:
         conds = torch.from_numpy(np.stack(ctx.conds).astype(np.float32)).reshape(e, hist.shape[1] - 1, -1)  # (E, t, 7)
         self.core.reset(hist, conds, [gens[i * k * s] for i in range(e)])  # posterior on every observed frame
         self.core.repeat_rows(k * s)  # (E,) -> (E*K*S,): row (e*K + j)*S + d is draw d of candidate j of env e
+        t0 = self._tick("reset", start)
+        self.cost.begin(ctx, self._encode)
+        self._tick("cost", t0)
         # (E, K, H, 4) + (E, K, H, 3) -> (E, K, H, 7) -> (E*K, H, 7) -> (E*K*S, H, 7)
         cand = torch.from_numpy(cond_of(actions, positions)).reshape(e * k, h, -1)
         cand = cand.repeat_interleave(s, 0)
         scored = set(_steps(steps, h))
         dist = np.full((e, k, s, h), np.nan)
         for step in range(max(scored) + 1):
-            pred = self.core.step(cand[:, step], gens)  # (E*K*S, 3, 64, 64)
+            codes, pred = self._model_step(cand[:, step], gens, last=step == max(scored))  # (E*K*S, g), (E*K*S, 3, 64, 64)
             if step in scored:
-                frames = frames_to_uint8(pred).reshape(e, k, s, IMAGE_SIZE, IMAGE_SIZE, 3)  # (E*K*S, ...) -> (E, K, S, ...)
-                dist[:, :, :, step] = ctx.distance(frames)
+                t0 = time.perf_counter()
+                frames = None if pred is None else frames_to_uint8(pred).reshape(e, k, s, IMAGE_SIZE, IMAGE_SIZE, 3)
+                codes = None if codes is None else codes.reshape(e, k, s, -1)  # (E*K*S, g) -> (E, K, S, g)
+                dist[:, :, :, step] = self.cost(ctx, frames=frames, codes=codes)
+                self._tick("cost", t0)
         self.seconds += time.perf_counter() - start
         return dist.mean(2) + self.spread_weight * dist.std(2)  # (E, K, S, H) -> (E, K, H)
 
@@ -225,7 +267,11 @@ class SimDynamics:
     wall time spent in `imagine`.
     """
 
-    def __init__(self):
+    def __init__(self, cost: PlanCost | None = None):
+        self.cost = PixelCost() if cost is None else cost
+        if self.cost.needs_codes:
+            raise ValueError(f"SimDynamics renders frames and has no model codes: the {self.cost.name!r} cost "
+                             "needs ModelDynamics")
         self.seconds = 0.0
 
     def imagine(self, ctx: PlanContext, actions: np.ndarray, positions: np.ndarray,
@@ -247,7 +293,8 @@ class SimDynamics:
                     if render:
                         frames[i, j, scored.index(step)] = frame
         dist = np.full((e, k, h), np.nan)
-        dist[:, :, scored] = ctx.distance(frames)
+        self.cost.begin(ctx)
+        dist[:, :, scored] = self.cost(ctx, frames=frames)
         self.seconds += time.perf_counter() - start
         return dist
 
@@ -320,6 +367,7 @@ class CEMPlanner:
     sequence: np.ndarray = field(init=False, default=None)
 
     def __post_init__(self):
+        self.timings: dict[str, float] = {"plan": 0.0, "dynamics": 0.0, "cem": 0.0}  # seconds, accumulated
         self.low, self.high = (b.astype(np.float64) for b in action_bounds(self.sim_config))
         self.rng = np.random.default_rng(self.seed)
         self._last: dict[int, tuple[int, np.ndarray]] = {}  # episode key -> (step planned at, (H, 4) best)
@@ -345,7 +393,18 @@ class CEMPlanner:
         return self.plan_sequence(ctx)[:, 0]
 
     def plan_sequence(self, ctx: PlanContext) -> np.ndarray:
-        """The best action sequence (E, H, 4) of every env (float32, quantised, rows held ``repeat`` steps)."""
+        """The best action sequence (E, H, 4) of every env (float32, quantised, rows held ``repeat`` steps).
+
+        ``timings`` accumulates the wall time of the calls ("plan"), of the dynamics in them
+        ("dynamics") and the rest, the CEM's sampling, refitting and bookkeeping ("cem")."""
+        start, before = time.perf_counter(), self.dynamics.seconds
+        sequence = self._plan_sequence(ctx)
+        total, dyn = time.perf_counter() - start, self.dynamics.seconds - before
+        for key, value in (("plan", total), ("dynamics", dyn), ("cem", total - dyn)):
+            self.timings[key] += value
+        return sequence
+
+    def _plan_sequence(self, ctx: PlanContext) -> np.ndarray:
         cfg, e = self.config, ctx.num_envs
         h = int(max(1, min(cfg.horizon, int(np.max(ctx.steps_left)))))
         r, k, n_elite = cfg.repeat, cfg.population, cfg.elites

@@ -27,6 +27,7 @@ the latent draws are identical (drawn outside the graph). The context feed at re
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from dataclasses import replace
 
@@ -80,6 +81,21 @@ def _float32_state(state: SVGState) -> SVGState:
     return replace(state, predictor=lstm(state.predictor), posterior=lstm(state.posterior), prior=lstm(state.prior),
                    skips=None if state.skips is None else [s.float() for s in state.skips],
                    context=None if state.context is None else state.context.float())
+
+
+class _Clock:
+    """Calls a function and adds its wall time to ``timings[name]`` (no-op bookkeeping when None)."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings = timings
+
+    def __call__(self, name: str, fn, *args, **kwargs):
+        if self.timings is None:
+            return fn(*args, **kwargs)
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        return out
 
 
 class WorldModel:
@@ -276,8 +292,8 @@ class WorldModel:
         return h.float()
 
     @torch.inference_mode()
-    def step_latent(self, cond: torch.Tensor, generator: GeneratorLike = None,
-                    decode: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def step_latent(self, cond: torch.Tensor, generator: GeneratorLike = None, decode: bool = True,
+                    timings: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`step` of every row (eager, same latent draws) that also returns the frame predictor's output.
 
         Args:
@@ -285,6 +301,8 @@ class WorldModel:
             decode: decode the frame (and feed it back). ``False`` skips the decoder, the costliest
                 part of a step, for a caller that needs only the code (a readout cost at a plan's last
                 imagined step); the rollout cannot continue afterwards (no frame to encode next).
+            timings: if given, the seconds spent in the "encoder", "predictor" (latent and LSTMs) and
+                "decoder" are added to its entries (where a planning step's time goes).
 
         Returns:
             (h_pred float32 (B, g_dim), the predicted frame (B, C, 64, 64) or None without ``decode``).
@@ -293,13 +311,13 @@ class WorldModel:
             raise RuntimeError("WorldModel.step_latent() before reset() or after a step without decoding")
         x = self.last_frame
         noise = standard_normal(x.new_empty(x.shape[0], self.model.cfg.z_dim), generator)
-        x = self._layout(x)
+        x, cond = self._layout(x), cond.to(self.device, torch.float32)
+        clock = _Clock(timings)
         with self._autocast():
-            h_prev, skips = self.model.encoder(x)
-            adv = self.model.advance(self.state, h_prev, skips, cond.to(self.device, torch.float32), noise=noise,
-                                     x_prev=x)
-            frame = self.model.decode(adv.h_pred, adv.state.skips, x, cond.to(self.device, torch.float32),
-                                      adv.state.context) if decode else None
+            h_prev, skips = clock("encoder", self.model.encoder, x)
+            adv = clock("predictor", self.model.advance, self.state, h_prev, skips, cond, noise=noise, x_prev=x)
+            frame = clock("decoder", self.model.decode, adv.h_pred, adv.state.skips, x, cond,
+                          adv.state.context) if decode else None
         self.state = adv.state if self.autocast_dtype is None else _float32_state(adv.state)
         self.last_frame = None if frame is None else frame.float()
         return adv.h_pred.float(), self.last_frame

@@ -191,6 +191,45 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
             raise RuntimeError("render() before reset()")
         return self._frames[-1].copy()
 
+    def plan_cost(self, name: str = "pixel", readout=None, encode=None, weight: float = 1.0):
+        """The planner's cost ``name`` (`bair_world.plan_costs`: "pixel", "readout", "mix") bound to this
+        env's current goal, for a user's own planner: ``score(frames=None, codes=None)`` with imagined
+        frames uint8 (..., 64, 64, 3) and/or predictor codes (..., g) -> costs (...), 0 at the goal.
+
+        Args:
+            name: the cost (the planner's `ModelDynamics` takes the same ones).
+            readout: a `bair_world.readout.StateReadout` for "readout"/"mix"; default: the one saved with
+                ``BairWorldGoal-v0``'s checkpoint (refused if trained on another model).
+            encode: uint8 frames (N, 64, 64, 3) -> codes (N, g), the model's encoder (default: this env's
+                model, ``BairWorldGoal-v0`` only).
+            weight: the readout's weight in "mix".
+
+        Call it again after ``reset`` (a new goal).
+        """
+        from bair_world.data.batch import frames_to_float
+        from bair_world.envs.goal_eval import plan_context
+        from bair_world.plan_costs import make_cost
+
+        core, checkpoint = getattr(getattr(self, "episodes", None), "core", None), getattr(
+            getattr(self, "episodes", None), "checkpoint", None)
+        if name != "pixel" and readout is None and checkpoint is not None:
+            from bair_world.checkpoint import read_config
+            from bair_world.readout import load_readout
+
+            readout, _ = load_readout(checkpoint, read_config(checkpoint).get("model_sha256"))
+        cost = make_cost(name, readout, weight)
+        if encode is None and core is not None:
+            encode = lambda frames: core.encode(frames_to_float(frames))  # noqa: E731
+        ctx = plan_context([self])
+        cost.begin(ctx, encode)
+
+        def score(frames=None, codes=None) -> np.ndarray:
+            frames = None if frames is None else np.asarray(frames)[None]  # (...) -> (1, ...): one env
+            codes = None if codes is None else torch_as(codes)[None]
+            return cost(ctx, frames=frames, codes=codes)[0]
+
+        return score
+
     # -- helpers -------------------------------------------------------------------------------
     def _checked(self, action) -> np.ndarray:
         """(4,) float64: checked, clipped into the action box and quantised as the pushing world executes."""
@@ -212,3 +251,9 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
         info.update(self._extra_info())
         return info
 
+
+def torch_as(codes):
+    """Codes as a float32 torch tensor (a user may hand numpy)."""
+    import torch
+
+    return torch.as_tensor(np.asarray(codes, np.float32)) if not hasattr(codes, "detach") else codes.float()
