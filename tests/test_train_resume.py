@@ -113,3 +113,25 @@ def test_resume_falls_back_to_the_backup_of_an_interrupted_checkpoint_swap(data_
         summary = train(tiny(data_root, tmp_path, resume=run, max_minutes=None))
     assert (summary["epoch"], summary["step"]) == (2, 4)
     assert_same_weights(run, straight)
+
+
+@pytest.mark.parametrize("partial", [None, {"epoch": 4, "batches": 1, "sums": [], "rng": []}])
+def test_snapshots_are_saved_beside_best_and_last_with_the_same_record(tmp_path, partial):
+    from bair_world.models import SVG, model_preset
+    from bair_world.training.resume import RunState, save_checkpoints
+
+    model = SVG(model_preset("tiny"))
+    optimizer = torch.optim.Adam(model.parameters())
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    row, data_info = {"epoch": 4, "val_psnr": 20.5, "note": "not a number"}, {"root": "x", "seed": 0}
+    for epoch in (3, 4):  # snapshot_every=2: after epoch 4 only, and never inside an epoch (a budget stop)
+        state = RunState(epoch=epoch, step=10 * epoch, partial=partial)
+        save_checkpoints(tmp_path, model, optimizer, scaler, state, row, [], improved=False, data_info=data_info,
+                         snapshot_every=2)
+    snapshots = sorted(p.name for p in (tmp_path / "snapshots").iterdir()) if (tmp_path / "snapshots").exists() else []
+    assert snapshots == ([] if partial else ["step-000040"])
+    if not partial:
+        record = lambda p: {k: v for k, v in json.loads((p / "config.json").read_text()).items()  # noqa: E731
+                            if k in ("metrics", "data", "step", "epoch")}
+        assert record(tmp_path / "snapshots" / "step-000040") == record(tmp_path / "last")
+        assert record(tmp_path / "last")["metrics"] == {"epoch": 4, "val_psnr": 20.5}

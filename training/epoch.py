@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bair_world.checkpoint import save_checkpoint
 from bair_world.training import data as train_data
 from bair_world.training import distributed as D
 from bair_world.training.config import TrainConfig
@@ -145,11 +144,8 @@ def validate_and_save(run: Run, row: dict) -> None:
         data_info = {"root": str(run.root), "seed": cfg.seed, "n_past": cfg.model.n_past, "n_future": cfg.n_future,
                      "losses": trained_losses(cfg)}
         save_checkpoints(run.run_dir, run.model, run.optimizer, run.scaler, state, row,
-                         history=run.reporter.history + [dict(row)], improved=improved, data_info=data_info)
-        if cfg.snapshot_every and state.partial is None and state.epoch % cfg.snapshot_every == 0:
-            save_checkpoint(run.run_dir / "snapshots" / f"step-{state.step:06d}", run.model, step=state.step,
-                            epoch=state.epoch, metrics={k: v for k, v in row.items() if isinstance(v, (int, float))},
-                            data_info=data_info)
+                         history=run.reporter.history + [dict(row)], improved=improved, data_info=data_info,
+                         snapshot_every=cfg.snapshot_every)
         report_epoch(cfg, run.run_dir, run.reporter, state, row, improved, run.val_frames, preds)
     D.barrier(run.info)
 

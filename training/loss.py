@@ -23,7 +23,7 @@ from torch import nn
 
 from bair_world.models import SVG
 from bair_world.models.motion import DecodeParts
-from bair_world.training.motion_loss import flow_loss, mask_loss, motion_targets, pyramid_warp_loss
+from bair_world.training.motion_loss import CHANGE_THRESHOLD, flow_loss, mask_loss, motion_targets, pyramid_warp_loss
 
 
 class SequenceLoss(nn.Module):
@@ -151,10 +151,6 @@ class SequenceLoss(nn.Module):
         cond = torch.cat([p[3] for p in pending])  # (k*B, cond_dim)
         context = None if pending[0][4] is None else torch.cat([p[4] for p in pending])  # (k*B, C, H, W)
         return decode(h, skips, x_in, cond, context)
-
-
-CHANGE_THRESHOLD = 0.05
-"""A pixel counts as changed when a channel differs by more than this (in [0, 1] units)."""
 
 
 def changed_pixels(frames: torch.Tensor, n_past: int) -> torch.Tensor:

@@ -30,6 +30,9 @@ STATIC_FLOW_WEIGHT = 0.1
 """Weight of the static scene's flow (pulled to 0) beside the moving pixels' end-point error."""
 WARP, GENERATED, CONTEXT, IGNORE = 0, 1, 2, -1
 """Mask target classes (the branches' order in `DecodeParts.weights`) and 'no target'."""
+CHANGE_THRESHOLD = 0.05
+"""A pixel counts as changed when a channel differs by more than this (in [0, 1] units): the cells
+the warp loss scores and the pixels the moving-pixel weighting (`bair_world.training.loss`) counts."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def mask_loss(parts: DecodeParts, targets: MotionTargets) -> torch.Tensor:
 def pyramid_warp_loss(x_prev: torch.Tensor, x_next: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Mean over `PYRAMID_SCALES` of the Charbonnier error of warp(pool(x_prev), pool(flow) / s) against
     pool(x_next), over the cells where the frames changed (x_prev, x_next (N, C, H, W) ground truth)."""
-    changed = ((x_next - x_prev).abs().amax(1, keepdim=True) > 0.05).float()  # (N, 1, H, W)
+    changed = ((x_next - x_prev).abs().amax(1, keepdim=True) > CHANGE_THRESHOLD).float()  # (N, 1, H, W)
     total = x_prev.new_zeros((), dtype=torch.float32)
     for s in PYRAMID_SCALES:
         pool = (lambda x: F.avg_pool2d(x, s)) if s > 1 else (lambda x: x)

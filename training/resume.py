@@ -1,4 +1,5 @@
-"""A run's checkpoints: writing ``best/`` and ``last/`` (with the resume state), and resuming from ``last/``.
+"""A run's checkpoints: writing ``best/``, ``last/`` (with the resume state) and ``snapshots/step-N/``,
+and resuming from ``last/``.
 
 ``last/`` carries the optimiser, the scaler, the counters and the metrics history as resume state.
 
@@ -40,13 +41,15 @@ class RunState:
 
 
 def save_checkpoints(run_dir: Path, model: SVG, optimizer, scaler, state: RunState, row: dict,
-                     history: list[dict], improved: bool, data_info: dict) -> None:
-    """Write ``last/`` (with the resume state) and, if the validation PSNR ``improved``, ``best/``.
+                     history: list[dict], improved: bool, data_info: dict, snapshot_every: int = 0) -> None:
+    """Write ``last/`` (with the resume state), ``best/`` if the validation PSNR ``improved``, and
+    ``snapshots/step-<step>/`` after every ``snapshot_every``-th complete epoch (learning curves).
 
     Args:
         row: the epoch's metrics (its numbers are stored with the checkpoints).
         history: the per-epoch rows so far, this epoch's included when it is complete.
-        data_info: where the data came from (root, seed, n_past, n_future).
+        data_info: where the data came from (root, seed, n_past, n_future, losses).
+        snapshot_every: epochs between snapshots; 0: none.
     """
     metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
     resume_state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
@@ -58,6 +61,9 @@ def save_checkpoints(run_dir: Path, model: SVG, optimizer, scaler, state: RunSta
                         data_info=data_info)
     save_checkpoint(run_dir / "last", model, step=state.step, epoch=state.epoch, metrics=metrics,
                     data_info=data_info, resume_state=resume_state)
+    if snapshot_every and state.partial is None and state.epoch % snapshot_every == 0:
+        save_checkpoint(run_dir / "snapshots" / f"step-{state.step:06d}", model, step=state.step, epoch=state.epoch,
+                        metrics=metrics, data_info=data_info)
 
 
 def resume_run(run_dir: Path, model: SVG, optimizer, scaler, cfg: TrainConfig) -> RunState:
