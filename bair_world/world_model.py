@@ -9,27 +9,14 @@ Randomness: pass one ``torch.Generator`` per row (a list) to make row i depend o
 so N envs stepped together produce the same frames as N single envs with the same seeds (up to
 float rounding of batched convolutions). One generator for the whole batch is also accepted.
 
-Precision: ``precision="bfloat16"`` (CPU with AVX512-BF16/AMX, or CUDA) or ``"float16"`` (CUDA)
-runs the model calls under ``torch.autocast``; the recurrent state and the returned frames are cast
-back to float32 after every call, so callers see the same dtypes and shapes as in float32. It trades
-tiny numeric differences for speed (how tiny and how much faster: docs/benchmarks.md, "Model step:
-precision and compilation"). Reduced precision runs the convolutions channels-last (NHWC). The default
-float32 is exact and reproducible.
-
-Compilation: ``compile=True`` runs the prior step through ``torch.compile`` (inductor, with weight
-freezing, so the weights are baked in: build a new WorldModel after changing them). The first step
-at each batch size compiles (seconds; a C++ compiler on CPU), later ones are faster where Python
-and per-call overhead dominate (small batches; at large ones the convolutions dominate; numbers in
-docs/benchmarks.md). Frames match the eager step to float rounding (~1e-7);
-the latent draws are identical (drawn outside the graph). The context feed at reset stays eager.
+Precision (``"float32"``, ``"bfloat16"``, ``"float16"``) and compilation (``compile=True``): what each
+trades and how, in `bair_world.precision`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-import warnings
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -38,50 +25,10 @@ from bair_world.configtypes import is_int
 from bair_world.models import SVG, SVGState
 from bair_world.models.lstm import GeneratorLike, standard_normal
 from bair_world.models.motion import DecodeParts
+from bair_world.precision import (PRECISIONS, check_precision, compile_config, float32_state,  # noqa: F401 (PRECISIONS re-exported)
+                                  quiet_inductor_imports)
 
 Rows = torch.Tensor | np.ndarray | list[int] | None
-
-#: Accepted ``precision`` values and the autocast dtype of each (None: plain float32).
-PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-#: Compiled step entries allowed per process (torch's default is 8), see `WorldModel._compile_config`.
-_RECOMPILE_LIMIT = 128
-#: Device types each reduced precision runs on.
-_PRECISION_DEVICES = {"bfloat16": ("cpu", "cuda"), "float16": ("cuda",)}
-
-
-def check_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """Validate a ``precision`` for ``device``; returns the autocast dtype (None for float32).
-
-    Raises:
-        ValueError: an unknown precision, or one the device type cannot run (float16 needs CUDA).
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    device = torch.device(device)
-    allowed = _PRECISION_DEVICES.get(precision)
-    if allowed is not None and device.type not in allowed:
-        ok = [p for p, devs in _PRECISION_DEVICES.items() if device.type in devs]
-        raise ValueError(f"precision {precision!r} runs on {' or '.join(allowed)} devices, not {device.type!r}; "
-                         f"on {device.type} use one of {['float32', *ok]}")
-    return PRECISIONS[precision]
-
-
-@contextlib.contextmanager
-def _quiet_inductor_imports():
-    """Silence the DeprecationWarning of ``torch.jit.script_method`` that torch's own modules raise
-    when inductor imports them (torch.utils.mkldnn): about torch internals, nothing a user can fix."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`torch.jit.script_method` is deprecated", category=DeprecationWarning)
-        yield
-
-
-def _float32_state(state: SVGState) -> SVGState:
-    """The state with every float tensor in float32 (autocast leaves LSTM and skip tensors in bf16/fp16)."""
-    lstm = lambda s: tuple((h.float(), c.float()) for h, c in s)  # noqa: E731
-    return replace(state, predictor=lstm(state.predictor), posterior=lstm(state.posterior), prior=lstm(state.prior),
-                   skips=None if state.skips is None else [s.float() for s in state.skips],
-                   context=None if state.context is None else state.context.float())
-
 
 class _Clock:
     """Calls a function and adds its wall time to ``timings[name]`` (no-op bookkeeping when None)."""
@@ -121,7 +68,7 @@ class WorldModel:
         self.model = model.to(self.device).eval().to(memory_format=layout)
         self._compiled_step = None
         if compile:
-            with _quiet_inductor_imports():
+            with quiet_inductor_imports():
                 self._compiled_step = torch.compile(self.model, dynamic=False)
         self.state: SVGState | None = None
         self.last_frame: torch.Tensor | None = None  # (B, C, 64, 64) x_t, the next step's input
@@ -188,7 +135,7 @@ class WorldModel:
             for t in range(n_ctx - 1):
                 state = self.model.step(state, self._layout(frames[:, t]), conds[:, t],
                                         x_next=self._layout(frames[:, t + 1]), generator=generator).state
-        state = state if self.autocast_dtype is None else _float32_state(state)
+        state = state if self.autocast_dtype is None else float32_state(state)
         last = frames[:, -1].clone()
         if rows is None:
             self.state, self.last_frame = state, last
@@ -277,7 +224,7 @@ class WorldModel:
             h_prev, skips = self.model.encoder(x)
             adv = self.model.advance(self.state, h_prev, skips, cond, noise=noise, x_prev=x)
             parts = self.model.decode_parts(adv.h_pred, adv.state.skips, x, cond, adv.state.context)
-        self.state = adv.state if self.autocast_dtype is None else _float32_state(adv.state)
+        self.state = adv.state if self.autocast_dtype is None else float32_state(adv.state)
         parts = DecodeParts(parts.frame.float(), None if parts.flow is None else parts.flow.float(),
                             parts.weights.float(), None if parts.logits is None else parts.logits.float())
         self.last_frame = parts.frame
@@ -318,7 +265,7 @@ class WorldModel:
             adv = clock("predictor", self.model.advance, self.state, h_prev, skips, cond, noise=noise, x_prev=x)
             frame = clock("decoder", self.model.decode, adv.h_pred, adv.state.skips, x, cond,
                           adv.state.context) if decode else None
-        self.state = adv.state if self.autocast_dtype is None else _float32_state(adv.state)
+        self.state = adv.state if self.autocast_dtype is None else float32_state(adv.state)
         self.last_frame = None if frame is None else frame.float()
         return adv.h_pred.float(), self.last_frame
 
@@ -337,35 +284,17 @@ class WorldModel:
                 out = self._compiled(state, self._layout(x_prev.contiguous()), cond, noise)
         if self.autocast_dtype is None:
             return out.state, out.frame
-        return _float32_state(out.state), out.frame.float()
+        return float32_state(out.state), out.frame.float()
 
     def _compiled(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor):
         """The compiled model step; a failed compilation says what to do instead of torch's internals."""
         try:
-            with self._compile_config():
+            with compile_config():
                 return self._compiled_step(state, x_prev, cond, noise=noise)
         except torch._dynamo.exc.BackendCompilerFailed as exc:
             raise RuntimeError(f"compile=True: torch.compile could not compile the model step on {self.device} "
                                f"({type(exc.inner_exception).__name__}: {str(exc.inner_exception)[:300]}); inductor "
                                "needs a working C++ compiler on CPU (or Triton on CUDA); use compile=False") from exc
-
-    def _compile_config(self):
-        """The grad mode and inductor settings of the compiled step.
-
-        Inductor freezes (constant-folds and prepacks) the weights only under ``no_grad``, not in
-        inference mode, so the compiled step runs under ``no_grad`` and the eager path keeps inference
-        mode, each the faster for its path (timings: docs/benchmarks.md).
-        """
-        import torch._inductor.config as inductor_config
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.inference_mode(False))
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(inductor_config.patch(freezing=True))
-        # One compiled entry per (WorldModel, batch size, precision) on SVG.forward; torch's default of
-        # 8 would silently fall back to eager after, say, 8 compiled single envs in one process.
-        stack.enter_context(torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT))
-        stack.enter_context(_quiet_inductor_imports())
-        return stack
 
     @torch.inference_mode()
     def rollout(self, frames: torch.Tensor, conds: torch.Tensor, n_future: int,
