@@ -4,8 +4,11 @@
     python examples/push_benchmark.py --task push --goals 32 --rows model --checkpoint runs/<name>/best
 
 Rows: ``nothing`` (hold still), ``random`` (uniform actions), ``model`` (the CEM planner of
-`bair_world.planning` on the learned model: `bair_world.planning.PUSH_CEM` unless overridden) and
-``oracle`` (the same planner with the true world as its model). Each row's result is written to
+`bair_world.planning` on the learned model with the pixel cost: `bair_world.planning.PUSH_CEM` unless
+overridden), ``readout`` and ``mix`` (the same planner with the state-readout cost, or pixel + readout:
+`bair_world.plan_costs`; the readout saved with the checkpoint, ``bair-world readout``, or ``--readout``)
+and ``oracle`` (the same planner with the true world as its model). The model rows record where their
+time went (context feed, encoder, predictor, decoder, cost, CEM). Each row's result is written to
 ``<out-dir>/<task>-<row>.json`` as soon as it is done; rows already there are read back, not rerun
 (``--force`` reruns them); the episodes of each finished group go to ``<task>-<row>.partial.jsonl``
 at once, so a stopped run resumes where it was, ``--goals 8`` summarises the first 8 goals of a
@@ -31,17 +34,21 @@ from bair_world.envs.goal_eval import DoNothingPolicy, PlannerPolicy, RandomPoli
 from bair_world.envs.push_goals import push_goals
 from bair_world.envs.push_world_env import PushWorldGoalEnv
 from bair_world.envs.references import SimReferences
-from bair_world.planning import PUSH_CEM, CEMPlanner, ModelDynamics, SimDynamics
+from bair_world.planning import PUSH_CEM, CEMPlanner, ModelDynamics, SimDynamics, make_cost
 from bair_world.world_model import WorldModel
 
-ROWS = ("nothing", "random", "model", "oracle")
+ROWS = ("nothing", "random", "model", "readout", "mix", "oracle")
+DEFAULT_ROWS = ("nothing", "random", "model", "readout", "oracle")
+MODEL_ROWS = {"model": "pixel", "readout": "readout", "mix": "mix"}  # row -> planner cost
 
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=("push", "reach"), default="push")
     p.add_argument("--goals", type=int, default=32, help="episodes (push: the first N pushing goals; reach: references 0..N-1)")
-    p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows of {ROWS}")
+    p.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated rows of {ROWS}")
+    p.add_argument("--readout", default=None, help="the readout/mix rows' state readout (default: the checkpoint's)")
+    p.add_argument("--mix-weight", type=float, default=1.0, help="the mix row's readout weight (metres vs image distance)")
     p.add_argument("--checkpoint", default=None, help="the model row's checkpoint (default: the bundled one)")
     p.add_argument("--precision", default="bfloat16", help="the model's precision (float32 | bfloat16)")
     p.add_argument("--num-envs", type=int, default=4, help="episodes planned together (one batched model call)")
@@ -63,7 +70,9 @@ def main(argv=None) -> int:
         print(f"error: --rows must name some of {ROWS}, got {args.rows!r}", file=sys.stderr)
         return 2
     try:
-        checkpoint = resolve_checkpoint(args.checkpoint) if "model" in rows else None
+        checkpoint = resolve_checkpoint(args.checkpoint) if set(rows) & set(MODEL_ROWS) else None
+        if set(rows) & {"readout", "mix"}:
+            row_cost("readout", args, checkpoint)  # a missing or another model's readout: refused before any row
         cfg = replace(PUSH_CEM, horizon=args.horizon, population=args.population, elites=args.elites,
                       iterations=args.iterations, repeat=args.repeat, replan_every=args.replan_every,
                       smoothing=args.smoothing, mean_weight=args.mean_weight)
@@ -104,8 +113,9 @@ def run_row(row, args, envs, indices, cfg, checkpoint, partial: Path) -> dict:
     elif row == "random":
         policy = RandomPolicy(args.seed)
     else:
-        if row == "model":
-            dynamics = ModelDynamics(WorldModel(load_model(checkpoint), "cpu", precision=args.precision))
+        if row in MODEL_ROWS:
+            dynamics = ModelDynamics(WorldModel(load_model(checkpoint), "cpu", precision=args.precision),
+                                     cost=row_cost(row, args, checkpoint), profile=True)
         else:
             dynamics = SimDynamics()
         policy = PlannerPolicy(CEMPlanner(dynamics, cfg, seed=args.seed))
@@ -120,7 +130,8 @@ def run_row(row, args, envs, indices, cfg, checkpoint, partial: Path) -> dict:
         t0 = time.perf_counter()
         ev = evaluate_goal_policy(envs, policy, group, seed=args.seed, progress=f"{args.task} {row} {group}")
         g = {"episodes": ev.episodes, "wall_s": time.perf_counter() - t0, "policy_s": ev.policy_seconds,
-             "world_s": ev.env_seconds, "dynamics_s": None if dynamics is None else dynamics.seconds - before}
+             "world_s": ev.env_seconds, "dynamics_s": None if dynamics is None else dynamics.seconds - before,
+             "split_s": split_seconds(policy, dynamics)}
         groups.append(g)
         with partial.open("a") as f:
             f.write(json.dumps(g, default=float) + "\n")
@@ -135,9 +146,29 @@ def run_row(row, args, envs, indices, cfg, checkpoint, partial: Path) -> dict:
                "steps": col("steps")}
     return {"row": row, "task": args.task, "summary": summary, "episodes": episodes, "wall_s": total("wall_s"),
             "policy_s": total("policy_s"), "world_s": total("world_s"), "dynamics_s": total("dynamics_s"),
-            "checkpoint": None if row != "model" else str(checkpoint),
-            "precision": args.precision if row == "model" else None,
+            "checkpoint": None if row not in MODEL_ROWS else str(checkpoint),
+            "precision": args.precision if row in MODEL_ROWS else None,
+            "split_s": groups[-1].get("split_s") if groups else None,
             "planner": None if dynamics is None else vars(cfg) | {"init_std": list(cfg.init_std)}}
+
+
+def row_cost(row: str, args, checkpoint):
+    """The planner cost of a model row (the readout rows load the readout saved with the checkpoint)."""
+    if MODEL_ROWS[row] == "pixel":
+        return make_cost("pixel")
+    from bair_world.checkpoint import read_config
+    from bair_world.readout import load_readout
+
+    readout, _ = load_readout(args.readout or checkpoint, read_config(checkpoint).get("model_sha256"))
+    return make_cost(MODEL_ROWS[row], readout, args.mix_weight)
+
+
+def split_seconds(policy, dynamics) -> dict | None:
+    """A planner row's time so far: the model's split (context feed, encoder, predictor, decoder, cost) and the CEM's."""
+    if dynamics is None:
+        return None
+    planner = policy.planner
+    return {**{k: round(v, 3) for k, v in getattr(dynamics, "timings", {}).items()}, "cem": round(planner.timings["cem"], 3)}
 
 
 def format_rows(results: dict, task: str) -> str:
@@ -149,7 +180,9 @@ def format_rows(results: dict, task: str) -> str:
         dyn = "–" if r["dynamics_s"] is None else f"{r['dynamics_s']:.0f}"
         lines.append(f"| {row} | {s['episodes']} | {s['success_rate']:.2f} | {s['object_distance_m']:.3f} | "
                      f"{s['arm_distance_m']:.3f} | {s['goal_distance']:.4f} | {r['wall_s']:.0f} | {dyn} | {r['world_s']:.0f} |")
-    return "\n".join(lines)
+    splits = [f"{row}: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["split_s"].items())
+              for row, r in results.items() if r.get("split_s")]
+    return "\n".join(lines + (["", "time split (cumulative over the row): " + "; ".join(splits)] if splits else []))
 
 
 if __name__ == "__main__":

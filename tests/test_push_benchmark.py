@@ -133,6 +133,7 @@ def test_snapshot_restore_replays_the_world_exactly():
     np.testing.assert_array_equal(np.stack(first), np.stack(again))
 
 
+@pytest.mark.slow  # ~10 s on the loaded 2-core machine: six rows, two goals
 def test_benchmark_script_runs_every_row_and_resumes(tmp_path, ckpt, capsys):
     import importlib.util
     from pathlib import Path
@@ -141,13 +142,23 @@ def test_benchmark_script_runs_every_row_and_resumes(tmp_path, ckpt, capsys):
     spec = importlib.util.spec_from_file_location("push_benchmark", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    argv = ["--goals", "1", "--num-envs", "1", "--horizon", "2", "--population", "4", "--elites", "2",
+    argv = ["--goals", "2", "--num-envs", "2", "--horizon", "2", "--population", "4", "--elites", "2",
             "--iterations", "1", "--replan-every", "2", "--checkpoint", str(ckpt), "--precision", "float32",
             "--out-dir", str(tmp_path)]
-    assert script.main(argv) == 0
+    assert script.main(argv) == 2  # the readout row needs a readout saved with the checkpoint
+    assert "readout" in capsys.readouterr().err
+    from bair_world.checkpoint import read_config
+    from bair_world.readout import ReadoutConfig, StateReadout, save_readout
+
+    g_dim = load_model(ckpt).cfg.g_dim
+    save_readout(tmp_path / "readout.safetensors", StateReadout(ReadoutConfig(g_dim=g_dim, hidden=8)),
+                 {"model_sha256": read_config(ckpt).get("model_sha256")})
+    argv += ["--readout", str(tmp_path / "readout.safetensors")]
+    assert script.main(argv + ["--rows", "nothing,random,model,readout,mix,oracle"]) == 0
     out = capsys.readouterr().out
-    for row in ("nothing", "random", "model", "oracle"):
-        assert f"| {row} | 1 |" in out and (tmp_path / f"push-{row}.json").exists()
+    for row in ("nothing", "random", "model", "readout", "mix", "oracle"):
+        assert f"| {row} | 2 |" in out and (tmp_path / f"push-{row}.json").exists()
+    assert "time split" in out and "decoder" in out and "cem" in out
     assert script.main(argv + ["--rows", "model"]) == 0  # read back, not rerun
     assert "model: read" in capsys.readouterr().out
     assert script.main(["--rows", "mars"]) == 2

@@ -28,6 +28,7 @@ from bair_world.data.completion import require_complete
 from bair_world.data.errors import DataError
 from bair_world.data.files import npz_bytes, read_npz, require_regular_file
 from bair_world.data.flow import FLOW_FILE, dequantise_flow, missing_targets, quantise_flow, read_stored_flow
+from bair_world.data.poses import POSES_FILE, check_poses
 from bair_world.io import install_directory, is_stale, temp_sibling, write_verified
 
 ACTIONS_FILE = "actions.csv"
@@ -208,8 +209,7 @@ def write_sequence(
         labels: optional uint8 (T, 64, 64) region labels, written as ``labels.npz``.
         flow: optional true flow in pixels, float (T, 64, 64, 2) as `bair_world.sim.rollout` gives it,
             written as ``flow.npz`` (int8 in 1/8 pixel, (T, 2, 64, 64): `bair_world.data.flow`).
-        poses: optional float32 (T, 9, 3) object poses by palette colour, written as ``poses.npz``
-            (`bair_world.data.poses`).
+        poses: optional float32 (T, 9, 3) object poses by palette colour, as ``poses.npz`` (`bair_world.data.poses`).
 
     Returns:
         ``seq_dir`` as a Path.
@@ -218,11 +218,7 @@ def write_sequence(
     frames, actions, positions = np.asarray(frames), np.asarray(actions), np.asarray(positions)
     _check_arrays(frames, actions, positions, seq_dir)
     stored_flow = None if flow is None else _quantised(flow, len(frames), seq_dir)
-    if poses is not None:
-        from bair_world.data.poses import POSES_FILE, check_poses
-
-        poses = np.asarray(poses)
-        check_poses(poses, len(frames), seq_dir / POSES_FILE)
+    poses = None if poses is None else _checked_poses(np.asarray(poses), len(frames), seq_dir)
     if seq_dir.exists() and not overwrite:
         raise FileExistsError(f"{seq_dir}: sequence folder already exists (pass overwrite=True to replace it)")
     seq_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +247,7 @@ def write_sequence(
             write_verified(tmp / FLOW_FILE, npz_bytes("flow", stored_flow))
         if poses is not None:
             name = POSES_FILE
-            write_verified(tmp / POSES_FILE, npz_bytes("poses", poses[:len(frames)]))
+            write_verified(tmp / name, npz_bytes("poses", poses[:len(frames)]))
         # overwrite: exchanged atomically, or the old folder moved aside first (a directory cannot be
         # replaced in one rename)
         install_directory(tmp, seq_dir, backup=seq_dir.parent / f".{seq_dir.name}.old-{uuid.uuid4().hex[:8]}",
@@ -262,6 +258,12 @@ def write_sequence(
             raise OSError(e.errno, e.strerror or str(e), str(seq_dir / name)) from e
         raise
     return seq_dir
+
+
+def _checked_poses(poses: np.ndarray, length: int, seq_dir: Path) -> np.ndarray:
+    """``poses`` if they are float32 (T >= length, 9, 3) (`bair_world.data.poses.check_poses`), else DataError."""
+    check_poses(poses, length, seq_dir / POSES_FILE)
+    return poses
 
 
 def _csv_bytes(values: np.ndarray) -> bytes:
