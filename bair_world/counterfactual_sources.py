@@ -49,9 +49,9 @@ class SourceActions:
     def __init__(self, source: str, starts: Starts, rows: np.ndarray, seed: int, config: SimConfig):
         check_sources([source])
         self.source, self.starts, self.rows = source, starts, rows
+        indices = [int(starts.indices[r]) for r in rows]
         self.policies = [] if source == RECORDED else [
-            make_policy(source, int(starts.indices[r]), np.random.default_rng([_ACTION_STREAM, seed, int(starts.indices[r])]),
-                        config) for r in rows]
+            make_policy(source, i, np.random.default_rng([_ACTION_STREAM, seed, i]), config) for i in indices]
         self.prev: np.ndarray | None = None
 
     def _fresh(self, worlds) -> np.ndarray:

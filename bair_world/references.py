@@ -207,7 +207,8 @@ class FolderReferences(ReferenceSource):
         if self._packed is not None:
             p, end = self._packed, self.length
             if end is not None and p.length < end:
-                raise DataError(self.root / self.split / "actions.npy", f"sequences have {p.length} steps, expected at least {end}")
+                raise DataError(self.root / self.split / "actions.npy",
+                                f"sequences have {p.length} steps, expected at least {end}")
             return Reference(np.array(p.frames[index, :end]), np.array(p.actions[index, :end]),
                              np.array(p.positions[index, :end]), index, f"{self.root / self.split}[{index}]")
         seq_dir = self._dirs[index]

@@ -204,7 +204,7 @@ class Sweeper:
             self.leg += 1
         step = self.ends[self.leg % 2] - ee[:2]
         action = np.zeros(4)
-        action[:2] = step * min(1.0, self.cfg.max_delta / max(float(np.abs(step).max()), 1e-9))  # scaled: stays on the line
+        action[:2] = step * min(1.0, self.cfg.max_delta / max(float(np.abs(step).max()), 1e-9))  # on the line
         action[Z_COLUMN] = LIFT if self.leg == 0 else LOWER
         return action
 
