@@ -32,26 +32,31 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import torch
 try:
     from safetensors import SafetensorError
 except ImportError:  # safetensors < 0.5 exposes it only from the Rust module
     from safetensors.safetensors_rust import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors, save_file
 
 from bair_world.checkpoint_files import (  # noqa: F401  (re-exported: the names callers import from here)
     ARCH_BOUNDS, KEEP_FP32, MAX_CONFIG_BYTES, MODEL_HASH, SKIP_CHECK_ENV, CheckpointError, check_architecture,
     check_cond_stats, check_hashes, check_header, check_tensors, check_normalisation, expected_tensors, file_sha256,
-    model_sha256, read_header, require_regular,
+    model_sha256, open_regular, read_header, require_regular,
 )
 from bair_world.configtypes import is_int
-from bair_world.io import atomic_write_bytes, install_directory, is_stale, previous_of, temp_sibling
+from bair_world.io import (
+    DirectoryReplaced, atomic_write_bytes, install_directory, is_stale, previous_of, read_directory, temp_sibling,
+)
 from bair_world.models import SVG, ModelConfig
 
 FORMAT_VERSION = 1
+T = TypeVar("T")
+_NO_CONFIG = "missing (not a bair-world checkpoint?)"
 WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "resume.pt"
 
 
@@ -90,6 +95,27 @@ def save_checkpoint(
     tmp = temp_sibling(path)
     tmp.mkdir()
     try:
+        write_checkpoint(tmp, model, step=step, epoch=epoch, metrics=metrics, data_info=data_info,
+                         resume_state=resume_state, half=half, name=path)
+        install_directory(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def write_checkpoint(folder: Path, model: SVG, *, step: int, epoch: int, metrics: dict[str, Any] | None = None,
+                     data_info: dict[str, Any] | None = None, resume_state: dict[str, Any] | None = None,
+                     half: bool = False, name: Path | None = None) -> None:
+    """Write the checkpoint files into the existing empty ``folder`` in place, each verified and fsynced
+    (`save_checkpoint`'s arguments): for a staging folder the caller renames into place itself, e.g.
+    `bair_world.training.bundle`. Errors name ``name`` (where the checkpoint will live; default ``folder``).
+
+    Raises:
+        OSError: a write failed or was cut short (full disk, read-only folder), naming ``name``.
+    """
+    tmp, path = Path(folder), Path(name or folder)
+    try:
         _write_weights(tmp, path, model, half)
         weights_hash = file_sha256(tmp / WEIGHTS)
         config = {
@@ -109,15 +135,12 @@ def save_checkpoint(
             _write_resume(tmp, resume_state)
         with open(tmp / WEIGHTS, "rb+") as f:
             os.fsync(f.fileno())
-        install_directory(tmp, path)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, SafetensorError):
-            raise OSError(None, f"cannot write {WEIGHTS} ({e})", str(path)) from e
-        if isinstance(e, OSError) and e.filename is None:  # a full disk's error names no file
+    except SafetensorError as e:
+        raise OSError(None, f"cannot write {WEIGHTS} ({e})", str(path)) from e
+    except OSError as e:
+        if e.filename is None:  # a full disk's error names no file
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
-    return path
 
 
 def _write_weights(tmp: Path, path: Path, model: SVG, half: bool) -> None:
@@ -171,13 +194,17 @@ def _resolve(path: str | Path) -> Path:
 def read_config(path: str | Path) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint directory."""
     file = _resolve(path) / CONFIG
-    if not os.path.lexists(file):
-        raise CheckpointError(file, "missing (not a bair-world checkpoint?)")
-    require_regular(file)
-    if file.stat().st_size > MAX_CONFIG_BYTES:
-        raise CheckpointError(file, f"{file.stat().st_size:,} bytes; a config.json is a few KB (at most {MAX_CONFIG_BYTES:,})")
+    with open_regular(file, _NO_CONFIG) as opened:
+        return _parse_config(file, opened)
+
+
+def _parse_config(file: Path, opened: BinaryIO) -> dict[str, Any]:
+    """The checked contents of the config.json ``file``, read from ``opened`` (CheckpointError naming it)."""
+    size = os.fstat(opened.fileno()).st_size
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(file, f"{size:,} bytes; a config.json is a few KB (at most {MAX_CONFIG_BYTES:,})")
     try:
-        config = json.loads(file.read_text())
+        config = json.loads(opened.read())
     except (ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: also a 5000-digit number
         raise CheckpointError(file, f"not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(config, dict) or "model" not in config:
@@ -241,24 +268,78 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
     """
     if verify is None:
         verify = os.environ.get(SKIP_CHECK_ENV, "") not in ("1", "true", "yes")
-    root = _resolve(path)
-    info = read_config(root)
-    cfg = _model_config(root, info)
-    weights = root / WEIGHTS
-    expected = expected_tensors(root / CONFIG, cfg)
-    header = read_header(weights)
-    check_header(weights, header, expected, info.get("dtype") if verify else None)
-    if verify:
-        check_hashes(root / CONFIG, weights, info)
+    files = read_consistently(path, _open_files, _close_files)
     try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(weights, f"unreadable safetensors file ({e})") from None
-    check_tensors(weights, tensors)
+        info, cfg, tensors = _read_files(*files, verify)
+    finally:
+        _close_files(files)
     model = SVG(cfg)
     state = model.state_dict()
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
     return model.to(device).eval(), info
+
+
+def _open_files(root: Path) -> tuple[Path, BinaryIO, BinaryIO | None]:
+    """(``root``, its config.json and model.safetensors opened, None for missing weights): once open,
+    both stay those of one save whatever saves replace ``root`` later (a save deletes files, never
+    rewrites them)."""
+    config = open_regular(root / CONFIG, _NO_CONFIG)
+    try:
+        return root, config, open_regular(root / WEIGHTS)
+    except CheckpointError as e:
+        if e.problem != "missing":
+            config.close()
+            raise
+        return root, config, None  # reported after config.json's own problems
+    except BaseException:
+        config.close()
+        raise
+
+
+def _close_files(files: tuple[Path, BinaryIO, BinaryIO | None]) -> None:
+    for opened in files[1:]:
+        if opened is not None:
+            opened.close()
+
+
+def _read_files(root: Path, config: BinaryIO, weights_file: BinaryIO | None,
+                verify: bool) -> tuple[dict[str, Any], ModelConfig, dict[str, torch.Tensor]]:
+    """(config.json, its ModelConfig, the weights' tensors) from the opened files of the checkpoint
+    directory ``root``, every check of `load_checkpoint` passed (hashes and dtype only with ``verify``)."""
+    info = _parse_config(root / CONFIG, config)
+    cfg = _model_config(root, info)
+    weights = root / WEIGHTS
+    expected = expected_tensors(root / CONFIG, cfg)
+    if weights_file is None:
+        raise CheckpointError(weights, "missing")
+    header = read_header(weights, weights_file)
+    check_header(weights, header, expected, info.get("dtype") if verify else None)
+    if verify:
+        check_hashes(root / CONFIG, weights, info, weights_file)
+    try:
+        weights_file.seek(0)
+        tensors = load_safetensors(weights_file.read())
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(weights, f"unreadable safetensors file ({e})") from None
+    check_tensors(weights, tensors)
+    return info, cfg, tensors
+
+
+def read_consistently(path: str | Path, read: Callable[[Path], T], release: Callable[[T], None] | None = None) -> T:
+    """``read(root)`` of the checkpoint directory ``path`` (or the backup `stored_at` falls back to)
+    with every file from one save, while another process may save over ``path`` meanwhile
+    (`bair_world.io.read_directory`: retried when a save swapped the directory during a read;
+    ``release`` is given each result so discarded). `load_checkpoint` reads only while it opens
+    config.json and the weights: a window of microseconds, so retries are rare.
+
+    Raises:
+        CheckpointError: what ``read`` raised when no save interfered, or the checkpoint replaced
+            during every attempt.
+    """
+    try:
+        return read_directory(lambda: _resolve(path), read, retry_on=(CheckpointError, OSError), release=release)
+    except DirectoryReplaced as e:
+        raise CheckpointError(path, f"{e.strerror} (a run saving it continuously?); read it again") from None
 
 
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu", *,

@@ -5,7 +5,8 @@ Files go through a temporary sibling, then ``os.replace``. Temporaries are named
 where the writer picks the format by suffix); a writer killed mid-write leaves one behind, which
 `remove_stale_temporaries` deletes once its pid no longer runs (`is_stale`: a temporary whose process still runs belongs to a write in
 progress, possibly another process's, and is left alone). Whole folders are written complete into a temporary
-sibling and swapped in by `install_directory`.
+sibling and swapped in by `install_directory`; a reader that must see one version of several files
+in such a folder reads them through `read_directory`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import errno
 import json
 import os
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -231,3 +235,58 @@ def install_directory(tmp: str | Path, path: str | Path, *, backup: Path | None 
     if sync:
         fsync_directory(path.parent)
     return path
+
+
+class DirectoryReplaced(OSError):
+    """`read_directory` found the folder replaced during every attempt."""
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, None if it is gone."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def read_directory(locate: Callable[[], Path], read: Callable[[Path], T], *,
+                   retry_on: tuple[type[BaseException], ...] = (OSError,), attempts: int = 8,
+                   release: Callable[[T], None] | None = None) -> T:
+    """``read(folder)`` with every file it reads from one version of ``folder = locate()``, a folder
+    that writers replace whole with `install_directory` (e.g. a checkpoint a training run saves again).
+
+    Such a folder is never changed in place: a new complete one is swapped in and the old one deleted,
+    so a folder is at its path during one unbroken interval. ``read`` runs while the folder is held
+    open (its inode number cannot be reused meanwhile) and counts only if the path still names that
+    folder afterwards; otherwise (a swap happened: ``read`` may have mixed two versions, or failed
+    with one of ``retry_on`` on a file of the next version or a deleted one) it runs again, and a
+    result so discarded is handed to ``release`` (e.g. to close the files it opened).
+
+    Raises:
+        DirectoryReplaced: naming the folder, replaced during each of ``attempts`` reads.
+        Whatever ``read`` raised when no swap happened.
+    """
+    folder = None
+    for attempt in range(attempts):
+        folder = Path(locate())
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # swapped away between locate and open
+            continue
+        try:
+            held = os.fstat(fd)
+            try:
+                result = read(folder)
+            except retry_on:
+                if _identity(folder) == (held.st_dev, held.st_ino):
+                    raise
+            else:
+                if _identity(folder) == (held.st_dev, held.st_ino):
+                    return result
+                if release is not None:
+                    release(result)
+        finally:
+            os.close(fd)
+        time.sleep(0.005 * (attempt + 1))  # let the writer finish its swap
+    raise DirectoryReplaced(errno.EAGAIN, f"replaced by a writer during each of {attempts} reads", str(folder))

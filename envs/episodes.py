@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bair_world.configtypes import is_int
-from bair_world.checkpoint import context_frames, load_checkpoint, resolve_checkpoint
+from bair_world.checkpoint import load_checkpoint, resolve_checkpoint
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.data.batch import frames_to_float, frames_to_uint8
 from bair_world.world_model import WorldModel, check_precision
@@ -84,8 +84,8 @@ class EpisodeBatch:
         self.checkpoint = resolve_checkpoint(world.checkpoint)
         self.device = resolve_device(world.device)
         check_precision(world.precision, self.device)  # before loading: a bad value fails fast
-        self.n_past = context_frames(self.checkpoint)  # context frames fed at reset: the checkpoint's
-        model, self.config = load_checkpoint(self.checkpoint, self.device)
+        model, self.config = load_checkpoint(self.checkpoint, self.device)  # config and weights of one save
+        self.n_past = model.cfg.n_past  # context frames fed at reset: the checkpoint's
         self.core = WorldModel(model, self.device, world.precision, compile=world.compile)
         self.low, self.high = cond_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),
                                           model.cond_std.cpu().numpy())

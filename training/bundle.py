@@ -172,7 +172,7 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
             larger than 20 MB. Nothing is changed at ``dest`` then.
     """
     from bair_world.checkpoint import CONFIG, WEIGHTS, CheckpointError, default_checkpoint, load_checkpoint, \
-        save_checkpoint
+        write_checkpoint
 
     ckpt, run = find_checkpoint(source)
     dest = Path(dest) if dest is not None else default_checkpoint()
@@ -188,8 +188,9 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
         print(f"removed {stale}, left by a killed process", file=sys.stderr)
     staging = temp_sibling(dest)
     try:
-        save_checkpoint(staging, model, step=info.get("step", 0), epoch=info.get("epoch", 0),
-                        metrics=info.get("metrics"), data_info=info.get("data"), half=half)
+        staging.mkdir()  # written in place: one staging folder, swapped in whole at the end
+        write_checkpoint(staging, model, step=info.get("step", 0), epoch=info.get("epoch", 0),
+                         metrics=info.get("metrics"), data_info=info.get("data"), half=half, name=dest)
         exported, written = load_checkpoint(staging)
         check = check_rollout(model, exported, seed=cfg.check_seed, n_past=model.cfg.n_past)
         if abs(check["psnr_change_db"]) > cfg.tolerance_db:
