@@ -25,11 +25,12 @@ from bair_world.pidlock import PidLock, stale_lock_files
 from bair_world.sim import GENERATOR_VERSION
 
 #: packed on disk, 30 steps: 368,640 B of raw frames + 245,760 B of int8 flow + 30,720 B of 2-bit labels
-#: + 840 B of actions/positions (measured: 646,022 B a sequence with the .npy headers, 608 sequences)
-BYTES_PER_SEQUENCE = 646_000
+#: + 3,240 B of object poses + 840 B of actions/positions (~649,300 B a sequence with the .npy headers)
+BYTES_PER_SEQUENCE = 649_300
 #: in the cache folder's name beside the generator version (which describes the frames): what the packs
-#: hold besides them; caches written before flow was recorded have another name and are not reused
-DATA_FORMAT = "flow"
+#: hold besides them; caches written before flow and poses were recorded have another name and are not
+#: reused (the frames of a seed are the same: only the extra arrays differ)
+DATA_FORMAT = "flow-poses"
 
 
 def cache_dir() -> Path:
