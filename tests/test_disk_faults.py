@@ -17,7 +17,7 @@ import pytest
 from bair_world.cli import main as cli_main
 from bair_world.data import npy_writer
 from bair_world.data.packed import PackedDataset, PackWriter
-from helpers import write_folder_dataset
+from helpers import make_tiny_checkpoint, write_folder_dataset
 
 DEAD_PID = 2**22 + 12345  # above Linux's default pid_max: never a live process
 
@@ -128,3 +128,94 @@ def test_pack_refuses_a_huge_source_manifest_before_writing(packed_pair, tmp_pat
     lines = _err_lines(capsys)
     assert len(lines) == 1 and str(src / "manifest.json") in lines[0] and "600,009 bytes" in lines[0], lines
     assert not (tmp_path / "P").exists()
+
+
+# --- evaluate --out and bundle --dest on a full or read-only disk ---------------------------------
+
+@pytest.fixture
+def tiny_eval(tmp_path):
+    """A tiny checkpoint and a one-sequence test split, and evaluate's arguments for them."""
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
+    data = write_folder_dataset(tmp_path / "data", {"test": 1})
+    return ["--checkpoint", str(ckpt), "--data-root", str(data), "--n-future", "2", "--samples", "1",
+            "--device", "cpu", "--no-progress", "--max-sequences", "1"]
+
+
+def _full_for(suffix: str, real):
+    """A `write_verified` that finds the disk full when it writes a file ending in ``suffix``."""
+    def write(path, data, *, sync=False, name=None):
+        if str(name or path).endswith(suffix):
+            raise OSError(errno.ENOSPC, "No space left on device", str(name or path))
+        return real(path, data, sync=sync, name=name)
+    return write
+
+
+def test_evaluate_onto_a_full_disk_is_one_line_and_leaves_no_half_report(tiny_eval, tmp_path, monkeypatch, capsys):
+    from bair_world import io as bio
+    from bair_world.training import eval_report
+    from bair_world.training.evaluate import main as evaluate_main
+
+    full = _full_for(".png", bio.write_verified)
+    monkeypatch.setattr(bio, "write_verified", full)
+    monkeypatch.setattr(eval_report, "write_verified", full, raising=False)
+    out = tmp_path / "new" / "eval"
+    assert evaluate_main([*tiny_eval, "--out", str(out)]) == 2
+    lines = _err_lines(capsys)
+    assert lines == [f"evaluate.py: error: cannot write {out / 'psnr_per_step.png'}: No space left on device"]
+    assert not (tmp_path / "new").exists()  # the folders it made are gone again
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metrics.json").write_text("{}")
+    (old / "psnr_per_step.png").write_bytes(b"old plot")
+    assert evaluate_main([*tiny_eval, "--out", str(old)]) == 2
+    assert (old / "metrics.json").read_text() == "{}" and (old / "psnr_per_step.png").read_bytes() == b"old plot"
+    assert sorted(p.name for p in old.iterdir()) == ["metrics.json", "psnr_per_step.png"]  # no temporaries
+
+
+def test_evaluate_onto_a_read_only_folder_is_refused_before_evaluating(tiny_eval, tmp_path, monkeypatch, capsys):
+    from bair_world.training import eval_report, evaluate
+
+    def never(*args, **kwargs):
+        raise AssertionError("evaluated although --out cannot be written")
+
+    monkeypatch.setattr(evaluate, "evaluate", never)
+    real = os.access  # what a read-only mount answers for the test's folder:
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p).startswith(str(tmp_path)) else real(p, mode, **kw))
+    monkeypatch.setattr(eval_report, "_read_only", lambda folder: True, raising=False)
+    assert evaluate.main([*tiny_eval, "--out", str(tmp_path / "ro" / "eval")]) == 2
+    assert _err_lines(capsys) == [f"evaluate.py: error: Read-only file system: {tmp_path}"]
+    assert not (tmp_path / "ro").exists()
+
+
+def test_bundle_onto_a_full_disk_is_one_line_and_leaves_the_old_bundle(tmp_path, monkeypatch, capsys):
+    import bair_world.checkpoint as checkpoint
+    from bair_world.training.bundle import main as bundle_main
+
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
+    dest = make_tiny_checkpoint(tmp_path / "pkg" / "default", seed=1)  # an earlier bundle
+    before = _digest(dest)
+    staging = []
+
+    def full(tmp, path, model, half):
+        staging.extend(p.name for p in dest.parent.iterdir() if p.name.startswith("."))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "_write_weights", full)
+    assert bundle_main([str(ckpt), "--dest", str(dest)]) == 2
+    assert _err_lines(capsys) == [f"bundle.py: error: cannot write {dest}: No space left on device"]
+    assert len(staging) == 1 and staging[0].startswith(".default.tmp-") and ".tmp-" not in staging[0][13:]
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["default"] and _digest(dest) == before
+
+
+def test_bundle_onto_a_read_only_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    from bair_world.training.bundle import main as bundle_main
+
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
+
+    def read_only(self, *args, **kwargs):  # what mkdir raises on a read-only mount (tests run as root: no chmod)
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert bundle_main([str(ckpt), "--dest", str(tmp_path / "ro" / "default")]) == 2
+    assert _err_lines(capsys) == [f"bundle.py: error: cannot write {tmp_path / 'ro'}: Read-only file system"]
+    assert not (tmp_path / "ro").exists()

@@ -252,6 +252,10 @@ def main(argv: list[str] | None = None, prog: str = "bundle.py") -> int:
     except (CheckpointError, ValueError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full or read-only --dest: the staging folder is removed, dest untouched
+        print(f"{prog}: error: cannot write {e.filename or ns.dest or default_checkpoint()}: {e.strerror or e}",
+              file=sys.stderr)
+        return 2
     check = result["check"]
     print(f"bundled {result['source']} (epoch {result['epoch']}, step {result['step']}) -> {result['dest']}")
     print(f"  {result['dtype']}, {result['size_mb']:.2f} MB; check rollout PSNR {check['source_psnr']:.2f} -> "

@@ -3,14 +3,16 @@ the per-step curves, and the files ``--out`` gets: ``metrics.json`` and ``psnr_p
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bair_world.io import atomic_write_bytes
+from bair_world.io import temp_sibling, write_verified
 
 JSON_FILE, PLOT_FILE = "metrics.json", "psnr_per_step.png"
 REGIONS = ("arm", "objects", "static")  # label regions scored on data with labels.npz
@@ -141,9 +143,67 @@ def plot_png(report: dict[str, Any]) -> bytes:
 
 
 def write_report(report: dict[str, Any], out: str | Path) -> Path:
-    """Write metrics.json and psnr_per_step.png into ``out`` (created), each atomically."""
+    """Write metrics.json and psnr_per_step.png into ``out`` (created), both or neither.
+
+    Each file is written to a verified temporary first; only when both are complete are they renamed
+    into place. On a failure (full or read-only disk) the temporaries and the folders this call
+    created are removed, and an earlier report in ``out`` stays as it was.
+
+    Raises:
+        OSError: naming the file or folder that could not be written.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / JSON_FILE, json.dumps(report, indent=2).encode())
-    atomic_write_bytes(out / PLOT_FILE, plot_png(report))
+    created = _missing_folders(out)
+    files = {JSON_FILE: json.dumps(report, indent=2).encode(), PLOT_FILE: plot_png(report)}
+    temporaries: list[Path] = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            temporaries.append(temp_sibling(out / name))
+            write_verified(temporaries[-1], data, sync=True, name=out / name)
+        for tmp, name in zip(temporaries, files):
+            os.replace(tmp, out / name)
+    except BaseException:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+        for folder in created:  # deepest first; only if still empty (nothing of anyone else's)
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     return out
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """The folders ``out.mkdir(parents=True)`` would create, deepest first."""
+    missing = []
+    for folder in [out, *out.parents]:
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def check_writable(out: str | Path) -> None:
+    """Refuse, before an evaluation starts, an ``out`` that cannot be written: the nearest existing
+    folder on its path must be a folder this process may write (not on a read-only disk).
+
+    Raises:
+        OSError: naming that folder (or the file in the way) and why.
+    """
+    out = Path(out)
+    existing = next(folder for folder in [out, *out.parents] if os.path.lexists(folder))  # "." or "/" at last
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):  # root too: access() reports a read-only disk (EROFS)
+        code = errno.EROFS if _read_only(existing) else errno.EACCES
+        raise OSError(code, os.strerror(code), str(existing))
+
+
+def _read_only(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -37,7 +37,7 @@ from bair_world import metrics
 from bair_world.checkpoint import check_n_past_option, default_checkpoint, load_checkpoint
 from bair_world.training.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.training.eval_report import (JSON_FILE, PLOT_FILE, REGIONS, format_table,  # noqa: F401 (re-exported)
-                                             plot_png, write_report)
+                                             check_writable, plot_png, write_report)
 from bair_world.training.eval_counterfactual import counterfactual_request, run_counterfactual
 from bair_world.data import DataError
 from bair_world.data.open import open_dataset
@@ -289,17 +289,22 @@ def main(argv: list[str] | None = None, prog: str = "evaluate.py") -> int:
         cfg = apply_overrides(EvalConfig(), explicit_values(ns, EvalConfig))
     except ValueError as e:
         parser.error(str(e))
+    out = ns.out or default_out(ns.checkpoint, cfg.split)
     try:
+        check_writable(out)  # a read-only --out is refused before the evaluation, not after it
         check_n_past_option(ns.checkpoint, ns.n_past)
         report = evaluate(ns.checkpoint, ns.data_root, **asdict(cfg))
     except (DataError, ValueError, RuntimeError, ImportError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:  # e.g. BAIR_WORLD_CACHE naming a file, an unreadable data root
+    except OSError as e:  # e.g. BAIR_WORLD_CACHE naming a file, an unreadable data root, a read-only --out
         print(f"{prog}: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 2
-    out = ns.out or default_out(ns.checkpoint, cfg.split)
-    write_report(report, out)
+    try:
+        write_report(report, out)
+    except OSError as e:  # a full disk: nothing of this report is left
+        print(f"{prog}: error: cannot write {e.filename or out}: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(format_table(report))
     print(f"wrote {out / JSON_FILE} and {out / PLOT_FILE}")
     return 0
