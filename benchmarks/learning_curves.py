@@ -192,7 +192,7 @@ def plot(rows: list[dict], runs: list[str], starts_named: dict[str, Path], out: 
         if col in TARGETS:
             ax.axhline(TARGETS[col], color="k", linestyle="--", linewidth=0.8, label="target")
         if len(runs) == 1:  # one run: its steps on the top axis
-            own = sorted((r["hours"], r["step"]) for r in rows if r["run"] == runs[0])
+            own = sorted({(r["hours"], r["step"]) for r in base + [r for r in rows if r["run"] == runs[0]]})
             if len(own) > 1:
                 h, st = np.array(own, dtype=float).T
                 ax.secondary_xaxis("top", functions=(lambda x, h=h, st=st: np.interp(x, h, st),
