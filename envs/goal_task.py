@@ -16,6 +16,7 @@ from bair_world.data.batch import cond_of
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.goal_robotics import RoboticsGoalAPI
 from bair_world.envs.goal_spaces import ROBOTICS_KEYS, goal_action_space, goal_observation_space
+from bair_world.envs.options import check_bool_option, check_int_option, check_number_option
 from bair_world.envs.references import Reference, reset_index
 from bair_world.envs.spaces import check_render_mode, clip_checked_actions
 from bair_world.metrics import goal_distance
@@ -57,10 +58,9 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
         self.task = task
         if success_threshold is None:
             success_threshold = self._default_threshold()
-        if not np.isfinite(success_threshold) or success_threshold < 0:
-            raise ValueError(f"success_threshold must be a finite number >= 0, got {success_threshold}")
-        self.render_mode, self.success_threshold, self.sim_config = render_mode, float(success_threshold), sim_config
-        self.robotics_keys = bool(robotics_keys)
+        success_threshold = check_number_option("success_threshold", success_threshold, 0.0)
+        self.render_mode, self.success_threshold, self.sim_config = render_mode, success_threshold, sim_config
+        self.robotics_keys = check_bool_option("robotics_keys", robotics_keys)
         self.observation_space = goal_observation_space(sim_config, self.robotics_keys)
         self.action_space = goal_action_space(sim_config)
         self._ref: Reference | None = None
@@ -73,6 +73,7 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
 
     def _load_push_goals(self, references, push_goals, num_goals: int) -> None:
         """task="push": take ``push_goals`` or find the first ``num_goals`` in ``references``."""
+        check_int_option("num_goals", num_goals, 1)
         if self.task != "push":
             return
         from bair_world.envs.push_goals import push_goals as find_goals

@@ -19,7 +19,7 @@ from bair_world.checkpoint import context_frames, resolve_checkpoint
 from bair_world.envs.goal_task import NUM_PUSH_GOALS, GoalEnvBase
 from bair_world.envs.push_goals import PUSH_TOLERANCE
 from bair_world.envs.episodes import episode_info
-from bair_world.envs.options import WorldOptions
+from bair_world.envs.options import WorldOptions, check_number_option
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
 from bair_world.envs.spaces import action_space, check_render_mode, clip_checked_actions, cond_bounds, observation_space
 from bair_world.metrics import psnr as psnr_metric
@@ -185,8 +185,7 @@ class PushWorldGoalEnv(GoalEnvBase):
                  push_goals=None, num_goals: int = NUM_PUSH_GOALS, push_tolerance: float = PUSH_TOLERANCE,
                  **world: Any):
         self._setup(render_mode, success_threshold, sim_config, robotics_keys, task)
-        if not np.isfinite(push_tolerance) or push_tolerance <= 0:
-            raise ValueError(f"push_tolerance must be a finite number > 0, got {push_tolerance}")
+        push_tolerance = check_number_option("push_tolerance", push_tolerance, 0.0, above=True)
         self.push_tolerance = float(push_tolerance)
         self.n_past, self.reference_pool = true_world(WorldOptions(**world), "PushWorldGoal-v0")
         self._load_push_goals(self.reference_pool, push_goals, num_goals)

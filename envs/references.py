@@ -6,6 +6,7 @@ The references themselves (`Reference`, `ReferenceSource`, `SimReferences`, `Fol
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,9 +30,18 @@ def check_index(index: Any, count: int) -> int:
 
 
 def check_reset_options(options: dict | None, accepted: Sequence[str], env_name: str) -> dict:
-    """``options`` (None: {}) if it holds only ``accepted`` names; else ValueError naming the others."""
-    options = options or {}
-    unknown = sorted(set(options) - set(accepted))
+    """``options`` (None: {}) if it is a dict holding only ``accepted`` names.
+
+    Raises:
+        TypeError: ``options`` is not a dict (``options=5``, ``"index"`` or ``["index"]``).
+        ValueError: naming the names ``env_name`` does not accept.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{env_name}: reset options must be a dict such as {{{accepted[0]!r}: 3}}, got "
+                        f"{str(options)[:80]!r} ({type(options).__name__})")
+    unknown = sorted(map(str, set(options) - set(accepted)))
     if unknown:
         raise ValueError(f"unknown reset options {unknown}; {env_name} accepts "
                          + ", ".join(repr(name) for name in accepted))

@@ -16,7 +16,7 @@ from gymnasium.vector.utils import batch_space
 
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.episodes import STEP_METRICS, EpisodeBatch
-from bair_world.envs.options import WorldOptions
+from bair_world.envs.options import WorldOptions, check_int_option
 from bair_world.envs.references import check_reset_options, pick_reference
 from bair_world.envs.spaces import action_space, check_render_mode, observation_space
 
@@ -60,8 +60,8 @@ class BairWorldVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, *, render_mode: str | None = None, max_episode_steps: int | None = None,
                  **world: Any):
-        if max_episode_steps is not None and max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+        if max_episode_steps is not None:
+            check_int_option("max_episode_steps", max_episode_steps, 1)
         self.max_episode_steps = max_episode_steps
         check_render_mode(render_mode, self.metadata)
         self.episodes = EpisodeBatch(num_envs, WorldOptions(**world))
