@@ -116,7 +116,7 @@ class BairWorldEnv(gym.Env):
             raise RuntimeError("BairWorldEnv.step() called before reset()")
         if self._truncated:
             raise RuntimeError("BairWorldEnv.step() after the episode was truncated; call reset()")
-        cond = self.episodes.clip_checked_actions(action, single=True)  # (1, 7), clipped
+        cond = self.episodes.check_actions(action, single=True)  # (1, 7) float32, clipped
         result = self.episodes.step_rows(SINGLE_ROW, cond)
         self._obs, self._truncated = result.frames[0], bool(result.truncated[0])
         return self._obs.copy(), 0.0, False, self._truncated, self.episodes.row_info(0, result.row_metrics(0))

@@ -3,8 +3,9 @@
 The single env is an `EpisodeBatch` of one row and the vector env one of N rows; neither holds any
 stepping logic of its own. Per row it keeps the reference rollout, the frame index ``t`` and a torch
 generator, so row i of a batch draws exactly the latents a single env with the same seed draws. A
-step's results are a `StepResult`; `episode_info` builds the ``info`` of every world env (the
-single and the vector env here, the true world's ``PushWorld-v0``).
+step's results are a `StepResult`; `episode_infos` builds the ``info`` of every world env, as
+columns over rows (the vector env here; row 0 of it, `episode_info`, for the single env and the true
+world's ``PushWorld-v0``).
 
 Time indexing (docs/architecture.md): the transition x_t -> x_{t+1} is conditioned on
 cond_t = concat(action_t, position_t). After a reset the env shows frame ``t = n_past - 1`` and
@@ -13,7 +14,7 @@ cond_t = concat(action_t, position_t). After a reset the env shows frame ``t = n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,15 +59,32 @@ class StepResult:
         return {name: float(values[i]) for name, values in self.metrics.items()}
 
 
+def episode_infos(refs: Sequence[Reference], t: np.ndarray, n_past: int,
+                  metrics: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The ``info`` of k episodes, each showing frame ``t[i]`` of ``refs[i]``, as columns over the k
+    rows: the references' next cond (``action`` (k, 4), ``position`` (k, 3)), ``step`` (steps taken),
+    ``frame_index`` (t), ``index`` and ``rollout_id`` of the references, and after a step its
+    ``metrics`` (``psnr`` (k,)). The one info builder of every world env: the vector env scatters the
+    columns into its rows, a single env takes row 0 (`episode_info`)."""
+    t = np.asarray(t, dtype=np.int64).reshape(-1)
+    columns = {"action": np.stack([ref.actions[i] for ref, i in zip(refs, t)]),  # k x (4,) -> (k, 4)
+               "position": np.stack([ref.positions[i] for ref, i in zip(refs, t)]),  # k x (3,) -> (k, 3)
+               "step": t - (n_past - 1), "frame_index": t.copy(),
+               "index": np.array([ref.index for ref in refs], dtype=np.int64),
+               "rollout_id": np.array([ref.rollout_id for ref in refs], dtype=object)}
+    columns.update(metrics or {})
+    return columns
+
+
 def episode_info(ref: Reference, t: int, n_past: int, metrics: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """The ``info`` of an episode showing frame ``t`` of ``ref``, the one builder of every world env
-    (single, vector, true world): the reference's next cond (``action`` (4,), ``position`` (3,)),
-    ``step`` (steps taken), ``frame_index`` (t), ``index`` and ``rollout_id`` of the reference, and
-    after a step its ``metrics`` (``psnr``)."""
-    info = {"action": ref.actions[t].copy(), "position": ref.positions[t].copy(), "step": t - (n_past - 1),
-            "frame_index": t, "index": ref.index, "rollout_id": ref.rollout_id}
-    info.update(metrics or {})
-    return info
+    """`episode_infos` of one episode: arrays for ``action``/``position``, Python scalars for the rest."""
+    columns = episode_infos([ref], np.array([t]), n_past, {k: np.array([v]) for k, v in (metrics or {}).items()})
+    return {key: col[0] if col.ndim > 1 else _scalar(col[0]) for key, col in columns.items()}
+
+
+def _scalar(value: Any) -> Any:
+    """A numpy scalar as the Python scalar it holds (a str or other object as it is)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class EpisodeBatch:
@@ -92,7 +110,8 @@ class EpisodeBatch:
         self.reference_pool = world.reference_pool()
         # the reference each row's current episode replays (None before its first reset)
         self.episode_references: list[Reference | None] = [None] * self.num_envs
-        self.t = np.zeros(self.num_envs, dtype=np.int64)
+        self.t = np.zeros(self.num_envs, dtype=np.int64)  # each row's frame index
+        self.last = np.zeros(self.num_envs, dtype=np.int64)  # each row's reference's last frame index
         self.generators = [torch.Generator(device="cpu") for _ in range(self.num_envs)]
         self.started = False
 
@@ -115,7 +134,7 @@ class EpisodeBatch:
         gens = []
         for row, ref, seed in zip(rows, refs, np.asarray(torch_seeds).reshape(-1)):
             self.episode_references[row] = ref
-            self.t[row] = self.n_past - 1
+            self.t[row], self.last[row] = self.n_past - 1, len(ref) - 1
             self.generators[row].manual_seed(int(seed))
             gens.append(self.generators[row])
         ctx = frames_to_float(np.stack([r.frames[: self.n_past] for r in refs]))  # (k, n_past, 3, 64, 64)
@@ -125,32 +144,34 @@ class EpisodeBatch:
             raise RuntimeError("reset every env before a partial reset")
         self.core.reset(ctx, conds, gens, rows=None if full else rows)
         self.started = True
-        return np.stack([r.frames[self.n_past - 1] for r in refs]).copy()
+        return np.stack([r.frames[self.n_past - 1] for r in refs])  # k x (64, 64, 3) -> (k, 64, 64, 3), a fresh array
 
     # -- step ----------------------------------------------------------------------------------
-    def clip_checked_actions(self, actions, single: bool) -> np.ndarray:
-        """Check and clip: (7,) when ``single`` else (num_envs, 7) -> float32 (k, 7) (`spaces.clip_checked_actions`)."""
+    def check_actions(self, actions, single: bool) -> np.ndarray:
+        """The one check and the one cast of a step's actions: (7,) when ``single`` else (num_envs, 7)
+        -> float32 (k, 7), clipped into the action box (`spaces.clip_checked_actions`)."""
         return clip_checked_actions(actions, None if single else self.num_envs, self.low, self.high)
 
     def step_rows(self, rows: np.ndarray, conds: np.ndarray) -> StepResult:
-        """One batched model call for ``rows`` with already-checked conds (k, 7); PSNR against the
-        reference frame at the new ``t``."""
+        """One batched model call for ``rows`` with already-checked conds (k, 7) (float32 from
+        `check_actions` is used as it is); PSNR against the reference frame at the new ``t``."""
         if not self.started:
             raise RuntimeError("step() before reset()")
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        gens = [self.generators[r] for r in rows]
         every = len(rows) == self.num_envs
-        pred = self.core.step(torch.from_numpy(np.ascontiguousarray(conds, np.float32)), gens,
+        pred = self.core.step(torch.as_tensor(conds, dtype=torch.float32), [self.generators[r] for r in rows],
                               rows=None if every else rows)  # (k, 3, 64, 64) in [0, 1]
         self.t[rows] += 1
-        refs = [self.episode_references[r] for r in rows]
         # k x (64, 64, 3) uint8 -> (k, 3, 64, 64) uint8 (the metric divides by 255)
-        target = torch.from_numpy(np.stack([ref.frames[self.t[r]] for r, ref in zip(rows, refs)])).permute(0, 3, 1, 2)
-        psnr = psnr_metric(pred, target).double().cpu().numpy().reshape(-1)  # (k,) dB, pred clipped to [0, 1]
-        truncated = np.array([self.t[r] >= len(ref) - 1 for r, ref in zip(rows, refs)], dtype=bool)
-        return StepResult(frames_to_uint8(pred), truncated, {"psnr": psnr})
+        target = torch.from_numpy(np.stack([self.episode_references[r].frames[self.t[r]] for r in rows]))
+        psnr = psnr_metric(pred, target.permute(0, 3, 1, 2)).double().cpu().numpy().reshape(-1)  # (k,) dB
+        return StepResult(frames_to_uint8(pred), self.t[rows] >= self.last[rows], {"psnr": psnr})
 
     # -- info ----------------------------------------------------------------------------------
+    def infos(self, rows: np.ndarray, metrics: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """`episode_infos` of ``rows`` (columns over them; with a step's ``metrics`` of those rows)."""
+        return episode_infos([self.episode_references[r] for r in rows], self.t[rows], self.n_past, metrics)
+
     def row_info(self, row: int, metrics: Mapping[str, float] | None = None) -> dict[str, Any]:
         """Row ``row``'s `episode_info` (with a step's ``metrics``, `StepResult.row_metrics`)."""
         return episode_info(self.episode_references[row], int(self.t[row]), self.n_past, metrics)

@@ -117,4 +117,4 @@ def clip_checked_actions(actions, num_envs: int | None, low: np.ndarray, high: n
         row, col = np.argwhere(bad)[0]
         where = f"column {col}" if num_envs is None else f"env {row}, column {col}"
         raise ValueError(f"action contains NaN or inf ({where}: {arr[row, col]})")
-    return np.clip(arr, low, high)
+    return np.clip(arr, low, high, out=arr)  # in place: ``arr`` is already the one cast's fresh copy

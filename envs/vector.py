@@ -24,6 +24,21 @@ from bair_world.envs.spaces import action_space, check_render_mode, observation_
 _RESET_OPTIONS = ("index", "latent_seed", "reset_mask")
 
 
+def _scatter(infos: dict[str, np.ndarray], rows: np.ndarray, columns: dict[str, np.ndarray],
+             num_envs: int) -> dict[str, np.ndarray]:
+    """Add ``columns`` (each (k, ...) over ``rows``) to vector ``infos`` in Gymnasium's layout (what
+    ``VectorEnv._add_info`` builds row by row): an array over all ``num_envs`` rows (zeros, None for
+    objects, where a row has no value) and a ``_key`` bool mask of the rows that have one."""
+    for key, column in columns.items():
+        full = (np.full(num_envs, None, dtype=object) if column.dtype == object
+                else np.zeros((num_envs, *column.shape[1:]), column.dtype))
+        full[rows] = column
+        mask = np.zeros(num_envs, dtype=bool)
+        mask[rows] = True
+        infos[key], infos[f"_{key}"] = full, mask
+    return infos
+
+
 def _per_row(name: str, value: Any, count: int) -> list:
     """Reset option ``name`` for ``count`` rows: None for all, one value for all, or one per row."""
     if value is None:
@@ -126,35 +141,33 @@ class BairWorldVectorEnv(VectorEnv):
     def step(self, actions):
         if not self.episodes.started:
             raise RuntimeError("BairWorldVectorEnv.step() called before reset()")
-        conds = self.episodes.clip_checked_actions(actions, single=False)  # (N, 7), clipped
+        conds = self.episodes.check_actions(actions, single=False)  # (N, 7) float32, clipped
         restart = np.flatnonzero(self._autoreset)
         live = np.flatnonzero(~self._autoreset)
         truncated = np.zeros(self.num_envs, dtype=bool)
-        metrics: dict[int, dict[str, float]] = {}
+        metrics = {name: np.zeros(0, np.float64) for name in STEP_METRICS}  # also when every row restarted
         if len(restart):
             self._reset_rows(restart)
         if len(live):
-            result = self.episodes.step_rows(live, conds[live])
-            self._obs[live], truncated[live] = result.frames, result.truncated
-            metrics = {int(row): result.row_metrics(i) for i, row in enumerate(live)}
+            result = self.episodes.step_rows(live, conds if len(live) == self.num_envs else conds[live])
+            if len(live) == self.num_envs:  # the step's frames are a fresh array: keep them, no copy
+                self._obs = result.frames
+            else:
+                self._obs[live] = result.frames
+            truncated[live], metrics = result.truncated, result.metrics
             if self.max_episode_steps is not None:
                 steps = self.episodes.t[live] - (self.episodes.n_past - 1)
                 truncated[live] |= steps >= self.max_episode_steps
         self._autoreset = truncated.copy()
-        infos = self._infos(np.arange(self.num_envs), metrics)
-        for name in STEP_METRICS:  # also when every row restarted: the key is there, all masked
-            infos.setdefault(name, np.zeros(self.num_envs, np.float64))
-            infos.setdefault(f"_{name}", np.zeros(self.num_envs, bool))
+        infos = self._infos(np.arange(self.num_envs))
+        _scatter(infos, live, metrics, self.num_envs)  # the step's measures: the rows that stepped
         rewards, terminated = np.zeros(self.num_envs, dtype=np.float64), np.zeros(self.num_envs, dtype=bool)
         return self._obs.copy(), rewards, terminated, truncated, infos
 
-    def _infos(self, rows: np.ndarray, metrics: dict[int, dict[str, float]] | None = None) -> dict[str, Any]:
-        """Vector infos of ``rows``: every key their `EpisodeBatch.row_info` carries (with the step's
-        ``metrics`` of the rows that stepped), an array over all rows plus its ``_key`` mask."""
-        infos: dict[str, Any] = {}
-        for row in rows:
-            self._add_info(infos, self.episodes.row_info(int(row), (metrics or {}).get(int(row))), int(row))
-        return infos
+    def _infos(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Vector infos of ``rows``: their `EpisodeBatch.infos` columns, each an array over all rows
+        plus its ``_key`` mask."""
+        return _scatter({}, rows, self.episodes.infos(rows), self.num_envs)
 
     # -- misc ----------------------------------------------------------------------------------
     def render(self) -> tuple[np.ndarray, ...] | None:

@@ -136,3 +136,34 @@ def test_bfloat16_vector_env_rows_follow_single_bfloat16_envs(ckpt):
     venv.close()
     with pytest.raises(ValueError, match="precision must be one of"):
         BairWorldVectorEnv(2, checkpoint=ckpt, references=FakeReferences(), device="cpu", precision="int8")
+
+
+def _assert_same_infos(got: dict, expected: dict) -> None:
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def test_infos_are_gymnasiums_layout_of_the_single_env_infos(venv):
+    """The vector env builds its infos as columns; they equal Gymnasium's `_add_info` of each row's
+    single-env info (same keys, dtypes, values and masks), also in a step where a row restarts."""
+    env = venv.unwrapped
+    obs, infos = venv.reset(seed=3)
+    expected = {}
+    for row in range(N):
+        env._add_info(expected, env.episodes.row_info(row), row)
+    _assert_same_infos(infos, expected)
+    env.episodes.t[1] = env.episodes.last[1] - 1  # row 1 truncates at the next step, restarts at the one after
+    for step in range(2):
+        before = [env.episodes.row_info(row) for row in range(N)]
+        _, _, _, truncated, infos = venv.step(replay_actions(infos))
+        stepped = [row for row in range(N) if not (step == 1 and row == 1)]
+        expected = {}
+        for row in range(N):
+            metrics = {"psnr": float(infos["psnr"][row])} if row in stepped else None
+            env._add_info(expected, env.episodes.row_info(row, metrics), row)
+        assert truncated[1] == (step == 0)
+        if step == 1:  # the restarted row: a new episode's first info, no psnr
+            assert infos["step"][1] == 0 and not infos["_psnr"][1] and before[1]["step"] > 0
+        _assert_same_infos(infos, expected)
