@@ -26,6 +26,7 @@ from bair_world.checkpoint import load_checkpoint, resolve_checkpoint
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.data.batch import frames_to_float, frames_to_uint8
 from bair_world.world_model import WorldModel, check_precision
+from bair_world.envs.memory import check_num_envs
 from bair_world.envs.options import WorldOptions
 from bair_world.envs.references import Reference
 from bair_world.devices import resolve_device
@@ -104,6 +105,8 @@ class EpisodeBatch:
         check_precision(world.precision, self.device)  # before loading: a bad value fails fast
         model, self.config = load_checkpoint(self.checkpoint, self.device)  # config and weights of one save
         self.n_past = model.cfg.n_past  # context frames fed at reset: the checkpoint's
+        if self.num_envs > 1:  # refused before the rows' buffers, generators and references exist
+            check_num_envs(self.num_envs, model, self.device)
         self.core = WorldModel(model, self.device, world.precision, compile=world.compile)
         self.low, self.high = cond_bounds(self.config.get("normalisation"), model.cond_mean.cpu().numpy(),
                                           model.cond_std.cpu().numpy())

@@ -92,3 +92,37 @@ def test_goal_env_options_are_typed(ckpt, kwargs, error, says):
     with pytest.raises(error) as info:
         gym.make("BairWorldGoal-v0", checkpoint=ckpt, device="cpu", references=FakeReferences(3), **kwargs)
     assert says in str(info.value)
+
+
+# --- num_envs bounded by memory ------------------------------------------------------------------
+
+def test_a_vector_env_larger_than_the_memory_is_refused_naming_the_estimate(ckpt, monkeypatch):
+    from bair_world.envs import memory
+
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: 8 * 2**20, raising=False)  # 8 MiB free
+    with pytest.raises(ValueError) as info:
+        gym.make_vec("BairWorld-v0", num_envs=64, checkpoint=ckpt, device="cpu", references=FakeReferences(3))
+    message = str(info.value)
+    assert message.startswith("num_envs=64 needs about ") and "MiB per env, estimated" in message
+    assert "more than the 0.01 GiB available; at most about" in message
+
+
+def test_a_billion_envs_are_refused_at_once(ckpt):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"num_envs=1,000,000,000 needs about .* GiB of host memory"):
+        gym.make_vec("BairWorld-v0", num_envs=10**9, checkpoint=ckpt, device="cpu", references=FakeReferences(3))
+    assert time.perf_counter() - start < 5  # nothing was allocated per env
+
+
+def test_the_estimate_covers_a_rows_frames_and_the_models_activations(ckpt):
+    import torch
+
+    from bair_world.checkpoint import load_model
+    from bair_world.envs.memory import HOST_BYTES_PER_ENV, model_bytes_per_env
+
+    model = load_model(ckpt)
+    per_env = model_bytes_per_env(model, torch.device("cpu"))
+    assert 4 * 64 * 64 * 3 * 4 < per_env < 64 * 2**20  # at least a few float frames, far below a GiB
+    assert HOST_BYTES_PER_ENV > 30 * 64 * 64 * 3 and not model.training
