@@ -11,11 +11,11 @@ pushing world's own arm kinematics (`bair_world.sim.arm_step`), so a plan means 
 the learned world and in the true one.
 
 The cost is chosen by name from one interface (`bair_world.plan_costs`: ``make_cost``): ``"pixel"``
-(the default) is the image distance to the goal frame (`bair_world.metrics.goal_distance`), or, when
-the goal carries a weight mask (`PlanContext.weights`, made by `goal_weights`), the distance weighted
-by where the start and the goal frames differ with the arm's pixels discounted
-(`weighted_distance`): a pushing goal is about a few object pixels, which the arm would otherwise
-dominate. ``"readout"`` is the goal object's distance in metres, read from the model's imagined
+(the default) is the goal task's image cost (`bair_world.goal_tasks.goal_cost`): the image distance
+to the goal frame, or, when the goal carries a weight mask (`PlanContext.weights`, a pushing goal's
+`bair_world.push_goals.goal_weights`), the distance weighted by where the start and the goal frames
+differ with the arm's pixels discounted: a pushing goal is about a few object pixels, which the arm
+would otherwise dominate. ``"readout"`` is the goal object's distance in metres, read from the model's imagined
 codes by a trained state readout (`bair_world.readout`), and ``"mix"`` both.
 
 Where the time goes: ``ModelDynamics.timings`` splits its seconds into the context feed, the
@@ -46,69 +46,10 @@ import numpy as np
 import torch
 
 from bair_world.data.batch import IMAGE_SIZE, cond_of, frames_to_float, frames_to_uint8
-from bair_world.metrics import goal_distance
+from bair_world.goal_tasks import goal_cost
 from bair_world.plan_costs import COSTS, MixedCost, PixelCost, PlanCost, ReadoutCost, make_cost  # noqa: F401
 from bair_world.sim import PushWorld, SimConfig, action_bounds, arm_step, quantise_action
 from bair_world.world_model import WorldModel
-
-#: Pooling of `weighted_distance` (2x2 area means: tolerant of one-pixel shifts and blur, fine
-#: enough for 3-5 pixel objects).
-WEIGHT_POOL = 2
-
-
-def goal_weights(start: np.ndarray, goal: np.ndarray, arm: np.ndarray | None = None, *, threshold: float = 0.08,
-                 arm_weight: float = 0.1, dilate: int = 1) -> np.ndarray:
-    """The cost mask of a goal: 1 where start and goal frames differ, ``arm_weight`` on the arm's pixels.
-
-    Args:
-        start, goal: uint8 (64, 64, 3) the start and goal frames.
-        arm: bool (64, 64) pixels of the arm in either frame (None: no discount).
-        threshold: a pixel differs when a channel changed by more than this (in [0, 1]).
-        arm_weight: weight of differing pixels that are the arm's (its motion is not the goal).
-        dilate: grow the mask by this many pixels (where the object's edge will be).
-
-    Returns:
-        float32 (64, 64), summing to 1 (uniform if the frames do not differ).
-    """
-    diff = np.abs(start.astype(np.int16) - goal.astype(np.int16)).max(-1) > threshold * 255  # (64, 64)
-    for _ in range(dilate):  # 3x3 max filter
-        grown = diff.copy()
-        grown[1:] |= diff[:-1]
-        grown[:-1] |= diff[1:]
-        grown[:, 1:] |= diff[:, :-1]
-        grown[:, :-1] |= diff[:, 1:]
-        diff = grown
-    w = diff.astype(np.float32)
-    if arm is not None:
-        w = np.where(arm, w * arm_weight, w)
-    if w.sum() <= 0:
-        w = np.ones_like(w)
-    return (w / w.sum()).astype(np.float32)
-
-
-def weighted_distance(frames: np.ndarray, goals: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted RMSE of 2x2 area-averaged frames in [0, 1].
-
-    Args:
-        frames: uint8 (..., 64, 64, 3); goals: uint8 broadcastable; weights: (..., 64, 64) broadcastable.
-
-    Returns:
-        float64 (...).
-    """
-    n = IMAGE_SIZE // WEIGHT_POOL
-
-    def pooled(x, channels=True):
-        x = np.asarray(x, np.float32)
-        tail = (3,) if channels else ()
-        lead = x.shape[:-3] if channels else x.shape[:-2]
-        # (..., 64, 64[, 3]) -> (..., 32, 2, 32, 2[, 3]) -> mean over the 2x2 blocks
-        return x.reshape(*lead, n, WEIGHT_POOL, n, WEIGHT_POOL, *tail).mean(axis=(-3, -1) if not channels else (-4, -2))
-
-    sq = ((pooled(frames) - pooled(goals)) / 255.0) ** 2  # (..., 32, 32, 3)
-    w = pooled(weights, channels=False)  # (..., 32, 32)
-    w = w / w.sum(axis=(-2, -1), keepdims=True)
-    return np.sqrt((sq.mean(-1) * w).sum(axis=(-2, -1), dtype=np.float64))
-
 
 @dataclass
 class PlanContext:
@@ -121,7 +62,8 @@ class PlanContext:
         goals: uint8 (E, 64, 64, 3) goal frames.
         steps_left: (E,) int, steps before the episode truncates (caps the horizon).
         worlds: the envs' true `PushWorld`s (only `SimDynamics` reads them; None otherwise).
-        weights: float32 (E, 64, 64) cost masks (`goal_weights`), or None for the plain `goal_distance`.
+        weights: float32 (E, 64, 64) cost masks (`bair_world.push_goals.goal_weights`), or None for the
+            plain `bair_world.metrics.goal_distance`.
         keys: (E,) ints naming the episodes (seed their randomness; None: the env's slot 0..E-1).
     """
 
@@ -139,12 +81,11 @@ class PlanContext:
         return len(self.frames)
 
     def distance(self, frames: np.ndarray) -> np.ndarray:
-        """The cost of frames uint8 (E, ..., 64, 64, 3) against each env's goal -> (E, ...)."""
+        """The goal task's image cost (`bair_world.goal_tasks.goal_cost`) of frames uint8 (E, ..., 64, 64, 3)
+        against each env's goal -> (E, ...)."""
         extra = frames.ndim - 4  # axes between E and the image
-        goals = self.goals.reshape(self.goals.shape[0], *([1] * extra), *self.goals.shape[1:])
-        if self.weights is None:
-            return goal_distance(frames, goals)
-        return weighted_distance(frames, goals, self.weights.reshape(self.weights.shape[0], *([1] * extra), 64, 64))
+        lead = lambda x: x.reshape(x.shape[0], *([1] * extra), *x.shape[1:])  # noqa: E731  (E, ...) -> (E, 1.., ...)
+        return goal_cost(frames, lead(self.goals), None if self.weights is None else lead(self.weights))
 
 
 def episode_seeds(seed: int | None, ctx: PlanContext) -> np.ndarray:

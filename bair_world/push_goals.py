@@ -8,8 +8,9 @@ its centre then the goal position. The episode still lasts the whole reference (
 than the scripted pusher needed. Success is judged on the true world's state
 (`PushGoal.object_error`), not on images.
 
-Every goal also carries the planner's cost mask (`bair_world.planning.goal_weights`): where its
-start and goal frames differ, with the arm's pixels (from the world's region labels) discounted.
+Every goal also carries the planner's cost mask (`goal_weights`): where its start and goal frames
+differ, with the arm's pixels (from the world's region labels) discounted. The tasks that use these
+goals ("push", "push_any") are in `bair_world.goal_tasks`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bair_world.planning import goal_weights
+from bair_world.references import SimReferences
 from bair_world.sim import SimConfig, sequence_worlds
 
 #: An object must have moved this far (metres) between start and goal.
@@ -30,6 +31,36 @@ PUSH_TOLERANCE = 0.025
 PUSH_GOAL_START = 2000
 
 
+def goal_weights(start: np.ndarray, goal: np.ndarray, arm: np.ndarray | None = None, *, threshold: float = 0.08,
+                 arm_weight: float = 0.1, dilate: int = 1) -> np.ndarray:
+    """The cost mask of a goal: 1 where start and goal frames differ, ``arm_weight`` on the arm's pixels.
+
+    Args:
+        start, goal: uint8 (64, 64, 3) the start and goal frames.
+        arm: bool (64, 64) pixels of the arm in either frame (None: no discount).
+        threshold: a pixel differs when a channel changed by more than this (in [0, 1]).
+        arm_weight: weight of differing pixels that are the arm's (its motion is not the goal).
+        dilate: grow the mask by this many pixels (where the object's edge will be).
+
+    Returns:
+        float32 (64, 64), summing to 1 (uniform if the frames do not differ).
+    """
+    diff = np.abs(start.astype(np.int16) - goal.astype(np.int16)).max(-1) > threshold * 255  # (64, 64)
+    for _ in range(dilate):  # 3x3 max filter
+        grown = diff.copy()
+        grown[1:] |= diff[:-1]
+        grown[:-1] |= diff[1:]
+        grown[:, 1:] |= diff[:, :-1]
+        grown[:, :-1] |= diff[:, 1:]
+        diff = grown
+    w = diff.astype(np.float32)
+    if arm is not None:
+        w = np.where(arm, w * arm_weight, w)
+    if w.sum() <= 0:
+        w = np.ones_like(w)
+    return (w / w.sum()).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class PushGoal:
     """One pushing goal.
@@ -38,23 +69,28 @@ class PushGoal:
         index: reference index (`SimReferences`) whose rollout defines start and goal.
         obj: index of the goal's object in the world's object list.
         frame: the reference frame that is the goal state.
-        start_xy: (2,) the object's centre at the start (metres).
+        start_poses: (N, 3) every object's pose at the start (frame ``n_past - 1``).
         goal_xy: (2,) its centre in the goal state (metres).
         goal_poses: (N, 3) every object's pose in the goal state.
         goal_position: (3,) the end-effector position in the goal state.
         goal_frame: uint8 (64, 64, 3) the goal image (reference frame ``frame``).
-        weights: float32 (64, 64) the planner's cost mask (see `bair_world.planning.goal_weights`).
+        weights: float32 (64, 64) the planner's cost mask (see `goal_weights`).
     """
 
     index: int
     obj: int
     frame: int
-    start_xy: np.ndarray
+    start_poses: np.ndarray
     goal_xy: np.ndarray
     goal_poses: np.ndarray
     goal_position: np.ndarray
     goal_frame: np.ndarray
     weights: np.ndarray
+
+    @property
+    def start_xy(self) -> np.ndarray:
+        """(2,) the goal object's centre at the start (metres)."""
+        return self.start_poses[self.obj, :2]
 
     @property
     def move(self) -> float:
@@ -84,7 +120,7 @@ def push_goal_of(seed: int, index: int, n_past: int = 2, length: int = 30, min_m
             if moved.max() >= min_move:
                 obj = int(np.argmax(moved))
                 weights = goal_weights(start_frame, world.frame, (start_labels == 1) | (world.labels() == 1))
-                return PushGoal(int(index), obj, t, start_poses[obj, :2].copy(), poses[obj, :2].copy(), poses,
+                return PushGoal(int(index), obj, t, start_poses, poses[obj, :2].copy(), poses,
                                 world.position, world.frame.copy(), weights)
     return None
 
@@ -104,8 +140,6 @@ def push_goals(count: int, references=None, start: int = PUSH_GOAL_START, n_past
     Raises:
         ValueError: the pool ran out before ``count`` goals were found.
     """
-    from bair_world.envs.references import SimReferences
-
     references = SimReferences() if references is None else references
     goals: list[PushGoal] = []
     index = start

@@ -14,9 +14,10 @@ import numpy as np
 
 from bair_world.data.batch import cond_of
 from bair_world.envs.episodes import SINGLE_ROW, EpisodeBatch
-from bair_world.envs.goal_task import NUM_PUSH_GOALS, GoalEnvBase
+from bair_world.envs.goal_task import GoalEnvBase
 from bair_world.envs.options import WorldOptions
 from bair_world.envs.references import Reference
+from bair_world.goal_tasks import NUM_PUSH_GOALS, GoalTask
 from bair_world.sim import SimConfig, arm_step
 
 
@@ -62,25 +63,25 @@ class BairWorldGoalEnv(GoalEnvBase):
     ## Arguments
 
     The world options as ``BairWorld-v0`` (keywords, the fields of
-    `bair_world.envs.options.WorldOptions`); ``success_threshold`` (default
-    `bair_world.envs.goal_task.SUCCESS_THRESHOLD`; `bair_world.envs.goal_task.PUSH_IMAGE_THRESHOLD`
-    on the weighted distance for ``task="push"``); ``render_mode`` None or
-    "rgb_array"; ``robotics_keys`` (default False); ``task`` "reach" (default) or "push": the goal is
-    then one of ``push_goals`` (`bair_world.envs.push_goals.PushGoal`s; default: the first
-    ``num_goals`` of `bair_world.envs.push_goals.push_goals`), ``options["index"]`` picks it, and
-    ``info`` adds ``weighted_distance`` (the planner's cost, `bair_world.planning.weighted_distance`).
+    `bair_world.envs.options.WorldOptions`); ``render_mode`` None or "rgb_array"; ``robotics_keys``
+    (default False); ``task``: a name of `bair_world.goal_tasks.TASKS` ("reach", the default, as
+    described here; "push": the goal is one of ``push_goals`` (`bair_world.push_goals.PushGoal`s;
+    default: the first ``num_goals`` of `bair_world.push_goals.push_goals`), ``options["index"]`` picks
+    it, and ``info`` adds ``weighted_distance``, the planner's cost) or a `bair_world.goal_tasks.GoalTask`;
+    ``success_threshold`` (the task's image threshold; default the task's,
+    `bair_world.goal_tasks.SUCCESS_THRESHOLD` for "reach").
 
     ``info``: ``goal_distance``, ``is_success``, ``arm_distance_m`` (end-effector to the goal's
     end-effector position, metres), ``step``, ``index``, ``rollout_id``.
     """
 
     def __init__(self, *, render_mode: str | None = None, success_threshold: float | None = None,
-                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False, task: str = "reach",
+                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False, task: str | GoalTask = "reach",
                  push_goals=None, num_goals: int = NUM_PUSH_GOALS, **world: Any):
-        self._setup(render_mode, success_threshold, sim_config, robotics_keys, task)
+        self._setup(render_mode, sim_config, robotics_keys, task, success_threshold)
         self.episodes = EpisodeBatch(1, WorldOptions(**world))
         self.n_past = self.episodes.n_past
-        self._load_push_goals(self.episodes.reference_pool, push_goals, num_goals)
+        self._prepare(self.episodes.reference_pool, push_goals, num_goals)
 
     def _num_references(self) -> int:
         return len(self.episodes.reference_pool)

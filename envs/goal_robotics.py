@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from bair_world.data.batch import IMAGE_SIZE
-from bair_world.metrics import goal_distance
+from bair_world.goal_tasks import GoalTask
 
 
 def channels_last(frames) -> np.ndarray:
@@ -24,11 +24,11 @@ def channels_last(frames) -> np.ndarray:
 
 
 class RoboticsGoalAPI:
-    """The GoalEnv methods of a goal env; reads its ``robotics_keys``, ``task`` and ``success_threshold``."""
+    """The GoalEnv methods of a goal env; reads its ``robotics_keys`` and asks its ``task``
+    (`bair_world.goal_tasks.GoalTask`: ``reward``, ``terminated``)."""
 
     robotics_keys: bool
-    task: str
-    success_threshold: float
+    task: GoalTask
 
     def _goal_api(self, method):
         if not self.robotics_keys:
@@ -37,13 +37,14 @@ class RoboticsGoalAPI:
 
     @property
     def compute_reward(self):
-        """``compute_reward(achieved_goal, desired_goal, info)``: ``-goal_distance``, shape (...), the
+        """``compute_reward(achieved_goal, desired_goal, info)``: the task's reward, shape (...), the
         reward `step` gives (``info`` is unused: the reward depends on the frames only)."""
         return self._goal_api(self._compute_reward)
 
     @property
     def compute_terminated(self):
-        """``compute_terminated(achieved_goal, desired_goal, info)``: success, the only termination."""
+        """``compute_terminated(achieved_goal, desired_goal, info)``: success, the only termination (a task
+        judged on the world's state reads the infos' ``is_success``: `GoalTask.terminated`)."""
         return self._goal_api(self._compute_terminated)
 
     @property
@@ -52,16 +53,10 @@ class RoboticsGoalAPI:
         return self._goal_api(self._compute_truncated)
 
     def _compute_reward(self, achieved_goal, desired_goal, info) -> np.ndarray:
-        return -goal_distance(channels_last(achieved_goal), channels_last(desired_goal))
+        return self.task.reward(channels_last(achieved_goal), channels_last(desired_goal))
 
     def _compute_terminated(self, achieved_goal, desired_goal, info) -> np.ndarray:
-        if self.task == "push":  # judged on the state: the infos' is_success (False without infos)
-            infos = np.atleast_1d(np.asarray(info, dtype=object)) if info is not None else None
-            shape = np.shape(achieved_goal)[:-3]
-            if infos is None or infos.size != int(np.prod(shape)):
-                return np.zeros(shape, bool)
-            return np.array([bool(i["is_success"]) for i in infos.ravel()]).reshape(shape)
-        return -self._compute_reward(achieved_goal, desired_goal, info) <= self.success_threshold
+        return self.task.terminated(channels_last(achieved_goal), channels_last(desired_goal), info)
 
     def _compute_truncated(self, achieved_goal, desired_goal, info) -> np.ndarray:
         return np.zeros(np.shape(achieved_goal)[:-3], bool)

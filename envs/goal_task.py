@@ -1,7 +1,7 @@
-"""`GoalEnvBase`: the goal-reaching task whichever world plays it, shared by ``BairWorldGoal-v0``
+"""`GoalEnvBase`: a goal task whichever world plays it, shared by ``BairWorldGoal-v0``
 (`bair_world.envs.goal`, the learned world) and ``PushWorldGoal-v0`` (`bair_world.envs.push_world_env`,
-the true world): reset to a reference's context, reward ``-goal_distance`` to the goal frame, success
-and termination, the Dict observation and the info.
+the true world): reset to a goal's context, the Dict observation and the info; the goal, reward and
+success are the env's task's (`bair_world.goal_tasks`, one object, ``self.task``).
 """
 
 from __future__ import annotations
@@ -16,74 +16,44 @@ from bair_world.data.batch import cond_of
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.envs.goal_robotics import RoboticsGoalAPI
 from bair_world.envs.goal_spaces import ROBOTICS_KEYS, goal_action_space, goal_observation_space
-from bair_world.envs.options import check_bool_option, check_int_option, check_number_option
+from bair_world.envs.options import check_bool_option, check_int_option
 from bair_world.envs.references import Reference, reset_index
 from bair_world.envs.spaces import check_render_mode, clip_checked_actions
+from bair_world.goal_tasks import GoalState, GoalTask, make_task
 from bair_world.metrics import goal_distance
-from bair_world.planning import weighted_distance
 from bair_world.sim import SimConfig, quantise_action
-
-#: Default success threshold on `bair_world.metrics.goal_distance` (RMSE of 16x16 area means in
-#: [0, 1]). Measured on the built-in references: the frame one step before the goal lies at
-#: 0.01-0.06 from it, the start at 0.05-0.09, 28 random actions end at 0.05-0.10.
-SUCCESS_THRESHOLD = 0.025
-#: The goal tasks: "reach" (goal = a reference's last frame; success on the image) and "push"
-#: (goal = a state in which one object moved >= 5 cm, `bair_world.envs.push_goals`; success on the
-#: true world's state in ``PushWorldGoal-v0``).
-TASKS = ("reach", "push")
-#: Number of pushing goals an env with ``task="push"`` draws from (`push_goals`' first ones).
-NUM_PUSH_GOALS = 64
-#: Success threshold of ``task="push"`` in the learned world, which has no object state: the
-#: weighted image distance (`bair_world.planning.weighted_distance`) to the goal. An image proxy;
-#: the benchmark judges pushing in the true world (``PushWorldGoal-v0``).
-PUSH_IMAGE_THRESHOLD = 0.06
 
 
 class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
     """The goal-reaching task, independent of which world plays it (see `BairWorldGoalEnv`).
 
-    Subclasses set ``n_past``, ``sim_config`` and implement ``_num_references``, ``_begin`` (start
-    a reference's episode, return it) and ``_advance`` (one transition, return frame and position).
+    Subclasses call ``_setup``, set ``n_past``, call ``_prepare`` (the task's goals) and
+    implement ``_num_references``, ``_begin`` (start a reference's episode, return it) and
+    ``_advance`` (one transition, return frame and position); ``_poses`` (the objects' poses, None by
+    default) and ``_complete`` (fill in what the goal knows only in this world) where the world can.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
     n_past: int
     sim_config: SimConfig
 
-    def _setup(self, render_mode: str | None, success_threshold: float | None, sim_config: SimConfig,
-               robotics_keys: bool, task: str = "reach") -> None:
+    def _setup(self, render_mode: str | None, sim_config: SimConfig, robotics_keys: bool, task: str | GoalTask,
+               success_threshold: float | None = None, push_tolerance: float | None = None) -> None:
+        """Check the options, make the task (`bair_world.goal_tasks.make_task`) and the spaces."""
         check_render_mode(render_mode, self.metadata)
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        self.task = task
-        if success_threshold is None:
-            success_threshold = self._default_threshold()
-        success_threshold = check_number_option("success_threshold", success_threshold, 0.0)
-        self.render_mode, self.success_threshold, self.sim_config = render_mode, success_threshold, sim_config
+        self.task = make_task(task, success_threshold, push_tolerance)
+        self.render_mode, self.sim_config = render_mode, sim_config
         self.robotics_keys = check_bool_option("robotics_keys", robotics_keys)
         self.observation_space = goal_observation_space(sim_config, self.robotics_keys)
         self.action_space = goal_action_space(sim_config)
         self._ref: Reference | None = None
         self._done = False
-        self.push_goals = None  # task="push": the goal list (`_load_push_goals`)
-        self.goal = None  # task="push": the current `PushGoal`
+        self.goal = None  # the current episode's goal (the task's: `ReachGoal`, `PushGoal`)
 
-    def _default_threshold(self) -> float:
-        return SUCCESS_THRESHOLD if self.task == "reach" else PUSH_IMAGE_THRESHOLD
-
-    def _load_push_goals(self, references, push_goals, num_goals: int) -> None:
-        """task="push": take ``push_goals`` or find the first ``num_goals`` in ``references``."""
+    def _prepare(self, references, push_goals, num_goals: int) -> None:
+        """The task's goals in ``references`` (`bair_world.goal_tasks.GoalTask.prepare`); set ``n_past`` first."""
         check_int_option("num_goals", num_goals, 1)
-        if self.task != "push":
-            return
-        from bair_world.envs.push_goals import push_goals as find_goals
-        from bair_world.envs.references import SimReferences
-
-        if not isinstance(references, SimReferences):
-            raise TypeError(f"task='push' needs the built-in references (SimReferences), got {references!r}")
-        self.push_goals = list(push_goals) if push_goals is not None else find_goals(num_goals, references, n_past=self.n_past)
-        if not self.push_goals:
-            raise ValueError("task='push' needs at least one goal")
+        self.task.prepare(references, self.n_past, push_goals, num_goals)
 
     # -- hooks ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -98,17 +68,16 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
     def _advance(self, action: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One transition under (action, position): the next frame (64, 64, 3) uint8 and position (3,)."""
 
-    def _extra_info(self) -> dict[str, Any]:
-        return {}
+    def _poses(self) -> np.ndarray | None:
+        """The objects' poses (N, 3) now, where this world has them (None: the learned world)."""
+        return None
 
-    def _success(self, distance: float) -> bool:
-        """Success of the current state (reach: the image distance; push: see the subclasses)."""
-        if self.task == "reach":
-            return distance <= self.success_threshold
-        return self._weighted() <= self.success_threshold
+    def _complete(self, goal):
+        """The task's goal with what only this world knows filled in (default: as it is)."""
+        return goal
 
-    def _weighted(self) -> float:
-        return float(weighted_distance(self._frames[-1], self._goal_frame, self.goal.weights))
+    def _state(self) -> GoalState:
+        return GoalState(self._frames[-1], self._position, self._poses())
 
     # -- API -----------------------------------------------------------------------------------
     @property
@@ -122,7 +91,7 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
     def goal_frame(self) -> np.ndarray:
         """The current goal image (64, 64, 3) uint8."""
         self.reference  # noqa: B018  (raises before reset)
-        return self._goal_frame
+        return self.goal.goal_frame
 
     @property
     def history(self) -> tuple[np.ndarray, np.ndarray]:
@@ -144,28 +113,23 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
 
     @property
     def cost_weights(self) -> np.ndarray | None:
-        """The pushing goal's cost mask float32 (64, 64) (`bair_world.envs.push_goals.PushGoal.weights`);
-        None for ``task="reach"`` (the plain `goal_distance`)."""
+        """The goal's cost mask float32 (64, 64) (a pushing goal's `bair_world.push_goals.goal_weights`),
+        or None (the plain `goal_distance`)."""
         return None if self.goal is None else self.goal.weights
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        count = self._num_references() if self.task == "reach" else len(self.push_goals)
+        count = self.task.count(self._num_references())
         index, torch_seed = reset_index(self.np_random, options, count, type(self).__name__)
-        self.goal = None if self.task == "reach" else self.push_goals[int(index)]
-        ref = self._begin(int(index) if self.goal is None else self.goal.index, torch_seed)
+        ref = self._begin(self.task.reference_index(int(index)), torch_seed)
         ref.check_steps(self.n_past)
+        self.goal = self._complete(self.task.goal(int(index), ref))
         self._ref, self._done, self._steps = ref, False, 0
         self._max_steps = len(ref) - self.n_past
         self._frames = [ref.frames[t].copy() for t in range(self.n_past)]
         self._conds = [ref.conds[t].copy() for t in range(self.n_past - 1)]
         self._position = ref.positions[self.n_past - 1].astype(np.float64)
-        if self.goal is None:
-            self._goal_frame, self._goal_position = ref.frames[-1], ref.positions[-1].astype(np.float64)
-        else:
-            self._goal_frame, self._goal_position = self.goal.goal_frame, self.goal.goal_position
-        distance = float(goal_distance(self._frames[-1], self._goal_frame))
-        return self._observation(), self._info(distance)
+        return self._observation(), self._info()
 
     def step(self, action):
         if self._ref is None:
@@ -178,11 +142,11 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
         self._frames.append(frame)
         self._conds.append(cond)
         self._steps += 1
-        distance = float(goal_distance(frame, self._goal_frame))
-        terminated = self._success(distance)
+        info = self._info()
+        terminated = info["is_success"]
         truncated = not terminated and self._steps >= self._max_steps
         self._done = terminated or truncated
-        return self._observation(), -distance, terminated, truncated, self._info(distance)
+        return self._observation(), float(self.task.reward(frame, self.goal.goal_frame)), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         """The current frame (64, 64, 3) uint8 for ``render_mode="rgb_array"``; None otherwise."""
@@ -239,18 +203,18 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
 
     def _observation(self) -> dict[str, np.ndarray]:
         box = self.observation_space[ROBOTICS_KEYS["position"] if self.robotics_keys else "position"]
-        obs = {"image": self._frames[-1].copy(), "goal": self._goal_frame.copy(),
+        obs = {"image": self._frames[-1].copy(), "goal": self.goal.goal_frame.copy(),
                "position": np.clip(self._position, box.low, box.high).astype(np.float32)}
         return {ROBOTICS_KEYS[k]: v for k, v in obs.items()} if self.robotics_keys else obs
 
-    def _info(self, distance: float) -> dict[str, Any]:
-        info = {"goal_distance": distance, "is_success": bool(self._success(distance)),
-                "arm_distance_m": float(np.linalg.norm(self._position - self._goal_position)),
-                "step": self._steps, "index": self._ref.index, "rollout_id": self._ref.rollout_id}
-        if self.goal is not None:
-            info["weighted_distance"] = self._weighted()
-        info.update(self._extra_info())
-        return info
+    def _info(self) -> dict[str, Any]:
+        """The common entries (goal distance, success, arm distance, step, reference) and the task's."""
+        state = self._state()
+        return {"goal_distance": float(goal_distance(state.frame, self.goal.goal_frame)),
+                "is_success": bool(self.task.success(state, self.goal)),
+                "arm_distance_m": float(np.linalg.norm(self._position - self.goal.goal_position)),
+                "step": self._steps, "index": self._ref.index, "rollout_id": self._ref.rollout_id,
+                **self.task.info(state, self.goal)}
 
 
 def torch_as(codes):

@@ -9,6 +9,7 @@ checking that the frames come out equal to the reference's, byte for byte.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -16,12 +17,12 @@ import numpy as np
 
 from bair_world.envs.bair_world_env import RENDER_FPS
 from bair_world.checkpoint import context_frames, resolve_checkpoint
-from bair_world.envs.goal_task import NUM_PUSH_GOALS, GoalEnvBase
-from bair_world.envs.push_goals import PUSH_TOLERANCE
+from bair_world.envs.goal_task import GoalEnvBase
 from bair_world.envs.episodes import episode_info
-from bair_world.envs.options import WorldOptions, check_number_option
+from bair_world.envs.options import WorldOptions
 from bair_world.envs.references import Reference, ReferenceSource, SimReferences, reset_index
 from bair_world.envs.spaces import action_space, check_render_mode, clip_checked_actions, cond_bounds, observation_space
+from bair_world.goal_tasks import NUM_PUSH_GOALS, GoalTask
 from bair_world.metrics import psnr as psnr_metric
 from bair_world.sim import PushWorld, SimConfig, action_bounds, position_bounds, replay_world
 
@@ -166,31 +167,29 @@ class PushWorldGoalEnv(GoalEnvBase):
     and its centre in the goal state, from the simulator's poses; with ``arm_distance_m`` it gives
     the final goal distance in physical units. See `bair_world.envs.goal.BairWorldGoalEnv`.
 
-    With ``task="push"`` the goal is a `bair_world.envs.push_goals.PushGoal` (one object moved
-    >= 5 cm): success (and termination) = that object's centre within ``push_tolerance`` metres of
-    its goal centre in this world's state; ``info["object_distance_m"]`` is that object's distance
-    (``objects_mean_distance_m`` the mean over all objects), ``arm_distance_m`` the end-effector's
-    distance to its goal-state position.
+    The task (`bair_world.goal_tasks`) judges success on this world's state (the objects' poses):
+    with ``task="push"`` the goal is a `bair_world.push_goals.PushGoal` (one object moved >= 5 cm),
+    success (and termination) = that object's centre within ``push_tolerance`` metres of its goal
+    centre; ``info["object_distance_m"]`` is that object's distance (``objects_mean_distance_m`` the
+    mean over all objects), ``arm_distance_m`` the end-effector's distance to its goal-state position.
 
     Args:
         render_mode, success_threshold, robotics_keys, task, push_goals, num_goals: as ``BairWorldGoal-v0``.
-        push_tolerance: task="push" success radius in metres (default `PUSH_TOLERANCE`).
+        push_tolerance: the pushing tasks' success radius in metres (default
+            `bair_world.push_goals.PUSH_TOLERANCE`).
         sim_config: the world's configuration (must be the one the references were made with).
         **world: the learned world's options, as ``PushWorld-v0`` (the action box is the pushing
             world's whatever the checkpoint).
     """
 
     def __init__(self, *, render_mode: str | None = None, success_threshold: float | None = None,
-                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False, task: str = "reach",
-                 push_goals=None, num_goals: int = NUM_PUSH_GOALS, push_tolerance: float = PUSH_TOLERANCE,
+                 sim_config: SimConfig = SimConfig(), robotics_keys: bool = False, task: str | GoalTask = "reach",
+                 push_goals=None, num_goals: int = NUM_PUSH_GOALS, push_tolerance: float | None = None,
                  **world: Any):
-        self._setup(render_mode, success_threshold, sim_config, robotics_keys, task)
-        push_tolerance = check_number_option("push_tolerance", push_tolerance, 0.0, above=True)
-        self.push_tolerance = float(push_tolerance)
+        self._setup(render_mode, sim_config, robotics_keys, task, success_threshold, push_tolerance)
         self.n_past, self.reference_pool = true_world(WorldOptions(**world), "PushWorldGoal-v0")
-        self._load_push_goals(self.reference_pool, push_goals, num_goals)
+        self._prepare(self.reference_pool, push_goals, num_goals)
         self.world: PushWorld | None = None
-        self.goal_poses: np.ndarray | None = None
 
     @property
     def worlds(self) -> list[PushWorld]:
@@ -207,22 +206,15 @@ class PushWorldGoalEnv(GoalEnvBase):
         return frame.copy(), self.world.position
 
     def _begin(self, index: int, torch_seed: int) -> Reference:
-        if self.goal is None:
-            ref, self.world, final = start_world(self.reference_pool, index, self.n_past, self.sim_config, replay_to_end=True)
-            self.goal_poses = final.object_poses
-        else:
-            ref, self.world, _ = start_world(self.reference_pool, index, self.n_past, self.sim_config)
-            self.goal_poses = self.goal.goal_poses
+        ref, self.world, _ = start_world(self.reference_pool, index, self.n_past, self.sim_config)
         return ref
 
-    def _success(self, distance: float) -> bool:
-        if self.goal is None:
-            return super()._success(distance)
-        return self.goal.object_error(self.world.object_poses) <= self.push_tolerance
+    def _poses(self) -> np.ndarray:
+        return self.world.object_poses
 
-    def _extra_info(self) -> dict[str, Any]:
-        gap = self.world.object_poses[:, :2] - self.goal_poses[:, :2]  # (N, 2) metres
-        mean = float(np.linalg.norm(gap, axis=1).mean())
-        if self.goal is None:
-            return {"object_distance_m": mean}
-        return {"object_distance_m": self.goal.object_error(self.world.object_poses), "objects_mean_distance_m": mean}
+    def _complete(self, goal):
+        """A goal without the goal state's object poses (a reference's end) gets them from a replay to its end."""
+        if goal.goal_poses is not None:
+            return goal
+        _, _, final = start_world(self.reference_pool, goal.index, self.n_past, self.sim_config, replay_to_end=True)
+        return replace(goal, goal_poses=final.object_poses)

@@ -31,9 +31,9 @@ import torch
 
 from bair_world.checkpoint import load_model, resolve_checkpoint
 from bair_world.envs.goal_eval import DoNothingPolicy, PlannerPolicy, RandomPolicy, evaluate_goal_policy
-from bair_world.envs.push_goals import push_goals
 from bair_world.envs.push_world_env import PushWorldGoalEnv
 from bair_world.envs.references import SimReferences
+from bair_world.goal_tasks import TASKS, make_task
 from bair_world.planning import PUSH_CEM, CEMPlanner, ModelDynamics, SimDynamics, make_cost
 from bair_world.world_model import WorldModel
 
@@ -44,8 +44,8 @@ MODEL_ROWS = {"model": "pixel", "readout": "readout", "mix": "mix"}  # row -> pl
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--task", choices=("push", "reach"), default="push")
-    p.add_argument("--goals", type=int, default=32, help="episodes (push: the first N pushing goals; reach: references 0..N-1)")
+    p.add_argument("--task", choices=tuple(TASKS), default="push", help="the goal task (bair_world.goal_tasks)")
+    p.add_argument("--goals", type=int, default=32, help="episodes: the task's first N goals (reach: references 0..N-1)")
     p.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated rows of {ROWS}")
     p.add_argument("--readout", default=None, help="the readout/mix rows' state readout (default: the checkpoint's)")
     p.add_argument("--mix-weight", type=float, default=1.0, help="the mix row's readout weight (metres vs image distance)")
@@ -83,10 +83,10 @@ def main(argv=None) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     refs = SimReferences()
-    goals = push_goals(args.goals, refs) if args.task == "push" else None
+    task = make_task(args.task)  # one task (and goal pool) for every env
     indices = list(range(args.goals))
     n = min(args.num_envs, args.goals)
-    envs = [PushWorldGoalEnv(references=refs, task=args.task, push_goals=goals) for _ in range(n)]
+    envs = [PushWorldGoalEnv(references=refs, task=task, num_goals=args.goals) for _ in range(n)]
     results = {}
     for row in rows:
         path = out / f"{args.task}-{row}.json"

@@ -12,10 +12,10 @@ import pytest
 import bair_world  # noqa: F401  (registers the envs)
 from helpers import FakeReferences, make_tiny_checkpoint
 from bair_world.envs.goal import BairWorldGoalEnv
-from bair_world.envs.goal_task import SUCCESS_THRESHOLD
 from bair_world.envs.goal_eval import RandomPolicy, evaluate_goal_policy, format_table
 from bair_world.envs.push_world_env import PushWorldEnv, PushWorldGoalEnv, start_world
 from bair_world.envs.references import SimReferences
+from bair_world.goal_tasks import SUCCESS_THRESHOLD
 from bair_world.metrics import goal_distance
 from bair_world.sim import SimConfig
 

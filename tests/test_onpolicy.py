@@ -13,7 +13,7 @@ from bair_world.data.poses import read_poses
 from bair_world.data.synthetic import sequence_dir
 from bair_world.envs.goal_eval import RandomPolicy
 from bair_world.envs.onpolicy import EpisodeRecord, check_replay, collect_onpolicy, read_manifest, replay_sequence
-from bair_world.envs.push_goals import push_goals
+from bair_world.push_goals import push_goals
 from bair_world.envs.push_world_env import PushWorldGoalEnv
 from bair_world.envs.references import SimReferences
 

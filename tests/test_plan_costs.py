@@ -12,7 +12,7 @@ from helpers import make_tiny_checkpoint
 from bair_world.checkpoint import load_model, read_config
 from bair_world.envs.goal import BairWorldGoalEnv
 from bair_world.envs.goal_eval import plan_context
-from bair_world.envs.push_goals import push_goals
+from bair_world.push_goals import push_goals
 from bair_world.envs.references import SimReferences
 from bair_world.plan_costs import MixedCost, PixelCost, ReadoutCost, make_cost
 from bair_world.planning import CEMConfig, CEMPlanner, ModelDynamics, PlanContext
@@ -145,7 +145,7 @@ def test_goal_env_exposes_the_planner_costs(tiny, goal_envs):
     pixel = env.plan_cost("pixel")
     assert pixel(env.goal_frame) == 0.0
     obs = env.history[0][-1]
-    assert pixel(obs) == pytest.approx(env._weighted()) and pixel(obs) > 0
+    assert pixel(obs) == pytest.approx(env.task.image_distance(obs, env.goal)) and pixel(obs) > 0
     readout = env.plan_cost("readout")  # the readout saved with the checkpoint
     codes = torch.zeros(3, model.cfg.g_dim)
     assert readout(codes=codes).shape == (3,)

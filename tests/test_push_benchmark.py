@@ -11,10 +11,11 @@ from helpers import make_tiny_checkpoint
 from bair_world.checkpoint import load_model
 from bair_world.envs.goal import BairWorldGoalEnv
 from bair_world.envs.goal_eval import DoNothingPolicy, PlannerPolicy, evaluate_goal_policy, plan_context
-from bair_world.envs.push_goals import MIN_MOVE, push_goals
 from bair_world.envs.push_world_env import PushWorldGoalEnv, start_world
 from bair_world.envs.references import SimReferences
-from bair_world.planning import CEMConfig, CEMPlanner, ModelDynamics, SimDynamics, goal_weights, weighted_distance
+from bair_world.goal_tasks import weighted_distance
+from bair_world.planning import CEMConfig, CEMPlanner, ModelDynamics, SimDynamics
+from bair_world.push_goals import MIN_MOVE, goal_weights, push_goals
 from bair_world.sim import sequence_worlds
 from bair_world.world_model import WorldModel
 
@@ -55,12 +56,13 @@ def test_push_success_is_computed_from_the_true_state(goals):
         obs, reward, terminated, truncated, info = env.step(ref.actions[t])
         if terminated:
             break
-    assert terminated and info["is_success"] and info["object_distance_m"] <= env.push_tolerance
+    assert terminated and info["is_success"] and info["object_distance_m"] <= env.task.tolerance
     assert info["object_distance_m"] == pytest.approx(g.object_error(env.world.object_poses))
     # moving the object by hand (same images) changes the verdict: success reads the state
     env.reset(seed=0, options={"index": 0})
+    assert not env.task.success(env._state(), g)
     env.world.physics.bodies[g.obj].position = tuple(g.goal_xy)
-    assert env._success(0.0)
+    assert env.task.success(env._state(), g)
 
 
 def test_push_task_passes_both_checkers(goals):
