@@ -11,6 +11,8 @@ learned world has none, so a task judged on objects falls back to an image proxy
 * ``"push"`` (`PushTask`): goal = a state in which one object moved >= 5 cm
   (`bair_world.push_goals`); success = that object's centre within ``tolerance`` metres of its goal
   centre; without poses, the weighted image distance (`weighted_distance`) <= ``threshold``.
+* ``"push_any"`` (`PushAnyTask`): the pushing goals; success = any object moved at least the push
+  goals' distance (`bair_world.push_goals.MIN_MOVE`) from where it started.
 
 Every task's reward is ``-goal_distance`` to the goal frame (so HER can recompute it from frames).
 A new task is a subclass overriding what differs and one entry in `TASKS`.
@@ -26,7 +28,7 @@ import numpy as np
 from bair_world.configtypes import is_number
 from bair_world.data.batch import IMAGE_SIZE
 from bair_world.metrics import goal_distance
-from bair_world.push_goals import PUSH_TOLERANCE, PushGoal, push_goals
+from bair_world.push_goals import MIN_MOVE, PUSH_TOLERANCE, PushGoal, push_goals
 
 #: Default success threshold on `bair_world.metrics.goal_distance` (RMSE of 16x16 area means in
 #: [0, 1]). Measured on the built-in references: the frame one step before the goal lies at
@@ -235,8 +237,30 @@ class PushTask(GoalTask):
         return info
 
 
+class PushAnyTask(PushTask):
+    """Push any object at least as far as the pushing goals' object moved (`MIN_MOVE`) from its start.
+
+    The goals (and so the goal image, the reward and the learned world's image proxy) are the
+    pushing goals: the goal image shows one way to succeed. ``info`` adds ``moved_m``, the farthest
+    any object has moved from its start (true world).
+    """
+
+    name = "push_any"
+
+    def success(self, state: GoalState, goal: PushGoal) -> bool:
+        return super().success(state, goal) if state.poses is None else self.moved(state, goal) >= MIN_MOVE
+
+    def info(self, state: GoalState, goal: PushGoal) -> dict[str, Any]:
+        return super().info(state, goal) | ({} if state.poses is None else {"moved_m": self.moved(state, goal)})
+
+    @staticmethod
+    def moved(state: GoalState, goal: PushGoal) -> float:
+        """How far (metres) the object that moved most lies from its start (``goal.start_poses``)."""
+        return float(np.linalg.norm(state.poses[:, :2] - goal.start_poses[:, :2], axis=1).max())
+
+
 #: The goal tasks by name (every user of a task name reads this).
-TASKS: dict[str, type[GoalTask]] = {task.name: task for task in (ReachTask, PushTask)}
+TASKS: dict[str, type[GoalTask]] = {task.name: task for task in (ReachTask, PushTask, PushAnyTask)}
 
 
 def make_task(task: str | GoalTask = "reach", threshold: float | None = None,

@@ -9,7 +9,7 @@ from helpers import FakeReferences
 from bair_world.goal_tasks import (PUSH_IMAGE_THRESHOLD, SUCCESS_THRESHOLD, TASKS, GoalState, GoalTask, PushTask,
                                    ReachGoal, make_task)
 from bair_world.metrics import goal_distance
-from bair_world.push_goals import PushGoal
+from bair_world.push_goals import MIN_MOVE, PushGoal, push_goals
 
 FRAME = np.zeros((64, 64, 3), np.uint8)
 
@@ -31,7 +31,7 @@ def test_every_name_makes_its_task_and_an_unknown_name_is_refused_naming_the_kno
     for name, cls in TASKS.items():
         task = make_task(name)
         assert type(task) is cls and task.name == name
-    with pytest.raises(ValueError, match="unknown goal task 'teleport'; known: reach, push"):
+    with pytest.raises(ValueError, match="unknown goal task 'teleport'; known: reach, push, push_any"):
         make_task("teleport")
     task = make_task("push", threshold=0.1, tolerance=0.01)
     assert (task.threshold, task.tolerance) == (0.1, 0.01) and make_task(task) is task
@@ -110,3 +110,33 @@ def test_the_goal_env_asks_its_task_object():
     _, info = env.reset(seed=0)
     *_, terminated, truncated, info = env.step(np.zeros(4))
     assert type(env.task) is Always and terminated and info["is_success"] and not truncated
+
+
+def test_push_any_succeeds_when_any_object_moved_the_push_distance():
+    task, goal = make_task("push_any"), push_goal([[0.5, 0.0, 0.0], [0.7, 0.1, 0.0]])
+    task.prepare(None, 2, goals=[goal])
+    assert task.goal(0, None) is goal and task.reward(FRAME, goal.goal_frame) == make_task("push").reward(
+        FRAME, goal.goal_frame)
+    assert not task.success(state([[0.5, 0.0, 0], [0.7, 0.1, 0]]), goal)  # nothing moved
+    assert task.success(state([[0.5, 0.0, 0], [0.7, 0.1 + 1.1 * MIN_MOVE, 0]]), goal)  # the other object
+    assert task.success(state([[0.5 - 1.1 * MIN_MOVE, 0.0, 0], [0.7, 0.1, 0]]), goal)  # the goal's object, away from its goal
+    assert not task.success(state([[0.5, 0.049, 0], [0.7, 0.149, 0]]), goal)  # both short of 5 cm
+    info = task.info(state([[0.5, 0.0, 0], [0.7, 0.13, 0]]), goal)
+    assert info["moved_m"] == pytest.approx(0.03) and "object_distance_m" in info
+    # no poses (the learned world): the pushing goals' image proxy
+    assert task.success(state(value=255), goal) and not task.success(state(value=0), goal)
+
+
+def test_push_any_in_the_true_world_ends_at_the_first_frame_an_object_moved_the_push_distance():
+    from bair_world.envs.push_world_env import PushWorldGoalEnv
+    from bair_world.envs.references import SimReferences
+
+    refs = SimReferences(size=40, length=12)
+    goal = push_goals(1, refs, start=0)[0]
+    env = PushWorldGoalEnv(references=refs, task="push_any", push_goals=[goal])
+    _, info = env.reset(seed=0, options={"index": 0})
+    assert not info["is_success"] and info["moved_m"] == 0.0
+    for t in range(1, goal.frame):  # the reference's own actions: frame t + 1 after step t
+        *_, terminated, _, info = env.step(env.reference.actions[t])
+        assert terminated == (t + 1 == goal.frame) == info["is_success"]
+    assert info["moved_m"] >= MIN_MOVE
