@@ -247,3 +247,32 @@ def test_moving_windows_oversample_the_windows_where_objects_move():
         assert window[3].shape == (b, length, 2, 64, 64)
         hits += int((window[3].abs().sum((2, 3, 4)) > 0).any(1).sum())
     assert hits > 0.8 * 40 * b  # nearly every drawn window holds the motion (uniform: ~30 %)
+
+
+@pytest.mark.parametrize("form", ["folders", "packed"])
+def test_training_windows_are_cropped_stored_and_converted_on_the_device_to_the_same_numbers(form, sim_root,
+                                                                                              tmp_path):
+    """Issue 31: training opens its split ``stored=True`` (uint8 frames, int8 flow) and converts only the
+    cropped window; the window equals the crop of the float items, number for number, with the same
+    draws from the loop's generator (labels, flow and moving windows included)."""
+    import random
+
+    from bair_world.data import collate
+    from bair_world.data.open import open_dataset
+    from bair_world.data.packed import pack_dataset
+    from bair_world.training.data import device_window, random_crop
+
+    root = sim_root if form == "folders" else pack_dataset(sim_root, tmp_path / "packed", progress=False)
+    stored = open_dataset(root, "train", targets=True, stored=True)
+    floats = open_dataset(root, "train", targets=True)
+    item = stored[0]
+    assert item["frames"].dtype == torch.uint8 and item["frames"].shape == (30, 3, 64, 64)
+    assert item["flow"].dtype == torch.int8
+    batch, reference = collate([stored[i] for i in range(4)]), collate([floats[i] for i in range(4)])
+    rng, reference_rng = random.Random(5), random.Random(5)
+    for _ in range(3):
+        window = device_window(batch, 8, rng, 2.0, torch.device("cpu"))
+        expected = random_crop(reference, 8, reference_rng, 2.0)
+        for got, want in zip(window, expected):
+            assert got.dtype == want.dtype and torch.equal(got, want)
+    assert rng.getstate() == reference_rng.getstate()  # the same draws: a resumed run crops the same windows

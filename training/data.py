@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from bair_world.data import Batch, DataError, collate
 from bair_world.data.bair_folder import ACTIONS_FILE, POSITIONS_FILE, BairFolderDataset, read_table
-from bair_world.data.batch import ACTION_DIM, POSITION_DIM, cond_of
+from bair_world.data.batch import ACTION_DIM, POSITION_DIM, cond_of, unit_frames
+from bair_world.data.flow import flow_pixels
 from bair_world.data.open import open_dataset
 from bair_world.data.packed import PackedDataset
 from bair_world.training.config import TrainConfig
@@ -187,18 +188,30 @@ def random_crop(batch: Batch, length: int, rng, moving_windows: float = 0.0) -> 
     return tuple(None if x is None else x[rows, idx] for x in parts)  # (B, T, ...) -> (B, L, ...)
 
 
+def device_window(batch: Batch, length: int, rng, moving_windows: float, device: torch.device
+                  ) -> tuple[torch.Tensor, ...]:
+    """The training step's window: `random_crop` of a stored batch (uint8 frames, int8 flow), moved to
+    ``device`` and converted there, so only the window's frames become float and uint8 crosses to
+    the device: (frames float (B, L, 3, 64, 64) in [0, 1], conds (B, L, 7), labels (B, L, 64, 64) or
+    None, flow float32 (B, L, 2, 64, 64) pixels or None)."""
+    window = random_crop(batch, length, rng, moving_windows)
+    frames, conds, labels, flow = (None if x is None else x.to(device, non_blocking=True) for x in window)
+    return unit_frames(frames), conds, labels, None if flow is None else flow_pixels(flow)
+
+
 def window_weights(labels: torch.Tensor, flow: torch.Tensor, length: int, strength: float) -> torch.Tensor:
     """(B, T - length + 1) sampling weights of each window offset: 1 + strength x (moving object pixels
     in the window's predicted frames / their mean over the sequence's offsets); an object pixel moves as
     in the motion diagnostics (true flow above `bair_world.motion_diagnostics.MOVING_PX`).
 
     Args:
-        labels: (B, T, H, W) region labels; flow: (B, T, 2, H, W) true flow (frame t from t-1).
+        labels: (B, T, H, W) region labels; flow: (B, T, 2, H, W) true flow (frame t from t-1), stored
+            int8 or pixels.
     """
     from bair_world.motion_diagnostics import MOVING_PX
     from bair_world.sim.render import LABEL_OBJECTS
 
-    moving = ((labels == LABEL_OBJECTS) & (flow.norm(dim=2) > MOVING_PX)).sum((-2, -1)).double()  # (B, T)
+    moving = ((labels == LABEL_OBJECTS) & (flow_pixels(flow).norm(dim=2) > MOVING_PX)).sum((-2, -1)).double()  # (B, T)
     sums = moving[:, 1:].cumsum(1)  # (B, T-1): moving pixels in frames 1..t
     sums = torch.cat([sums.new_zeros(sums.shape[0], 1), sums], 1)  # (B, T)
     per_window = sums[:, length - 1:] - sums[:, :-(length - 1)]  # (B, T-L+1): frames offset+1 .. offset+L-1

@@ -107,8 +107,8 @@ def train_steps(run: Run, bar, epoch: int, rng, ratio: float, seq_len: int, sums
     for batch in bar:
         state.step += 1
         beta = run.kl_schedule(state.step)
-        window = train_data.random_crop(batch, seq_len, rng if cfg.random_offset else None, cfg.moving_windows)
-        frames, conds, labels, flow = (None if x is None else x.to(device, non_blocking=True) for x in window)
+        frames, conds, labels, flow = train_data.device_window(batch, seq_len, rng if cfg.random_offset else None,
+                                                               cfg.moving_windows, device)
         teacher = teacher_mask(ratio, seq_len, cfg.tf_mode, rng)
         with autocast(cfg, device):
             loss, mse, kl = run.module(frames, conds, torch.tensor(beta, device=device), teacher, labels, flow)

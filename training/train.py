@@ -109,7 +109,7 @@ def _set_up(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: P
     with D.rank0_first(info):  # generating the default synthetic data must not race between ranks
         root = train_data.resolve_data_root(cfg)
     train_set = open_dataset(root, "train", seq_len=BAIR_SEQ_LEN if cfg.random_offset else cfg.seq_len,
-                             cache=cfg.cache_data, targets=cfg.needs_targets)
+                             cache=cfg.cache_data, targets=cfg.needs_targets, stored=True)
     val_frames, val_conds = train_data.load_validation(root, cfg)
     model = build_model(cfg, train_data.condition_stats(train_set))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))

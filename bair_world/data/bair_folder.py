@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
+from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float, stored_frames
 from bair_world.data.completion import require_complete
 from bair_world.data.errors import DataError
 from bair_world.data.files import npz_bytes, read_npz, require_regular_file
@@ -380,16 +380,20 @@ class BairFolderDataset(Dataset):
         targets: items also hold ``"labels"`` (uint8 (T, 64, 64)) and ``"flow"`` (float32 (T, 2, 64, 64),
             pixels: `bair_world.data.flow`); every sequence must have ``labels.npz`` and ``flow.npz``
             (a DataError naming the missing file otherwise).
+        stored: items keep the stored dtypes, channels first: frames uint8 (T, 3, 64, 64)
+            (`batch.stored_frames`), flow int8 in 1/`FLOW_SCALE` pixel; training crops its window
+            first and converts only the window, on the device (`batch.unit_frames`, `flow.flow_pixels`).
     """
 
     def __init__(self, root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN, cache: bool = False,
-                 targets: bool = False):
+                 targets: bool = False, stored: bool = False):
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         self.root = Path(root)
         self.split = split
         self.seq_len = seq_len
         self.targets = targets
+        self.stored = stored
         self.paths = list_sequences(self.root, split)
         if targets:  # refused at once when the first sequence has none (real BAIR data)
             for name in (LABELS_FILE, FLOW_FILE):
@@ -422,12 +426,13 @@ class BairFolderDataset(Dataset):
             if self._cache is not None:
                 self._cache[index] = arrays
         frames, actions, positions = arrays[:3]
-        video = frames_to_float(frames)  # (T, 64, 64, 3) uint8 -> (T, 3, 64, 64)
+        video = stored_frames(frames) if self.stored else frames_to_float(frames)  # (T, 64, 64, 3) -> (T, 3, 64, 64)
         item = {"frames": video, "actions": torch.from_numpy(actions.copy()),
                 "positions": torch.from_numpy(positions.copy())}
         if self.targets:
             item["labels"] = torch.from_numpy(arrays[3].copy())
-            item["flow"] = torch.from_numpy(dequantise_flow(arrays[4]))  # (T, 2, 64, 64) float32 pixels
+            flow = arrays[4]  # (T, 2, 64, 64) int8
+            item["flow"] = torch.from_numpy(flow.copy() if self.stored else dequantise_flow(flow))
         return item
 
     def labels(self, index: int) -> np.ndarray | None:

@@ -81,6 +81,18 @@ def frames_to_float(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div_(255.0)  # (..., H, W, 3) -> (..., 3, H, W)
 
 
+def stored_frames(frames: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 numpy -> a fresh (..., 3, H, W) uint8 tensor: frames as a dataset opened with
+    ``stored=True`` gives them, converted to float by `unit_frames` after cropping, on the device."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(frames, -1, -3)))  # (..., H, W, 3) -> (..., 3, H, W)
+
+
+def unit_frames(frames: torch.Tensor) -> torch.Tensor:
+    """Frames as float in [0, 1] where they are: uint8 (`stored_frames`) / 255 (the arithmetic of
+    `frames_to_float`, so the same numbers), float frames as they are."""
+    return frames.float().div_(255.0) if frames.dtype == torch.uint8 else frames
+
+
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(..., 3, H, W) float in [0, 1] -> (..., H, W, 3) uint8 numpy (the envs' observation layout)."""
     x = frames.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bair_world.data.batch import IMAGE_SIZE
 from bair_world.data.errors import DataError
@@ -47,6 +48,12 @@ def dequantise_flow(stored: np.ndarray) -> np.ndarray:
     if stored.dtype != np.int8:
         raise ValueError(f"stored flow must be int8, got {stored.dtype}")
     return stored.astype(np.float32) / np.float32(FLOW_SCALE)
+
+
+def flow_pixels(flow: torch.Tensor) -> torch.Tensor:
+    """True flow in float32 pixels where it is: the stored int8 (``stored=True`` datasets) / `FLOW_SCALE`
+    (`dequantise_flow`'s arithmetic, so the same numbers), float flow as it is."""
+    return flow.float() / FLOW_SCALE if flow.dtype == torch.int8 else flow
 
 
 def check_stored_flow(stored: np.ndarray, length: int, path: Path) -> None:

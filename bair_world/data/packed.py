@@ -42,7 +42,7 @@ from bair_world.data.bair_folder import (
     ACTIONS_FILE, BAIR_SEQ_LEN, LABELS_FILE, N_LABELS, SPLITS, list_sequences, read_labels, read_sequence,
     read_table,
 )
-from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float
+from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, frames_to_float, stored_frames
 from bair_world.data.errors import DataError
 from bair_world.data.files import require_regular_file
 from bair_world.data.flow import FLOW_FILE, FLOW_STEP_SHAPE, dequantise_flow, missing_targets, quantise_flow, read_flow
@@ -282,17 +282,19 @@ class PackedDataset(Dataset):
     """A packed split with `BairFolderDataset`'s items: ``{"frames": float32 (T, 3, 64, 64) in [0, 1],
     "actions": (T, 4), "positions": (T, 3)}``, the first ``seq_len`` steps of sequence ``index``; with
     ``targets=True`` also ``"labels"`` (uint8 (T, 64, 64)) and ``"flow"`` (float32 (T, 2, 64, 64) pixels),
-    and a split without them is refused (a DataError naming the missing array).
+    and a split without them is refused (a DataError naming the missing array). ``stored=True``: as
+    `BairFolderDataset`'s, frames uint8 (T, 3, 64, 64) and flow int8 as stored.
 
     Reads one sequence per item from the memory-mapped arrays, so memory holds only what the OS
     page cache keeps; ``cache`` is accepted for `BairFolderDataset`'s signature and has no effect.
     """
 
     def __init__(self, root: str | Path, split: str, seq_len: int = BAIR_SEQ_LEN, cache: bool = False,
-                 targets: bool = False):
+                 targets: bool = False, stored: bool = False):
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         self.root, self.split, self.seq_len, self.targets = Path(root), split, seq_len, targets
+        self.stored = stored
         self.data = PackedSplit(root, split)
         if targets:
             for kind in TARGET_KINDS:
@@ -316,13 +318,14 @@ class PackedDataset(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} sequences in {self.root / self.split}")
         t = self.seq_len
-        frames = np.array(self.data.frames[index, :t])  # copy out of the map: (T, 64, 64, 3) uint8
-        item = {"frames": frames_to_float(frames), "actions": torch.from_numpy(np.array(self.data.actions[index, :t])),
+        frames = self.data.frames[index, :t]  # (T, 64, 64, 3) uint8, in the map
+        item = {"frames": stored_frames(frames) if self.stored else frames_to_float(np.array(frames)),
+                "actions": torch.from_numpy(np.array(self.data.actions[index, :t])),
                 "positions": torch.from_numpy(np.array(self.data.positions[index, :t]))}
         if self.targets:
             item["labels"] = torch.from_numpy(self.labels(index))
-            stored = np.array(self.data.flow[index, :t])  # copy out of the map: (T, 2, 64, 64) int8
-            item["flow"] = torch.from_numpy(dequantise_flow(stored))  # (T, 2, 64, 64) float32 pixels
+            flow = np.array(self.data.flow[index, :t])  # copy out of the map: (T, 2, 64, 64) int8
+            item["flow"] = torch.from_numpy(flow if self.stored else dequantise_flow(flow))
         return item
 
     def labels(self, index: int) -> np.ndarray | None:
