@@ -1,9 +1,11 @@
 """The `bair-world` command line.
 
 Each subcommand lives with the code it drives: the module named in COMMANDS defines
-`configure_parser(parser)` (adds its arguments) and `run(args) -> int` (exit status). The training
-commands (PASSTHROUGH: train, evaluate, bundle) parse their own arguments: their function gets the
-rest of the command line and the program name (``python training/<name>.py`` is the same command).
+`configure_parser(parser)` (adds its arguments) and `run(args) -> int` (exit status); a user's
+mistake it raises (`bair_world.cli_errors.USER_ERRORS`) becomes one line and exit status 2 in
+`run_command`, the one error mapper. The training commands (PASSTHROUGH: train, evaluate, bundle,
+readout) parse their own arguments: their function gets the rest of the command line and the
+program name (``python training/<name>.py`` is the same command).
 Modules are named as strings and imported only when their subcommand is chosen, so `bair-world
 --help` stays fast and the core imports nothing of `bair_world.training`.
 """
@@ -15,6 +17,7 @@ import importlib
 import sys
 
 import bair_world
+from bair_world.cli_errors import run_command
 
 DESCRIPTION = """\
 bair-world: a learned, action-conditioned video world model of the BAIR robot-pushing scene,
@@ -94,7 +97,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
                 groups[group] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
             sub = groups[group].add_parser(name, help=help_text, description=help_text, epilog=EPILOGS.get((group, name)),
                                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.set_defaults(_module=module)
+        sub.set_defaults(_module=module, _prog=sub.prog)
         if chosen == (group, name):
             importlib.import_module(module).configure_parser(sub)
     return parser
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             getattr(importlib.import_module(help_module), help_function)(argv[1:], prog=f"bair-world {argv[0]}")
         return int(getattr(importlib.import_module(module), function)(argv[1:], prog=f"bair-world {argv[0]}") or 0)
     args = build_parser(argv).parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    return run_command(args._prog, lambda: importlib.import_module(args._module).run(args), getattr(args, "out", None))
 
 
 if __name__ == "__main__":

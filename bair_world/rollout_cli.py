@@ -6,7 +6,6 @@ sequence's start (`bair_world.counterfactual.rollout`; synthetic data with recor
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from bair_world.counterfactual_sources import SOURCES
@@ -113,33 +112,26 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """`bair-world rollout`: predict one sequence and write the side-by-side video.
 
-    Every argument is checked before any work; a bad one is one line on stderr and exit status 2.
+    Every argument is checked before any work; a bad one is an error `bair_world.cli_errors` maps to one line.
     """
     from bair_world import metrics
 
-    try:
-        _check_arguments(args)
-        from bair_world.data.default_data import default_data_root
+    _check_arguments(args)
+    from bair_world.data.default_data import default_data_root
 
-        data_root = default_data_root(args.data_root, args.split)
-        if args.actions is None:
-            recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
-                                                  samples=args.samples, n_future=args.n_future,
-                                                  seed=args.seed, device=args.device)
-        else:
-            from bair_world import counterfactual
+    data_root = default_data_root(args.data_root, args.split)
+    if args.actions is None:
+        recorded, predicted = predict_rollout(args.checkpoint, data_root, split=args.split, index=args.index,
+                                              samples=args.samples, n_future=args.n_future,
+                                              seed=args.seed, device=args.device)
+    else:
+        from bair_world import counterfactual
 
-            recorded, pred = counterfactual.rollout(args.checkpoint, data_root, args.index, args.actions, args.split,
-                                                    args.n_future, args.seed, args.device)
-            predicted = pred[None]  # (1, T, 64, 64, 3)
-        out = write_rollout_video(args.out, recorded, predicted, n_context=args.n_past, fps=args.fps,
-                                  scale=args.scale, reference_title="recorded" if args.actions is None else "true world")
-    except (ValueError, IndexError, RuntimeError) as e:  # CheckpointError, DataError: ValueErrors naming the file
-        print(f"bair-world rollout: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"bair-world rollout: error: cannot write {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
-        return 2
+        recorded, pred = counterfactual.rollout(args.checkpoint, data_root, args.index, args.actions, args.split,
+                                                args.n_future, args.seed, args.device)
+        predicted = pred[None]  # (1, T, 64, 64, 3)
+    out = write_rollout_video(args.out, recorded, predicted, n_context=args.n_past, fps=args.fps,
+                              scale=args.scale, reference_title="recorded" if args.actions is None else "true world")
     mean = metrics.psnr(predicted[:, args.n_past:], recorded[None, args.n_past:], channel_axis=-1).mean()
     against = "" if args.actions is None else f" against the true world under {args.actions} actions"
     print(f"wrote {out} ({recorded.shape[0]} frames, {predicted.shape[0]} sample(s), "

@@ -11,11 +11,12 @@ episodes and whose columns are recorded | predicted | |error|. Latents follow
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bair_world.cli_errors import CommandError
 
 DEFAULT_OUT = "bair_world_demo.mp4"
 #: `bair_world.world_model.PRECISIONS`' names, spelled out so `--help` does not import torch (a test keeps them equal).
@@ -146,37 +147,31 @@ def write_video(path: str | Path, replay, fps: float | None = None, scale: int =
 
 
 def run(args: argparse.Namespace) -> int:
-    """Replay, print the table, write the video; 2 on a missing checkpoint or bad arguments."""
+    """Replay, print the table, write the video (a missing checkpoint or a bad argument: `CommandError`)."""
     import gymnasium as gym
     import torch
 
     import bair_world  # noqa: F401  (registers BairWorld-v0)
-    from bair_world.data import DataError
     from bair_world.envs.replay import replay_references
 
     start = time.perf_counter()
     if args.episodes < 1 or args.first < 0 or (args.steps is not None and args.steps < 1):
-        print("bair-world demo: error: --episodes and --steps must be >= 1, --first >= 0", file=sys.stderr)
-        return 2
+        raise CommandError("--episodes and --steps must be >= 1, --first >= 0")
     if Path(args.out).suffix.lower() not in (".mp4", ".gif"):
-        print(f"bair-world demo: error: {args.out}: the video must be .mp4 or .gif", file=sys.stderr)
-        return 2
+        raise CommandError(f"{args.out}: the video must be .mp4 or .gif")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     try:
         vec = gym.make_vec("BairWorld-v0", num_envs=args.episodes, vectorization_mode="vector_entry_point",
                            checkpoint=args.checkpoint, data_root=args.data_root, split=args.split, device=args.device,
                            precision=args.precision)
-    except (FileNotFoundError, DataError, ValueError) as exc:
-        print(f"bair-world demo: error: {exc}", file=sys.stderr)
-        return 2
+    except FileNotFoundError as exc:  # no checkpoint: the message says how to get one
+        raise CommandError(str(exc)) from None
     core = vec.unwrapped
     n_refs = len(core.episodes.reference_pool)
     indices = [args.first + i for i in range(args.episodes)]
     if indices[-1] >= n_refs:
-        print(f"bair-world demo: error: references {indices[0]}..{indices[-1]} asked, the source holds {n_refs}",
-              file=sys.stderr)
         vec.close()
-        return 2
+        raise CommandError(f"references {indices[0]}..{indices[-1]} asked, the source holds {n_refs}")
     try:
         replay = replay_references(vec, indices, seed=args.seed, max_steps=args.steps)
     finally:
@@ -192,11 +187,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_regions(region_scores(replay, labels)))
     else:
         print("by region: not available (the source has no region labels; the built-in world has)")
-    try:
-        video = write_video(args.out, replay)
-    except OSError as exc:  # a full disk or ulimit -f: the probe refused the file, nothing installed
-        print(f"bair-world demo: error: cannot write {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+    video = write_video(args.out, replay)  # a full disk or ulimit -f: the probe refuses the file, nothing installed
     print(f"video: {video.resolve()}\n  rows = episodes; columns = recorded | predicted | |error| "
           f"(green = context, red = predicted)")
     print(f"done in {time.perf_counter() - start:.1f} s.\n"

@@ -110,7 +110,7 @@ def test_nan_in_the_train_split_names_the_file(tmp_path, capsys):
     csv.write_text("\n".join(rows) + "\n")
     assert train_cli(["--preset", "tiny", "--data-root", str(root), "--log-dir", str(tmp_path / "runs"),
                       "--name", "r", "--no-progress"]) == 2
-    assert one_line(capsys) == f"train.py: bad data: {csv}: row 5, column 1 is nan (1 non-finite values)"
+    assert one_line(capsys) == f"train.py: error: {csv}: row 5, column 1 is nan (1 non-finite values)"
     assert not (tmp_path / "runs" / "r").exists()
 
 
@@ -121,7 +121,7 @@ def test_a_bad_frame_read_by_a_worker_process_names_the_file(tmp_path, capsys):
     assert train_cli(["--preset", "tiny", "--data-root", str(root), "--log-dir", str(tmp_path / "runs"),
                       "--name", "r", "--no-progress", "--num-workers", "2", "--batch-size", "2"]) == 2
     line = one_line(capsys)
-    assert line.startswith(f"train.py: bad data: {root / 'train' / 'traj_0_to_255'}")
+    assert line.startswith(f"train.py: error: {root / 'train' / 'traj_0_to_255'}")
     assert line.endswith("7.png: not a PNG file (bad signature)")
 
 
@@ -132,3 +132,36 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
     stale.write_bytes(b"half"), live.write_bytes(b"being written")
     RunReporter(tmp_path).close()
     assert not stale.exists() and live.exists()
+
+
+def test_the_one_error_mapper_gives_one_line_and_exit_2_for_each_kind_of_user_error(tmp_path, capsys):
+    """`cli_errors.run_command`: DataError, CheckpointError, RunFolderError and OSError each become one line
+    naming the file (a missing file as read, the rest as written; ``output`` when the error names none),
+    exit status 2; anything else (a bug) propagates with its traceback."""
+    import errno
+
+    from bair_world.checkpoint_files import CheckpointError
+    from bair_world.cli_errors import run_command
+    from bair_world.data import DataError
+    from bair_world.training.runlock import RunFolderError
+
+    def raising(error):
+        def body():
+            raise error
+        return body
+
+    file = tmp_path / "x.csv"
+    cases = [
+        (DataError(file, "row 2 is nan"), f"p: error: {file}: row 2 is nan"),
+        (CheckpointError(file, "truncated"), f"p: error: {CheckpointError(file, 'truncated')}"),
+        (RunFolderError(f"{tmp_path}: already holds a run"), f"p: error: {tmp_path}: already holds a run"),
+        (OSError(errno.ENOSPC, "No space left on device", str(file)), f"p: error: cannot write {file}: No space left on device"),
+        (OSError(errno.EROFS, "Read-only file system"), "p: error: cannot write out.mp4: Read-only file system"),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", str(file)), f"p: error: {file}: No such file or directory"),
+    ]
+    for error, line in cases:
+        assert run_command("p", raising(error), output="out.mp4") == 2
+        assert one_line(capsys) == line
+    assert run_command("p", lambda: 3) == 3 and run_command("p", lambda: None) == 0
+    with pytest.raises(KeyError):
+        run_command("p", raising(KeyError("a bug")))

@@ -83,5 +83,5 @@ def test_a_resume_state_of_the_wrong_type_is_one_line(run_dir, capsys):
     before = (run / "last" / "resume.pt").read_bytes()
     assert main(["--resume", str(run)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"train.py: cannot resume: {run / 'last' / 'resume.pt'}: partial")
+    assert len(lines) == 1 and lines[0].startswith(f"train.py: error: {run / 'last' / 'resume.pt'}: partial")
     assert (run / "last" / "resume.pt").read_bytes() == before

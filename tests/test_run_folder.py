@@ -108,7 +108,7 @@ def test_a_log_dir_that_is_a_file_is_one_line(data_root, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(args(data_root, tmp_path / "file")) == 2
     line = one_line(capsys)
-    assert line == f"train.py: cannot write: {tmp_path / 'file'}: is a file, not a folder"
+    assert line == f"train.py: error: cannot write {tmp_path / 'file'}: is a file, not a folder"
     assert (tmp_path / "file").read_text() == "x"
 
 
@@ -118,7 +118,7 @@ def test_a_read_only_log_dir_is_one_line_before_any_work(data_root, tmp_path, ca
 
     monkeypatch.setattr(Path, "mkdir", read_only)
     assert main(args(data_root, tmp_path / "ro")) == 2
-    assert one_line(capsys) == f"train.py: cannot write: {tmp_path / 'ro'}: Read-only file system"
+    assert one_line(capsys) == f"train.py: error: cannot write {tmp_path / 'ro'}: Read-only file system"
 
 
 def test_a_full_disk_is_one_line_naming_the_checkpoint(data_root, tmp_path, capsys, monkeypatch):
@@ -130,7 +130,7 @@ def test_a_full_disk_is_one_line_naming_the_checkpoint(data_root, tmp_path, caps
     monkeypatch.setattr(checkpoint, "save_file", full)
     assert main(args(data_root, tmp_path, "--epochs", "1")) == 2
     line = one_line(capsys)
-    assert line == f"train.py: cannot write: {tmp_path / 'r' / 'best'}: No space left on device"
+    assert line == f"train.py: error: cannot write {tmp_path / 'r' / 'best'}: No space left on device"
     assert not list((tmp_path / "r").glob(".*.tmp-*"))  # no half-written checkpoint left
 
 

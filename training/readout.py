@@ -17,6 +17,8 @@ import argparse
 import sys
 from dataclasses import asdict, dataclass
 
+from bair_world.cli_errors import run_command
+
 
 @dataclass(frozen=True)
 class ReadoutTrainConfig:
@@ -117,16 +119,11 @@ def format_scores(scores: dict) -> str:
 
 
 def main(argv=None, prog: str | None = None) -> int:
-    from bair_world.checkpoint_files import CheckpointError
-    from bair_world.readout import ReadoutError
+    """Entry point of ``bair-world readout`` (``python training/readout.py``); returns the exit status."""
+    def body() -> None:
+        run(parse(sys.argv[1:] if argv is None else argv, prog))
 
-    try:
-        cfg = parse(sys.argv[1:] if argv is None else argv, prog)
-        run(cfg)
-    except (ValueError, FileNotFoundError, CheckpointError, ReadoutError) as exc:  # DataError is a ValueError
-        print(f"{prog or 'readout'}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(prog or "readout", body)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bair_world.cli_errors import CommandError
 from bair_world.pidlock import LockBusy, PidLock
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(CommandError, RuntimeError):
     """The run folder does not fit the request: it is in use by another process, it holds no run to
-    resume, or a fresh run would write over the run it holds (the two would mix)."""
+    resume, or a fresh run would write over the run it holds (the two would mix). A `CommandError`:
+    the command reports it as one line (`bair_world.cli_errors`)."""
 
 
 class RunFolderBusy(RunFolderError):

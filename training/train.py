@@ -25,8 +25,7 @@ from pathlib import Path
 
 import torch
 
-from bair_world.checkpoint import CheckpointError
-from bair_world.data import DataError
+from bair_world.cli_errors import run_command
 from bair_world.data.bair_folder import BAIR_SEQ_LEN
 from bair_world.data.open import open_dataset
 from bair_world.training import data as train_data
@@ -38,7 +37,7 @@ from bair_world.training.loss import SequenceLoss
 from bair_world.training.model_init import build_model, to_device
 from bair_world.training.reporting import RunReporter
 from bair_world.training.resume import RunState, has_checkpoint, resume_run
-from bair_world.training.runlock import RunFolderError, RunLock, check_run_folder
+from bair_world.training.runlock import RunLock, check_run_folder
 from bair_world.training.schedules import KLAnneal, TeacherForcing
 from bair_world.training.signals import StopRequests
 from bair_world.training.step import TrainingDiverged
@@ -189,34 +188,27 @@ def main(argv: list[str] | None = None, prog: str = "train.py") -> int:
     """Entry point: parse, train, print the summary.
 
     Every failure is one line on stderr naming the argument, file or folder. Exit status: 0 done,
-    1 diverged, 2 a bad argument, file or folder (nothing trained), 128 + the signal's number when
-    SIGINT/SIGTERM stopped the run (its resumable checkpoint is saved; the line says how to resume).
+    1 diverged, 2 a bad argument, file or folder (nothing trained; `bair_world.cli_errors`), 128 + the
+    signal's number when SIGINT/SIGTERM stopped the run (its resumable checkpoint is saved; the line
+    says how to resume).
     """
     started = time.perf_counter()  # --max-minutes counts the whole invocation
-    command = "python training/train.py" if prog == "train.py" else prog
     try:
-        cfg = parse_config(argv, prog)
-        summary = train(cfg, started)
+        return run_command(prog, lambda: _train_and_report(argv, prog, started))
     except TrainingDiverged as e:
         print(f"{prog}: stopped: {e}", file=sys.stderr)
         return 1
-    except DataError as e:
-        print(f"{prog}: bad data: {e}", file=sys.stderr)
-        return 2
-    except CheckpointError as e:
-        print(f"{prog}: cannot resume: {e}", file=sys.stderr)
-        return 2
-    except RunFolderError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # an unwritable, read-only or full log dir, a path that is a file
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"{prog}: cannot write: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:  # before the training loop (or a second Ctrl-C): no checkpoint of this step
         print(f"{prog}: interrupted before a checkpoint of the current step was saved; --resume continues "
               "from the last saved one, if any", file=sys.stderr)
         return 130
+
+
+def _train_and_report(argv: list[str] | None, prog: str, started: float) -> int:
+    """Parse, train and print the summary; the exit status of a run that ended (0, or 128 + a signal's)."""
+    command = "python training/train.py" if prog == "train.py" else prog
+    cfg = parse_config(argv, prog)
+    summary = train(cfg, started)
     if summary.get("stopped_by_signal"):
         print(f"{prog}: stopped by {summary['stopped_by_signal']} after step {summary['step']}; checkpoint saved, "
               f"continue with: {command} --resume {summary['run_dir']}", file=sys.stderr)

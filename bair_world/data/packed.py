@@ -410,15 +410,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`bair-world data pack`: pack a folder dataset and summarise what was written."""
-    try:
-        out = pack_dataset(args.src, args.out, progress=not args.no_progress)
-    except (DataError, FileExistsError) as exc:
-        print(f"bair-world data pack: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a write cut short (full disk, ulimit -f): the staging folder is removed
-        print(f"bair-world data pack: error: cannot write {exc.filename or args.out}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return 2
+    out = pack_dataset(args.src, args.out, progress=not args.no_progress)  # cut short: the staging folder is removed
     files = [p for p in out.rglob("*") if p.is_file()]
     splits = json.loads((out / MANIFEST).read_text())["splits"]
     print(f"{out}: " + ", ".join(f"{s} {e['sequences']}" for s, e in splits.items()) +

@@ -270,8 +270,7 @@ def run(args: argparse.Namespace) -> int:
     for problem in (None if args.root.is_dir() else DataError(args.root, "dataset folder does not exist"),
                     incomplete_problem(args.root)):
         if problem is not None:
-            print(f"bair-world data check: error: {problem}", file=sys.stderr)
-            return 2
+            raise problem
     freed = clean_dataset(args.root)
     if freed:
         print(freed, file=sys.stderr)
