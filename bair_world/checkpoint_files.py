@@ -29,7 +29,6 @@ SKIP_CHECK_ENV = "BAIR_WORLD_SKIP_WEIGHT_CHECK"  # "1": load hand-edited weights
 ARCH_BOUNDS: dict[str, tuple[float, float]] = {
     "width": (1 / 64, 8.0), "g_dim": (1, 4096), "z_dim": (1, 1024), "rnn_size": (1, 4096),
     "predictor_layers": (1, 16), "posterior_layers": (1, 16), "prior_layers": (1, 16), "n_past": (1, 100),
-    "cond_dim": (1, 64), "channels": (1, 4),
 }
 MAX_PARAMETERS = 1_000_000_000  # 4 GB in float32; the seed's VGG-64 model has ~30 million
 MAX_CONFIG_BYTES = 16 << 20

@@ -23,6 +23,7 @@ import torch
 
 from bair_world.configtypes import is_int
 from bair_world.models import SVG, SVGState
+from bair_world.models.config import CHANNELS, COND_DIM
 from bair_world.models.lstm import GeneratorLike, standard_normal
 from bair_world.models.motion import DecodeParts
 from bair_world.precision import (PRECISIONS, check_precision, compile_config, float32_state,  # noqa: F401 (PRECISIONS re-exported)
@@ -121,11 +122,11 @@ class WorldModel:
         Returns:
             (k, C, 64, 64) the last context frame of each reset row.
         """
-        if context_frames.dim() != 5 or tuple(context_frames.shape[2:]) != (self.model.cfg.channels, 64, 64):
-            raise ValueError(f"context_frames must be (k, n_ctx, {self.model.cfg.channels}, 64, 64), "
+        if context_frames.dim() != 5 or tuple(context_frames.shape[2:]) != (CHANNELS, 64, 64):
+            raise ValueError(f"context_frames must be (k, n_ctx, {CHANNELS}, 64, 64), "
                              f"got {tuple(context_frames.shape)}")
         k, n_ctx = context_frames.shape[:2]
-        want = (k, n_ctx - 1, self.model.cfg.cond_dim)
+        want = (k, n_ctx - 1, COND_DIM)
         if tuple(context_conds.shape) != want:
             raise ValueError(f"context_conds must be {want} for {n_ctx} context frames, got {tuple(context_conds.shape)}")
         frames = context_frames.to(self.device, torch.float32)
@@ -237,6 +238,22 @@ class WorldModel:
         with self._autocast():
             h, _ = self.model.encoder(self._layout(frames.to(self.device, torch.float32)))
         return h.float()
+
+    @torch.inference_mode()
+    def encode_skips(self, frames: torch.Tensor, size: int = 16) -> list[torch.Tensor]:
+        """The encoder's stage outputs (its skips, finest first) of frames (k, C, 64, 64) in [0, 1], down to
+        the first of ``size`` pixels (later stages are not run): float32 (k, C_i, H_i, W_i), what a state
+        readout reads (`bair_world.readout`; DCGAN-64: 32 and 16 px)."""
+        enc = self.model.encoder
+        x = self._layout(frames.to(self.device, torch.float32))
+        out = []
+        with self._autocast():
+            for i, stage in enumerate((enc.c1, enc.c2, enc.c3, enc.c4)):
+                x = stage(x if i == 0 else enc.down(x))
+                out.append(x.float())
+                if x.shape[-1] <= size:
+                    break
+        return out
 
     @torch.inference_mode()
     def step_latent(self, cond: torch.Tensor, generator: GeneratorLike = None, decode: bool = True,

@@ -18,8 +18,9 @@ import os
 import torch
 
 from bair_world.data.bair_folder import BAIR_SEQ_LEN
-from bair_world.data.batch import IMAGE_SIZE
+from bair_world.data.batch import COND_DIM, IMAGE_SIZE
 from bair_world.models import SVG
+from bair_world.models.config import CHANNELS
 
 FRAME_BYTES = IMAGE_SIZE * IMAGE_SIZE * 3
 #: per row on the host: 4 frames of buffers (observation, its copy, the step's frame, the autoreset
@@ -55,8 +56,8 @@ def model_bytes_per_env(model: SVG, device: torch.device) -> int:
     model.eval()  # batch-norm layers take one row only in eval mode (the envs' mode)
     try:
         with torch.inference_mode():
-            x = torch.zeros(1, cfg.channels, IMAGE_SIZE, IMAGE_SIZE, device=device)
-            cond = torch.zeros(1, cfg.cond_dim, device=device)
+            x = torch.zeros(1, CHANNELS, IMAGE_SIZE, IMAGE_SIZE, device=device)
+            cond = torch.zeros(1, COND_DIM, device=device)
             state = model.step(model.init_state(1, device), x, cond, x_next=x).state  # a context step first
             outputs[0] = 0
             out = model.step(state, x, cond, noise=torch.zeros(1, cfg.z_dim, device=device))

@@ -148,7 +148,7 @@ class SequenceLoss(nn.Module):
         h = torch.cat([p[0] for p in pending])  # k x (B, g) -> (k*B, g)
         skips = [torch.cat(level) for level in zip(*(p[1] for p in pending))]  # per level (k*B, ...)
         x_in = torch.cat([p[2] for p in pending])  # (k*B, C, H, W)
-        cond = torch.cat([p[3] for p in pending])  # (k*B, cond_dim)
+        cond = torch.cat([p[3] for p in pending])  # (k*B, 7)
         context = None if pending[0][4] is None else torch.cat([p[4] for p in pending])  # (k*B, C, H, W)
         return decode(h, skips, x_in, cond, context)
 

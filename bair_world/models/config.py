@@ -6,7 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from bair_world.configtypes import type_problems
+from bair_world.configtypes import is_int, type_problems
+from bair_world.data.batch import COND_DIM
+
+#: Image channels (RGB): the data, the envs and the metrics all assume 3.
+CHANNELS = 3
+#: Fields that configs before issue 31 recorded although nothing could use another value (the
+#: pipeline conditions on 4 action + 3 position values and reads RGB): still read, with exactly
+#: these values, and dropped.
+FIXED_FIELDS = {"cond_dim": COND_DIM, "channels": CHANNELS}
 
 BACKBONES = ("vgg", "dcgan")
 PRIORS = ("fixed", "learned")
@@ -41,8 +49,6 @@ class ModelConfig:
     takes them from x_{t} at every step (the seed)."""
     n_past: int = 2
     """Context frames; with skip="last_context" the skips stop updating after frame n_past-1."""
-    cond_dim: int = 7
-    """Condition size: 4 action + 3 end-effector position (raw units, normalised inside)."""
     residual: bool = False
     """Predict the next frame as sigmoid(logit(x_t) + decoder logits), so a zero decoder output
     copies the last frame (not in the seed; helps short CPU training)."""
@@ -64,8 +70,6 @@ class ModelConfig:
     can learn moves of several pixels; masks starting open). See `bair_world.models.motion`."""
     max_flow: float = 4.0
     """Largest flow of the motion output, in pixels per step (the arm moves up to ~7 px a step)."""
-    channels: int = 3
-    """Image channels."""
 
     def __post_init__(self):
         problems = type_problems(self)
@@ -79,8 +83,7 @@ class ModelConfig:
             problems.append(f"skip must be one of {SKIPS}, got {self.skip!r}")
         if not self.width > 0:
             problems.append(f"width must be > 0, got {self.width}")
-        for name in ("g_dim", "z_dim", "rnn_size", "predictor_layers", "posterior_layers", "prior_layers",
-                     "cond_dim", "channels"):
+        for name in ("g_dim", "z_dim", "rnn_size", "predictor_layers", "posterior_layers", "prior_layers"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_past < 1:
@@ -102,7 +105,13 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Inverse of `to_dict`; unknown keys are an error (a newer checkpoint format)."""
+        """Inverse of `to_dict`; unknown keys are an error (a newer checkpoint format); `FIXED_FIELDS`
+        are read (older configs) and dropped."""
+        data = dict(data)
+        for name, value in FIXED_FIELDS.items():
+            given = data.pop(name, value)
+            if not is_int(given) or given != value:
+                raise ValueError(f"{name} must be {value} (the only value the pipeline supports), got {given!r}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from bair_world.models.config import ModelConfig
+from bair_world.models.config import CHANNELS, COND_DIM, ModelConfig
 from bair_world.models.dcgan64 import DCGANDecoder, DCGANEncoder
 from bair_world.models.lstm import LSTM, GaussianLSTM, GeneratorLike, standard_normal
 from bair_world.models.heads import HEADS, head_name
@@ -63,9 +63,9 @@ class SVG(nn.Module):
         super().__init__()
         self.cfg = cfg
         enc, dec = (VGGEncoder, VGGDecoder) if cfg.backbone == "vgg" else (DCGANEncoder, DCGANDecoder)
-        self.encoder = enc(cfg.g_dim, cfg.channels, cfg.width)
-        self.decoder = dec(cfg.g_dim, cfg.channels, cfg.width, cond_maps=cfg.cond_dim if cfg.spatial_cond else 0)
-        self.predictor = LSTM(cfg.g_dim + cfg.z_dim + cfg.cond_dim, cfg.g_dim, cfg.rnn_size, cfg.predictor_layers)
+        self.encoder = enc(cfg.g_dim, CHANNELS, cfg.width)
+        self.decoder = dec(cfg.g_dim, CHANNELS, cfg.width, cond_maps=COND_DIM if cfg.spatial_cond else 0)
+        self.predictor = LSTM(cfg.g_dim + cfg.z_dim + COND_DIM, cfg.g_dim, cfg.rnn_size, cfg.predictor_layers)
         self.posterior = GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.posterior_layers)
         self.prior = (GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.prior_layers)
                       if cfg.prior == "learned" else None)
@@ -73,8 +73,8 @@ class SVG(nn.Module):
         """The output head `decode` delegates to (`bair_world.models.heads`); its modules are the model's."""
         for name, module in self.head.modules(cfg, self.decoder).items():
             self.add_module(name, module)
-        self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
-        self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
+        self.register_buffer("cond_mean", torch.zeros(COND_DIM))
+        self.register_buffer("cond_std", torch.ones(COND_DIM))
         self.apply(init_weights)
         self.head.initialise(self)
 
@@ -86,7 +86,7 @@ class SVG(nn.Module):
     # -- normalisation -------------------------------------------------------------------------
     @torch.no_grad()
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Store the training data's condition statistics (raw units, (cond_dim,) each).
+        """Store the training data's condition statistics (raw units, (7,) each).
 
         A (near-)constant column (std < `COND_STD_MIN`) gets std 1, so it is centred but not blown up.
 
@@ -95,8 +95,8 @@ class SVG(nn.Module):
         """
         mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
         std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
-        if mean.numel() != self.cfg.cond_dim or std.numel() != self.cfg.cond_dim:
-            raise ValueError(f"normalisation needs {self.cfg.cond_dim} values, got {mean.numel()} and {std.numel()}")
+        if mean.numel() != COND_DIM or std.numel() != COND_DIM:
+            raise ValueError(f"normalisation needs {COND_DIM} values, got {mean.numel()} and {std.numel()}")
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
             raise ValueError("normalisation statistics contain NaN or inf")
         if (mean.abs() > COND_LIMIT).any() or (std > COND_LIMIT).any():
@@ -106,12 +106,12 @@ class SVG(nn.Module):
         self.cond_std.copy_(torch.where(std < COND_STD_MIN, torch.ones_like(std), std))
 
     def fit_normalisation(self, conds: torch.Tensor) -> None:
-        """Set the statistics from raw conditions (..., cond_dim), e.g. a training split's Batch.cond."""
-        flat = conds.reshape(-1, self.cfg.cond_dim).double()  # (..., cond_dim) -> (N, cond_dim)
+        """Set the statistics from raw conditions (..., 7), e.g. a training split's Batch.cond."""
+        flat = conds.reshape(-1, COND_DIM).double()  # (..., 7) -> (N, 7)
         self.set_normalisation(flat.mean(0).float(), flat.std(0, unbiased=False).float())
 
     def normalise_cond(self, cond: torch.Tensor) -> torch.Tensor:
-        """Raw (B, cond_dim) -> standardised."""
+        """Raw (B, 7) -> standardised."""
         return (cond - self.cond_mean) / self.cond_std
 
     # -- stepping ------------------------------------------------------------------------------
@@ -132,13 +132,13 @@ class SVG(nn.Module):
 
     def _check(self, state: SVGState, x_prev: torch.Tensor, cond: torch.Tensor, x_next: torch.Tensor | None,
                noise: torch.Tensor | None):
-        b, c = state.batch_size, self.cfg.channels
+        b, c = state.batch_size, CHANNELS
         if x_prev.dim() != 4 or tuple(x_prev.shape) != (b, c, 64, 64):
             raise ValueError(f"x_prev must be ({b}, {c}, 64, 64) for this state, got {tuple(x_prev.shape)}")
         if x_next is not None and tuple(x_next.shape) != tuple(x_prev.shape):
             raise ValueError(f"x_next must match x_prev {tuple(x_prev.shape)}, got {tuple(x_next.shape)}")
-        if tuple(cond.shape) != (b, self.cfg.cond_dim):
-            raise ValueError(f"cond must be ({b}, {self.cfg.cond_dim}) raw action+position, got {tuple(cond.shape)}")
+        if tuple(cond.shape) != (b, COND_DIM):
+            raise ValueError(f"cond must be ({b}, {COND_DIM}) raw action+position, got {tuple(cond.shape)}")
         if noise is not None and tuple(noise.shape) != (b, self.cfg.z_dim):
             raise ValueError(f"noise must be ({b}, {self.cfg.z_dim}) standard-normal draws, got {tuple(noise.shape)}")
 
@@ -159,7 +159,7 @@ class SVG(nn.Module):
         Args:
             state: the batch's state (``state.t`` = t per row).
             x_prev: (B, C, 64, 64) frame x_t in [0, 1] (ground truth or a fed-back prediction).
-            cond: (B, cond_dim) raw cond_t = concat(action_t, position_t); normalised inside.
+            cond: (B, 7) raw cond_t = concat(action_t, position_t); normalised inside.
             x_next: (B, C, 64, 64) ground-truth x_{t+1}, or None. Given, the posterior q(z|x_{t+1})
                 is advanced and the KL computed.
             generator: noise source for z (None, one torch.Generator, or one per row).
@@ -197,7 +197,7 @@ class SVG(nn.Module):
         Args:
             state: the batch's state.
             h_prev: (B, g_dim) code of x_t; ``new_skips`` its encoder skips.
-            cond: (B, cond_dim) raw cond_t.
+            cond: (B, 7) raw cond_t.
             h_next: (B, g_dim) code of the ground-truth x_{t+1}, or None (prior only).
             generator, use_posterior, noise: as in `forward`.
             x_prev: (B, C, 64, 64) the frame x_t, needed with ``context_mask`` (rows in their
@@ -263,7 +263,7 @@ class SVG(nn.Module):
                 treats rows independently, up to BatchNorm's batch statistics).
             skips: the encoder skips in use, N rows per level.
             x_prev: (N, C, 64, 64) x_t, the base of the residual variant and of the warp.
-            cond: (N, cond_dim) raw cond_t; needed with ``spatial_cond``.
+            cond: (N, 7) raw cond_t; needed with ``spatial_cond``.
             context: (N, C, 64, 64) the last real context frame; needed with ``context_mask``.
         """
         return self.head.frame(self, self._features(h_pred, skips, cond), x_prev, context)
@@ -283,5 +283,5 @@ class SVG(nn.Module):
         if not self.cfg.spatial_cond:
             return None
         if cond is None:
-            raise ValueError("a spatial_cond model decodes with cond (N, cond_dim)")
+            raise ValueError("a spatial_cond model decodes with cond (N, 7)")
         return self.normalise_cond(cond.to(self.cond_mean.dtype)).to(h_pred.dtype)
