@@ -14,9 +14,12 @@ from torch.utils.data import DataLoader, Sampler
 from bair_world.data import Batch, DataError, collate
 from bair_world.data.bair_folder import ACTIONS_FILE, POSITIONS_FILE, BairFolderDataset, read_table
 from bair_world.data.batch import ACTION_DIM, POSITION_DIM, cond_of, unit_frames
+from bair_world.data.default_data import default_data_root, default_dataset_root
 from bair_world.data.flow import flow_pixels
 from bair_world.data.open import open_dataset
 from bair_world.data.packed import PackedDataset
+from bair_world.motion_diagnostics import MOVING_PX
+from bair_world.sim.render import LABEL_OBJECTS
 from bair_world.training.config import TrainConfig
 from bair_world.training.distributed import DistInfo
 
@@ -33,8 +36,6 @@ def resolve_data_root(cfg: TrainConfig) -> Path:
     the quick-trial set (`QUICK_COUNTS`) with ``cfg.quick``, else the full default."""
     if cfg.data_root is not None and not Path(cfg.data_root).is_dir():
         raise DataError(cfg.data_root, "data root does not exist (expected train/ and validate/ inside)")
-    from bair_world.data.default_data import default_data_root, default_dataset_root
-
     if cfg.data_root is None and cfg.quick:
         return Path(default_dataset_root(counts=dict(QUICK_COUNTS), progress=cfg.progress))
     return Path(default_data_root(cfg.data_root, progress=cfg.progress))
@@ -208,9 +209,6 @@ def window_weights(labels: torch.Tensor, flow: torch.Tensor, length: int, streng
         labels: (B, T, H, W) region labels; flow: (B, T, 2, H, W) true flow (frame t from t-1), stored
             int8 or pixels.
     """
-    from bair_world.motion_diagnostics import MOVING_PX
-    from bair_world.sim.render import LABEL_OBJECTS
-
     moving = ((labels == LABEL_OBJECTS) & (flow_pixels(flow).norm(dim=2) > MOVING_PX)).sum((-2, -1)).double()  # (B, T)
     sums = moving[:, 1:].cumsum(1)  # (B, T-1): moving pixels in frames 1..t
     sums = torch.cat([sums.new_zeros(sums.shape[0], 1), sums], 1)  # (B, T)

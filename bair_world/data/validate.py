@@ -24,7 +24,11 @@ from bair_world.data.batch import ACTION_DIM, POSITION_DIM
 from bair_world.data.completion import incomplete_problem
 from bair_world.data.errors import DataError
 from bair_world.data.flow import read_stored_flow
+from bair_world.data.packed import PackedSplit, _manifest, is_packed, unpack_labels
 from bair_world.data.poses import read_poses
+from bair_world.data.synthetic import LOCK
+from bair_world.io import freed_line, is_stale, size_of
+from bair_world.pidlock import LockBusy, PidLock, stale_lock_files
 
 
 @dataclass
@@ -134,15 +138,11 @@ def check_sequence(seq_dir: Path, seq_len: int | None = None) -> tuple[tuple[np.
 
 def _max_label(stored: np.ndarray) -> int:
     """The largest label value in 2-bit packed labels (`bair_world.data.packed.pack_labels`)."""
-    from bair_world.data.packed import unpack_labels
-
     return max((int(unpack_labels(stored[i:i + 64]).max()) for i in range(0, len(stored), 64)), default=0)
 
 
 def _check_packed_split(root: Path, split: str, seq_len: int | None, report: CheckReport) -> None:
     """Check one split of a packed dataset (files, shapes, every value) into ``report``."""
-    from bair_world.data.packed import PackedSplit
-
     try:
         data = PackedSplit(root, split)
     except DataError as exc:
@@ -180,8 +180,6 @@ def check_dataset(root: str | Path, splits: list[str] | None = None, seq_len: in
     if incomplete is not None:  # its writer is not done: the sequences are not worth checking yet
         report.errors.append(incomplete)
         return report
-    from bair_world.data.packed import _manifest, is_packed
-
     if is_packed(root):
         try:
             manifest_splits = list(_manifest(root)["splits"])  # checked: names, entries, bounds
@@ -227,10 +225,6 @@ def clean_dataset(root: str | Path) -> str | None:
     Returns:
         One line saying what was freed, or None when nothing was left behind.
     """
-    from bair_world.data.synthetic import LOCK
-    from bair_world.io import freed_line, is_stale, size_of
-    from bair_world.pidlock import LockBusy, PidLock, stale_lock_files
-
     root = Path(root)
     if not root.is_dir():
         return None
