@@ -5,15 +5,18 @@ A cost scores imagined outcomes of E envs against each env's goal, lower is bett
 * ``"pixel"`` (`PixelCost`): the image distance of an imagined frame to the goal frame
   (`PlanContext.distance`: `bair_world.metrics.goal_distance`, or the goal's weighted distance).
 * ``"readout"`` (`ReadoutCost`): metres between the goal object's position as the state readout
-  (`bair_world.readout`) reads it from the predictor's imagined code and its position read from the
-  goal image. The goal object is the slot whose read position differs most between the episode's
-  first frame and the goal image (what "push this object there" means in an image-only goal). It
-  needs codes, not pixels, so the planner's last imagined step skips the decoder.
+  (`bair_world.readout`) reads it from the imagined frame (its ``predicted`` head on the encoder's
+  skips of that frame) and its position read from the goal image (the ``encoded`` head). The goal
+  object is the slot whose read position differs most between the episode's first frame and the goal
+  image (what "push this object there" means in an image-only goal). The model's code h cannot place
+  objects (its decoder copies them from the skips), so the readout needs the imagined frame: the
+  planner decodes every step and encodes the scored frames once more.
 * ``"mix"`` (`MixedCost`): pixel + ``weight`` * readout (their scales match: a pushing goal starts
   ~0.05-0.1 away in both the weighted image distance and metres).
 
 Protocol: ``begin(ctx, encode)`` once per planning call (``encode``: uint8 frames (N, 64, 64, 3) ->
-codes (N, g), the model's encoder), then ``cost(ctx, frames=..., codes=...)`` with frames uint8
+the model's encoder skips of them, `bair_world.world_model.WorldModel.encode_skips`), then
+``cost(ctx, frames=..., codes=...)`` with frames uint8
 (E, ..., 64, 64, 3) and/or codes (E, ..., g) as ``needs_frames``/``needs_codes`` say -> (E, ...).
 The goal envs hand users the same costs (`bair_world.envs.goal_task.GoalEnvBase.plan_cost`).
 """
@@ -29,7 +32,7 @@ COSTS = ("pixel", "readout", "mix")
 #: Presence probability above which a readout slot counts as an object in the scene.
 PRESENT = 0.5
 
-Encoder = Callable[[np.ndarray], torch.Tensor]
+Encoder = Callable[[np.ndarray], list[torch.Tensor]]
 
 
 class PlanCost(Protocol):
@@ -72,21 +75,22 @@ class ReadoutCost:
         readout: a trained `bair_world.readout.StateReadout` of the planning model.
     """
 
-    name, needs_frames, needs_codes = "readout", False, True
+    name, needs_frames, needs_codes = "readout", True, False
 
     def __init__(self, readout):
         self.readout = readout.eval()
         self.goal_xy: torch.Tensor | None = None  # (E, 2)
         self.slots: np.ndarray | None = None  # (E,)
+        self.encode: Encoder | None = None
 
     def begin(self, ctx, encode: Encoder | None = None) -> None:
         """Read each env's goal image and first frame (`goal_slots`) with the encoded head."""
         if encode is None:
             raise ValueError("the readout cost needs the model's encoder to read the goal image")
+        self.encode = encode
         firsts = np.stack([f[0] for f in ctx.frames])  # (E, 64, 64, 3)
         with torch.no_grad():
-            codes = encode(np.concatenate([firsts, ctx.goals]))  # (2E, g)
-            read = self.readout(codes, "encoded")
+            read = self.readout(encode(np.concatenate([firsts, ctx.goals])), "encoded")  # 2E frames
         e = len(firsts)
         start, goal = (type(read)(read.objects[s], read.present[s], read.arm[s]) for s in (slice(0, e), slice(e, None)))
         slots = goal_slots(start, goal)
@@ -107,17 +111,27 @@ class ReadoutCost:
         goal = self.goal_xy.reshape(e, *([1] * extra), 2)
         return (xy - goal).norm(dim=-1).double().numpy()
 
-    def __call__(self, ctx, frames=None, codes=None) -> np.ndarray:
-        if codes is None:
-            raise ValueError("the readout cost needs the predictor's imagined codes (ModelDynamics)")
+    def read(self, frames: np.ndarray):
+        """The predicted head's `bair_world.readout.State` of imagined frames uint8 (..., 64, 64, 3)."""
+        if self.encode is None:
+            raise RuntimeError("ReadoutCost: begin(ctx, encode) before scoring frames")
         with torch.no_grad():
-            return self.distance(self.readout(codes, "predicted").objects)
+            skips = self.encode(frames.reshape(-1, *frames.shape[-3:]))  # (..., 64, 64, 3) -> (M, 64, 64, 3)
+            state = self.readout(skips, "predicted")
+        lead = frames.shape[:-3]
+        return type(state)(state.objects.reshape(*lead, *state.objects.shape[1:]),
+                           state.present.reshape(*lead, -1), state.arm.reshape(*lead, 3))
+
+    def __call__(self, ctx, frames=None, codes=None) -> np.ndarray:
+        if frames is None:
+            raise ValueError("the readout cost needs the imagined frames (it reads them through the encoder)")
+        return self.distance(self.read(np.asarray(frames)).objects)
 
 
 class MixedCost:
     """``pixel + weight * readout`` (see the module docstring for the scales)."""
 
-    name, needs_frames, needs_codes = "mix", True, True
+    name, needs_frames, needs_codes = "mix", True, False
 
     def __init__(self, readout, weight: float = 1.0):
         if not np.isfinite(weight) or weight < 0:
@@ -128,7 +142,7 @@ class MixedCost:
         self.readout.begin(ctx, encode)
 
     def __call__(self, ctx, frames=None, codes=None) -> np.ndarray:
-        return self.pixel(ctx, frames) + self.weight * self.readout(ctx, codes=codes)
+        return self.pixel(ctx, frames) + self.weight * self.readout(ctx, frames=frames)
 
 
 def make_cost(name: str = "pixel", readout=None, weight: float = 1.0) -> PlanCost:

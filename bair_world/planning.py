@@ -16,7 +16,7 @@ to the goal frame, or, when the goal carries a weight mask (`PlanContext.weights
 `bair_world.push_goals.goal_weights`), the distance weighted by where the start and the goal frames
 differ with the arm's pixels discounted: a pushing goal is about a few object pixels, which the arm
 would otherwise dominate. ``"readout"`` is the goal object's distance in metres, read from the model's imagined
-codes by a trained state readout (`bair_world.readout`), and ``"mix"`` both.
+frames by a trained state readout (`bair_world.readout`: the encoder's skips of each frame), and ``"mix"`` both.
 
 Where the time goes: ``ModelDynamics.timings`` splits its seconds into the context feed, the
 encoder, the predictor, the decoder and the cost; `CEMPlanner.timings` adds the CEM's own
@@ -145,8 +145,8 @@ class ModelDynamics:
         self.timings: dict[str, float] = {}
 
     def _encode(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (N, 64, 64, 3) -> the encoder's codes (N, g) (the readout costs read goal images with it)."""
-        return self.core.encode(frames_to_float(frames))  # (N, 64, 64, 3) -> (N, 3, 64, 64) -> (N, g)
+        """uint8 (N, 64, 64, 3) -> the encoder's skips (the readout costs read goal and imagined frames with them)."""
+        return self.core.encode_skips(frames_to_float(frames))  # (N, 64, 64, 3) -> (N, 3, 64, 64) -> [(N, C, H, W)]
 
     def _tick(self, name: str, start: float) -> float:
         now = time.perf_counter()

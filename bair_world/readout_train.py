@@ -1,12 +1,13 @@
 """Training and scoring a `bair_world.readout.StateReadout` on a frozen world model.
 
 `readout_data` reads sequences with their object poses (refusing data without them, naming the
-file); `codes_of` runs the frozen model over them once: the encoder's code of every real frame, and
-the predictor's output along a free-running imagined rollout from the context under the recorded
-actions (latents from the prior, as a planner imagines); `fit_readout` trains the two heads on those
-codes. `score_frames` measures the encoded head on held-out real frames, `score_imagined` the
-predicted head along 28 imagined steps under pushes (the nearest-object pusher) against the true
-world's poses (rebuilt from seeds, so no dataset is needed).
+file); `frames_of` runs the frozen model over them once: every real frame (for the ``encoded`` head),
+and the frames of a free-running imagined rollout from the context under the recorded actions
+(latents from the prior, as a planner imagines; for the ``predicted`` head); `fit_readout` trains the
+two heads on the encoder's skips of those frames (the frozen encoder runs on each minibatch).
+`score_frames` measures the encoded head on held-out real frames, `score_imagined` the predicted head
+along 28 imagined steps under pushes (the nearest-object pusher) against the true world's poses
+(rebuilt from seeds, so no dataset is needed).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from bair_world.data.batch import cond_of, frames_to_float
 from bair_world.data.poses import POSES_FILE, missing_poses
-from bair_world.readout import ReadoutConfig, StateReadout
+from bair_world.readout import StateReadout, config_for
 
 #: An object "moved" along a scored rollout when its centre ends this far (metres) from its start.
 MOVED_M = 0.01
@@ -70,48 +71,54 @@ def readout_data(root, split: str, count: int | None = None, length: int | None 
 
 
 @dataclass
-class Codes:
-    """Codes and their targets: ``encoded`` (real frames) and ``predicted`` (imagined steps), each
-    a tuple (codes float32 (M, g), poses (M, 9, 3), arm (M, 3))."""
+class Frames:
+    """Frames and their targets: ``encoded`` (real frames) and ``predicted`` (imagined steps), each a
+    tuple (frames uint8 (M, 64, 64, 3), poses float32 (M, 9, 3), arm float32 (M, 3))."""
 
-    encoded: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-    predicted: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+    encoded: tuple[np.ndarray, np.ndarray, np.ndarray]
+    predicted: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
 
-def imagined_codes(wm, frames: torch.Tensor, conds: torch.Tensor, n_past: int, seed: int = 0,
-                   decode_last: bool = True) -> torch.Tensor:
-    """Predictor outputs of a free-running rollout: frames (B, T, 3, 64, 64), conds (B, T, 7) ->
-    (B, T - n_past, g): row t - n_past is the imagined code of frame t (prior latents, one generator
-    per row seeded ``seed + row``)."""
+def imagined_frames(wm, frames: torch.Tensor, conds: torch.Tensor, n_past: int, seed: int = 0) -> np.ndarray:
+    """Frames of a free-running rollout: frames (B, T, 3, 64, 64), conds (B, T, 7) -> uint8
+    (B, T - n_past, 64, 64, 3): row t - n_past is the imagined frame t (prior latents, one generator
+    per row seeded ``seed + row``), quantised as a planner's cost sees it."""
+    from bair_world.data.batch import frames_to_uint8
+
     b, t = frames.shape[:2]
     gens = [torch.Generator().manual_seed(seed + i) for i in range(b)]
     wm.reset(frames[:, :n_past], conds[:, : n_past - 1], gens)
-    out = []
-    for step in range(n_past - 1, t - 1):
-        last = step == t - 2
-        h, _ = wm.step_latent(conds[:, step], gens, decode=decode_last or not last)
-        out.append(h)
-    return torch.stack(out, 1)  # (T - n_past) x (B, g) -> (B, T - n_past, g)
+    out = [wm.step(conds[:, step], gens) for step in range(n_past - 1, t - 1)]
+    return frames_to_uint8(torch.stack(out, 1))  # (T - n_past) x (B, 3, 64, 64) -> (B, T - n_past, 64, 64, 3)
 
 
-def codes_of(wm, data: PoseData, imagined: bool = True, batch: int = 8, seed: int = 0) -> Codes:
-    """Run the frozen model over ``data`` once (see the module docstring)."""
+def frames_of(wm, data: PoseData, imagined: bool = True, batch: int = 16, seed: int = 0) -> Frames:
+    """The training examples of ``data`` (see the module docstring)."""
     n_past = wm.model.cfg.n_past
-    enc, pred = [], []
-    for i in range(0, len(data), batch):
-        frames = frames_to_float(data.frames[i:i + batch])  # (b, T, 64, 64, 3) uint8 -> (b, T, 3, 64, 64)
-        b, t = frames.shape[:2]
-        enc.append(wm.encode(frames.reshape(b * t, *frames.shape[2:])))  # (b*T, g)
-        if imagined:
+    pred = []
+    if imagined:
+        for i in range(0, len(data), batch):
+            frames = frames_to_float(data.frames[i:i + batch])  # (b, T, 64, 64, 3) uint8 -> (b, T, 3, 64, 64)
             conds = torch.from_numpy(cond_of(data.actions[i:i + batch], data.positions[i:i + batch]))
-            pred.append(imagined_codes(wm, frames, conds, n_past, seed + i, decode_last=False).reshape(-1, enc[-1].shape[1]))
-    poses = torch.from_numpy(data.poses)  # (N, T, 9, 3)
-    arm = torch.from_numpy(data.positions.astype(np.float32))  # (N, T, 3)
-    encoded = (torch.cat(enc), poses.reshape(-1, *poses.shape[2:]), arm.reshape(-1, 3))
+            pred.append(imagined_frames(wm, frames, conds, n_past, seed + i))
+    flat = lambda a: a.reshape(-1, *a.shape[2:])  # noqa: E731  (N, T, ...) -> (N*T, ...)
+    arm = data.positions.astype(np.float32)
+    encoded = (flat(data.frames), flat(data.poses), flat(arm))
     predicted = None
     if imagined:
-        predicted = (torch.cat(pred), poses[:, n_past:].reshape(-1, *poses.shape[2:]), arm[:, n_past:].reshape(-1, 3))
-    return Codes(encoded, predicted)
+        predicted = (flat(np.concatenate(pred)), flat(data.poses[:, n_past:]), flat(arm[:, n_past:]))
+    return Frames(encoded, predicted)
+
+
+def read_state(readout: StateReadout, wm, frames: np.ndarray, kind: str, batch: int = 256):
+    """The readout of uint8 frames (M, 64, 64, 3) through the model's encoder -> `State` of (M, ...)."""
+    from bair_world.readout import State
+
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(frames), batch):
+            outs.append(readout(wm.encode_skips(frames_to_float(frames[i:i + batch])), kind))
+    return State(*(torch.cat([getattr(o, k) for o in outs]) for k in ("objects", "present", "arm")))
 
 
 @dataclass
@@ -124,57 +131,62 @@ class FitReport:
     history: list[float]
 
 
-def fit_readout(codes: Codes, hidden: int = 256, steps: int = 1500, batch_size: int = 256, lr: float = 1e-3,
+def fit_readout(examples: Frames, wm, hidden: int = 64, steps: int = 1500, batch_size: int = 64, lr: float = 2e-3,
                 seed: int = 0, readout: StateReadout | None = None) -> tuple[StateReadout, FitReport]:
-    """Train both heads (the ``predicted`` one only when ``codes.predicted`` is given) with Adam.
+    """Train both heads (the ``predicted`` one only when ``examples.predicted`` is given) with Adam on
+    the frozen encoder's skips of minibatches.
 
     Raises:
-        ValueError: no codes or no present object among the targets.
+        ValueError: no frames or no present object among the targets.
     """
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    sets = {"encoded": codes.encoded} | ({"predicted": codes.predicted} if codes.predicted is not None else {})
-    if len(codes.encoded[0]) == 0 or not torch.isfinite(codes.encoded[1][..., 0]).any():
-        raise ValueError("fit_readout: no codes, or no object present in the targets")
+    sets = {"encoded": examples.encoded} | ({"predicted": examples.predicted} if examples.predicted is not None else {})
+    if len(examples.encoded[0]) == 0 or not np.isfinite(examples.encoded[1][..., 0]).any():
+        raise ValueError("fit_readout: no frames, or no object present in the targets")
     if readout is None:
-        readout = StateReadout(ReadoutConfig(g_dim=codes.encoded[0].shape[1], hidden=hidden))
-        readout.fit_statistics(codes.encoded[1], codes.encoded[2], {k: v[0] for k, v in sets.items()})
+        readout = StateReadout(config_for(wm.encode_skips(frames_to_float(examples.encoded[0][:1])), hidden))
+        readout.fit_statistics(torch.from_numpy(examples.encoded[2]))
     readout.train()
-    opt = torch.optim.Adam(readout.heads.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    params = [p for k, p in readout.named_parameters() if k.startswith("heads.") and k.split(".")[1] in sets]
+    opt = torch.optim.Adam([{"params": params}, {"params": [readout.homography], "lr": lr * 0.05}], lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, [lr, lr * 0.05], total_steps=max(steps, 1), pct_start=0.1)
     history, start = [], time.perf_counter()
-    for _ in range(steps):
+    for step in range(steps):
+        readout.heat_weight = max(0.0, 1.0 - 2.0 * step / max(steps, 1))  # heatmaps located first, then metres only
         loss = 0.0
-        for kind, (h, poses, arm) in sets.items():
-            idx = torch.randint(len(h), (min(batch_size, len(h)),), generator=g)
-            loss = loss + readout.loss(h[idx], poses[idx], arm[idx], kind)["loss"]
+        for kind, (frames, poses, arm) in sets.items():
+            idx = torch.randint(len(frames), (min(batch_size, len(frames)),), generator=g).numpy()
+            skips = wm.encode_skips(frames_to_float(frames[idx]))  # frozen: inference tensors, no grad
+            skips = [x.clone() for x in skips]
+            loss = loss + readout.loss(skips, torch.from_numpy(poses[idx]), torch.from_numpy(arm[idx]), kind)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         history.append(loss.item())
+    readout.heat_weight = 0.0
     k = max(1, steps // 10)
     report = FitReport(float(np.mean(history[:k])) if history else float("nan"),
                        float(np.mean(history[-k:])) if history else float("nan"), time.perf_counter() - start, history)
     return readout.eval(), report
 
 
-def _errors(readout: StateReadout, h: torch.Tensor, poses: torch.Tensor, arm: torch.Tensor, kind: str) -> dict:
+def _errors(out, poses: np.ndarray, arm: np.ndarray) -> dict:
     """Metres: objects' mean and median centre error over present slots, the arm's mean; presence accuracy."""
-    with torch.no_grad():
-        out = readout(h, kind)
+    poses, arm = torch.from_numpy(poses), torch.from_numpy(arm)
     present = torch.isfinite(poses[..., 0])
     dist = (out.objects - torch.nan_to_num(poses[..., :2])).norm(dim=-1)[present]
     acc = ((out.present > 0) == present).float().mean()
     return {"objects_m": float(dist.mean()), "objects_median_m": float(dist.median()),
             "objects_within_1cm": float((dist <= 0.01).float().mean()),
-            "arm_m": float((out.arm - arm).norm(dim=-1).mean()), "presence_accuracy": float(acc), "frames": len(h)}
+            "arm_m": float((out.arm - arm).norm(dim=-1).mean()), "presence_accuracy": float(acc), "frames": len(arm)}
 
 
 def score_frames(readout: StateReadout, wm, data: PoseData) -> dict:
     """The encoded head on real frames of ``data`` (held out): see `_errors`."""
-    codes = codes_of(wm, data, imagined=False)
-    return _errors(readout, *codes.encoded, "encoded")
+    frames, poses, arm = frames_of(wm, data, imagined=False).encoded
+    return _errors(read_state(readout, wm, frames, "encoded"), poses, arm)
 
 
 def push_rollouts(seeds, length: int = 30, policy: str = "push") -> PoseData:
@@ -185,8 +197,9 @@ def push_rollouts(seeds, length: int = 30, policy: str = "push") -> PoseData:
     return PoseData(*(np.stack([getattr(r, k) for r in rs]) for k in ("frames", "actions", "positions", "poses")))
 
 
-def score_imagined(readout: StateReadout, wm, data: PoseData, seed: int = 0) -> dict:
-    """The predicted head along a free-running rollout of ``data``'s actions against its true poses.
+def score_imagined(readout: StateReadout, wm, data: PoseData, seed: int = 0, kind: str = "predicted") -> dict:
+    """The ``kind`` head on the imagined frames of a free-running rollout of ``data``'s actions against
+    its true poses.
 
     Returns:
         ``per_step_objects_m`` (T - n_past,) mean object error at each imagined step; ``objects_m`` over
@@ -194,13 +207,12 @@ def score_imagined(readout: StateReadout, wm, data: PoseData, seed: int = 0) -> 
         that moved more than `MOVED_M` (the ones a pushing planner cares about; NaN if none moved),
         ``arm_m``, ``steps``.
     """
-    codes = codes_of(wm, data, imagined=True, seed=seed)
-    h, poses, arm = codes.predicted
+    frames, poses, arm = frames_of(wm, data, imagined=True, seed=seed).predicted
     n, steps = len(data), data.frames.shape[1] - wm.model.cfg.n_past
-    with torch.no_grad():
-        out = readout(h, "predicted")
-    present = torch.isfinite(poses[..., 0]).reshape(n, steps, -1)
-    dist = (out.objects - torch.nan_to_num(poses[..., :2])).norm(dim=-1).reshape(n, steps, -1)  # (n, steps, S)
+    out = read_state(readout, wm, frames, kind)
+    poses_t = torch.from_numpy(poses)
+    present = torch.isfinite(poses_t[..., 0]).reshape(n, steps, -1)
+    dist = (out.objects - torch.nan_to_num(poses_t[..., :2])).norm(dim=-1).reshape(n, steps, -1)  # (n, steps, S)
     per_step = [(dist[:, s][present[:, s]]).mean().item() for s in range(steps)]
     start = torch.from_numpy(data.poses[:, wm.model.cfg.n_past - 1, :, :2])  # (n, S, 2)
     end = torch.from_numpy(data.poses[:, -1, :, :2])
@@ -210,7 +222,7 @@ def score_imagined(readout: StateReadout, wm, data: PoseData, seed: int = 0) -> 
             "final_objects_m": float(final[present[:, -1]].mean()),
             "moved_final_m": float(final[moved].mean()) if moved.any() else float("nan"),
             "moved_objects": int(moved.sum()),
-            "arm_m": float((out.arm - arm).norm(dim=-1).mean()), "steps": steps}
+            "arm_m": float((out.arm - torch.from_numpy(arm)).norm(dim=-1).mean()), "steps": steps}
 
 
 def require_poses(root, split: str) -> None:

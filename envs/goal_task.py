@@ -159,14 +159,15 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
     def plan_cost(self, name: str = "pixel", readout=None, encode=None, weight: float = 1.0):
         """The planner's cost ``name`` (`bair_world.plan_costs`: "pixel", "readout", "mix") bound to this
         env's current goal, for a user's own planner: ``score(frames=None, codes=None)`` with imagined
-        frames uint8 (..., 64, 64, 3) and/or predictor codes (..., g) -> costs (...), 0 at the goal.
+        frames uint8 (..., 64, 64, 3) (every cost reads frames; ``codes`` for a cost of the predictor's
+        codes) -> costs (...), 0 at the goal.
 
         Args:
             name: the cost (the planner's `ModelDynamics` takes the same ones).
             readout: a `bair_world.readout.StateReadout` for "readout"/"mix"; default: the one saved with
                 ``BairWorldGoal-v0``'s checkpoint (refused if trained on another model).
-            encode: uint8 frames (N, 64, 64, 3) -> codes (N, g), the model's encoder (default: this env's
-                model, ``BairWorldGoal-v0`` only).
+            encode: uint8 frames (N, 64, 64, 3) -> the model's encoder skips (`WorldModel.encode_skips`;
+                default: this env's model, ``BairWorldGoal-v0`` only).
             weight: the readout's weight in "mix".
 
         Call it again after ``reset`` (a new goal).
@@ -184,7 +185,7 @@ class GoalEnvBase(RoboticsGoalAPI, gym.Env, abc.ABC):
             readout, _ = load_readout(checkpoint, read_config(checkpoint).get("model_sha256"))
         cost = make_cost(name, readout, weight)
         if encode is None and core is not None:
-            encode = lambda frames: core.encode(frames_to_float(frames))  # noqa: E731
+            encode = lambda frames: core.encode_skips(frames_to_float(frames))  # noqa: E731
         ctx = plan_context([self])
         cost.begin(ctx, encode)
 

@@ -150,10 +150,13 @@ def test_benchmark_script_runs_every_row_and_resumes(tmp_path, ckpt, capsys):
     assert script.main(argv) == 2  # the readout row needs a readout saved with the checkpoint
     assert "readout" in capsys.readouterr().err
     from bair_world.checkpoint import read_config
-    from bair_world.readout import ReadoutConfig, StateReadout, save_readout
+    from bair_world.readout import StateReadout, config_for, save_readout
+    from bair_world.world_model import WorldModel
 
-    g_dim = load_model(ckpt).cfg.g_dim
-    save_readout(tmp_path / "readout.safetensors", StateReadout(ReadoutConfig(g_dim=g_dim, hidden=8)),
+    import torch
+
+    skips = WorldModel(load_model(ckpt)).encode_skips(torch.zeros(1, 3, 64, 64))
+    save_readout(tmp_path / "readout.safetensors", StateReadout(config_for(skips, hidden=8)),
                  {"model_sha256": read_config(ckpt).get("model_sha256")})
     argv += ["--readout", str(tmp_path / "readout.safetensors")]
     assert script.main(argv + ["--rows", "nothing,random,model,readout,mix,oracle"]) == 0

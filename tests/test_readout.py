@@ -3,6 +3,8 @@ data without poses), and the model's latent step it reads."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +16,9 @@ from bair_world.data.packed import pack_dataset
 from bair_world.data.poses import POSES_FILE, pose_slots, read_poses
 from bair_world.data.synthetic import sequence_dir, write_dataset, write_packed
 from bair_world.data.validate import check_dataset
-from bair_world.readout import ReadoutError, load_readout, save_readout
-from bair_world.readout_train import (codes_of, fit_readout, push_rollouts, readout_data, score_frames,
+from bair_world.data.batch import frames_to_float
+from bair_world.readout import FORMAT_VERSION, FRAME, GRID, ReadoutError, load_readout, save_readout, soft_argmax
+from bair_world.readout_train import (fit_readout, frames_of, push_rollouts, readout_data, score_frames,
                                       score_imagined)
 from bair_world.sim import PushWorld, rollout, sequence_worlds
 from bair_world.world_model import WorldModel
@@ -108,31 +111,65 @@ def test_step_latent_is_the_step_and_can_skip_decoding(ckpt):
 def test_readout_trains_and_round_trips(synth, ckpt, tmp_path):
     torch.manual_seed(0)
     wm = WorldModel(load_model(ckpt))
-    codes = codes_of(wm, readout_data(synth / "packed", "train"))
+    examples = frames_of(wm, readout_data(synth / "packed", "train"))
     n_past = wm.model.cfg.n_past
-    assert codes.encoded[0].shape == (3 * LENGTH, wm.model.cfg.g_dim)
-    assert codes.predicted[0].shape == (3 * (LENGTH - n_past), wm.model.cfg.g_dim)
-    readout, fit = fit_readout(codes, hidden=32, steps=150, batch_size=64, lr=3e-3)
+    assert examples.encoded[0].shape == (3 * LENGTH, 64, 64, 3)
+    assert examples.predicted[0].shape == (3 * (LENGTH - n_past), 64, 64, 3)
+    readout, fit = fit_readout(examples, wm, hidden=8, steps=150, batch_size=8, lr=3e-3)
     assert fit.last_loss < 0.6 * fit.first_loss
     sha = read_config(ckpt).get("model_sha256")
     (tmp_path / "ro").mkdir()
     path = save_readout(tmp_path / "ro", readout, {"model_sha256": sha})
     assert path.name == "readout.safetensors" and [p.name for p in path.parent.iterdir()] == [path.name]
     loaded, header = load_readout(tmp_path / "ro", sha)
-    h = codes.encoded[0][:5]
+    skips = wm.encode_skips(frames_to_float(examples.encoded[0][:5]))
     for kind in ("encoded", "predicted"):
-        a, b = readout(h, kind), loaded(h, kind)
+        a, b = readout(skips, kind), loaded(skips, kind)
         torch.testing.assert_close(a.objects, b.objects)
         torch.testing.assert_close(a.arm, b.arm)
-    assert header["model_sha256"] == sha
+    assert header["model_sha256"] == sha and header["format_version"] == FORMAT_VERSION
     with pytest.raises(ReadoutError, match="another|not on this checkpoint"):
         load_readout(path, "0" * 64)
     with pytest.raises(ReadoutError, match="missing"):
         load_readout(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="encoder's skips"):
+        readout([torch.zeros(2, 64)])
     scores = score_frames(readout, wm, readout_data(synth / "folder", "validate"))
     assert scores["frames"] == 2 * LENGTH and np.isfinite(scores["objects_m"])
     imagined = score_imagined(readout, wm, push_rollouts([11, 12], LENGTH))
     assert len(imagined["per_step_objects_m"]) == LENGTH - n_past and np.isfinite(imagined["objects_m"])
+
+
+def test_an_old_format_readout_is_refused_naming_the_version(tmp_path):
+    from safetensors.torch import save
+
+    old = tmp_path / "readout.safetensors"
+    header = {"format": "bair-world-readout", "format_version": 1, "config": {"g_dim": 64, "hidden": 256}}
+    old.write_bytes(save({"x": torch.zeros(1)}, metadata={"readout": json.dumps(header)}))
+    with pytest.raises(ReadoutError, match=r"readout\.safetensors.*v1 file.*reads v2 only.*retrain"):
+        load_readout(tmp_path)
+
+
+def test_soft_argmax_is_exact_on_a_hand_made_map():
+    g = GRID
+    logits = torch.full((1, 3, g, g), -1e4)
+    logits[0, 0, 3, 5] = 0.0  # one cell: its centre
+    logits[0, 1, 7, 2] = logits[0, 1, 7, 3] = 0.0  # two cells, equal: halfway
+    logits[0, 2] = 0.0  # uniform: the frame's centre
+    cell = FRAME / g
+    expected = torch.tensor([[[5.5 * cell, 3.5 * cell], [3.0 * cell, 7.5 * cell], [FRAME / 2, FRAME / 2]]])
+    torch.testing.assert_close(soft_argmax(logits), expected)
+    offsets = torch.zeros(1, 3, 2, g, g)
+    offsets[0, 0, 0] = 0.25  # a quarter cell right
+    offsets[0, 0, 1] = -0.5  # half a cell up
+    torch.testing.assert_close(soft_argmax(logits, offsets)[0, 0], torch.tensor([5.75 * cell, 3.0 * cell]))
+    # the nominal camera maps a table point's pixels back to it
+    from bair_world.readout import apply_homography, nominal_homography, nominal_projection
+
+    world = torch.tensor([[0.55, -0.1, 0.19, 1.0], [0.7, 0.15, 0.19, 1.0]])
+    hom = world @ nominal_projection().T
+    back = apply_homography(nominal_homography()[None], (hom[:, :2] / hom[:, 2:])[None])[0]
+    torch.testing.assert_close(back, world[:, :2], atol=1e-5, rtol=0)
 
 
 def test_readout_command_trains_saves_beside_the_checkpoint_and_rescores(synth, tmp_path, capsys):

@@ -34,14 +34,14 @@ class ReadoutTrainConfig:
     """Training sequences (the first N of the train split)."""
     held_out: int = 32
     """Held-out sequences scored: real frames of the validate split, and as many push rollouts of the true world."""
-    steps: int = 1500
+    steps: int = 1000
     """Adam steps."""
-    batch_size: int = 256
-    """Codes per step and head."""
-    lr: float = 1e-3
-    """Adam learning rate (cosine-decayed to 0)."""
-    hidden: int = 256
-    """Hidden units of each head."""
+    batch_size: int = 32
+    """Frames per step and head."""
+    lr: float = 3e-3
+    """Adam learning rate (one cycle: warm-up, then annealed)."""
+    hidden: int = 64
+    """Channels of each head's convolutions."""
     seed: int = 0
     """Seeds the imagined latents, the minibatches and the held-out push rollouts."""
     threads: int = 1
@@ -73,7 +73,7 @@ def run(cfg: ReadoutTrainConfig, log=print) -> dict:
     from bair_world.checkpoint import load_model, read_config, resolve_checkpoint
     from bair_world.data.default_data import default_data_root
     from bair_world.readout import load_readout, readout_path, save_readout
-    from bair_world.readout_train import (codes_of, fit_readout, push_rollouts, readout_data, score_frames,
+    from bair_world.readout_train import (fit_readout, frames_of, push_rollouts, readout_data, score_frames,
                                           score_imagined)
     from bair_world.world_model import WorldModel
 
@@ -89,9 +89,9 @@ def run(cfg: ReadoutTrainConfig, log=print) -> dict:
         readout, info = load_readout(out, sha)
     else:
         train = readout_data(root, "train", cfg.sequences)
-        log(f"codes of {len(train)} training sequences ({train.frames.shape[1]} frames each) ...")
-        readout, fit = fit_readout(codes_of(wm, train, seed=cfg.seed), cfg.hidden, cfg.steps, cfg.batch_size, cfg.lr,
-                                   cfg.seed)
+        log(f"imagined frames of {len(train)} training sequences ({train.frames.shape[1]} frames each) ...")
+        readout, fit = fit_readout(frames_of(wm, train, seed=cfg.seed), wm, cfg.hidden, cfg.steps, cfg.batch_size,
+                                   cfg.lr, cfg.seed)
         log(f"trained in {fit.seconds:.0f} s: loss {fit.first_loss:.3f} -> {fit.last_loss:.3f}")
         info |= {"train_sequences": len(train), "fit": {"first_loss": fit.first_loss, "last_loss": fit.last_loss,
                                                         "seconds": fit.seconds, "steps": cfg.steps}}
