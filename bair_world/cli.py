@@ -1,13 +1,13 @@
-"""The `bair-world` command line.
+"""The `bair-world` command line: one table of commands, one convention, one error mapper.
 
-Each subcommand lives with the code it drives: the module named in COMMANDS defines
-`configure_parser(parser)` (adds its arguments) and `run(args) -> int` (exit status); a user's
-mistake it raises (`bair_world.cli_errors.USER_ERRORS`) becomes one line and exit status 2 in
-`run_command`, the one error mapper. The training commands (PASSTHROUGH: train, evaluate, bundle,
-readout) parse their own arguments: their function gets the rest of the command line and the
-program name (``python training/<name>.py`` is the same command).
-Modules are named as strings and imported only when their subcommand is chosen, so `bair-world
---help` stays fast and the core imports nothing of `bair_world.training`.
+Every command is a module named in `COMMANDS` that defines ``configure_parser(parser)`` (adds its
+arguments to the parser it is given, importing nothing heavy) and ``run(args) -> int | None`` (the
+exit status; None is 0). A user's mistake that ``run`` raises (`bair_world.cli_errors.USER_ERRORS`)
+becomes one line and exit status 2 in `run_command`. The modules stay beside the code they drive
+(``bair_world/data``, ``bair_world``, ``envs/``, ``training/``: the core imports neither envs nor
+training, and the training commands are also the scripts ``python training/<name>.py``, whose
+``main`` is `script_main`). Modules are named as strings and imported only when their command is
+chosen, so `bair-world --help` stays fast.
 """
 
 from __future__ import annotations
@@ -44,29 +44,19 @@ EPILOGS: dict[tuple[str | None, str], str] = {("data", "convert"): BAIR_SOURCE}
 
 # (group, name) -> (module, one-line help); group None means a top-level command.
 COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
+    (None, "train"): ("bair_world.training.options", "train a world model (presets, resume, time budget, DDP)"),
+    (None, "evaluate"): ("bair_world.training.evaluate",
+                         "PSNR/SSIM of a checkpoint: table, per-step curve, metrics.json"),
+    (None, "bundle"): ("bair_world.training.bundle",
+                       "export a run's best checkpoint as the environment's default model"),
+    (None, "readout"): ("bair_world.training.readout", "train (or score) a state readout of a frozen checkpoint"),
+    (None, "rollout"): ("bair_world.rollout_cli", "export a recorded | predicted | error rollout video"),
+    (None, "demo"): ("bair_world.envs.demo", "replay recorded rollouts in BairWorld-v0: PSNR table and video"),
     ("data", "synth"): ("bair_world.data.synthetic", "write BAIR-format data from the built-in pushing world"),
     ("data", "convert"): ("bair_world.data.tfrecord", "convert the original BAIR TFRecords to the folder layout"),
     ("data", "check"): ("bair_world.data.validate", "validate a BAIR-format dataset (folder layout or packed)"),
     ("data", "pack"): ("bair_world.data.packed", "pack a BAIR folder dataset into the compact, memory-mapped form"),
-    (None, "rollout"): ("bair_world.rollout_cli", "export a recorded | predicted | error rollout video"),
-    (None, "demo"): ("bair_world.envs.demo", "replay recorded rollouts in BairWorld-v0: PSNR table and video"),
 }
-
-# name -> (module, function(argv, prog) -> exit status, one-line help): commands that parse their own arguments.
-PASSTHROUGH: dict[str, tuple[str, str, str]] = {
-    "train": ("bair_world.training.train", "main", "train a world model (presets, resume, time budget, DDP)"),
-    "evaluate": ("bair_world.training.evaluate", "main", "PSNR/SSIM of a checkpoint: table, per-step curve, metrics.json"),
-    "bundle": ("bair_world.training.bundle", "main", "export a run's best checkpoint as the environment's default model"),
-    "readout": ("bair_world.training.readout", "main", "train (or score) a state readout of a frozen checkpoint"),
-}
-# name -> (module, function(argv, prog)): parses a PASSTHROUGH command's arguments without importing
-# torch, so `bair-world train --help` prints at once (argparse exits after the help; a command
-# line without a help request returns and goes on to the command itself).
-HELP_FIRST: dict[str, tuple[str, str]] = {
-    "train": ("bair_world.training.options", "parse_config"),
-    "bundle": ("bair_world.training.bundle", "parse_arguments"),
-}
-HELP_FLAGS = ("-h", "--help")
 
 
 def _subcommand_in(argv: list[str]) -> tuple[str | None, str] | None:
@@ -79,13 +69,11 @@ def _subcommand_in(argv: list[str]) -> tuple[str | None, str] | None:
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    """Build the parser; only the chosen subcommand's module is imported to add its arguments."""
+    """Build the parser; only the chosen command's module is imported to add its arguments."""
     parser = argparse.ArgumentParser(prog="bair-world", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {bair_world.__version__}")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_, _, help_text) in PASSTHROUGH.items():
-        top.add_parser(name, help=help_text, add_help=False)
     groups: dict[str, argparse._SubParsersAction] = {}
     chosen = _subcommand_in(argv)
     for (group, name), (module, help_text) in COMMANDS.items():
@@ -103,16 +91,27 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def run_parsed(prog: str, module: str, args: argparse.Namespace) -> int:
+    """Run command ``module`` on its parsed ``args`` through the one error mapper.
+
+    An OSError that names no file names ``args.out`` (read when it happens: ``run`` may fill in its default).
+    """
+    return run_command(prog, lambda: importlib.import_module(module).run(args), lambda: getattr(args, "out", None))
+
+
+def script_main(module: str, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``python training/<name>.py``: command ``module`` on a parser of its own (``bair-world <name>``'s options)."""
+    command = importlib.import_module(module)
+    parser = argparse.ArgumentParser(prog=prog, description=(command.__doc__ or "").splitlines()[0])
+    command.configure_parser(parser)
+    parser.set_defaults(_prog=parser.prog)  # what a command's messages name, as under bair-world
+    return run_parsed(parser.prog, module, parser.parse_args(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in PASSTHROUGH:
-        module, function, _ = PASSTHROUGH[argv[0]]
-        if argv[0] in HELP_FIRST and any(a in HELP_FLAGS for a in argv[1:]):
-            help_module, help_function = HELP_FIRST[argv[0]]
-            getattr(importlib.import_module(help_module), help_function)(argv[1:], prog=f"bair-world {argv[0]}")
-        return int(getattr(importlib.import_module(module), function)(argv[1:], prog=f"bair-world {argv[0]}") or 0)
     args = build_parser(argv).parse_args(argv)
-    return run_command(args._prog, lambda: importlib.import_module(args._module).run(args), getattr(args, "out", None))
+    return run_parsed(args._prog, args._module, args)
 
 
 if __name__ == "__main__":

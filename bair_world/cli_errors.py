@@ -42,16 +42,18 @@ def error_line(prog: str, error: BaseException, output: str | Path | None = None
     return f"{prog}: error: {error}"
 
 
-def run_command(prog: str, body: Callable[[], int | None], output: str | Path | None = None) -> int:
+def run_command(prog: str, body: Callable[[], int | None],
+                output: str | Path | Callable[[], str | Path | None] | None = None) -> int:
     """``body()``'s exit status (None: 0); a `USER_ERRORS` instance is `error_line` on stderr and `USAGE_STATUS`.
 
     Args:
         prog: the command as the user typed it (``bair-world data synth``, ``train.py``).
         body: the command's work.
-        output: what the command writes, named when an OSError names no file.
+        output: what the command writes, named when an OSError names no file; or a function giving it,
+            called then (after the command filled in its default).
     """
     try:
         return int(body() or 0)
     except USER_ERRORS as error:
-        print(error_line(prog, error, output), file=sys.stderr)
+        print(error_line(prog, error, output() if callable(output) else output), file=sys.stderr)
         return USAGE_STATUS

@@ -16,7 +16,7 @@ def _output(argv, capsys) -> str:
 
 
 def test_help_describes_the_commands_and_the_training_scripts(capsys):
-    out = _output(["--help"], capsys)
+    out = " ".join(_output(["--help"], capsys).split())  # argparse wraps to the terminal's width
     assert "world model of the BAIR robot-pushing scene" in out and "BairWorld-v0" in out
     for (group, name), (_, help_text) in cli.COMMANDS.items():
         assert (help_text if group is None else cli.GROUP_HELP[group]) in out
@@ -33,11 +33,23 @@ def test_group_help_lists_its_subcommands(capsys):
     assert all(help_text in out for (group, _), (_, help_text) in cli.COMMANDS.items() if group == "data")
 
 
-@pytest.mark.parametrize("name", ["train", "evaluate", "bundle"])
+@pytest.mark.parametrize("name", ["train", "evaluate", "bundle", "readout"])
 def test_training_commands_are_bair_world_subcommands(name, capsys):
     out = _output([name, "--help"], capsys)
     assert out.startswith(f"usage: bair-world {name}")
     assert name in _output(["--help"], capsys)
+
+
+def test_a_training_script_is_the_same_command(capsys):
+    """``python training/bundle.py`` (`script_main`) has the options of ``bair-world bundle``, under its own name."""
+    from bair_world.training import bundle
+
+    with pytest.raises(SystemExit):
+        bundle.main(["--help"])
+    script = capsys.readouterr().out
+    command = _output(["bundle", "--help"], capsys)
+    assert script.startswith("usage: bundle.py") and command.startswith("usage: bair-world bundle")
+    assert script.split("\n", 1)[1].split("options:")[1] == command.split("\n", 1)[1].split("options:")[1]
 
 
 def test_training_scripts_shadow_no_top_level_module():

@@ -183,7 +183,7 @@ def test_evaluate_onto_a_read_only_folder_is_refused_before_evaluating(tiny_eval
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p).startswith(str(tmp_path)) else real(p, mode, **kw))
     monkeypatch.setattr(eval_report, "_read_only", lambda folder: True, raising=False)
     assert evaluate.main([*tiny_eval, "--out", str(tmp_path / "ro" / "eval")]) == 2
-    assert _err_lines(capsys) == [f"evaluate.py: error: Read-only file system: {tmp_path}"]
+    assert _err_lines(capsys) == [f"evaluate.py: error: cannot write {tmp_path}: Read-only file system"]
     assert not (tmp_path / "ro").exists()
 
 

@@ -3,6 +3,8 @@ name `bair-world` commands, records of short runs."""
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import subprocess
 import sys
@@ -50,10 +52,12 @@ def test_quick_trains_on_the_small_cached_dataset(tmp_path, monkeypatch):
 
 
 def test_quick_is_a_train_option_and_the_description_lists_every_preset(capsys):
-    from bair_world.training.options import build_parser, parse_config
+    from bair_world.training.options import configure_parser, parse_config
 
     assert parse_config(["--quick"]).quick and not parse_config([]).quick
-    text = build_parser().format_help()
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    text = parser.format_help()
     for name in presets.PRESETS:
         assert name in text.split("\n\n")[1]  # the description paragraph
 
@@ -68,9 +72,11 @@ def test_help_answers_without_importing_torch(command):
 
 
 def test_bundle_help_describes_every_option():
-    from bair_world.training.bundle import build_parser
+    from bair_world.training.bundle import configure_parser
 
-    text = " ".join(build_parser("bair-world bundle").format_help().split())
+    parser = argparse.ArgumentParser(prog="bair-world bundle")
+    configure_parser(parser)
+    text = " ".join(parser.format_help().split())
     for option, words in (("--dtype", "float16"), ("--max-mb", "MiB"), ("--tolerance-db", "dB"),
                           ("--check-seed", "sequence")):
         assert option in text and words in text

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bair_world.cli import script_main
 from bair_world.io import atomic_write_bytes, install_directory, remove_stale_temporaries, temp_sibling
 
 # torch (and bair_world.checkpoint, which imports it) are imported inside the functions that use them,
@@ -220,42 +221,27 @@ def bundle(source: str | Path, dest: str | Path | None = None, cfg: BundleConfig
             "best": summary.get("best"), "epoch": info.get("epoch"), "step": info.get("step")}
 
 
-def build_parser(prog: str = "bundle.py") -> argparse.ArgumentParser:
+def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The ``bair-world bundle`` command line (options from `BundleConfig`, their docstrings the help)."""
     from bair_world.training.configcli import field_docs
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("source", type=Path, help="run folder (runs/<name>: its best checkpoint) or checkpoint directory")
-    parser.add_argument("--dest", type=Path, default=None,
+    parser.add_argument("--dest", dest="out", metavar="DEST", type=Path, default=None,
                         help="target folder (none: the package's bair_world/checkpoints/default)")
     docs = field_docs(BundleConfig)
     for name, field in BundleConfig.__dataclass_fields__.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
                             help=" ".join(docs.get(name, "").split()))
-    return parser
 
 
-def parse_arguments(argv: list[str] | None = None, prog: str = "bundle.py") -> argparse.Namespace:
-    """The parsed command line (``--help`` prints and exits here, before torch is imported)."""
-    return build_parser(prog).parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Bundle ``args.source`` into ``args.out`` (its default filled in) and say what was done."""
+    from bair_world.checkpoint import default_checkpoint
 
-
-def main(argv: list[str] | None = None, prog: str = "bundle.py") -> int:
-    """Entry point of ``bair-world bundle`` (``python training/bundle.py``); returns the exit status."""
-    ns = parse_arguments(argv, prog)
-    from bair_world.checkpoint import CheckpointError, default_checkpoint
-
-    try:
-        cfg = BundleConfig(**{k: getattr(ns, k) for k in BundleConfig.__dataclass_fields__})
-        result = bundle(ns.source, ns.dest, cfg)
-    except (CheckpointError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a full or read-only --dest: the staging folder is removed, dest untouched
-        print(f"{prog}: error: cannot write {e.filename or ns.dest or default_checkpoint()}: {e.strerror or e}",
-              file=sys.stderr)
-        return 2
+    args.out = args.out or default_checkpoint()
+    cfg = BundleConfig(**{k: getattr(args, k) for k in BundleConfig.__dataclass_fields__})
+    result = bundle(args.source, args.out, cfg)
     check = result["check"]
     print(f"bundled {result['source']} (epoch {result['epoch']}, step {result['step']}) -> {result['dest']}")
     print(f"  {result['dtype']}, {result['size_mb']:.2f} MB; check rollout PSNR {check['source_psnr']:.2f} -> "
@@ -268,6 +254,11 @@ def main(argv: list[str] | None = None, prog: str = "bundle.py") -> int:
     else:
         print(f"  try it: bair-world demo --checkpoint {result['dest']}")
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str = "bundle.py") -> int:
+    """``python training/bundle.py``: the ``bair-world bundle`` command; returns the exit status."""
+    return script_main("bair_world.training.bundle", argv, prog)
 
 
 if __name__ == "__main__":

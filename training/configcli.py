@@ -150,7 +150,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, aliases:
         if "_" in f.name:
             names.append(f"--{f.name}")
         default = shown[f.name] if f.name in shown else _default_of(f)
-        help_text = (doc or f.name).replace("%", "%%") + f" (default: {default!r})"
+        help_text = _help_text(doc or f.name, default)
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         base, optional = _unwrap_optional(tp)
         origin = typing.get_origin(base)
@@ -174,6 +174,21 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, aliases:
     if extra:
         raise ValueError(f"configcli: aliases name unknown fields {sorted(extra)}")
     return parser
+
+
+def _help_text(doc: str, default: Any) -> str:
+    """An option's help: the field's docstring and "(default: X)" (argparse's % escaped)."""
+    return f"{doc} (default: {default!r})".replace("%", "%%")
+
+
+def show_defaults(parser: argparse.ArgumentParser, cls: type, shown: Any) -> None:
+    """Make the "(default: X)" of ``cls``'s options in ``parser``'s help show ``shown``'s values (an
+    instance of ``cls``, e.g. another preset) instead of those `add_dataclass_arguments` showed."""
+    values = _flat_values(shown)
+    docs = {f.name: doc or f.name for f, _, doc in _walk_fields(cls)}
+    for action in parser._actions:  # argparse keeps each option's help on its Action
+        if action.dest in values and action.help and action.help.startswith(docs[action.dest].replace("%", "%%")):
+            action.help = _help_text(docs[action.dest], values[action.dest])
 
 
 def explicit_values(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:

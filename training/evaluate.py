@@ -34,12 +34,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from bair_world import metrics
+from bair_world.cli import script_main
 from bair_world.checkpoint import check_n_past_option, default_checkpoint, load_checkpoint
 from bair_world.training.configcli import add_dataclass_arguments, apply_overrides, explicit_values
 from bair_world.training.eval_report import (JSON_FILE, PLOT_FILE, REGIONS, format_table,  # noqa: F401 (re-exported)
                                              check_writable, plot_png, write_report)
 from bair_world.training.eval_counterfactual import counterfactual_request, run_counterfactual
-from bair_world.data import DataError
 from bair_world.data.open import open_dataset
 from bair_world.data.batch import collate
 from bair_world.seeding import latent_generators
@@ -254,9 +254,8 @@ class _Accumulators:
                 "protocols": protocols, "per_sequence_psnr": self.per_seq}
 
 
-def build_parser(prog: str = "evaluate.py") -> argparse.ArgumentParser:
-    """The evaluate.py command line: paths, then every `EvalConfig` field."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """The evaluate command line: paths, then every `EvalConfig` field."""
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint directory (default: the bundled model, bair_world/checkpoints/default)")
     parser.add_argument("--data-root", "--data_root", type=Path, default=None,
@@ -267,7 +266,6 @@ def build_parser(prog: str = "evaluate.py") -> argparse.ArgumentParser:
     add_dataclass_arguments(parser, EvalConfig, title="protocol options")
     parser.add_argument("--n-past", "--n_past", type=int, default=None,
                         help="context frames: accepted for the seed's compatibility; must equal the checkpoint's n_past")
-    return parser
 
 
 def default_out(checkpoint: Path, split: str) -> Path:
@@ -280,34 +278,26 @@ def default_out(checkpoint: Path, split: str) -> Path:
     return Path("runs") / f"eval-{name}-{split}"
 
 
-def main(argv: list[str] | None = None, prog: str = "evaluate.py") -> int:
-    """Entry point of ``bair-world evaluate`` (``python training/evaluate.py``); returns the exit status."""
-    parser = build_parser(prog)
-    ns = parser.parse_args(argv)
-    ns.checkpoint = ns.checkpoint or default_checkpoint()
-    try:
-        cfg = apply_overrides(EvalConfig(), explicit_values(ns, EvalConfig))
-    except ValueError as e:
-        parser.error(str(e))
-    out = ns.out or default_out(ns.checkpoint, cfg.split)
-    try:
-        check_writable(out)  # a read-only --out is refused before the evaluation, not after it
-        check_n_past_option(ns.checkpoint, ns.n_past)
-        report = evaluate(ns.checkpoint, ns.data_root, **asdict(cfg))
-    except (DataError, ValueError, RuntimeError, ImportError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # e.g. BAIR_WORLD_CACHE naming a file, an unreadable data root, a read-only --out
-        print(f"{prog}: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
-        return 2
-    try:
-        write_report(report, out)
-    except OSError as e:  # a full disk: nothing of this report is left
-        print(f"{prog}: error: cannot write {e.filename or out}: {e.strerror or e}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, write the report into ``args.out`` (its default filled in) and print the table.
+
+    A read-only ``--out`` and a wrong ``--n-past`` are refused before the evaluation, not after it.
+    """
+    args.checkpoint = args.checkpoint or default_checkpoint()
+    cfg = apply_overrides(EvalConfig(), explicit_values(args, EvalConfig))
+    args.out = args.out or default_out(args.checkpoint, cfg.split)
+    check_writable(args.out)
+    check_n_past_option(args.checkpoint, args.n_past)
+    report = evaluate(args.checkpoint, args.data_root, **asdict(cfg))
+    write_report(report, args.out)  # a full disk: nothing of this report is left
     print(format_table(report))
-    print(f"wrote {out / JSON_FILE} and {out / PLOT_FILE}")
+    print(f"wrote {args.out / JSON_FILE} and {args.out / PLOT_FILE}")
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str = "evaluate.py") -> int:
+    """``python training/evaluate.py``: the ``bair-world evaluate`` command; returns the exit status."""
+    return script_main("bair_world.training.evaluate", argv, prog)
 
 
 if __name__ == "__main__":

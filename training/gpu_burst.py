@@ -32,6 +32,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+from bair_world.cli_errors import CommandError, run_command
+
 REPO = Path(__file__).resolve().parents[1]
 BURST = REPO / ".burst"
 WHEELS = REPO / ".whl"
@@ -42,7 +44,7 @@ DEVICE_WHEELS = ("gymnasium==1.4.0", "farama-notifications==0.0.6")  # the packa
 MANIFEST = "burst-manifest.json"
 
 
-class BurstError(RuntimeError):
+class BurstError(CommandError):
     """A burst step that cannot go on; the message names the file and the problem."""
 
 
@@ -76,9 +78,13 @@ def pack(run: Path, wheels: bool = True, burst: Path = BURST) -> Path:
     shutil.rmtree(burst / "run", ignore_errors=True)
     os.replace(staging, burst / "run")
     if wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                        "--python-version", "3.12", "--implementation", "cp", "--platform", "any",
-                        "--platform", "manylinux2014_x86_64", "-d", str(WHEELS), *DEVICE_WHEELS], check=True)
+        download = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                                   "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
+                                   "--platform", "any", "--platform", "manylinux2014_x86_64", "-d", str(WHEELS),
+                                   *DEVICE_WHEELS])
+        if download.returncode != 0:
+            raise BurstError(f"{WHEELS}: pip download of {', '.join(DEVICE_WHEELS)} failed (exit status "
+                             f"{download.returncode}); --no-wheels skips it")
     return burst / "run"
 
 
@@ -189,15 +195,16 @@ def _val(checkpoint: Path) -> float:
         return float("-inf")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="verb", required=True)
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """The verbs pack (here), train (on the device) and unpack (here) and their options."""
+    sub = parser.add_subparsers(dest="verb", required=True)
     a = sub.add_parser("pack", help="here: copy RUN_DIR's resumable state into .burst/ and fetch the wheels")
     a.add_argument("run", type=Path)
     a.add_argument("--no-wheels", action="store_true", help="skip the wheel download")
     a.add_argument("--minutes", type=float, default=8.0, help="training minutes the printed command asks for")
     a.add_argument("--batch-size", type=int, default=64, help="batch size the printed command asks for")
-    b = sub.add_parser("train", help="on the device: resume .burst/run on CUDA, write the parts to --out")
+    b = sub.add_parser("train", help="on the device: resume .burst/run on CUDA, write the parts to --out "
+                                     "(other options go to train.py)")
     b.add_argument("--minutes", type=float, default=8.0, help="the whole invocation's budget (default 8)")
     b.add_argument("--batch-size", type=int, default=64, help="batch size on the GPU (default 64)")
     b.add_argument("--out", type=Path, required=True)
@@ -207,22 +214,30 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("run", type=Path)
     for q in (a, b):
         q.add_argument("--burst-dir", type=Path, default=BURST, help=f"where the packed run lives (default {BURST})")
-    args, extra = p.parse_known_args(argv)
-    if extra and args.verb != "train":
-        p.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        if args.verb == "pack":
-            packed = pack(args.run, wheels=not args.no_wheels, burst=args.burst_dir)
-            print(f"[burst] packed {args.run} at step {_step(args.run / 'last')} into {packed}; on the device "
-                  f"(carry .burst and .whl, timeout_s 590):\n{device_command(args.minutes, args.batch_size)}")
-            return 0
-        if args.verb == "train":
-            return train(args.minutes, args.batch_size, args.out, args.allow_cpu, extra, args.burst_dir)
-        print(f"[burst] {args.run}/last is now step {unpack(args.files, args.run)}; resume it here as before")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Do ``args.verb``; ``args.extra`` are train.py options for the verb train."""
+    if args.verb == "pack":
+        packed = pack(args.run, wheels=not args.no_wheels, burst=args.burst_dir)
+        print(f"[burst] packed {args.run} at step {_step(args.run / 'last')} into {packed}; on the device "
+              f"(carry .burst and .whl, timeout_s 590):\n{device_command(args.minutes, args.batch_size)}")
         return 0
-    except (BurstError, OSError, subprocess.CalledProcessError) as e:
-        print(f"gpu_burst.py {args.verb}: {e}", file=sys.stderr)
-        return 2
+    if args.verb == "train":
+        return train(args.minutes, args.batch_size, args.out, args.allow_cpu, args.extra, args.burst_dir)
+    print(f"[burst] {args.run}/last is now step {unpack(args.files, args.run)}; resume it here as before")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python training/gpu_burst.py VERB``; unknown options pass to train.py under ``train``."""
+    parser = argparse.ArgumentParser(prog="gpu_burst.py", description=__doc__.split("\n\n")[0])
+    configure_parser(parser)
+    args, extra = parser.parse_known_args(argv)
+    args.extra = extra
+    if args.extra and args.verb != "train":
+        parser.error(f"unrecognized arguments: {' '.join(args.extra)}")
+    return run_command(f"gpu_burst.py {args.verb}", lambda: run(args), args.out if args.verb == "train" else None)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ import argparse
 import sys
 from dataclasses import asdict, dataclass
 
-from bair_world.cli_errors import run_command
+from bair_world.cli import script_main
 
 
 @dataclass(frozen=True)
 class ReadoutTrainConfig:
-    """What `main` trains and scores."""
+    """What `fit_and_score` trains and scores."""
 
     checkpoint: str | None = None
     """The frozen model (a checkpoint folder; default: the bundled model)."""
@@ -58,15 +58,21 @@ class ReadoutTrainConfig:
 HELD_OUT_SEED = 900_000_000
 
 
-def parse(argv, prog: str | None = None) -> ReadoutTrainConfig:
-    from bair_world.training.configcli import add_dataclass_arguments, explicit_values
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """One option per `ReadoutTrainConfig` field."""
+    from bair_world.training.configcli import add_dataclass_arguments
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     add_dataclass_arguments(parser, ReadoutTrainConfig)
-    return ReadoutTrainConfig(**explicit_values(parser.parse_args(argv), ReadoutTrainConfig))
 
 
-def run(cfg: ReadoutTrainConfig, log=print) -> dict:
+def run(args: argparse.Namespace) -> None:
+    """Train (or score) the readout the parsed options describe."""
+    from bair_world.training.configcli import explicit_values
+
+    fit_and_score(ReadoutTrainConfig(**explicit_values(args, ReadoutTrainConfig)))
+
+
+def fit_and_score(cfg: ReadoutTrainConfig, log=print) -> dict:
     """Train (unless ``evaluate_only``), score and save; returns the scores."""
     import torch
 
@@ -118,12 +124,9 @@ def format_scores(scores: dict) -> str:
         f"{i['moved_final_m']:.4f} | | | |"])
 
 
-def main(argv=None, prog: str | None = None) -> int:
-    """Entry point of ``bair-world readout`` (``python training/readout.py``); returns the exit status."""
-    def body() -> None:
-        run(parse(sys.argv[1:] if argv is None else argv, prog))
-
-    return run_command(prog or "readout", body)
+def main(argv: list[str] | None = None, prog: str = "readout.py") -> int:
+    """``python training/readout.py``: the ``bair-world readout`` command; returns the exit status."""
+    return script_main("bair_world.training.readout", argv, prog)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from bair_world.cli_errors import run_command
+from bair_world.cli import script_main
 from bair_world.data.bair_folder import BAIR_SEQ_LEN
 from bair_world.data.open import open_dataset
 from bair_world.training import data as train_data
@@ -185,16 +185,20 @@ def parse_config(argv: list[str] | None = None, prog: str = "train.py") -> Train
 
 
 def main(argv: list[str] | None = None, prog: str = "train.py") -> int:
-    """Entry point: parse, train, print the summary.
+    """``python training/train.py``: the ``bair-world train`` command (`bair_world.training.options`)."""
+    return script_main("bair_world.training.options", argv, prog)
 
-    Every failure is one line on stderr naming the argument, file or folder. Exit status: 0 done,
-    1 diverged, 2 a bad argument, file or folder (nothing trained; `bair_world.cli_errors`), 128 + the
-    signal's number when SIGINT/SIGTERM stopped the run (its resumable checkpoint is saved; the line
-    says how to resume).
+
+def run_config(cfg: TrainConfig, prog: str = "train.py", started: float | None = None) -> int:
+    """Train ``cfg`` and print the summary; returns the exit status.
+
+    Exit status: 0 done, 1 diverged, 128 + the signal's number when SIGINT/SIGTERM stopped the run (its
+    resumable checkpoint is saved; the line says how to resume). A bad file or folder is raised for
+    `bair_world.cli_errors.run_command` (one line, exit status 2, nothing trained).
     """
-    started = time.perf_counter()  # --max-minutes counts the whole invocation
+    command = "python training/train.py" if prog == "train.py" else prog
     try:
-        return run_command(prog, lambda: _train_and_report(argv, prog, started))
+        summary = train(cfg, started)
     except TrainingDiverged as e:
         print(f"{prog}: stopped: {e}", file=sys.stderr)
         return 1
@@ -202,28 +206,25 @@ def main(argv: list[str] | None = None, prog: str = "train.py") -> int:
         print(f"{prog}: interrupted before a checkpoint of the current step was saved; --resume continues "
               "from the last saved one, if any", file=sys.stderr)
         return 130
-
-
-def _train_and_report(argv: list[str] | None, prog: str, started: float) -> int:
-    """Parse, train and print the summary; the exit status of a run that ended (0, or 128 + a signal's)."""
-    command = "python training/train.py" if prog == "train.py" else prog
-    cfg = parse_config(argv, prog)
-    summary = train(cfg, started)
     if summary.get("stopped_by_signal"):
         print(f"{prog}: stopped by {summary['stopped_by_signal']} after step {summary['step']}; checkpoint saved, "
               f"continue with: {command} --resume {summary['run_dir']}", file=sys.stderr)
         return 128 + int(getattr(signal, summary["stopped_by_signal"]))
     if summary.get("is_main", True):
-        print(f"run folder: {summary['run_dir']}")
-        print(f"epochs {summary['epoch']}, steps {summary['step']}, {summary['seq_per_s']:.1f} sequences/s")
-        print(f"validation PSNR {summary['val_psnr']:.2f} dB (best {summary['best_val_psnr']:.2f} dB), "
-              f"copy-last-frame baseline {summary['baseline_psnr']:.2f} dB")
-        if summary.get("stopped_by_budget"):
-            print(f"stopped by the {cfg.max_minutes:g} minute budget; continue with: {command} --resume "
-                  f"{summary['run_dir']}")
-        if summary.get("world_size", 1) > 1:
-            print(f"parameters identical on all {summary['world_size']} ranks: {summary['ranks_in_sync']}")
+        _print_summary(summary, cfg, command)
     return 0
+
+
+def _print_summary(summary: dict, cfg: TrainConfig, command: str) -> None:
+    print(f"run folder: {summary['run_dir']}")
+    print(f"epochs {summary['epoch']}, steps {summary['step']}, {summary['seq_per_s']:.1f} sequences/s")
+    print(f"validation PSNR {summary['val_psnr']:.2f} dB (best {summary['best_val_psnr']:.2f} dB), "
+          f"copy-last-frame baseline {summary['baseline_psnr']:.2f} dB")
+    if summary.get("stopped_by_budget"):
+        print(f"stopped by the {cfg.max_minutes:g} minute budget; continue with: {command} --resume "
+              f"{summary['run_dir']}")
+    if summary.get("world_size", 1) > 1:
+        print(f"parameters identical on all {summary['world_size']} ranks: {summary['ranks_in_sync']}")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-ACTION_DIM = 4
-POSITION_DIM = 3
-COND_DIM = ACTION_DIM + POSITION_DIM
-IMAGE_SIZE = 64
+from bair_world.shapes import ACTION_DIM, COND_DIM, IMAGE_SIZE, POSITION_DIM  # noqa: F401 (re-exported)
 
 
 @dataclass

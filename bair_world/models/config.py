@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bair_world.configtypes import is_int, type_problems
-from bair_world.data.batch import COND_DIM
+from bair_world.shapes import CHANNELS, COND_DIM  # noqa: F401 (CHANNELS re-exported)
 
-#: Image channels (RGB): the data, the envs and the metrics all assume 3.
-CHANNELS = 3
 #: Fields that configs before issue 31 recorded although nothing could use another value (the
 #: pipeline conditions on 4 action + 3 position values and reads RGB): still read, with exactly
 #: these values, and dropped.
