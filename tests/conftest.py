@@ -5,7 +5,18 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # also for fixtures of a wider scope, set up before `one_torch_thread`
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test starts on one torch thread. The suite's networks are tiny: a second intra-op thread
+    gains little on 2 idle cores and costs up to 13x on a busy machine (each op waits for the slower
+    thread: a tiny goal-env step took 61 ms on 2 threads, 5 ms on 1, with a training run beside it);
+    and commands or examples a test runs in-process set their own count, which must not leak into the
+    next test."""
+    torch.set_num_threads(1)
+
 
 REAL_BAIR = Path(__file__).resolve().parents[1].parent / "shared" / "bair_real"
 

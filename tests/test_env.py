@@ -298,12 +298,23 @@ def test_bad_precision_is_a_clear_error(ckpt):
         gym.make("BairWorld-v0", checkpoint=ckpt, references=FakeReferences(), device="cpu", precision="float16")
 
 
-def test_compiled_env_gives_the_eager_frames(ckpt):
-    """compile=True reaches the model core and changes speed, not the rollout (same seed, same frames)."""
+def _compiled_and_eager(ckpt):
     make = lambda compile: gym.make("BairWorld-v0", checkpoint=ckpt, references=FakeReferences(),  # noqa: E731
                                     device="cpu", compile=compile)
-    compiled, eager = make(True), make(False)
+    return make(True), make(False)
+
+
+def test_compile_reaches_the_model_core(ckpt):
+    """compile=True reaches the WorldModel the env steps (compiled lazily: nothing is compiled here; that the
+    compiled step gives the eager frames is tests/test_world_model.py's compiled test)."""
+    compiled, eager = _compiled_and_eager(ckpt)
     assert compiled.unwrapped.episodes.core.compiled and not eager.unwrapped.episodes.core.compiled
+
+
+@pytest.mark.slow  # an inductor compilation (~30 s loaded); the core's compiled test covers the frames
+def test_compiled_env_gives_the_eager_frames(ckpt):
+    """compile=True changes speed, not the rollout (same seed, same frames)."""
+    compiled, eager = _compiled_and_eager(ckpt)
     (a, info), (b, _) = compiled.reset(seed=3), eager.reset(seed=3)
     for _ in range(3):
         action = replay_action(info)

@@ -1,4 +1,5 @@
-"""The runnable examples run: each script's main() at its smallest setting, on the bundled model.
+"""The runnable examples run: each script's main() at its smallest setting, on the bundled model (a tiny
+random one where the test checks plumbing, not what a trained model shows).
 
 Examples are what a new user copies first; a renamed function or a changed signature that breaks
 one must fail the suite, not the user.
@@ -38,8 +39,13 @@ def test_replay_psnr_prints_the_curve_and_writes_the_video(tmp_path, capsys):
 
 
 def test_cem_planner_prints_the_table_and_writes_videos(tmp_path, capsys):
+    """On a tiny random checkpoint: the script's plumbing, not planning quality (the bundled model took 90 s)."""
+    from helpers import make_tiny_checkpoint
+
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny")
     argv = ["--episodes", "1", "--num-envs", "1", "--horizon", "2", "--population", "4", "--elites", "2",
-            "--iterations", "1", "--threads", "1", "--device", "cpu", "--samples", "2", "--out-dir", str(tmp_path)]
+            "--iterations", "1", "--threads", "1", "--device", "cpu", "--samples", "2", "--out-dir", str(tmp_path),
+            "--checkpoint", str(ckpt)]
     assert load("cem_planner").main(argv) == 0
     out = capsys.readouterr().out
     for row in ("random", "cem-model", "cem-uncertainty"):
