@@ -134,18 +134,20 @@ def test_frame_strip_under_pushes_shows_the_true_world_the_model_and_its_error(t
     import cv2
     import numpy as np
 
+    from helpers import make_tiny_checkpoint
+
     from bair_world import counterfactual
-    from bair_world.checkpoint import default_checkpoint
     from bair_world.data.synthetic import write_dataset
 
     root = write_dataset(tmp_path / "data", {"test": 1}, workers=1, progress=False, length=10).root
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny")  # which model does not matter: its tile is compared below
     out = tmp_path / "push.png"
-    argv = ["--out", str(out), "--data-root", str(root), "--steps", "1,5,9", "--actions", "push"]
+    argv = ["--out", str(out), "--data-root", str(root), "--steps", "1,5,9", "--actions", "push",
+            "--checkpoint", f"tiny={ckpt}"]
     assert load("frame_strip").main(argv) == 0
     image = cv2.imread(str(out))[:, :, ::-1]  # BGR -> RGB
-    assert image.shape == (16 + 3 * 128, 80 + 3 * 128, 3)  # header + true world, bundled, error; 3 frames at 2x
-    true, pred = counterfactual.rollout(default_checkpoint(), root, index=0, source="push", split="test",
-                                        n_future=8)
+    assert image.shape == (16 + 3 * 128, 80 + 3 * 128, 3)  # header + true world, model, error; 3 frames at 2x
+    true, pred = counterfactual.rollout(ckpt, root, index=0, source="push", split="test", n_future=8)
     tile = lambda row, col: image[16 + row * 128:16 + (row + 1) * 128:2, 80 + col * 128:80 + (col + 1) * 128:2]
     np.testing.assert_array_equal(tile(0, 2), true[9])  # the true world pushed by the script, step 9
     np.testing.assert_array_equal(tile(1, 2), pred[9])  # the model under the same actions
