@@ -111,10 +111,11 @@ def test_default_dataset_root_generates_once(tmp_path, monkeypatch):
     assert not missing.exists() and missing.parent == tmp_path
     root = default_dataset_root(counts=counts, workers=1, progress=False)
     assert root == missing and is_packed(root) and root.name.endswith("-packed")  # the compact form
-    # named by the data format too: caches written before flow was recorded are not reused
-    assert root.name == f"synth-v{GENERATOR_VERSION}-flow-seed0-train2-validate0-test1-packed"
+    # named by the data format too: caches written before flow and poses were recorded are not reused
+    assert root.name == f"synth-v{GENERATOR_VERSION}-flow-poses-seed0-train2-validate0-test1-packed"
     assert len(open_dataset(root, "train")) == 2 and len(open_dataset(root, "test")) == 1
     assert open_dataset(root, "test", targets=True)[0]["flow"].shape == (30, 2, 64, 64)
+    assert (root / "test" / "poses.npy").is_file()  # the readout's targets
     stamp = (root / "packed.json").stat().st_mtime_ns
     assert default_dataset_root(counts=counts, workers=1, progress=False) == root
     assert (root / "packed.json").stat().st_mtime_ns == stamp  # not regenerated
