@@ -20,7 +20,10 @@ frames by a trained state readout (`bair_world.readout`: the encoder's skips of 
 
 Where the time goes: ``ModelDynamics.timings`` splits its seconds into the context feed, the
 encoder, the predictor, the decoder and the cost; `CEMPlanner.timings` adds the CEM's own
-sampling and refitting (``cem``).
+sampling and refitting (``cem``), and ``CEMPlanner.frames`` counts the imagined candidate frames
+(``benchmarks/bench_planning.py``; docs/benchmarks.md, "Planning: where the time goes": the decoder
+is ~80 %). Replans reuse the previous plan (``warm_start``: its mean, shifted; iCEM's
+``keep_elites``: some of its elites) and iCEM's ``population_decay`` shrinks later iterations.
 
 Two dynamics models share one interface:
 
@@ -106,6 +109,10 @@ class Dynamics(Protocol):
         (NaN at steps not in ``steps``, None = all); ``seeds`` (E,) per-env noise seeds (None: from rng)."""
 
 
+#: `ModelDynamics`' default rows per model call (bf16 on the 2-core EPYC: flat from ~100 to 400 rows, slower at 800).
+MAX_ROWS = 256
+
+
 def _steps(steps, h: int) -> list[int]:
     return list(range(h)) if steps is None else sorted(int(s) for s in steps)
 
@@ -126,6 +133,12 @@ class ModelDynamics:
             (``"readout"``) is scored on the predictor's codes and the last imagined step is not decoded.
         profile: split the model's time into encoder / predictor / decoder (``timings``); steps then
             run eagerly through `WorldModel.step_latent` (same frames) even for a compiled model.
+        max_rows: rows (candidates x draws) per model call: more are imagined in equal chunks, each
+            through the whole horizon (the same frames). Past a few hundred rows a step's activations
+            leave the CPU's cache and every frame costs more (docs/benchmarks.md: 35 % more at 800 than 200).
+
+    The observed history is fed once per `PlanContext` (the posterior draws of its first `imagine`):
+    the CEM's later iterations on the same context start from the saved state.
 
     ``seconds`` accumulates the wall time spent in `imagine` (the model calls and their costs);
     ``timings`` its split: "reset" (context feed), "step" (model steps; with ``profile`` or a code
@@ -133,9 +146,11 @@ class ModelDynamics:
     """
 
     def __init__(self, core: WorldModel, samples: int = 1, spread_weight: float = 0.0, cost: PlanCost | None = None,
-                 profile: bool = False):
-        if samples < 1 or spread_weight < 0:
-            raise ValueError(f"ModelDynamics needs samples >= 1 and spread_weight >= 0, got {samples}, {spread_weight}")
+                 profile: bool = False, max_rows: int = MAX_ROWS):
+        if samples < 1 or spread_weight < 0 or max_rows < 1:
+            raise ValueError(f"ModelDynamics needs samples >= 1, spread_weight >= 0 and max_rows >= 1, got {samples}, "
+                             f"{spread_weight}, {max_rows}")
+        self.max_rows = int(max_rows)
         self.core = core
         self.samples = samples
         self.spread_weight = spread_weight
@@ -143,6 +158,9 @@ class ModelDynamics:
         self.profile = profile
         self.seconds = 0.0
         self.timings: dict[str, float] = {}
+        # (context key, state, last frame) after the last context feed: the CEM's iterations on one
+        # PlanContext feed its history once (the key holds the context itself, so its id is not reused)
+        self._context: tuple | None = None
 
     def _encode(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 (N, 64, 64, 3) -> the encoder's skips (the readout costs read goal and imagined frames with them)."""
@@ -163,6 +181,31 @@ class ModelDynamics:
         decode = self.cost.needs_frames or not last
         return self.core.step_latent(cond, gens, decode=decode, timings=self.timings)
 
+    def _rollouts(self, cand: torch.Tensor, gens: list, env_of: torch.Tensor, scored: set[int]) -> dict:
+        """Imagine every row from its env's fed context, ``max_rows`` rows per model call (balanced chunks,
+        each through the whole horizon) -> {scored step: (uint8 frame chunks, code chunks)} in row order.
+
+        Args:
+            cand: (N, H, 7) conds of the N = E*K*S rows; gens: their N generators; env_of: (N,) each row's env.
+        """
+        state, last = self.core.state, self.core.last_frame  # (E,) rows after the context feed
+        n = len(env_of)
+        size = -(-n // -(-n // self.max_rows))  # n rows in ceil(n / max_rows) chunks of equal size
+        outs = {step: ([], []) for step in sorted(scored)}
+        for a in range(0, n, size):
+            rows = env_of[a:a + size]
+            self.core.state, self.core.last_frame = state.index(rows), last[rows]  # (E,) -> (rows,)
+            for step in range(max(scored) + 1):
+                codes, pred = self._model_step(cand[a:a + size, step], gens[a:a + size], last=step == max(scored))
+                if step in scored:  # codes (rows, g), pred (rows, 3, 64, 64)
+                    t0 = time.perf_counter()
+                    if pred is not None:
+                        outs[step][0].append(frames_to_uint8(pred))  # (rows, 64, 64, 3)
+                    if codes is not None:
+                        outs[step][1].append(codes)
+                    self._tick("cost", t0)
+        return outs
+
     def imagine(self, ctx: PlanContext, actions: np.ndarray, positions: np.ndarray,
                 rng: np.random.Generator, seeds: np.ndarray | None = None, steps=None) -> np.ndarray:
         start = time.perf_counter()
@@ -175,26 +218,32 @@ class ModelDynamics:
         # one generator per row, row (e*K + j)*S + d seeded by env e's seed: env e's draws do not
         # depend on the other envs planned with it
         gens = [torch.Generator(device="cpu").manual_seed(int(seeds[i]) + r) for i in range(e) for r in range(k * s)]
-        hist = frames_to_float(np.stack(ctx.frames))  # E x (t+1, 64, 64, 3) uint8 -> (E, t+1, 3, 64, 64)
-        conds = torch.from_numpy(np.stack(ctx.conds).astype(np.float32)).reshape(e, hist.shape[1] - 1, -1)  # (E, t, 7)
-        self.core.reset(hist, conds, [gens[i * k * s] for i in range(e)])  # posterior on every observed frame
-        self.core.repeat_rows(k * s)  # (E,) -> (E*K*S,): row (e*K + j)*S + d is draw d of candidate j of env e
-        t0 = self._tick("reset", start)
-        self.cost.begin(ctx, self._encode)
-        self._tick("cost", t0)
+        key = (ctx, tuple(len(f) for f in ctx.frames))
+        fed = self._context is not None and self._context[0][0] is ctx and self._context[0][1] == key[1]
+        if fed:  # a later CEM iteration on the same context: its history is already fed
+            self.core.state, self.core.last_frame = self._context[1:]
+            self._tick("reset", start)
+        else:
+            hist = frames_to_float(np.stack(ctx.frames))  # E x (t+1, 64, 64, 3) uint8 -> (E, t+1, 3, 64, 64)
+            conds = np.stack(ctx.conds).astype(np.float32)  # E x (t, 7) -> (E, t, 7)
+            conds = torch.from_numpy(conds).reshape(e, hist.shape[1] - 1, -1)
+            self.core.reset(hist, conds, [gens[i * k * s] for i in range(e)])  # posterior on every observed frame
+            self._context = (key, self.core.state, self.core.last_frame)
+            t0 = self._tick("reset", start)
+            self.cost.begin(ctx, self._encode)
+            self._tick("cost", t0)
         # (E, K, H, 4) + (E, K, H, 3) -> (E, K, H, 7) -> (E*K, H, 7) -> (E*K*S, H, 7)
         cand = torch.from_numpy(cond_of(actions, positions)).reshape(e * k, h, -1)
         cand = cand.repeat_interleave(s, 0)
         scored = set(_steps(steps, h))
+        outs = self._rollouts(cand, gens, torch.arange(e).repeat_interleave(k * s), scored)
         dist = np.full((e, k, s, h), np.nan)
-        for step in range(max(scored) + 1):
-            codes, pred = self._model_step(cand[:, step], gens, last=step == max(scored))  # (E*K*S, g), (E*K*S, 3, 64, 64)
-            if step in scored:
-                t0 = time.perf_counter()
-                frames = None if pred is None else frames_to_uint8(pred).reshape(e, k, s, IMAGE_SIZE, IMAGE_SIZE, 3)
-                codes = None if codes is None else codes.reshape(e, k, s, -1)  # (E*K*S, g) -> (E, K, S, g)
-                dist[:, :, :, step] = self.cost(ctx, frames=frames, codes=codes)
-                self._tick("cost", t0)
+        t0 = time.perf_counter()
+        for step, (frames, codes) in outs.items():
+            frames = None if not frames else np.concatenate(frames).reshape(e, k, s, IMAGE_SIZE, IMAGE_SIZE, 3)
+            codes = None if not codes else torch.cat(codes).reshape(e, k, s, -1)  # (E*K*S, g) -> (E, K, S, g)
+            dist[:, :, :, step] = self.cost(ctx, frames=frames, codes=codes)
+        self._tick("cost", t0)
         self.seconds += time.perf_counter() - start
         return dist.mean(2) + self.spread_weight * dist.std(2)  # (E, K, S, H) -> (E, K, H)
 
@@ -258,6 +307,12 @@ class CEMConfig:
     """Floor of the standard deviation (relative to each column's range), against early collapse."""
     warm_start: bool = True
     """Start the next plan's mean from the previous best sequence, shifted by the steps executed since."""
+    keep_elites: float = 0.0
+    """Fraction of the previous plan's elites, shifted like the warm start, that join the next plan's
+    first candidates (iCEM's sample reuse between replans, Pinneri et al. 2020; needs ``warm_start``)."""
+    population_decay: float = 1.0
+    """iCEM's population decay: iteration i samples ``population / population_decay**i`` candidates (at
+    least ``2 * elites + 1``; 1 keeps the population)."""
     final_weight: float = 1.0
     """Cost = mean_weight * mean cost over the horizon + final_weight * cost at its last step."""
     mean_weight: float = 1.0
@@ -277,6 +332,13 @@ class CEMConfig:
             raise ValueError(f"CEMConfig needs repeat >= 1, replan_every >= 1, 0 <= smoothing < 1; got {self}")
         if self.mean_weight < 0 or self.final_weight < 0 or self.mean_weight + self.final_weight <= 0:
             raise ValueError(f"CEMConfig needs mean_weight, final_weight >= 0, not both 0; got {self}")
+        if not 0 <= self.keep_elites <= 1 or not self.population_decay >= 1:
+            raise ValueError(f"CEMConfig needs 0 <= keep_elites <= 1 and population_decay >= 1; got {self}")
+
+    def population_at(self, iteration: int) -> int:
+        """Candidates sampled at ``iteration`` (0-based), after ``population_decay``."""
+        decayed = int(round(self.population / self.population_decay ** iteration))
+        return min(self.population, max(decayed, 2 * self.elites + 1))
 
 
 #: The pushing benchmark's planner (the README's tables): population 200, 3 refits, 6 rows held 2
@@ -296,7 +358,9 @@ class CEMPlanner:
         sim_config: the world whose kinematics and action limits positions and actions obey.
 
     After `plan`, ``best_costs`` (iterations, E) holds the best candidate cost of each iteration,
-    ``elite_costs`` (iterations, E) the elites' mean cost and ``sequence`` (E, H, 4) the best sequence.
+    ``elite_costs`` (iterations, E) the elites' mean cost, ``sequence`` (E, H, 4) the best sequence,
+    ``initial_mean`` (E, R, 4) the first iteration's mean rows (the warm start) and ``frames`` the
+    candidate frames imagined so far (E x candidates x horizon per iteration, summed over calls).
     """
 
     dynamics: Dynamics
@@ -311,23 +375,34 @@ class CEMPlanner:
         self.timings: dict[str, float] = {"plan": 0.0, "dynamics": 0.0, "cem": 0.0}  # seconds, accumulated
         self.low, self.high = (b.astype(np.float64) for b in action_bounds(self.sim_config))
         self.rng = np.random.default_rng(self.seed)
-        self._last: dict[int, tuple[int, np.ndarray]] = {}  # episode key -> (step planned at, (H, 4) best)
+        # episode key -> (step planned at, (H, 4) best, (n_elite, H, 4) elites), for the warm starts
+        self._last: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        self.initial_mean: np.ndarray | None = None
+        self.frames = 0
 
     def reset(self) -> None:
         """Forget the warm starts (call at the start of new episodes)."""
         self._last = {}
 
-    def _initial_rows(self, ctx: PlanContext, keys: np.ndarray, n_rows: int) -> np.ndarray:
-        r = self.config.repeat
+    def _initial_rows(self, ctx: PlanContext, keys: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The first iteration's mean rows (E, R, 4) and the previous plans' kept elites (E, n_keep, R, 4)
+        (None when none are kept), both shifted by the steps executed since; the mean's tail is the cold
+        mean, the elites' tail (and every entry of an env without a previous plan) NaN: freshly sampled."""
+        cfg, r = self.config, self.config.repeat
         mean = np.zeros((ctx.num_envs, n_rows, 4))
         mean[..., 2] = (self.low[2] + self.high[2]) / 2  # grip mid-range; z command 0 holds height
+        n_keep = int(round(cfg.keep_elites * cfg.elites)) if cfg.warm_start else 0
+        kept = np.full((ctx.num_envs, n_keep, n_rows, 4), np.nan)
         for i, key in enumerate(keys):
-            if not self.config.warm_start or int(key) not in self._last:
+            if not cfg.warm_start or int(key) not in self._last:
                 continue
-            t0, seq = self._last[int(key)]
-            prev = seq[len(ctx.frames[i]) - t0:][::r]  # the previous best from the current step, one step per row
+            t0, seq, elites = self._last[int(key)]
+            shift = len(ctx.frames[i]) - t0  # steps executed since that plan
+            prev = seq[shift:][::r]  # the previous best from the current step, one step per row
             mean[i, :min(len(prev), n_rows)] = prev[:n_rows]
-        return mean
+            prev = elites[:n_keep, shift:][:, ::r]  # (n_keep, rows left, 4)
+            kept[i, :len(prev), :min(prev.shape[1], n_rows)] = prev[:, :n_rows]
+        return mean, (kept if n_keep else None)
 
     def plan(self, ctx: PlanContext) -> np.ndarray:
         """The next action (E, 4) of every env in ``ctx`` (float32, quantised, within the action box)."""
@@ -354,9 +429,10 @@ class CEMPlanner:
         seeds = episode_seeds(self.seed, ctx)
         rngs = [np.random.default_rng(int(s)) for s in seeds]
         span = self.high - self.low
-        mean = self._initial_rows(ctx, keys, n_rows)  # (E, R, 4)
+        mean, kept = self._initial_rows(ctx, keys, n_rows)  # (E, R, 4), (E, n_keep, R, 4) or None
+        self.initial_mean = mean.copy()
         std = np.broadcast_to(np.asarray(cfg.init_std, np.float64), (e, n_rows, 4)).copy()
-        elites = None  # (E, n_elite, R, 4)
+        elites = kept  # (E, n_elite, R, 4) carried into the next iteration's candidates
         best, elite_mean = np.empty((cfg.iterations, e)), np.empty((cfg.iterations, e))
         # weight of each step in the cost: beyond an env's last step nothing counts
         live = (np.arange(h)[None] < np.maximum(ctx.steps_left, 1)[:, None]).astype(np.float64)  # (E, H)
@@ -364,17 +440,20 @@ class CEMPlanner:
         scored = None if cfg.mean_weight > 0 else sorted(set(last.tolist()))
         a = cfg.smoothing
         for it in range(cfg.iterations):
+            k = cfg.population_at(it)
             noise = np.stack([g.standard_normal((k, n_rows, 4)) for g in rngs])  # (E, K, R, 4), per env
             for row in range(1, n_rows):  # AR(1) across rows: correlated, unit variance
                 noise[:, :, row] = a * noise[:, :, row - 1] + np.sqrt(1 - a * a) * noise[:, :, row]
             rows = mean[:, None] + std[:, None] * noise  # (E, K, R, 4)
             rows[:, 0] = mean  # the mean itself is always a candidate
-            if elites is not None:
-                rows[:, 1:1 + n_elite] = elites
+            if elites is not None:  # the previous iteration's elites (first iteration: the kept ones, NaN = sampled)
+                n = elites.shape[1]
+                rows[:, 1:1 + n] = np.where(np.isnan(elites), rows[:, 1:1 + n], elites)
             rows = quantise_action(np.clip(rows, self.low, self.high), self.sim_config)
             cand = np.repeat(rows, r, axis=2)[:, :, :h]  # (E, K, R, 4) -> (E, K, H, 4): each row held r steps
             positions = self._positions(ctx.positions, cand)  # (E, K, H, 3)
             dist = self.dynamics.imagine(ctx, cand, positions, self.rng, seeds=seeds + 7919 * it, steps=scored)
+            self.frames += e * k * (h if scored is None else max(scored) + 1)
             cost = cfg.final_weight * np.take_along_axis(dist, last[:, None, None], -1)[..., 0]  # (E, K)
             if cfg.mean_weight > 0:
                 cost = cost + cfg.mean_weight * (dist * live[:, None]).sum(-1) / live.sum(-1)[:, None]
@@ -386,8 +465,9 @@ class CEMPlanner:
             std = np.maximum(elites.std(1), cfg.min_std * span)
         self.best_costs, self.elite_costs = best, elite_mean
         self.sequence = np.repeat(elites[:, 0], r, axis=1)[:, :h].astype(np.float32)  # (E, H, 4)
+        held = np.repeat(elites, r, axis=2)[:, :, :h]  # (E, n_elite, R, 4) -> (E, n_elite, H, 4)
         for i, key in enumerate(keys):
-            self._last[int(key)] = (len(ctx.frames[i]), self.sequence[i].astype(np.float64))
+            self._last[int(key)] = (len(ctx.frames[i]), self.sequence[i].astype(np.float64), held[i])
         return self.sequence
 
     def _positions(self, start: np.ndarray, actions: np.ndarray) -> np.ndarray:

@@ -55,6 +55,10 @@ def parse(argv):
     for name in ("horizon", "population", "elites", "iterations", "repeat", "replan_every"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(PUSH_CEM, name))
     p.add_argument("--smoothing", type=float, default=PUSH_CEM.smoothing)
+    p.add_argument("--keep-elites", type=float, default=PUSH_CEM.keep_elites,
+                   help="fraction of the previous plan's elites reused, shifted, by the next (iCEM)")
+    p.add_argument("--population-decay", type=float, default=PUSH_CEM.population_decay,
+                   help="iCEM's population decay per CEM iteration (1: none)")
     p.add_argument("--mean-weight", type=float, default=PUSH_CEM.mean_weight)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -75,7 +79,8 @@ def main(argv=None) -> int:
             row_cost("readout", args, checkpoint)  # a missing or another model's readout: refused before any row
         cfg = replace(PUSH_CEM, horizon=args.horizon, population=args.population, elites=args.elites,
                       iterations=args.iterations, repeat=args.repeat, replan_every=args.replan_every,
-                      smoothing=args.smoothing, mean_weight=args.mean_weight)
+                      smoothing=args.smoothing, mean_weight=args.mean_weight, keep_elites=args.keep_elites,
+                      population_decay=args.population_decay)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -127,16 +132,20 @@ def run_row(row, args, envs, indices, cfg, checkpoint, partial: Path) -> dict:
     for start in range(0, len(todo), len(envs)):
         group = todo[start:start + len(envs)]
         before = 0.0 if dynamics is None else dynamics.seconds
+        frames_before = 0 if dynamics is None else policy.planner.frames
         t0 = time.perf_counter()
         ev = evaluate_goal_policy(envs, policy, group, seed=args.seed, progress=f"{args.task} {row} {group}")
         g = {"episodes": ev.episodes, "wall_s": time.perf_counter() - t0, "policy_s": ev.policy_seconds,
              "world_s": ev.env_seconds, "dynamics_s": None if dynamics is None else dynamics.seconds - before,
-             "split_s": split_seconds(policy, dynamics)}
+             "split_s": split_seconds(policy, dynamics),
+             "frames": None if dynamics is None else policy.planner.frames - frames_before}
         groups.append(g)
         with partial.open("a") as f:
             f.write(json.dumps(g, default=float) + "\n")
         print(f"{row} {group}: success {[e['success'] for e in ev.episodes]} object "
-              f"{[round(e['object_distance_m'], 3) for e in ev.episodes]} in {g['wall_s']:.0f} s", flush=True)
+              f"{[round(e['object_distance_m'], 3) for e in ev.episodes]} in {g['wall_s']:.0f} s"
+              + (f", {g['frames']} candidate frames, {1000 * g['dynamics_s'] / max(g['frames'], 1):.2f} ms each"
+                 if dynamics is not None else ""), flush=True)
     groups = [g for g in groups if {e["index"] for e in g["episodes"]} <= set(indices)]  # --goals N: the first N
     episodes = [e for g in groups for e in g["episodes"]]
     total = lambda k: None if groups and groups[0][k] is None else sum(g[k] for g in groups)  # noqa: E731
@@ -144,8 +153,10 @@ def run_row(row, args, envs, indices, cfg, checkpoint, partial: Path) -> dict:
     summary = {"episodes": len(episodes), "success_rate": col("success"), "goal_distance": col("goal_distance"),
                "arm_distance_m": col("arm_distance_m"), "object_distance_m": col("object_distance_m"),
                "steps": col("steps")}
+    frames = None if dynamics is None else sum(g.get("frames") or 0 for g in groups)
     return {"row": row, "task": args.task, "summary": summary, "episodes": episodes, "wall_s": total("wall_s"),
             "policy_s": total("policy_s"), "world_s": total("world_s"), "dynamics_s": total("dynamics_s"),
+            "frames": frames,  # candidate frames imagined (or simulated, the oracle) by the planner
             "checkpoint": None if row not in MODEL_ROWS else str(checkpoint),
             "precision": args.precision if row in MODEL_ROWS else None,
             "split_s": groups[-1].get("split_s") if groups else None,

@@ -117,3 +117,23 @@ def test_learning_curves_score_each_snapshot_once_and_print_the_table(tmp_path, 
     assert "| run-a | 4 |" in capsys.readouterr().out and (tmp_path / "curves.png").stat().st_size > 0
     monkeypatch.setattr(script, "score", lambda *a, **k: pytest.fail("a cached snapshot was scored again"))
     assert script.main(argv) == 0
+
+
+def test_bench_planning_splits_one_call_per_row_and_rejects_bad_rows(capsys):
+    bench = load("bench_planning")
+    import torch
+
+    from bair_world.models import SVG, model_preset
+
+    torch.manual_seed(0)
+    rows = bench.measure(SVG(model_preset("tiny")), bench.parse_rows("float32:1x6x2x2,bfloat16:2x6x1x2"),
+                         history=1, repeats=1)
+    assert [(r["precision"], r["batch"], r["frames"]) for r in rows] == [("float32", 6, 24), ("bfloat16", 12, 24)]
+    for r in rows:
+        assert r["call_s"] > 0 and r["ms_frame"] > 0 and 0.5 < sum(r["split"].values()) <= 1.0 + 1e-9
+    assert rows[0]["x_first"] == 1.0 and "| bfloat16 | 2 x 6 x 1 x 2 |" in bench.format_table(rows)
+    for bad in ("float8:1x6x2x2", "float32:1x6x2", ""):
+        with pytest.raises(ValueError):
+            bench.parse_rows(bad)
+    assert bench.main(["--preset", "tiny", "--rows", "float32:1x4x1x1", "--history", "0", "--repeats", "1"]) == 0
+    assert "| float32 | 1 x 4 x 1 x 1 |" in capsys.readouterr().out

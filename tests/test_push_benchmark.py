@@ -164,6 +164,10 @@ def test_benchmark_script_runs_every_row_and_resumes(tmp_path, ckpt, capsys):
     for row in ("nothing", "random", "model", "readout", "mix", "oracle"):
         assert f"| {row} | 2 |" in out and (tmp_path / f"push-{row}.json").exists()
     assert "time split" in out and "decoder" in out and "cem" in out
+    import json
+
+    model_row = json.loads((tmp_path / "push-model.json").read_text())
+    assert model_row["frames"] > 0 and "candidate frames" in out  # what a 32-goal estimate multiplies out
     assert script.main(argv + ["--rows", "model"]) == 0  # read back, not rerun
     assert "model: read" in capsys.readouterr().out
     assert script.main(["--rows", "mars"]) == 2
