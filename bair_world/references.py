@@ -23,7 +23,7 @@ import numpy as np
 from bair_world.data.bair_folder import list_sequences, read_sequence
 from bair_world.data.batch import ACTION_DIM, IMAGE_SIZE, POSITION_DIM, cond_of
 from bair_world.data.errors import DataError
-from bair_world.data.packed import PackedSplit, is_packed
+from bair_world.data.packed import PackedSplit, check_finite_conds, is_packed
 from bair_world.data.seeds import recorded_policy, recorded_seeds
 from bair_world.sim import DEFAULT_POLICY, generate_sequence
 
@@ -180,6 +180,8 @@ class FolderReferences(ReferenceSource):
         super().__init__(cache_size)
         self.root, self.split, self.length = Path(root), split, length
         self._packed = PackedSplit(self.root, split) if is_packed(self.root) else None
+        if self._packed is not None:
+            check_finite_conds(self._packed, self.root / split)
         self._dirs = [] if self._packed is not None else list_sequences(self.root, split)  # sorted, the dataset's item order
         self._seeds: list[int] | None | bool = False  # read on first use
         self._policy: str | None = None  # read on first use

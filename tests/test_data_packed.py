@@ -188,6 +188,10 @@ def test_cli_pack_then_check(folder, tmp_path, capsys):
     np.save(out / "validate" / "actions.npy", actions)
     report = check_dataset(out)
     assert report.bad_sequences["validate"] == 1 and "validate/actions.npy: sequences [1] hold NaN" in str(report.errors[0])
+    from bair_world.references import FolderReferences
+
+    with pytest.raises(DataError, match=r"validate/actions.npy: sequence 1, step 4 holds \[nan"):
+        FolderReferences(out, "validate")  # what gym.make(data_root=...) and the counterfactual starts read
     assert cli_main(["data", "pack", str(folder), "--out", str(out), "--no-progress"]) == 2
 
 

@@ -278,6 +278,18 @@ class PackedSplit:
         return len(self.frames)
 
 
+def check_finite_conds(data: "PackedSplit", folder: Path) -> None:
+    """Refuse a split whose actions or positions hold NaN or inf (small: (N, T, 4) floats; a non-finite
+    value would reach the model's condition and the env's info), naming the file, sequence and step."""
+    for kind in ("actions", "positions"):
+        array = getattr(data, kind)
+        bad = np.argwhere(~np.isfinite(array))
+        if len(bad):
+            i, t = bad[0][:2]
+            raise DataError(folder / f"{kind}.npy", f"sequence {i}, step {t} holds "
+                            f"{array[i, t].tolist()} ({len(bad)} non-finite values)")
+
+
 class PackedDataset(Dataset):
     """A packed split with `BairFolderDataset`'s items: ``{"frames": float32 (T, 3, 64, 64) in [0, 1],
     "actions": (T, 4), "positions": (T, 3)}``, the first ``seq_len`` steps of sequence ``index``; with
@@ -300,13 +312,7 @@ class PackedDataset(Dataset):
             for kind in TARGET_KINDS:
                 if getattr(self.data, kind) is None:
                     raise missing_targets(self.root / split / f"{kind}.npy")
-        for kind in ("actions", "positions"):  # small: (N, T, 4) floats; inf would reach the env's info
-            array = getattr(self.data, kind)
-            bad = np.argwhere(~np.isfinite(array))
-            if len(bad):
-                i, t = bad[0][:2]
-                raise DataError(self.root / split / f"{kind}.npy", f"sequence {i}, step {t} holds "
-                                f"{array[i, t].tolist()} ({len(bad)} non-finite values)")
+        check_finite_conds(self.data, self.root / split)
         if self.data.length < seq_len:
             raise DataError(self.root / split / "actions.npy",
                             f"sequences have {self.data.length} steps, expected at least {seq_len}")
