@@ -21,6 +21,7 @@ import torch
 from bair_world.configtypes import is_number
 from bair_world.models import SVG, ModelConfig
 from bair_world.models.svg import COND_LIMIT, COND_STD_MIN
+from bair_world.shapes import COND_DIM
 
 MODEL_HASH = "model_sha256"  # config.json's field: sha256 of the "model" section with the weights' sha256
 SKIP_CHECK_ENV = "BAIR_WORLD_SKIP_WEIGHT_CHECK"  # "1": load hand-edited weights (no sha256/dtype check)
@@ -167,6 +168,9 @@ def check_normalisation(file: Path, norm: Any) -> None:
         if not ok or (key == "cond_std" and not all(v > 0 for v in values)):
             raise CheckpointError(file, f'"normalisation": {key} must be a list of finite numbers'
                                         f'{" > 0" if key == "cond_std" else ""}, got {str(values)[:120]}')
+        if key in ("cond_mean", "cond_std", "cond_min", "cond_max") and len(values) != COND_DIM:
+            raise CheckpointError(file, f'"normalisation": {key} must hold {COND_DIM} values (one per action and '
+                                        f'position column), got {len(values)}')
         check_cond_stats(file, key, torch.tensor(values, dtype=torch.float64), '"normalisation": ')
 
 

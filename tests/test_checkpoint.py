@@ -211,6 +211,9 @@ def test_implausible_normalisation_rehashed_is_refused_naming_the_file(tiny):
     _edit_config(tiny, lambda c: c["normalisation"]["cond_mean"].__setitem__(4, 10**400))  # too big for a float
     with pytest.raises(CheckpointError, match=r'config.json: "normalisation": cond_mean must be a list of finite'):
         ckpt.read_config(tiny)
+    _edit_config(tiny, lambda c: c["normalisation"].update(cond_mean=[0.0] * 7, cond_min=[0.0] * 3))
+    with pytest.raises(CheckpointError, match=r'config.json: "normalisation": cond_min must hold 7 values .* got 3'):
+        ckpt.read_config(tiny)  # was an env ValueError naming no file
 
 
 def test_set_normalisation_refuses_what_loading_would():

@@ -140,6 +140,14 @@ def test_a_pack_written_before_flow_reads_without_it(packed, tmp_path):
         open_dataset(root, "test", targets=True)
 
 
+def _negative_shape(npy: Path) -> None:
+    """The .npy header's first dimension made negative at the same header length ("(3, 30" -> "(-3,30"):
+    numpy's memory map raises OverflowError."""
+    data = npy.read_bytes()
+    n = int(np.load(npy, mmap_mode="r").shape[0])
+    npy.write_bytes(data.replace(f"({n}, 30".encode(), f"(-{n},30".encode(), 1))
+
+
 def _copy(packed: Path, dest: Path) -> Path:
     import shutil
 
@@ -153,6 +161,7 @@ def _copy(packed: Path, dest: Path) -> Path:
     (lambda r: np.save(r / "train" / "actions.npy", np.zeros((3, 30, 5), np.float32)),
      r"train[/\\]actions.npy: actions array is float32 \(3, 30, 5\)"),
     (lambda r: (r / "packed.json").write_text("{"), r"packed.json: unreadable manifest"),
+    (lambda r: _negative_shape(r / "train" / "frames.npy"), r"train[/\\]frames.npy: unreadable frames array"),
     (lambda r: np.save(r / "train" / "flow.npy", np.zeros((3, 30, 64, 64, 2), np.int8)),
      r"train[/\\]flow.npy: flow array is int8 \(3, 30, 64, 64, 2\), the manifest says int8 \(3, 30, 2, 64, 64\)"),
     (lambda r: np.save(r / "train" / "flow.npy", np.zeros((3, 30, 2, 64, 64), np.float32)),

@@ -264,7 +264,7 @@ class PackedSplit:
         require_regular_file(path, f"{kind} array of split {self.split!r}")  # a FIFO would block forever
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:  # truncated, or not an .npy file
+        except (OSError, ValueError, OverflowError) as exc:  # truncated, not an .npy file, a negative shape
             raise DataError(path, f"unreadable {kind} array ({exc})") from None
         if array.dtype != dtype or array.shape != expected:
             raise DataError(path, f"{kind} array is {array.dtype} {array.shape}, the manifest says "
