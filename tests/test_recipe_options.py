@@ -128,3 +128,33 @@ def test_each_motion_loss_weight_adds_its_term_in_proportion(weight):
     torch.manual_seed(1)
     two = loss(0.2)
     assert one - base > 1e-6 and two - base == pytest.approx(2 * (one - base), rel=1e-3)
+
+
+def test_arm_weight_weights_the_arms_pixels_time_major_and_needs_labels():
+    """--arm-weight: the arm's pixels of x_1 .. x_{T-1} (labels == LABEL_ARM) count 1 + w times in the
+    MSE, laid out time-major like the predictions; no arm in the labels leaves the MSE as it is."""
+    from bair_world.sim.render import LABEL_ARM
+    from bair_world.training.loss import arm_pixels
+
+    labels = torch.zeros(2, 4, 64, 64, dtype=torch.uint8)
+    labels[1, 2, 5:7, 8:11] = LABEL_ARM  # sequence 1, frame 2: 6 arm pixels
+    arm = arm_pixels(labels)
+    assert arm.shape == (3 * 2, 1, 64, 64) and arm.sum() == 6
+    assert arm[1 * 2 + 1, 0, 5:7, 8:11].all()  # frame 2 is prediction step 1 (x_1 is step 0), row 1
+    torch.manual_seed(0)
+    model = SVG(model_preset("tiny"))
+    frames, conds, teacher = torch.rand(2, 4, 3, 64, 64), torch.randn(2, 4, 7), torch.ones(4, dtype=torch.bool)
+
+    def loss(w, lab):
+        torch.manual_seed(1)
+        return SequenceLoss(model, 2, arm_weight=w)(frames, conds, torch.tensor(0.0), teacher, lab)
+
+    no_arm = loss(5.0, torch.zeros_like(labels))
+    assert no_arm[0].item() == pytest.approx(no_arm[1].item(), rel=1e-6)  # loss == MSE (beta 0)
+    assert loss(5.0, labels)[0].item() != pytest.approx(loss(0.0, labels)[0].item(), rel=1e-6)
+    with pytest.raises(ValueError, match="arm_weight needs the data's labels"):
+        loss(5.0, None)
+    cfg = presets.training_preset("tiny").replace(arm_weight=1.0)
+    assert cfg.needs_targets  # the data loader then reads the labels
+    with pytest.raises(ValueError, match="arm_weight must be >= 0"):
+        presets.training_preset("tiny").replace(arm_weight=-1.0)

@@ -92,6 +92,11 @@ class TrainConfig:
     change_weight: float = 0.0
     """Extra MSE weight of the pixels that change (the arm, moved objects: training/loss.py
     `changed_pixels`); each counts 1 + change_weight times (0 = off, the seed's objective)."""
+    arm_weight: float = 0.0
+    """Extra MSE weight of the arm's pixels in the predicted frames (the simulator's labels: where the
+    arm is now); each counts 1 + arm_weight times, on top of change_weight (0 = off). The arm is drawn
+    from the end-effector position it is given, and is the least accurate part of the frame. Needs
+    data from the built-in world (labels)."""
     flow_weight: float = 0.0
     """Weight of the true-flow loss (end-point error of the predicted flow at the arm's and objects'
     pixels; training/motion_loss.py). Needs data from the built-in world (it carries the true flow)."""
@@ -175,8 +180,8 @@ class TrainConfig:
             problems.append(f"grad_clip must be > 0 or none, got {self.grad_clip}")
         if self.n_future_start is not None and not 1 <= self.n_future_start <= self.n_future:
             problems.append(f"need 1 <= n_future_start <= n_future, got {self.n_future_start}, {self.n_future}")
-        for name in ("l1_weight", "gdl_weight", "change_weight", "flow_weight", "mask_weight", "warp_weight",
-                     "moving_windows"):
+        for name in ("l1_weight", "gdl_weight", "change_weight", "arm_weight", "flow_weight", "mask_weight",
+                     "warp_weight", "moving_windows"):
             if not getattr(self, name) >= 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if (self.flow_weight or self.mask_weight or self.warp_weight) and not self.model.motion:
@@ -190,8 +195,8 @@ class TrainConfig:
 
     @property
     def needs_targets(self) -> bool:
-        """Whether the run trains on the simulator's labels and flow (flow or mask loss, moving windows)."""
-        return bool(self.flow_weight or self.mask_weight or self.moving_windows)
+        """Whether the run trains on the simulator's labels and flow (arm, flow or mask loss, moving windows)."""
+        return bool(self.arm_weight or self.flow_weight or self.mask_weight or self.moving_windows)
 
     @property
     def seq_len(self) -> int:

@@ -152,7 +152,7 @@ def validate_and_save(run: Run, row: dict) -> None:
 
 def trained_losses(cfg: TrainConfig) -> dict[str, float]:
     """The loss terms a run trains with (recorded in its checkpoints): MSE weight 1 and the optional ones."""
-    names = ("change_weight", "l1_weight", "gdl_weight", "flow_weight", "mask_weight", "warp_weight")
+    names = ("change_weight", "arm_weight", "l1_weight", "gdl_weight", "flow_weight", "mask_weight", "warp_weight")
     return {"mse": 1.0, "kl_max_beta": cfg.max_beta, **{n: getattr(cfg, n) for n in names if getattr(cfg, n)}}
 
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from bair_world.models import SVG
 from bair_world.models.motion import DecodeParts
+from bair_world.sim.render import LABEL_ARM
 from bair_world.training.motion_loss import CHANGE_THRESHOLD, flow_loss, mask_loss, motion_targets, pyramid_warp_loss
 
 
@@ -45,6 +46,8 @@ class SequenceLoss(nn.Module):
         change_weight: extra MSE weight of the pixels that change (`changed_pixels`: the arm and
             moved objects, a few % of the frame): each counts 1 + change_weight times; the
             weighted MSE is normalised by the mean weight, so it stays on the MSE's scale.
+        arm_weight: extra MSE weight of the arm's pixels (``labels`` == `LABEL_ARM` in the predicted
+            frames), added to change_weight's; needs ``labels`` in `forward`.
         flow_weight, mask_weight, warp_weight: weights of the motion-path losses
             (`bair_world.training.motion_loss`: true flow, branch masks, blurred-pyramid warp); the
             first two need ``labels`` and ``flow`` in `forward`.
@@ -52,7 +55,7 @@ class SequenceLoss(nn.Module):
 
     def __init__(self, model: SVG, n_past: int, detach_feedback: bool = False, l1_weight: float = 0.0,
                  gdl_weight: float = 0.0, change_weight: float = 0.0, flow_weight: float = 0.0,
-                 mask_weight: float = 0.0, warp_weight: float = 0.0):
+                 mask_weight: float = 0.0, warp_weight: float = 0.0, arm_weight: float = 0.0):
         super().__init__()
         if (flow_weight or mask_weight or warp_weight) and not model.cfg.motion:
             raise ValueError("the motion losses (flow, mask, warp weights) need a model with the motion output")
@@ -64,6 +67,7 @@ class SequenceLoss(nn.Module):
         self.l1_weight = l1_weight
         self.gdl_weight = gdl_weight
         self.change_weight = change_weight
+        self.arm_weight = arm_weight
 
     def forward(self, frames: torch.Tensor, conds: torch.Tensor, beta: torch.Tensor, teacher: torch.Tensor,
                 labels: torch.Tensor | None = None,
@@ -92,6 +96,8 @@ class SequenceLoss(nn.Module):
         state = model.init_state(b, frames.device)
         if (self.flow_weight or self.mask_weight) and (labels is None or flow is None):
             raise ValueError("flow_weight/mask_weight need the data's labels and flow (data from the built-in world)")
+        if self.arm_weight and labels is None:
+            raise ValueError("arm_weight needs the data's labels (data from the built-in world)")
         pending: list[tuple] = []  # (h_pred, skips, x_in, cond, context) of steps still to decode
         blocks: list[DecodeParts] = []  # decoded predictions, time-major, (k*B, C, H, W) frames each
         kl_total = frames.new_zeros((), dtype=torch.float32)
@@ -112,8 +118,7 @@ class SequenceLoss(nn.Module):
         target = x_tm[b:].float()
         mse = F.mse_loss(pred, target)
         kl = kl_total / (t_len - 1)
-        loss = (mse if not self.change_weight else
-                weighted_mse(pred, target, 1 + self.change_weight * changed_pixels(frames.float(), self.n_past)))
+        loss = mse if not (self.change_weight or self.arm_weight) else weighted_mse(pred, target, self._weights(frames, labels))
         loss = loss + beta * kl
         if self.l1_weight:
             loss = loss + self.l1_weight * F.l1_loss(pred, target)
@@ -122,6 +127,12 @@ class SequenceLoss(nn.Module):
         if self.parts:
             loss = loss + self._motion_losses(blocks, x_tm, b, labels, flow)
         return loss, mse, kl
+
+    def _weights(self, frames: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """((T-1)*B, 1, H, W) per-pixel MSE weights: 1 + change_weight at changed pixels + arm_weight at
+        the arm's."""
+        weight = 1 + self.change_weight * changed_pixels(frames.float(), self.n_past)
+        return weight + self.arm_weight * arm_pixels(labels) if self.arm_weight else weight
 
     def _motion_losses(self, blocks: list[DecodeParts], x_tm: torch.Tensor, b: int, labels, flow) -> torch.Tensor:
         """The weighted motion-path losses of the decoded steps (`bair_world.training.motion_loss`)."""
@@ -151,6 +162,20 @@ class SequenceLoss(nn.Module):
         cond = torch.cat([p[3] for p in pending])  # (k*B, 7)
         context = None if pending[0][4] is None else torch.cat([p[4] for p in pending])  # (k*B, C, H, W)
         return decode(h, skips, x_in, cond, context)
+
+
+def arm_pixels(labels: torch.Tensor) -> torch.Tensor:
+    """The arm's pixels in x_1 .. x_{T-1}, time-major as the loss's predictions.
+
+    Args:
+        labels: (B, T, H, W) uint8 region labels (`bair_world.sim.render`).
+
+    Returns:
+        ((T-1)*B, 1, H, W) float 0/1.
+    """
+    b, t_len = labels.shape[:2]
+    arm = (labels[:, 1:] == LABEL_ARM).float()  # (B, T-1, H, W)
+    return arm.transpose(0, 1).reshape((t_len - 1) * b, 1, *labels.shape[2:])  # (T-1, B, H, W) -> (N, 1, H, W)
 
 
 def changed_pixels(frames: torch.Tensor, n_past: int) -> torch.Tensor:

@@ -122,7 +122,8 @@ def _set_up(cfg: TrainConfig, info: D.DistInfo, device: torch.device, run_dir: P
         print(resuming, flush=True)
     to_device(model, optimizer, cfg, device)
     module = D.wrap(SequenceLoss(model, cfg.model.n_past, cfg.detach_feedback, cfg.l1_weight, cfg.gdl_weight,
-                                  cfg.change_weight, cfg.flow_weight, cfg.mask_weight, cfg.warp_weight),
+                                  cfg.change_weight, cfg.flow_weight, cfg.mask_weight, cfg.warp_weight,
+                                  cfg.arm_weight),
                     info, device)
     if cfg.compile:
         module = torch.compile(module)
