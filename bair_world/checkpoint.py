@@ -46,7 +46,7 @@ from safetensors.torch import load as load_safetensors, save_file
 from bair_world.checkpoint_files import (  # noqa: F401  (re-exported: the names callers import from here)
     ARCH_BOUNDS, KEEP_FP32, MAX_CONFIG_BYTES, MODEL_HASH, SKIP_CHECK_ENV, CheckpointError, check_architecture,
     check_cond_stats, check_hashes, check_header, check_tensors, check_normalisation, expected_tensors, file_sha256,
-    model_sha256, open_regular, read_header, require_regular,
+    model_sha256, open_regular, read_header,
 )
 from bair_world.configtypes import is_int
 from bair_world.io import (

@@ -63,13 +63,6 @@ def check_architecture(file: Path, model: dict[str, Any]) -> None:
             raise CheckpointError(file, f'"model": {name} is {shown}; a sane value is in {low:g}..{high:g}')
 
 
-def require_regular(file: Path) -> None:
-    """CheckpointError naming ``file`` unless it is a regular file (a FIFO would block)."""
-    mode = os.stat(file).st_mode
-    if not stat.S_ISREG(mode):
-        raise CheckpointError(file, "not a regular file (a FIFO, device or folder)")
-
-
 def file_sha256(file: Path, opened: BinaryIO | None = None) -> str:
     """Hex sha256 of ``file``'s bytes (what config.json's ``weights_sha256`` records); read from
     ``opened`` (from its start) when given, else from the path."""
@@ -83,11 +76,12 @@ def file_sha256(file: Path, opened: BinaryIO | None = None) -> str:
 
 @contextmanager
 def _opened(file: Path, opened: BinaryIO | None) -> Iterator[BinaryIO]:
-    """``opened`` as it is (left open), or ``file`` opened for reading and closed afterwards."""
+    """``opened`` as it is (left open), or ``file`` opened by `open_regular` (missing or not a regular
+    file: CheckpointError) and closed afterwards."""
     if opened is not None:
         yield opened
         return
-    with open(file, "rb") as f:
+    with open_regular(file) as f:
         yield f
 
 
@@ -119,10 +113,6 @@ def read_header(file: str | Path, opened: BinaryIO | None = None) -> dict[str, d
             than its tensors.
     """
     file = Path(file)
-    if opened is None:
-        if not os.path.lexists(file):
-            raise CheckpointError(file, "missing")
-        require_regular(file)
     with _opened(file, opened) as f:
         size = os.fstat(f.fileno()).st_size
         f.seek(0)
